@@ -1,0 +1,106 @@
+"""The one factory that wires the bot: settings in, store, source, publishers, renderer out.
+
+Nothing else constructs these; tests build the same App with fakes passed in.
+Parts are built lazily, so a command only pays for what it touches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from bot.settings import Settings
+
+if TYPE_CHECKING:
+    from bot.arxiv import ArxivClient
+    from bot.mail import Mailer
+    from bot.publishers.base import Publisher
+    from bot.render import Renderer
+    from bot.sources.fetch import Source
+    from bot.store import Store
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class App:
+    """Everything a command needs, built once from the settings."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        store: Store | None = None,
+        source: Source | None = None,
+        publishers: Mapping[str, Publisher] | None = None,
+        arxiv: ArxivClient | None | bool = True,
+        mailer: Mailer | None = None,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self.settings = settings
+        self.clock = clock
+        self._publishers: dict[str, Publisher] = dict(publishers or {})
+        self._overrides: dict[str, Any] = {"store": store, "source": source, "mailer": mailer}
+        # arxiv: True = build from settings, False/None = no enrichment, or a client.
+        self._arxiv = arxiv
+
+    @cached_property
+    def store(self) -> Store:
+        from bot.store import Store
+
+        return self._overrides["store"] or Store.open(self.settings.database_url)
+
+    @cached_property
+    def source(self) -> Source:
+        from bot.sources.fetch import make_source
+
+        if self._overrides["source"] is not None:
+            return self._overrides["source"]  # type: ignore[no-any-return,unused-ignore]
+        s = self.settings.source
+        return make_source(self.settings.feed_url, timeout=s.timeout_seconds, max_bytes=s.max_bytes, user_agent=s.user_agent)
+
+    def publisher(self, channel: str) -> Publisher:
+        if channel not in self._publishers:
+            from bot.publishers import build_publisher
+
+            self._publishers[channel] = build_publisher(self.settings, channel, now=self.clock)
+        return self._publishers[channel]
+
+    @cached_property
+    def renderer(self) -> Renderer:
+        from bot.render import Renderer
+
+        return Renderer(self.settings)
+
+    @cached_property
+    def arxiv(self) -> ArxivClient | None:
+        if self._arxiv is True:
+            if not self.settings.arxiv.enabled:
+                return None
+            from bot.arxiv import ArxivClient
+
+            return ArxivClient(self.settings)
+        return self._arxiv or None
+
+    @cached_property
+    def mailer(self) -> Mailer:
+        if self._overrides["mailer"] is not None:
+            return self._overrides["mailer"]  # type: ignore[no-any-return,unused-ignore]
+        from bot.mail import make_mailer
+
+        return make_mailer(self.settings)
+
+    def close(self) -> None:
+        for name in ("store", "source", "arxiv", "mailer"):
+            part = self.__dict__.get(name)
+            close = getattr(part, "close", None)
+            if callable(close):
+                close()
+
+
+def build_app(settings: Settings, **overrides: Any) -> App:
+    """The factory every command and test goes through."""
+    return App(settings, **overrides)

@@ -1,0 +1,356 @@
+"""`python -m bot`: the command line. Parses arguments, builds the app, prints what happened.
+
+Heavy modules are imported inside the commands so `--help` stays fast.
+Exit codes: 0 ok, 1 a failure (one line on stderr), 2 bad settings or arguments.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+
+if TYPE_CHECKING:
+    from bot.app import App
+    from bot.settings import Settings
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+class Ctx:
+    """What the group's options leave for the commands."""
+
+    def __init__(self, config: str | None, log_level: str | None, log_format: str | None) -> None:
+        self.config = config
+        self.log_level = log_level
+        self.log_format = log_format
+        self._settings: Settings | None = None
+        self._app: App | None = None
+        self.redact: Callable[[str], str] = lambda s: s
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            from bot.logs import setup_logging
+            from bot.settings import load_settings
+
+            settings = load_settings(config_path=self.config)
+            redactor = setup_logging(
+                self.log_level or settings.log.level, self.log_format or settings.log.format, settings.secrets()
+            )
+            self.redact = redactor.redact
+            self._settings = settings
+        return self._settings
+
+    @property
+    def app(self) -> App:
+        if self._app is None:
+            from bot.app import build_app
+
+            self._app = build_app(self.settings)
+        return self._app
+
+    def close(self) -> None:
+        if self._app is not None:
+            self._app.close()
+
+
+def command(f: F) -> F:
+    """Run a command with the shared error handling: BotError → one line on stderr."""
+
+    @functools.wraps(f)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        ctx = click.get_current_context().find_object(Ctx)
+        assert ctx is not None
+        from bot.errors import BotError
+
+        try:
+            return f(ctx, *args, **kwargs)
+        except BotError as exc:
+            click.echo(f"error: {ctx.redact(str(exc))}", err=True)
+            sys.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            sys.exit(130)
+        finally:
+            ctx.close()
+
+    return wrapper  # type: ignore[return-value]
+
+
+@click.group(context_settings=CONTEXT)
+@click.option("--config", metavar="PATH", help="Settings file (default: $BOT_CONFIG or config/bot.toml).")
+@click.option("--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False), help="Override log.level.")
+@click.option("--log-format", type=click.Choice(["text", "json"]), help="Override log.format: text lines or JSON lines.")
+@click.version_option(package_name="shortscience-feed-bot", prog_name="shortscience-bot")
+@click.pass_context
+def main(ctx: click.Context, config: str | None, log_level: str | None, log_format: str | None) -> None:
+    """ShortScience feed bot: polls ShortScience.org's feed and publishes each new summary
+    to X, a Facebook Page, RSS/Atom/JSON feeds and a weekly e-mail digest.
+
+    Settings: config/bot.toml (or $BOT_CONFIG) and environment variables (a .env file is read).
+    Without credentials every channel is dry-run and writes to $BOT_DATA_DIR/outbox.
+    """
+    ctx.obj = Ctx(config, log_level.upper() if log_level else None, log_format)
+
+
+# ---------------------------------------------------------------- the main job
+
+
+@main.command(context_settings=CONTEXT)
+@click.option("--once", is_flag=True, help="One poll + dispatch + feeds build, then exit.")
+@click.option("--backfill", type=click.IntRange(min=0), metavar="N", help="With --once: on a first poll, publish the N newest items.")
+@command
+def run(ctx: Ctx, once: bool, backfill: int | None) -> None:
+    """Run the scheduler: poll, dispatch, feeds, weekly digest."""
+    from bot.scheduler import run_once, run_scheduler
+
+    if once:
+        summary = run_once(ctx.app, backfill=backfill, progress=_progress("storing summaries"))
+        click.echo(summary)
+    else:
+        run_scheduler(ctx.app)
+
+
+@main.command(context_settings=CONTEXT)
+@click.option("--backfill", type=click.IntRange(min=0), metavar="N", help="On a source's first poll, publish the N newest items (default: source.backfill).")
+@command
+def poll(ctx: Ctx, backfill: int | None) -> None:
+    """Poll the feed once and queue new summaries."""
+    from bot.pipeline import poll as do_poll
+
+    report = do_poll(ctx.app, backfill=backfill, progress=_progress("storing summaries"))
+    click.echo(report.describe())
+
+
+@main.command(context_settings=CONTEXT)
+@command
+def dispatch(ctx: Ctx) -> None:
+    """Publish what is due, then exit."""
+    from bot.scheduler import dispatch_job, where_things_went
+
+    click.echo(dispatch_job(ctx.app))
+    for line in where_things_went(ctx.app)[:-1]:
+        click.echo("  " + line)
+
+
+@main.command(context_settings=CONTEXT)
+@command
+def worker(ctx: Ctx) -> None:
+    """Drain the outbox continuously (run any number)."""
+    from bot.scheduler import run_worker
+
+    run_worker(ctx.app)
+
+
+@main.group(context_settings=CONTEXT)
+def feeds() -> None:
+    """RSS / Atom / JSON feeds."""
+
+
+@feeds.command("build", context_settings=CONTEXT)
+@command
+def feeds_build(ctx: Ctx) -> None:
+    """Write feed.rss, feed.atom, feed.json, category feeds and the archive."""
+    from bot.jobs import build_feeds
+
+    click.echo(build_feeds(ctx.app))
+
+
+@main.command(context_settings=CONTEXT)
+@command
+def web(ctx: Ctx) -> None:
+    """Serve the feeds and subscription pages (PORT)."""
+    from bot.jobs import serve_web
+
+    serve_web(ctx.app)
+
+
+# ------------------------------------------------------------------- operators
+
+
+@main.command(context_settings=CONTEXT)
+@command
+def status(ctx: Ctx) -> None:
+    """Sources, channels, costs and deliveries that need you."""
+    from bot.status import render_status
+
+    click.echo(ctx.redact(render_status(ctx.app)))
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("delivery_id", type=int)
+@command
+def retry(ctx: Ctx, delivery_id: int) -> None:
+    """Queue an uncertain, failed or dead delivery again."""
+    d = ctx.app.store.operator_retry(delivery_id, now=ctx.app.clock())
+    click.echo(f"delivery {d.id} ({d.channel}, {d.guid}) is pending again")
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("delivery_id", type=int)
+@command
+def skip(ctx: Ctx, delivery_id: int) -> None:
+    """Close a delivery without publishing it."""
+    d = ctx.app.store.operator_skip(delivery_id, now=ctx.app.clock())
+    click.echo(f"delivery {d.id} ({d.channel}, {d.guid}) skipped")
+
+
+@main.command(context_settings=CONTEXT)
+@command
+def check(ctx: Ctx) -> None:
+    """Check the database and each channel's credentials."""
+    from bot.status import run_check
+
+    ok, lines = run_check(ctx.app)
+    for line in lines:
+        click.echo(ctx.redact(line))
+    if not ok:
+        sys.exit(1)
+
+
+@main.command(context_settings=CONTEXT)
+@click.option("--latest", "which", flag_value="latest", default=True, help="The newest stored summary (default).")
+@click.option("--summary", "guid", metavar="GUID", help="The stored summary with this guid.")
+@click.option("--feed", metavar="PATH_OR_URL", help="Read this feed instead of the store (nothing is stored).")
+@click.option("--limit", default=1, type=click.IntRange(min=1), show_default=True, help="How many summaries to show.")
+@command
+def preview(ctx: Ctx, which: str, guid: str | None, feed: str | None, limit: int) -> None:
+    """Show what each channel would post (stores nothing).
+
+    Prints each channel's rendering with its weighted length and warnings,
+    without storing or publishing anything.
+    """
+    from bot.status import render_preview
+
+    click.echo(render_preview(ctx.app, guid=guid, feed=feed, limit=limit))
+
+
+@main.group(context_settings=CONTEXT)
+def db() -> None:
+    """Database schema."""
+
+
+@db.command("upgrade", context_settings=CONTEXT)
+@command
+def db_upgrade(ctx: Ctx) -> None:
+    """Create or migrate the database schema to the newest version."""
+    from bot.store import make_engine, migrate
+
+    engine = make_engine(ctx.settings.database_url)
+    try:
+        applied = migrate(engine)
+    finally:
+        engine.dispose()
+    click.echo("database upgraded" if applied else "database already up to date")
+
+
+# ----------------------------------------------------------------- digest
+
+@main.group(context_settings=CONTEXT)
+def digest() -> None:
+    """The weekly e-mail digest."""
+
+
+@digest.command("send", context_settings=CONTEXT)
+@click.option("--now", "now_", is_flag=True, help="The period ends now instead of at the scheduled time.")
+@command
+def digest_send(ctx: Ctx, now_: bool) -> None:
+    """Send the digest of the period (sending a period again mails nobody twice)."""
+    from bot.digest import send_digest
+
+    click.echo(send_digest(ctx.app, end_now=now_, progress=_progress("sending digest")))
+
+
+@digest.command("preview", context_settings=CONTEXT)
+@click.option("--out", default=None, metavar="DIR", help="Folder for digest-preview.html and .txt (default: $BOT_DATA_DIR).")
+@command
+def digest_preview(ctx: Ctx, out: str | None) -> None:
+    """Write the HTML and text of the next digest to files."""
+    from bot.digest import preview_digest
+
+    click.echo(preview_digest(ctx.app, out_dir=out))
+
+
+@main.group(context_settings=CONTEXT)
+def subscribers() -> None:
+    """Digest subscribers."""
+
+
+@subscribers.command("add", context_settings=CONTEXT)
+@click.argument("email")
+@click.option("--confirmed", is_flag=True, help="Skip the confirmation e-mail (you have their consent).")
+@click.option("--category", "categories", multiple=True, metavar="CAT", help="Only summaries in this category (repeatable).")
+@command
+def subscribers_add(ctx: Ctx, email: str, confirmed: bool, categories: tuple[str, ...]) -> None:
+    """Add a subscriber (sends a confirmation e-mail unless --confirmed)."""
+    from bot.digest import add_subscriber
+
+    click.echo(add_subscriber(ctx.app, email, confirmed=confirmed, categories=categories, source="cli"))
+
+
+@subscribers.command("remove", context_settings=CONTEXT)
+@click.argument("email")
+@command
+def subscribers_remove(ctx: Ctx, email: str) -> None:
+    """Unsubscribe an address (it is never mailed again)."""
+    from bot.digest import remove_subscriber
+
+    click.echo(remove_subscriber(ctx.app, email))
+
+
+@subscribers.command("list", context_settings=CONTEXT)
+@click.option("--state", type=click.Choice(["pending", "confirmed", "unsubscribed", "bounced"]), help="Only this state.")
+@command
+def subscribers_list(ctx: Ctx, state: str | None) -> None:
+    """List subscribers with their states."""
+    from bot.digest import list_subscribers
+
+    for line in list_subscribers(ctx.app, state=state):
+        click.echo(line)
+
+
+@subscribers.command("import", context_settings=CONTEXT)
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--confirmed", is_flag=True, help="The list's consent is already confirmed.")
+@command
+def subscribers_import(ctx: Ctx, file: str, confirmed: bool) -> None:
+    """Import addresses from a CSV file (column 'email', optional 'categories')."""
+    from bot.digest import import_subscribers
+
+    click.echo(import_subscribers(ctx.app, file, confirmed=confirmed))
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _progress(label: str) -> Callable[[int, int], None] | None:
+    """A progress bar on a terminal; plain log lines (from the job) otherwise."""
+    if not sys.stderr.isatty():
+        return None
+    state: dict[str, Any] = {}
+
+    def update(done: int, total: int) -> None:
+        bar = state.get("bar")
+        if bar is None:
+            if total < 50:
+                return
+            bar = click.progressbar(length=total, label=label, file=sys.stderr)
+            bar.__enter__()
+            state["bar"] = bar
+            state["done"] = 0
+        bar.update(done - state["done"])
+        state["done"] = done
+        if done >= total:
+            bar.__exit__(None, None, None)
+
+    return update
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

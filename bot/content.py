@@ -1,0 +1,63 @@
+"""Stored summaries to renderings: the render cache, paper details from arXiv, posts.
+
+Rendering is done once per summary version and kept in the store; arXiv
+details are fetched once per paper and cached. Enrichment failing or slow
+never blocks a post: it goes out without the details.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from bot.errors import SourceError
+from bot.records import PaperDetails, Post, StoredSummary
+
+if TYPE_CHECKING:
+    from bot.app import App
+
+log = logging.getLogger(__name__)
+
+
+def paper_details(app: App, summaries: Sequence[StoredSummary], *, fetch: bool = True) -> dict[str, PaperDetails]:
+    """arXiv id → details for the summaries' papers: the store's cache first, then arXiv."""
+    ids = sorted({s.summary.arxiv_id for s in summaries if s.summary.arxiv_id})
+    if not ids:
+        return {}
+    cached = app.store.papers(ids)
+    found = {k: v for k, v in cached.items() if v is not None}
+    missing = [i for i in ids if i not in cached]
+    client = app.arxiv if fetch else None
+    if missing and client is not None:
+        try:
+            fetched = client.fetch(missing)
+        except SourceError as exc:
+            # The post goes out without details; the next render tries again.
+            log.warning("paper details unavailable, publishing without them: %s", exc)
+        else:
+            app.store.put_papers(fetched, [m for m in missing if m not in fetched], now=app.clock())
+            found.update(fetched)
+    return found
+
+
+def renders(app: App, summaries: Sequence[StoredSummary]) -> dict[int, tuple[str, str]]:
+    """summary id → (html, text), rendered only for versions not in the cache."""
+    cached = app.store.cached_renders({s.id: s.summary.content_hash for s in summaries})
+    todo = [s for s in summaries if s.id not in cached]
+    if todo:
+        fresh = []
+        for s in todo:
+            html = app.renderer.html(s.summary)
+            text = app.renderer.text(s.summary)
+            cached[s.id] = (html, text)
+            fresh.append((s.id, s.summary.content_hash, html, text))
+        app.store.put_renders(fresh, now=app.clock())
+    return cached
+
+
+def post_for(app: App, channel: str, stored: StoredSummary) -> Post:
+    """The post one channel will send for one summary."""
+    details = paper_details(app, [stored]).get(stored.summary.arxiv_id or "")
+    _, text = renders(app, [stored])[stored.id]
+    return app.renderer.post(channel, stored.summary, details, text=text)

@@ -1,0 +1,191 @@
+"""Pure decisions: what a poll found, what to queue, when to retry, when a channel may post.
+
+Nothing here does I/O or reads the clock: every function takes the data and
+`now`, so tests pin time and the loops in pipeline/dispatcher stay dumb.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from bot.records import Summary
+
+
+@dataclass(frozen=True, slots=True)
+class PollPlan:
+    """What to do with one poll's items."""
+
+    #: summaries never seen before, newest first
+    new: tuple[Summary, ...]
+    #: summaries whose text, title or author changed
+    edited: tuple[Summary, ...]
+    #: how many came back identical
+    unchanged: int
+    #: the guids of new summaries that only get marked as seen (first poll beyond the backfill)
+    backfilled: frozenset[str]
+    #: (guid, channel, revision) deliveries to create; revision 0 = first post, n = republished edit
+    queue: tuple[tuple[str, str, int], ...]
+
+
+def plan_poll(
+    items: Sequence[Summary],
+    known: Mapping[str, tuple[str, int]],
+    *,
+    first_poll: bool,
+    backfill: int,
+    channels: Mapping[str, bool],
+) -> PollPlan:
+    """Classify a poll's items against what the store knows.
+
+    `known` maps guid → (content hash, current version). `channels` maps each
+    enabled channel to whether it republishes edits. Identity is the guid and
+    change is the content hash: the feed's date moves on every edit, so a tool
+    that compares dates would repost every edit.
+    """
+    new: list[Summary] = []
+    edited: list[Summary] = []
+    unchanged = 0
+    seen: set[str] = set()
+    for item in items:
+        if item.guid in seen:  # the parser already drops these; stay safe
+            continue
+        seen.add(item.guid)
+        previous = known.get(item.guid)
+        if previous is None:
+            new.append(item)
+        elif previous[0] != item.content_hash:
+            edited.append(item)
+        else:
+            unchanged += 1
+
+    new.sort(key=lambda s: s.edited_at, reverse=True)
+    published_new = new if not first_poll else new[: max(backfill, 0)]
+    backfilled = frozenset(s.guid for s in new[len(published_new):]) if first_poll else frozenset()
+
+    queue: list[tuple[str, str, int]] = []
+    # Oldest first, so the outbox publishes in the order the site did.
+    for summary in reversed(published_new):
+        for channel in channels:
+            queue.append((summary.guid, channel, 0))
+    for summary in edited:
+        version = known[summary.guid][1] + 1
+        for channel, republish in channels.items():
+            if republish:
+                queue.append((summary.guid, channel, version))
+    return PollPlan(tuple(new), tuple(edited), unchanged, backfilled, tuple(queue))
+
+
+def backoff_delay(
+    failures: int,
+    *,
+    base: float,
+    maximum: float,
+    rng: random.Random | None = None,
+) -> timedelta:
+    """Exponential backoff with full jitter after `failures` consecutive failures (>= 1).
+
+    The wait is drawn from [base·2^(n-1) / 2, base·2^(n-1)], capped at `maximum`,
+    so many bots that failed together do not retry together.
+    """
+    if failures < 1:
+        return timedelta(0)
+    ceiling = min(maximum, base * (2 ** min(failures - 1, 32)))
+    r = (rng or random).random()
+    return timedelta(seconds=ceiling / 2 + r * ceiling / 2)
+
+
+def retry_time(
+    now: datetime,
+    failures: int,
+    *,
+    base: float,
+    maximum: float,
+    platform_time: datetime | None = None,
+    rng: random.Random | None = None,
+) -> datetime:
+    """When to try again: the platform's reset time if it gave one, else backoff."""
+    if platform_time is not None and platform_time > now:
+        return platform_time
+    return now + backoff_delay(failures, base=base, maximum=maximum, rng=rng)
+
+
+def next_poll_time(
+    now: datetime,
+    *,
+    interval: timedelta,
+    jitter: timedelta,
+    fresh_until: datetime | None = None,
+    retry_after: datetime | None = None,
+    rng: random.Random | None = None,
+) -> datetime:
+    """The next poll: the interval plus jitter, never before the server allows.
+
+    Cache-Control max-age (`fresh_until`) and Retry-After push it later, never sooner.
+    """
+    r = (rng or random).random()
+    at = now + interval + jitter * r
+    for limit in (fresh_until, retry_after):
+        if limit is not None and limit > at:
+            at = limit
+    return at
+
+
+@dataclass(frozen=True, slots=True)
+class Pacing:
+    """A channel's pacing limits (0 = off)."""
+
+    min_interval: timedelta = timedelta(0)
+    daily_cap: int = 0
+    monthly_cap: int = 0
+
+
+def month_start(now: datetime) -> datetime:
+    now = now.astimezone(UTC)
+    return now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+
+
+def day_start(now: datetime) -> datetime:
+    now = now.astimezone(UTC)
+    return now.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def next_month_start(now: datetime) -> datetime:
+    start = month_start(now)
+    return start.replace(year=start.year + 1, month=1) if start.month == 12 else start.replace(month=start.month + 1)
+
+
+def pacing_wait(
+    pacing: Pacing,
+    *,
+    now: datetime,
+    last_sent: datetime | None,
+    sent_today: int,
+    sent_this_month: int,
+) -> tuple[datetime, str] | None:
+    """None when the channel may post now, else (earliest time, reason).
+
+    Windows are UTC calendar days and months, like the platforms' billing.
+    A capped delivery waits for the next window; it is never dropped.
+    """
+    if pacing.monthly_cap and sent_this_month >= pacing.monthly_cap:
+        return next_month_start(now), f"monthly cap of {pacing.monthly_cap} reached"
+    if pacing.daily_cap and sent_today >= pacing.daily_cap:
+        return day_start(now) + timedelta(days=1), f"daily cap of {pacing.daily_cap} reached"
+    if pacing.min_interval and last_sent is not None and now < last_sent + pacing.min_interval:
+        return last_sent + pacing.min_interval, f"minimum interval of {pacing.min_interval} between posts"
+    return None
+
+
+def is_due(state: str, due_at: datetime, now: datetime) -> bool:
+    return state == "pending" and due_at <= now
+
+
+def estimated_cost(posts: int, price_per_post: float) -> float:
+    return round(posts * price_per_post, 2)
+
+
+def newest_first(summaries: Iterable[Summary]) -> list[Summary]:
+    return sorted(summaries, key=lambda s: s.edited_at, reverse=True)

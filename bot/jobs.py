@@ -1,0 +1,100 @@
+"""Jobs that join the store to the feeds builder and the web app.
+
+The feeds builder and the web app take plain data; this module reads the
+store and the render cache and hands them over.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from bot import content
+
+if TYPE_CHECKING:
+    from bot.app import App
+    from bot.feeds import FeedEntry
+    from bot.web import HealthInfo
+
+log = logging.getLogger(__name__)
+
+
+def feed_entries(app: App) -> list[FeedEntry]:
+    """Every stored summary as a feed entry, rendered from the cache where possible."""
+    from bot.arxiv import paper_url
+    from bot.feeds import FeedEntry
+
+    stored = app.store.latest_summaries()
+    renders = content.renders(app, stored)
+    # Fetch missing paper details only for the main feed's entries; older ones use the cache.
+    newest = stored[: app.settings.feeds.size]
+    details = content.paper_details(app, newest)
+    details.update(content.paper_details(app, stored[len(newest):], fetch=False))
+    entries = []
+    for s in stored:
+        d = details.get(s.summary.arxiv_id or "")
+        html, text = renders[s.id]
+        categories = tuple(dict.fromkeys((*(d.categories if d else ()), *s.summary.categories)))
+        entries.append(
+            FeedEntry(
+                guid=s.summary.guid,
+                title=s.summary.title,
+                author=s.summary.author,
+                link=s.summary.link,
+                content_html=app.renderer.feed_entry_html(s.summary, d, html=html),
+                summary_text=text,
+                published=s.first_seen_at,
+                updated=s.summary.edited_at if s.summary.edited_at > s.first_seen_at else s.first_seen_at,
+                categories=categories,
+                paper_url=paper_url(s.summary.arxiv_id) if s.summary.arxiv_id else None,
+            )
+        )
+    return entries
+
+
+def build_feeds(app: App) -> str:
+    """`feeds build`: write every feed; ping the WebSub hub for the ones that changed."""
+    from bot.feeds import build_feeds as write_feeds
+    from bot.feeds import ping_websub
+
+    report = write_feeds(feed_entries(app), app.settings)
+    hub = app.settings.feeds.websub_hub
+    changed = list(getattr(report, "changed_urls", ()) or ())
+    if hub and changed:
+        import httpx
+
+        with httpx.Client(timeout=10) as client:
+            for problem in ping_websub(hub, changed, client):
+                log.warning("websub: %s", problem)
+    return str(report)
+
+
+def health(app: App) -> HealthInfo:
+    from bot.web import HealthInfo
+
+    ok = app.store.ping()
+    last = None
+    if ok:
+        sources = app.store.all_sources()
+        times = [s.last_ok_at for s in sources if s.last_ok_at]
+        last = max(times) if times else None
+    return HealthInfo(database_ok=ok, last_good_poll=last, now=app.clock())
+
+
+def serve_web(app: App) -> None:
+    """`web`: the feeds, the subscription pages and /healthz, with uvicorn on $PORT."""
+    import uvicorn
+
+    from bot.web import create_app
+
+    web_app = create_app(app.settings, health=lambda: health(app), extra_routes=web_routes(app))
+    uvicorn.run(web_app, host="0.0.0.0", port=app.settings.env.port, log_level="info", proxy_headers=True, forwarded_allow_ips="*")
+
+
+def web_routes(app: App) -> list[Any]:
+    """Routes other parts add to the web app (the subscription pages)."""
+    try:
+        from bot.subscribe import routes
+    except ImportError:
+        return []
+    return routes(app)

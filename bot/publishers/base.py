@@ -1,0 +1,40 @@
+"""The publisher boundary: one small interface every channel implements.
+
+A publisher turns a ``Post`` into a post on its network and nothing else: it
+never touches the store, never renders, never decides retries. It translates
+its library's errors into ``PublishError`` subclasses (bot.errors).
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+from bot.records import Post, Published
+
+
+@runtime_checkable
+class Publisher(Protocol):
+    """One channel's network (or its dry-run outbox)."""
+
+    #: the channel's name ("twitter", "facebook")
+    channel: str
+    #: False for a dry-run publisher that writes to the outbox
+    live: bool
+
+    def publish(self, post: Post) -> Published:
+        """Send the post; raise TransientPublishError, PermanentPublishError or AuthPublishError."""
+        ...
+
+    def reconcile(self, post: Post) -> Published | None:
+        """After a crash mid-publish: proof that `post` is out, or None if that cannot be told.
+
+        Must never create a second post when the first one did go out. A
+        publisher that can tell the post never went out may send it now and
+        return that proof (X does: a repeat of identical text is refused as a
+        duplicate when the first one went out).
+        """
+        ...
+
+    def check(self) -> str:
+        """Call a cheap authenticated endpoint; return a one-line 'ok' description or raise PublishError."""
+        ...

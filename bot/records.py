@@ -1,0 +1,253 @@
+"""The typed, immutable records that travel between stages.
+
+``Summary`` (a source's item) → ``Post`` (a rendering for one channel) →
+``Delivery`` (the outbox row that publishes it). ``PaperDetails`` comes from
+arXiv. These are plain data: no I/O, no behaviour beyond derived values.
+All datetimes are timezone-aware UTC.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+def content_hash(title: str, author: str, text: str) -> str:
+    """The hash that tells an edit from an unchanged summary (not the date)."""
+    h = hashlib.sha256()
+    for part in (title, author, text):
+        h.update(part.encode("utf-8", "surrogatepass"))
+        h.update(b"\x00")
+    return h.hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    """One community summary of a paper, as a source gives it."""
+
+    #: identity across edits: the item's guid (the summary's permalink on ShortScience)
+    guid: str
+    #: the paper's title, plain text (the feed's HTML escaping undone)
+    title: str
+    #: the summary author's display name, or "Anonymous"
+    author: str
+    #: the summary itself: Markdown with LaTeX math, as written (untrusted)
+    text: str
+    #: the summary's page
+    link: str
+    #: the time of the last edit (the feed's pubDate)
+    edited_at: datetime
+    #: the site's vote count, when the source gives one
+    votes: int | None = None
+    #: the paper's arXiv id (e.g. "1803.08494"), when the paper is on arXiv
+    arxiv_id: str | None = None
+    #: the site's BibTeX key of the paper
+    bibtex_key: str | None = None
+    #: categories the source itself gives (generic feeds); arXiv adds more later
+    categories: tuple[str, ...] = ()
+    #: sha256 of title, author and text; filled in from them when left empty
+    content_hash: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.content_hash:
+            object.__setattr__(
+                self, "content_hash", content_hash(self.title, self.author, self.text)
+            )
+
+
+@dataclass(frozen=True, slots=True)
+class PaperDetails:
+    """What arXiv knows about a paper (the site's feed carries none of it)."""
+
+    #: the arXiv id, without version suffix
+    arxiv_id: str
+    #: the paper's title as arXiv has it
+    title: str
+    #: the paper's authors, in order
+    authors: tuple[str, ...]
+    #: the first version's publication time
+    published: datetime | None
+    #: arXiv categories, primary first (e.g. "cs.LG", "stat.ML")
+    categories: tuple[str, ...]
+
+    @property
+    def year(self) -> int | None:
+        return self.published.year if self.published else None
+
+
+@dataclass(frozen=True, slots=True)
+class Post:
+    """Exactly what one channel will send for one summary."""
+
+    #: channel name ("twitter", "facebook", ...)
+    channel: str
+    #: the summary this post announces
+    summary_guid: str
+    #: the text of the (first) post, exactly as it will be sent
+    text: str
+    #: the summary's URL (Facebook puts it in the `link` field; X has it in the text)
+    link: str
+    #: the continuation of a thread, one text per reply, in order
+    replies: tuple[str, ...] = ()
+    #: an image to attach (http(s) URL), when images are on
+    image_url: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Published:
+    """A channel's proof that a post went out."""
+
+    #: the network's id of the (first) post
+    post_id: str
+    #: the post's public URL, when the network tells it
+    url: str | None = None
+    #: the ids of the replies of a thread
+    reply_ids: tuple[str, ...] = ()
+
+
+class DeliveryState(str, enum.Enum):
+    """Where a delivery is in its life.
+
+    pending → in_flight → sent | failed | dead; in_flight found after a crash →
+    uncertain (reconciled, or resolved by an operator with retry / skip).
+    """
+
+    PENDING = "pending"
+    IN_FLIGHT = "in_flight"
+    SENT = "sent"
+    FAILED = "failed"
+    DEAD = "dead"
+    UNCERTAIN = "uncertain"
+    SKIPPED = "skipped"
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One summary to be published on one channel (an outbox row)."""
+
+    #: the row's id (what `retry ID` and `skip ID` take)
+    id: int
+    #: the summary's row id
+    summary_id: int
+    #: the summary's guid
+    guid: str
+    #: channel name
+    channel: str
+    #: current state
+    state: DeliveryState
+    #: how many attempts were made so far
+    attempts: int
+    #: when the delivery may next be attempted
+    due_at: datetime
+    #: the network's id of the post, once sent
+    post_id: str | None = None
+    #: the last error, with its class (transient / permanent / auth)
+    last_error: str | None = None
+    #: the text that was (or will be) sent, fixed when first attempted
+    text: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FetchResult:
+    """What one poll of a source brought back."""
+
+    #: the body, or None when the server said 304 Not Modified
+    body: bytes | None
+    #: the validators to send next time
+    etag: str | None = None
+    last_modified: str | None = None
+    #: the earliest time the server wants to be asked again (Cache-Control max-age)
+    fresh_until: datetime | None = None
+    #: the HTTP status (200, 304), or 200 for a local file
+    status: int = 200
+    #: the response's Content-Type, if any
+    content_type: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ParseResult:
+    """A parsed feed: its good items, and what was wrong with the others."""
+
+    summaries: tuple[Summary, ...]
+    #: one line per rejected item: "source: item guid: problem"
+    problems: tuple[str, ...] = ()
+    #: the feed's own title, when it has one
+    title: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One try at publishing a delivery, kept for `status`."""
+
+    delivery_id: int
+    at: datetime
+    #: "sent", "transient", "permanent", "auth", "reconciled", "unproven"
+    outcome: str
+    http_status: int | None = None
+    code: int | None = None
+    message: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class PollReport:
+    """What one poll of one source did, for logs and `status`."""
+
+    source: str
+    status: int
+    new: int = 0
+    edited: int = 0
+    unchanged: int = 0
+    queued: int = 0
+    problems: tuple[str, ...] = ()
+    first_poll: bool = False
+    #: new summaries a first poll only marked as seen
+    backfilled: int = 0
+    new_ids: tuple[int, ...] = field(default=())
+
+    def describe(self) -> str:
+        if self.status == 0:
+            return f"poll {self.source}: not due yet"
+        if self.status == 304:
+            return f"poll {self.source}: not modified (nothing parsed, nothing queued)"
+        seen = f" ({self.backfilled} older ones marked as seen on this first poll)" if self.backfilled else ""
+        return (
+            f"poll {self.source}: {self.new} new{seen}, {self.edited} edited, {self.unchanged} unchanged, "
+            f"{self.queued} deliveries queued, {len(self.problems)} items skipped"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class StoredSummary:
+    """A summary as the store keeps it: the item plus what the bot knows of it."""
+
+    #: the row id
+    id: int
+    summary: Summary
+    #: when a poll first found it
+    first_seen_at: datetime
+    #: the current version number (1 = as first seen)
+    version: int
+    #: when the bot last saw its content change (first seen, or the latest edit)
+    changed_at: datetime
+    #: True when a first poll marked it as seen without announcing it
+    backfilled: bool
+
+
+@dataclass(frozen=True, slots=True)
+class SourceState:
+    """What the store remembers of one source between polls."""
+
+    url: str
+    etag: str | None = None
+    last_modified: str | None = None
+    fresh_until: datetime | None = None
+    last_poll_at: datetime | None = None
+    last_ok_at: datetime | None = None
+    last_status: int | None = None
+    last_error: str | None = None
+    failures: int = 0
+    next_poll_at: datetime | None = None
+    first_polled_at: datetime | None = None
+    items_seen: int = 0

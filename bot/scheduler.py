@@ -1,0 +1,247 @@
+"""The scheduler (`run`) and the worker (`worker`): when jobs run, and clean shutdown.
+
+Exactly one scheduler runs against a database (a file lock beside an SQLite
+database, a PostgreSQL advisory lock otherwise; a second PostgreSQL
+scheduler waits as a hot standby). Any number of workers may drain the outbox.
+SIGTERM/SIGINT finish the delivery in hand and exit 0.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, Any
+
+from bot.errors import BotError, LockError, SourceError, StoreError
+
+if TYPE_CHECKING:
+    from bot.app import App
+
+log = logging.getLogger(__name__)
+
+#: key of the PostgreSQL advisory lock that elects the scheduler
+SCHEDULER_LOCK_KEY = 727_002
+
+
+@contextmanager
+def scheduler_lock(app: App, stop: threading.Event, *, standby_poll: float = 5.0) -> Iterator[Callable[[], bool]]:
+    """Hold the one-scheduler lock while the block runs; yields a 'still leader?' check."""
+    url = app.settings.database_url
+    if url.startswith("sqlite"):
+        from filelock import FileLock, Timeout
+
+        db_path = Path(url.split("///", 1)[-1])
+        lock = FileLock(str(db_path) + ".scheduler.lock")
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            raise LockError(
+                f"another scheduler is already running against {db_path} (lock {lock.lock_file}); "
+                "run one `run` per database and use `worker` for more throughput"
+            ) from None
+        try:
+            yield lambda: True
+        finally:
+            lock.release()
+        return
+
+    import sqlalchemy as sa
+
+    engine = app.store.engine
+    conn = None
+    while not stop.is_set():
+        try:
+            conn = engine.connect()
+            got = conn.execute(sa.text("SELECT pg_try_advisory_lock(:k)"), {"k": SCHEDULER_LOCK_KEY}).scalar()
+            conn.commit()
+            if got:
+                break
+            conn.close()
+            conn = None
+            log.info("another scheduler holds the lock: standing by")
+        except Exception as exc:  # the database may be restarting: keep standing by
+            log.warning("scheduler lock: %s; retrying", str(exc).splitlines()[0])
+            if conn is not None:
+                conn.close()
+                conn = None
+        stop.wait(standby_poll)
+    if conn is None:
+        yield lambda: False
+        return
+    log.info("this process is now the scheduler")
+
+    def still_leader() -> bool:
+        try:
+            conn.execute(sa.text("SELECT 1")).scalar()
+            conn.commit()
+            return True
+        except Exception:
+            return False  # the session and its lock are gone: another may lead now
+
+    try:
+        yield still_leader
+    finally:
+        try:
+            conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": SCHEDULER_LOCK_KEY})
+            conn.close()
+        except Exception:
+            pass
+
+
+def _record(app: App, name: str, fn: Callable[[], Any]) -> Any:
+    """Run one job and remember how it went (for status and /healthz)."""
+    try:
+        result = fn()
+    except BotError as exc:
+        try:
+            app.store.record_job(name, now=app.clock(), ok=False, error=str(exc))
+        except StoreError:
+            pass
+        raise
+    app.store.record_job(name, now=app.clock(), ok=True, info={"result": str(result)})
+    return result
+
+
+def poll_job(
+    app: App, *, force: bool = False, backfill: int | None = None, progress: Callable[[int, int], None] | None = None
+) -> str:
+    from bot.pipeline import poll
+
+    report = _record(app, "poll", lambda: poll(app, force=force, backfill=backfill, progress=progress))
+    if report.new or report.edited:
+        feeds_job(app)
+    return str(report.describe())
+
+
+def dispatch_job(app: App, stop: threading.Event | None = None) -> str:
+    from bot.dispatcher import Dispatcher
+
+    report = _record(app, "dispatch", lambda: Dispatcher(app, stop=stop).run_once())
+    lines = [f"dispatch: {report.summary()}"]
+    lines += [f"  {channel}: {text[:100]}" for channel, _guid, text in report.published]
+    return "\n".join(lines)
+
+
+def feeds_job(app: App) -> str:
+    from bot.jobs import build_feeds
+
+    return str(_record(app, "feeds", lambda: build_feeds(app)))
+
+
+def run_once(app: App, *, backfill: int | None = None, progress: Callable[[int, int], None] | None = None) -> str:
+    """`run --once`: one poll, one dispatch pass, one feeds build; then say where things went."""
+    lines = []
+    failed: BotError | None = None
+    with scheduler_lock(app, threading.Event()):
+        try:
+            lines.append(poll_job(app, force=True, backfill=backfill, progress=progress))
+        except SourceError as exc:
+            failed = exc
+            lines.append(f"poll failed: {exc}")
+        lines.append(dispatch_job(app))
+        lines.append("feeds: " + feeds_job(app))
+    lines.extend(where_things_went(app))
+    if failed is not None:
+        for line in lines:
+            log.info("%s", line)
+        raise failed
+    return "\n".join(lines)
+
+
+def where_things_went(app: App) -> list[str]:
+    from bot.publishers import channel_mode, enabled_channels
+
+    out = []
+    for channel in enabled_channels(app.settings):
+        live, why = channel_mode(app.settings, channel)
+        target = f"{app.settings.outbox_dir / (channel + '.jsonl')}" if not live else "the network"
+        out.append(f"{channel}: {why} → {target}")
+    out.append(f"feeds: {app.settings.public_dir}/feed.rss, feed.atom, feed.json")
+    return out
+
+
+def _install_signals(stop: threading.Event) -> None:
+    def handler(signum: int, _frame: FrameType | None) -> None:
+        log.info("received %s: finishing the work in hand, then exiting", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
+def run_scheduler(app: App, *, stop: threading.Event | None = None) -> None:
+    """`run`: the scheduler, until SIGTERM/SIGINT."""
+    from apscheduler.schedulers.background import BackgroundScheduler
+    from apscheduler.triggers.interval import IntervalTrigger
+
+    stop = stop or threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        _install_signals(stop)
+    settings = app.settings
+    with scheduler_lock(app, stop) as still_leader:
+        if stop.is_set():
+            return
+        scheduler = BackgroundScheduler(timezone="UTC")
+        poll_every = settings.source.poll_interval_minutes * 60
+
+        def guarded(name: str, fn: Callable[[], Any]) -> Callable[[], None]:
+            def job() -> None:
+                if stop.is_set():
+                    return
+                try:
+                    result = fn()
+                    log.info("%s", result)
+                except BotError as exc:
+                    log.error("%s job failed: %s", name, exc)
+                except Exception:
+                    log.exception("%s job crashed", name)
+
+            return job
+
+        # Explicit misfire/coalesce/max_instances: the defaults skip a run that is 1 s late.
+        common: dict[str, Any] = {"coalesce": True, "max_instances": 1}
+        # The first poll runs at once; later ones every interval, the source's own backoff decides.
+        scheduler.add_job(
+            guarded("poll", lambda: poll_job(app)), IntervalTrigger(minutes=1), id="poll",
+            misfire_grace_time=poll_every, next_run_time=app.clock(), **common,
+        )
+        scheduler.add_job(
+            guarded("dispatch", lambda: dispatch_job(app, stop)),
+            IntervalTrigger(seconds=settings.dispatch.interval_seconds), id="dispatch",
+            misfire_grace_time=max(30, settings.dispatch.interval_seconds * 3), **common,
+        )
+        if settings.digest.enabled:
+            from bot.digest import add_digest_job
+
+            add_digest_job(app, scheduler, guarded, common)
+        scheduler.start()
+        log.info(
+            "scheduler running: poll every %d min (jitter %d s), dispatch every %d s",
+            settings.source.poll_interval_minutes, settings.source.poll_jitter_seconds, settings.dispatch.interval_seconds,
+        )
+        try:
+            while not stop.wait(5):
+                if not still_leader():
+                    log.error("lost the scheduler lock (database connection gone): stopping this scheduler")
+                    break
+        finally:
+            # wait=True: the job in hand finishes (dispatch checks `stop` between deliveries).
+            scheduler.shutdown(wait=True)
+            log.info("scheduler stopped")
+
+
+def run_worker(app: App, *, stop: threading.Event | None = None) -> None:
+    """`worker`: drain deliveries (and digest sends) until SIGTERM/SIGINT."""
+    from bot.dispatcher import Dispatcher
+
+    stop = stop or threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        _install_signals(stop)
+    log.info("worker started")
+    Dispatcher(app, stop=stop).run_forever()
+    log.info("worker stopped")

@@ -1,0 +1,248 @@
+"""The database schema (SQLAlchemy Core), the single source for Alembic migrations.
+
+Datetimes are stored as timezone-aware UTC (`UtcDateTime`) so SQLite and
+PostgreSQL give back the same values.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.types import TypeDecorator
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Aware UTC in, aware UTC out, on both databases (SQLite drops tzinfo)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+sources = Table(
+    "sources",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("url", Text, nullable=False, unique=True),
+    Column("etag", Text),
+    Column("last_modified", Text),
+    Column("fresh_until", UtcDateTime),
+    Column("last_poll_at", UtcDateTime),
+    Column("last_ok_at", UtcDateTime),
+    Column("last_status", Integer),
+    Column("last_error", Text),
+    Column("failures", Integer, nullable=False, default=0),
+    Column("next_poll_at", UtcDateTime),
+    # Set by the first successful poll: what it found is "seen", not new.
+    Column("first_polled_at", UtcDateTime),
+    Column("items_seen", Integer, nullable=False, default=0),
+)
+
+summaries = Table(
+    "summaries",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("source_id", ForeignKey("sources.id"), nullable=False),
+    Column("guid", Text, nullable=False, unique=True),
+    Column("title", Text, nullable=False),
+    Column("author", Text, nullable=False),
+    Column("text", Text, nullable=False),
+    Column("link", Text, nullable=False),
+    Column("votes", Integer),
+    Column("arxiv_id", String(64)),
+    Column("bibtex_key", Text),
+    Column("categories", JSON, nullable=False, default=list),
+    Column("content_hash", String(64), nullable=False),
+    Column("version", Integer, nullable=False, default=1),
+    Column("edited_at", UtcDateTime, nullable=False),
+    Column("first_seen_at", UtcDateTime, nullable=False),
+    Column("changed_at", UtcDateTime, nullable=False),
+    # True when the first poll of its source only marked it as seen (not news).
+    Column("backfilled", Boolean, nullable=False, default=False),
+    Index("ix_summaries_first_seen", "first_seen_at"),
+    Index("ix_summaries_edited", "edited_at"),
+)
+
+summary_versions = Table(
+    "summary_versions",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("summary_id", ForeignKey("summaries.id", ondelete="CASCADE"), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("title", Text, nullable=False),
+    Column("author", Text, nullable=False),
+    Column("text", Text, nullable=False),
+    Column("content_hash", String(64), nullable=False),
+    Column("edited_at", UtcDateTime, nullable=False),
+    Column("seen_at", UtcDateTime, nullable=False),
+    UniqueConstraint("summary_id", "version", name="uq_summary_versions_summary_version"),
+)
+
+# Rendered HTML and text per summary version, so feeds and digests never render twice.
+renders = Table(
+    "renders",
+    metadata,
+    Column("summary_id", ForeignKey("summaries.id", ondelete="CASCADE"), primary_key=True),
+    Column("content_hash", String(64), nullable=False),
+    Column("html", Text, nullable=False),
+    Column("text", Text, nullable=False),
+    Column("rendered_at", UtcDateTime, nullable=False),
+)
+
+papers = Table(
+    "papers",
+    metadata,
+    Column("arxiv_id", String(64), primary_key=True),
+    Column("title", Text),
+    Column("authors", JSON, nullable=False, default=list),
+    Column("published", UtcDateTime),
+    Column("categories", JSON, nullable=False, default=list),
+    Column("found", Boolean, nullable=False, default=True),
+    Column("fetched_at", UtcDateTime, nullable=False),
+)
+
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("summary_id", ForeignKey("summaries.id"), nullable=False),
+    Column("channel", String(32), nullable=False),
+    # 0 for the first post of a summary; the version number when an edit is republished.
+    Column("revision", Integer, nullable=False, default=0),
+    Column("state", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("due_at", UtcDateTime, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Column("claimed_by", Text),
+    Column("lease_until", UtcDateTime),
+    # The post exactly as sent (JSON of Post), fixed before the network call.
+    Column("post", JSON),
+    Column("post_id", Text),
+    Column("sent_at", UtcDateTime),
+    Column("last_error", Text),
+    UniqueConstraint("summary_id", "channel", "revision", name="uq_deliveries_summary_channel_revision"),
+    Index("ix_deliveries_due", "state", "due_at"),
+    Index("ix_deliveries_sent", "channel", "sent_at"),
+)
+
+attempts = Table(
+    "attempts",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("delivery_id", ForeignKey("deliveries.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("at", UtcDateTime, nullable=False),
+    Column("outcome", String(16), nullable=False),
+    Column("http_status", Integer),
+    Column("code", BigInteger),
+    Column("message", Text, nullable=False, default=""),
+)
+
+channels = Table(
+    "channels",
+    metadata,
+    Column("name", String(32), primary_key=True),
+    Column("paused", Boolean, nullable=False, default=False),
+    Column("paused_reason", Text),
+    Column("paused_at", UtcDateTime),
+)
+
+# What the scheduler's jobs last did (for `status` and /healthz).
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("last_run_at", UtcDateTime),
+    Column("last_ok_at", UtcDateTime),
+    Column("last_error", Text),
+    Column("info", JSON),
+)
+
+subscribers = Table(
+    "subscribers",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("address", Text, nullable=False, unique=True),
+    Column("state", String(16), nullable=False),
+    Column("categories", JSON, nullable=False, default=list),
+    Column("consent_source", Text, nullable=False, default=""),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("confirmed_at", UtcDateTime),
+    Column("unsubscribed_at", UtcDateTime),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Column("permanent_failures", Integer, nullable=False, default=0),
+    Column("last_confirmation_sent_at", UtcDateTime),
+)
+
+digests = Table(
+    "digests",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("period_start", UtcDateTime, nullable=False),
+    Column("period_end", UtcDateTime, nullable=False, unique=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("completed_at", UtcDateTime),
+    Column("items", JSON, nullable=False, default=list),
+    Column("state", String(16), nullable=False),
+)
+
+digest_sends = Table(
+    "digest_sends",
+    metadata,
+    Column("digest_id", ForeignKey("digests.id", ondelete="CASCADE"), primary_key=True),
+    Column("subscriber_id", ForeignKey("subscribers.id", ondelete="CASCADE"), primary_key=True),
+    Column("state", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("due_at", UtcDateTime),
+    Column("claimed_by", Text),
+    Column("lease_until", UtcDateTime),
+    Column("sent_at", UtcDateTime),
+    Column("last_error", Text),
+    Column("message_id", Text),
+)
+
+rate_limits = Table(
+    "rate_limits",
+    metadata,
+    Column("key", Text, primary_key=True),
+    Column("window_start", UtcDateTime, nullable=False),
+    Column("count", Integer, nullable=False, default=0),
+)
+
