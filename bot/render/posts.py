@@ -1,0 +1,374 @@
+"""Posts for the social channels: X posts that always fit, Facebook Page posts, credits, hashtags.
+
+Pure functions over the summary's plain text and paper details; templates are
+rendered through a callable passed in, so fitting can re-render as it
+shortens. X length is measured by twitter-text-parser, never by len().
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import unicodedata
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+from twitter_text import extract_urls_with_indices, parse_tweet
+
+from bot.errors import RenderError
+from bot.records import PaperDetails
+from bot.render.markdown import clean_chars
+
+TWEET_MAX = 280
+ELLIPSIS = "…"
+#: Facebook rejects longer messages
+FACEBOOK_MAX = 63_206
+#: longest title, author and credit that reach any template (hostile feeds)
+TITLE_MAX = 300
+NAME_MAX = 120
+
+_SPACE = re.compile(r"\s+")
+# "@name" would notify that account; X's automation rules forbid unsolicited
+# mentions. A zero-width space after "@" keeps the text and drops the mention.
+_MENTION = re.compile(r"(?<![A-Za-z0-9_])([@＠])(?=[A-Za-z0-9_])")
+_SENTENCE_END = re.compile(r"[.!?。！？](?:[\"'”’)\]]*)(?=\s|$)")
+_ABBREVIATIONS = ("e.g.", "i.e.", "et al.", "etc.", "vs.", "Fig.", "fig.", "Eq.", "eq.", "cf.", "Sec.", "Dr.", "Mr.", "Ms.", "al.", "approx.", "resp.", "No.")
+_TRAILING_PUNCT = " \t\n,;:-–—([{/\\"
+
+
+def tweet_weight(text: str) -> int:
+    """The weighted length X counts for `text` (URLs 23, emoji sequences 2, CJK 2)."""
+    return int(parse_tweet(text).weightedLength)
+
+
+def tweet_valid(text: str) -> bool:
+    """Whether X accepts `text` as one post: 1..280 weighted, no invalid characters."""
+    return bool(parse_tweet(text).valid)
+
+
+def _char_weight(ch: str) -> int:
+    cp = ord(ch)
+    if cp in (0xA9, 0xAE):  # emoji by themselves, though in the light range
+        return 2
+    if cp <= 0x10FF or 0x2000 <= cp <= 0x200D or 0x2010 <= cp <= 0x201F or 0x2032 <= cp <= 0x2037:
+        return 1
+    return 2
+
+
+def estimated_weight(text: str) -> int:
+    """A fast estimate of tweet_weight(), never below it in practice.
+
+    parse_tweet's emoji scan costs milliseconds per call; fitting calls it
+    many times. Every emoji sequence counts 2 per code point here (X: 2 per
+    sequence), so this errs high; fitting checks its result with parse_tweet
+    and redoes the fit exactly if the estimate was ever wrong.
+    """
+    text = unicodedata.normalize("NFC", text)
+    weight, pos = 0, 0
+    for url in extract_urls_with_indices(text):
+        start, end = url["indices"]
+        weight += sum(_char_weight(c) for c in text[pos:start]) + 23
+        pos = end
+    return weight + sum(_char_weight(c) for c in text[pos:])
+
+
+def _roughly_valid(text: str) -> bool:
+    return 0 < estimated_weight(text) <= TWEET_MAX and not any(c in "\ufeff\ufffe\uffff" for c in text)
+
+
+# --------------------------------------------------------------------------- credits and hashtags
+
+
+def paper_credit(details: PaperDetails | None) -> str:
+    """'Wu', 'Wu & He' or 'Zhang et al.' from the paper's authors; '' without details."""
+    if details is None:
+        return ""
+    names = [one_line(a) for a in details.authors]
+    family = [n.split(" ")[-1] for n in names if n]
+    if not family:
+        return ""
+    if len(family) == 1:
+        return family[0]
+    if len(family) == 2:
+        return f"{family[0]} & {family[1]}"
+    return f"{family[0]} et al."
+
+
+class _HasRender(Protocol):
+    hashtags: Any
+    fixed_hashtags: Any
+
+
+def hashtags_for(categories: Sequence[str], settings: Any) -> list[str]:
+    """The hashtags of a paper: mapped from its categories, then the fixed ones; no case-insensitive duplicates.
+
+    `settings` is the whole Settings or just its RenderSettings.
+    """
+    render: _HasRender = getattr(settings, "render", settings)
+    tags: list[str] = []
+    seen: set[str] = set()
+    mapped = [render.hashtags[c] for c in categories if c in render.hashtags]
+    for tag in [*mapped, *render.fixed_hashtags]:
+        key = tag.casefold()
+        if key not in seen:
+            seen.add(key)
+            tags.append(tag)
+    return tags
+
+
+def paper_url(details: PaperDetails | None, arxiv_id: str | None) -> str | None:
+    """The paper's arXiv page, when the paper is on arXiv."""
+    ident = (details.arxiv_id if details else None) or arxiv_id
+    if not ident or not re.fullmatch(r"[A-Za-z0-9./-]{1,64}", ident):
+        return None
+    return f"https://arxiv.org/abs/{ident}"
+
+
+# --------------------------------------------------------------------------- text helpers
+
+
+def one_line(text: str) -> str:
+    """Clean, NFC, single-spaced text of a field that goes into a post."""
+    return _SPACE.sub(" ", unicodedata.normalize("NFC", clean_chars(text))).strip()
+
+
+def no_mentions(text: str) -> str:
+    return _MENTION.sub("\\1\u200b", text)
+
+
+def _joins_previous(ch: str, prev: str) -> bool:
+    """Whether a cut between `prev` and `ch` would split a user-perceived character."""
+    cp = ord(ch)
+    if unicodedata.category(ch) in ("Mn", "Mc", "Me"):
+        return True
+    if cp == 0x200D or ord(prev) == 0x200D:  # zero-width joiner sequences
+        return True
+    if 0xFE00 <= cp <= 0xFE0F or 0xE0100 <= cp <= 0xE01EF:  # variation selectors
+        return True
+    if 0x1F3FB <= cp <= 0x1F3FF:  # skin tones
+        return True
+    return 0xE0020 <= cp <= 0xE007F  # tag sequences (subdivision flags)
+
+
+def _char_cuts(text: str) -> list[int]:
+    """Every index where `text` may be cut without splitting a grapheme (approximately)."""
+    cuts: list[int] = []
+    regional = 0  # regional indicators seen in a row: flags are pairs
+    for i in range(1, len(text)):
+        ch, prev = text[i], text[i - 1]
+        regional = regional + 1 if 0x1F1E6 <= ord(prev) <= 0x1F1FF else 0
+        if 0x1F1E6 <= ord(ch) <= 0x1F1FF and regional % 2 == 1:
+            continue
+        if not _joins_previous(ch, prev):
+            cuts.append(i)
+    return cuts
+
+
+def _word_cuts(text: str) -> list[int]:
+    return [i for i in range(1, len(text)) if text[i].isspace() and not text[i - 1].isspace()]
+
+
+def cut_at(text: str, index: int) -> str:
+    """`text` cut at `index` with an ellipsis, or whole when `index` is its end; '' when nothing is left."""
+    if index >= len(text):
+        return text
+    head = text[:index].rstrip(_TRAILING_PUNCT)
+    return head + ELLIPSIS if head else ""
+
+
+def _largest(cuts: list[int], ok: Callable[[int], bool]) -> int | None:
+    """The largest cut for which ok() holds, by binary search (ok is nearly monotone; each answer is checked)."""
+    lo, hi, best = 0, len(cuts) - 1, None
+    while lo <= hi:
+        mid = (lo + hi) // 2
+        if ok(cuts[mid]):
+            best = cuts[mid]
+            lo = mid + 1
+        else:
+            hi = mid - 1
+    return best
+
+
+def shorten(text: str, fits: Callable[[str], bool]) -> tuple[str, int]:
+    """The longest cut of `text` (at a word boundary, else between characters) that fits.
+
+    Returns the shortened text (ending with '…' when cut) and the index in
+    `text` where it was cut; ('', 0) when no cut fits.
+    """
+    if fits(text):
+        return text, len(text)
+
+    def ok(i: int) -> bool:
+        return fits(cut_at(text, i))
+
+    best = _largest(_word_cuts(text), ok)
+    # One long word (CJK, a URL-like run): a word cut would lose too much.
+    if best is None or best < len(text) // 3:
+        by_char = _largest(_char_cuts(text), ok)
+        if by_char is not None and (best is None or by_char > best + 20):
+            best = by_char
+    if best is None:
+        return "", 0
+    return cut_at(text, best), best
+
+
+def cut_words(text: str, limit: int) -> str:
+    """`text` cut to at most `limit` characters (the ellipsis included), at a word boundary when there is one."""
+    if len(text) <= limit:
+        return text
+    # Only the head can survive; scanning all of a 30k-character summary for cuts is waste.
+    return shorten(text[: limit + 1] + " ", lambda t: len(t) <= limit)[0]
+
+
+def cut_sentences(text: str, limit: int) -> str:
+    """`text` cut after the last full sentence within `limit` characters; a word cut with '…' if none."""
+    if len(text) <= limit:
+        return text
+    best = 0
+    for m in _SENTENCE_END.finditer(text, 0, limit + 1):
+        end = m.end()
+        if end > limit:
+            break
+        before = text[: m.start() + 1]
+        if before.endswith(_ABBREVIATIONS) or re.search(r"(?:^|\s)[A-Z]\.$", before):
+            continue  # "et al." or an initial is not the end of a sentence
+        best = end
+    if best >= limit // 3:
+        return text[:best].rstrip()
+    return cut_words(text, limit)
+
+
+# --------------------------------------------------------------------------- X posts
+
+
+@dataclass(frozen=True, slots=True)
+class TweetFields:
+    """What goes into an X post template, already cleaned."""
+
+    title: str
+    credit: str
+    teaser: str
+    author: str
+    link: str
+    hashtags: tuple[str, ...]
+
+    def context(self) -> dict[str, Any]:
+        return {
+            "title": self.title,
+            "credit": self.credit,
+            "teaser": self.teaser,
+            "author": self.author,
+            "link": self.link,
+            "hashtags": list(self.hashtags),
+        }
+
+
+def finish(text: str, *, limit: int | None = None) -> str:
+    """A post's final text: LF only, no trailing spaces, at most one blank line in a row, NFC."""
+    text = unicodedata.normalize("NFC", clean_chars(text))
+    lines = [ln.rstrip() for ln in text.split("\n")]
+    out = re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
+    if limit is not None and len(out) > limit:
+        out = cut_words(out, limit)
+    return out
+
+
+def fit_tweet(render: Callable[[TweetFields], str], fields: TweetFields) -> tuple[str, TweetFields, list[str]]:
+    """Render, shortening until X accepts the post: teaser, then hashtags (from the end), then title, credit, author.
+
+    The link is never cut. Returns the text, the fields used and warnings.
+    Raises RenderError when the template's fixed text alone is too long.
+    """
+    # Fit with the fast estimate; parse_tweet has the last word, and a miss is refit exactly.
+    text, used, warnings = _fit(render, fields, _roughly_valid)
+    if not tweet_valid(text):
+        text, used, warnings = _fit(render, fields, tweet_valid)
+    if not tweet_valid(text):
+        raise RenderError(
+            f"X post for {fields.link} cannot fit {TWEET_MAX} weighted characters "
+            f"(weight {tweet_weight(text)} with teaser, title and hashtags removed): shorten the template's fixed text"
+        )
+    return text, used, warnings
+
+
+def _fit(
+    render: Callable[[TweetFields], str], fields: TweetFields, accepts: Callable[[str], bool]
+) -> tuple[str, TweetFields, list[str]]:
+    warnings: list[str] = []
+
+    def text_of(f: TweetFields) -> str:
+        return finish(render(f))
+
+    def valid(f: TweetFields) -> bool:
+        return accepts(text_of(f))
+
+    if valid(fields):
+        return text_of(fields), fields, warnings
+
+    def shrink(name: str, f: TweetFields) -> TweetFields:
+        value = getattr(f, name)
+        if not value:
+            return f
+        short, _ = shorten(value, lambda t: valid(_replace(f, name, t)))
+        warnings.append(f"{name} shortened to fit {TWEET_MAX} weighted characters" if short else f"{name} dropped to fit {TWEET_MAX} weighted characters")
+        return _replace(f, name, short)
+
+    f = shrink("teaser", fields)
+    if not valid(f) and f.hashtags:
+        tags = list(f.hashtags)
+        dropped: list[str] = []
+        while tags and not valid(f):
+            dropped.insert(0, tags.pop())
+            f = _replace(f, "hashtags", tuple(tags))
+        warnings.append("hashtags dropped: " + " ".join(dropped))
+    for name in ("title", "credit", "author"):
+        if valid(f):
+            break
+        f = shrink(name, f)
+    return text_of(f), f, warnings
+
+
+def _replace(f: TweetFields, name: str, value: Any) -> TweetFields:
+    return dataclasses.replace(f, **{name: value})
+
+
+def thread_replies(rest: str, max_replies: int) -> tuple[tuple[str, ...], list[str]]:
+    """The teaser's continuation as numbered replies ('2/4 …text'), each a valid X post."""
+    rest = rest.strip()
+    if not rest or max_replies < 1:
+        return (), []
+    widest = max_replies + 1
+    label = f"{widest}/{widest} {ELLIPSIS}"
+    # Enough text for every reply, with room: each reply holds at most 280 characters.
+    rest = rest[: (max_replies + 1) * TWEET_MAX]
+    chunks: list[str] = []
+    warnings: list[str] = []
+    while rest and len(chunks) < max_replies:
+        chunk, used = shorten(rest, lambda t: _roughly_valid(label + t))
+        if not tweet_valid(label + chunk):
+            chunk, used = shorten(rest, lambda t: tweet_valid(label + t))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        rest = rest[used:].strip() if used < len(rest) else ""
+        if rest and len(chunks) == max_replies:
+            warnings.append(f"thread cut after {max_replies} replies")
+    total = len(chunks) + 1
+    replies = tuple(finish(f"{k}/{total} {ELLIPSIS}{chunk}") for k, chunk in enumerate(chunks, start=2))
+    for reply in replies:
+        if not tweet_valid(reply):  # pragma: no cover - the labels only get shorter
+            raise RenderError(f"thread reply does not fit {TWEET_MAX} weighted characters: {reply[:40]!r}")
+    return replies, warnings
+
+
+def first_image(markdown: str, hosts: Iterable[str]) -> str | None:
+    """The first Markdown image whose absolute http(s) URL is on one of `hosts`."""
+    allowed = {h.lower() for h in hosts}
+    for m in re.finditer(r"!\[[^\]]*\]\(\s*<?([^)\s>]+)>?", markdown):
+        url = m.group(1)
+        parts = urlsplit(url)
+        if parts.scheme in ("http", "https") and (parts.hostname or "").lower() in allowed:
+            return url
+    return None

@@ -1,0 +1,225 @@
+"""Summary Markdown + LaTeX to readable plain text (posts, the text part of e-mails).
+
+Markdown markers, HTML and entities go; math becomes Unicode via pylatexenc
+(``$\\mathbb{R}^{128}$`` → ``ℝ^128``). Paragraphs are separated by one blank
+line; code blocks are kept verbatim, each line indented by four spaces (the
+only text that may keep ``$``, ``#`` or backslashes, and how the post teaser
+recognises and skips them). No I/O.
+"""
+
+from __future__ import annotations
+
+import html as htmllib
+import logging
+import re
+
+import nh3
+from markdown_it.token import Token
+from pylatexenc.latex2text import LatexNodes2Text
+
+from bot.render.markdown import MAX_SOURCE_CHARS, clean_chars, make_markdown
+
+#: longest TeX handed to pylatexenc; longer formulas lose their markup instead
+MAX_TEX_CHARS = 4000
+
+_CODE_INDENT = "    "
+_SPACES = re.compile(r"[^\S\n]+")
+_MACRO = re.compile(r"\\([A-Za-z]+|.)")
+_TAG = re.compile(r"</?[A-Za-z][^<>]*>|<!--.*?-->|<![^<>]*>|<\?[^<>]*>", re.S)
+_ENTITY = re.compile(r"&(#[0-9]{1,7}|#[xX][0-9A-Fa-f]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});")
+_EMPHASIS_RUN = re.compile(r"\*\*+|__+")
+_HEADING_MARK = re.compile(r"^#{1,6}(?=\s|$)\s*", re.M)
+# A "$" that opens math the parser did not match (e.g. text cut at 500
+# characters by the site's feed); currency ("$5") is kept.
+_STRAY_DOLLARS = re.compile(r"\$+(?!\d)")
+_TAG_START = re.compile(r"<(?=[A-Za-z/!?])")
+_TEX_SPECIALS = re.compile(r"[{}^_]")
+_HIDDEN_OPEN = re.compile(r"<(script|style|iframe|textarea|title|noscript|template)\b[^>]*(?<!/)>", re.I)
+
+_strip_html = nh3.Cleaner(tags=set(), clean_content_tags={"script", "style", "iframe", "object", "noscript", "template", "textarea", "title"})
+
+# pylatexenc logs a warning for every macro it does not know; user text is full of them.
+logging.getLogger("pylatexenc").setLevel(logging.ERROR)
+
+
+class TextRenderer:
+    """Markdown + LaTeX → plain text, with the parser and LaTeX converter built once."""
+
+    def __init__(self) -> None:
+        self._md = make_markdown()
+        self._latex = LatexNodes2Text(math_mode="text", strict_latex_spaces="based-on-source", keep_comments=False)
+
+    # ------------------------------------------------------------------ math
+
+    def tex(self, tex: str) -> str:
+        """One formula as readable Unicode, never with a backslash command left."""
+        tex = tex[:MAX_TEX_CHARS]
+        try:
+            out = self._latex.latex_to_text(tex)
+            if "%s" in out and "%s" not in tex:
+                # pylatexenc's placeholder for an argument the author left out ("\\frac{").
+                out = out.replace("%s", "")
+        except Exception:
+            # pylatexenc is tolerant but not infallible (deep nesting); drop the markup instead.
+            out = _MACRO.sub(lambda m: m.group(1) if m.group(1).isalpha() else "", tex)
+            out = _TEX_SPECIALS.sub("", out)
+        out = _STRAY_DOLLARS.sub("", self._no_macros(out))
+        out = _EMPHASIS_RUN.sub(lambda m: m.group(0)[0], out)  # "**" would read as Markdown
+        # "a<b>c" is math, not a tag: a space keeps it from reading as one.
+        return _TAG_START.sub("< ", out)
+
+    def _no_macros(self, text: str) -> str:
+        # Whatever pylatexenc leaves (or prose that uses \alpha without $) loses its backslash.
+        if "\\" not in text:
+            return text
+        return _MACRO.sub(self._macro_text, text).replace("\\", "")
+
+    def _macro_text(self, m: re.Match[str]) -> str:
+        name = m.group(1)
+        if not name.isalpha():
+            return name if not name.isspace() else " "
+        try:
+            converted = self._latex.latex_to_text("\\" + name)
+        except Exception:
+            converted = ""
+        converted = converted.replace("\\", "")
+        return converted if converted.strip() else name
+
+    # ------------------------------------------------------------------ prose
+
+    def _prose(self, text: str) -> str:
+        text = _EMPHASIS_RUN.sub("", _html_to_text(text))
+        if "$" in text:
+            text = self._stray_math(text)
+        return self._no_macros(text)
+
+    def _stray_math(self, text: str) -> str:
+        # An unmatched "$": treat what follows as TeX, the way the site's MathJax would.
+        start = _STRAY_DOLLARS.search(text)
+        if start is None:
+            return text
+        head, rest = text[: start.start()], text[start.end() :]
+        return head + self.tex(_STRAY_DOLLARS.sub("", rest))
+
+    def _inline(self, children: list[Token]) -> str:
+        parts: list[str] = []
+        hidden = ""  # inside inline <script>/<style>: its text is not prose
+        for child in children:
+            t = child.type
+            if hidden:
+                if t == "html_inline" and child.content.lower().startswith(f"</{hidden}"):
+                    hidden = ""
+                continue
+            if t == "text":
+                parts.append(self._prose(child.content))
+            elif t == "code_inline":
+                # Kept verbatim (backslashes and all) but tags still go: plain text carries none.
+                parts.append(_html_to_text(child.content))
+            elif t in ("math_inline", "math_inline_double"):
+                parts.append(self.tex(child.content))
+            elif t in ("softbreak",):
+                parts.append(" ")
+            elif t == "hardbreak":
+                parts.append("\n")
+            elif t == "image":
+                # Alt text only: the image itself cannot travel in plain text.
+                alt = self._inline(child.children or [])
+                if alt.strip():
+                    parts.append(alt)
+            elif t == "html_inline":
+                opened = _HIDDEN_OPEN.match(child.content)
+                if opened:
+                    hidden = opened.group(1).lower()
+        return "".join(parts)
+
+    # ---------------------------------------------------------------- blocks
+
+    def render(self, source: str) -> str:
+        """The plain text of one summary's Markdown."""
+        source = clean_chars(source[:MAX_SOURCE_CHARS])
+        tokens = self._md.parse(source, {})
+        blocks: list[str] = []
+        counters: list[int | None] = []
+        pending_marker = ""
+        list_run = False  # the last block is a list item a following item may join
+        for token in tokens:
+            t = token.type
+            if t == "bullet_list_open":
+                counters.append(None)
+            elif t == "ordered_list_open":
+                counters.append(int(token.attrGet("start") or 1))
+            elif t in ("bullet_list_close", "ordered_list_close"):
+                counters.pop()
+                list_run = bool(counters)
+            elif t == "list_item_open":
+                n = counters[-1] if counters else None
+                indent = "  " * (len(counters) - 1)
+                pending_marker = f"{indent}• " if n is None else f"{indent}{n}. "
+                if counters and n is not None:
+                    counters[-1] = n + 1
+            elif t == "list_item_close":
+                pending_marker = ""
+            elif t == "inline":
+                line = _collapse(self._inline(token.children or []))
+                if line:
+                    if pending_marker and list_run and blocks:
+                        # Items of one list stay on consecutive lines.
+                        blocks[-1] += "\n" + pending_marker + line
+                    else:
+                        blocks.append(pending_marker + line)
+                    list_run = bool(counters)
+                    pending_marker = ""
+            elif t in ("fence", "code_block"):
+                code = token.content.rstrip("\n")
+                if code.strip():
+                    lines = [(_CODE_INDENT + ln.replace("\t", "    ")).rstrip() for ln in code.split("\n")]
+                    blocks.append("\n".join(lines))
+                    list_run = False
+            elif t in ("math_block", "math_block_label"):
+                formula = _collapse(self.tex(token.content))
+                if formula:
+                    blocks.append(pending_marker + formula)
+                    pending_marker = ""
+                    list_run = False
+            elif t == "html_block":
+                stripped = _collapse(self._prose(token.content))
+                if stripped:
+                    blocks.append(stripped)
+                    list_run = False
+        finals = (_final(b) for b in blocks)
+        return "\n\n".join(b for b in finals if b).strip("\n")
+
+
+def _collapse(text: str) -> str:
+    """Whitespace runs made one space, line by line; blank lines removed."""
+    lines = [_SPACES.sub(" ", ln).strip() for ln in text.split("\n")]
+    return "\n".join(ln for ln in lines if ln)
+
+
+def _html_to_text(text: str) -> str:
+    # Tags and entities out, until none is left: "&lt;b&gt;" must not come back as "<b>".
+    # Each pass that changes anything makes the text shorter; the bound is a seatbelt.
+    for _ in range(50):
+        before = text
+        if "<" in text:
+            text = htmllib.unescape(_strip_html.clean(text)) if _TAG.search(text) else text
+            text = _TAG.sub("", text)
+        if "&" in text:
+            text = _ENTITY.sub(lambda m: htmllib.unescape(m.group(0)), text)
+        if text == before:
+            break
+    text = _TAG.sub("", text)
+    return clean_chars(text)
+
+
+def _final(block: str) -> str:
+    if block.startswith(_CODE_INDENT):
+        return block
+    return _HEADING_MARK.sub("", block).strip()
+
+
+def teaser_source(text: str) -> str:
+    """The prose of a plain-text rendering as one line: code blocks (indented) left out."""
+    paragraphs = [p for p in text.split("\n\n") if p and not p.startswith(_CODE_INDENT)]
+    return _SPACES.sub(" ", " ".join(p.replace("\n", " ") for p in paragraphs)).strip()
+
