@@ -1,0 +1,86 @@
+"""What the X and Facebook publishers share below their client libraries.
+
+A requests transport adapter that sends a library's fixed host to the
+configured one with a default timeout, and the redaction of secrets from
+every message that leaves a publisher. No publishing logic lives here.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from urllib.parse import quote, quote_plus
+
+import requests
+from requests.adapters import HTTPAdapter
+from requests.utils import get_environ_proxies
+
+
+class HostAdapter(HTTPAdapter):
+    """Rewrites ``prefix…`` to ``base…`` and applies a timeout when the caller set none.
+
+    tweepy and facebook-sdk hard-code their hosts and neither takes a
+    timeout for every call; mounting this on their ``requests.Session`` fixes
+    both without patching the libraries. It also remembers, per thread, the
+    last response it carried, so a publisher can read the status and headers
+    of an answer the library turned into a bare exception.
+    """
+
+    def __init__(self, prefix: str, base: str, *, timeout: float) -> None:
+        super().__init__()
+        self.prefix = prefix
+        self.base = base if base.endswith("/") else base + "/"
+        self.timeout = timeout
+        self._local = threading.local()
+
+    def rewrite(self, url: str) -> str:
+        if url.startswith(self.prefix):
+            return self.base + url[len(self.prefix):]
+        return url
+
+    def send(  # type: ignore[override]
+        self,
+        request: requests.PreparedRequest,
+        stream: bool = False,
+        timeout: float | tuple[float, float] | None = None,
+        verify: bool | str = True,
+        cert: str | tuple[str, str] | None = None,
+        proxies: dict[str, str] | None = None,
+    ) -> requests.Response:
+        self._local.last = None
+        url = request.url or ""
+        new_url = self.rewrite(url)
+        if new_url != url:
+            request.url = new_url
+            # The session chose proxies for the library's host; choose again for ours.
+            proxies = get_environ_proxies(new_url)
+        response = super().send(
+            request,
+            stream=stream,
+            timeout=self.timeout if timeout is None else timeout,
+            verify=verify,
+            cert=cert,
+            proxies=proxies,
+        )
+        self._local.last = response
+        return response
+
+    @property
+    def last_response(self) -> requests.Response | None:
+        """The last response this thread received through the adapter, if the last send got one."""
+        return getattr(self._local, "last", None)
+
+
+def redact(text: str, secrets: Iterable[str]) -> str:
+    """`text` with every secret value replaced by ***, longest first.
+
+    URL-encoded forms count too: facebook-sdk puts the token in query strings,
+    and requests' error texts quote the URL.
+    """
+    forms = set()
+    for secret in secrets:
+        if secret:
+            forms.update({secret, quote(secret, safe=""), quote_plus(secret)})
+    for form in sorted(forms, key=len, reverse=True):
+        text = text.replace(form, "***")
+    return text

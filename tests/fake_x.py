@@ -1,0 +1,494 @@
+"""A local stand-in for the X API v2 (and the base of the Graph stand-in), for tests.
+
+A threaded http.server on 127.0.0.1 that answers as X documents:
+``POST /2/tweets`` (201, rate-limit headers, 403 for a repeat of identical
+text), ``GET /2/users/me``, ``GET /2/users/:id/tweets`` (links rewritten to
+t.co, text HTML-escaped, as X returns it) and ``POST /2/media/upload``. A
+queue of faults makes it misbehave (429, 403 duplicate, 401, 503, a dropped
+connection after the post was made, a slow answer). Every request is kept in
+``.requests``; every post made in ``.posts``.
+
+Use it in-process (``with FakeX() as x: ...``) or as a process:
+``python tests/fake_x.py --port 0`` prints the port, then serves; control it
+over HTTP: ``POST /_fake/faults`` (a JSON fault), ``GET /_fake/requests``,
+``GET /_fake/posts``, ``POST /_fake/reset``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import email.parser
+import email.policy
+import html
+import itertools
+import json
+import re
+import struct
+import threading
+import time
+import zlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, ClassVar
+from urllib.parse import parse_qs, urlsplit
+
+#: what X says for a repeat of identical text (its detail, verbatim)
+DUPLICATE_DETAIL = "You are not allowed to create a Tweet with duplicate content."
+
+
+@dataclass
+class Recorded:
+    """One request the stand-in received."""
+
+    method: str
+    #: the path without the query string
+    path: str
+    query: dict[str, list[str]]
+    #: header names lower-cased
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body or b"null")
+
+    def form(self) -> dict[str, str]:
+        """Fields of an urlencoded or multipart body (file parts as latin-1 text)."""
+        content_type = self.headers.get("content-type", "")
+        if content_type.startswith("multipart/"):
+            return {name: value.decode("latin-1") for name, value in self.parts().items()}
+        return {k: v[0] for k, v in parse_qs(self.body.decode("utf-8"), keep_blank_values=True).items()}
+
+    def parts(self) -> dict[str, bytes]:
+        """The raw parts of a multipart body, by field name."""
+        content_type = self.headers.get("content-type", "")
+        raw = f"Content-Type: {content_type}\r\n\r\n".encode() + self.body
+        message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(raw)
+        out: dict[str, bytes] = {}
+        for part in message.iter_parts():
+            name = part.get_param("name", header="content-disposition")
+            payload = part.get_payload(decode=True)
+            if isinstance(name, str) and isinstance(payload, bytes):
+                out[name] = payload
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "method": self.method,
+            "path": self.path,
+            "query": self.query,
+            "headers": self.headers,
+            "body": self.body.decode("utf-8", "replace"),
+        }
+
+
+@dataclass
+class Fault:
+    """One misbehaviour, used by the next request that matches it."""
+
+    #: HTTP status of the answer (ignored when `drop` is set)
+    status: int = 503
+    #: the JSON body (a dict), or a str sent as text/html
+    body: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+    #: method and path prefix of the requests it applies to
+    method: str = "POST"
+    path: str = "/2/tweets"
+    #: carry out the request (post it) first, then answer with the fault
+    after_effect: bool = False
+    #: close the connection without any answer
+    drop: bool = False
+    #: seconds to wait before answering
+    delay: float = 0.0
+    #: matching requests to let through untouched before this fault applies
+    skip: int = 0
+
+
+Answer = tuple[int, dict[str, str], bytes]
+DROP: Answer = (0, {}, b"")
+
+
+def json_answer(status: int, body: Any, headers: Mapping[str, str] | None = None) -> Answer:
+    return status, {"Content-Type": "application/json; charset=utf-8", **(headers or {})}, json.dumps(body).encode()
+
+
+class FakeHTTPServer:
+    """A threaded HTTP server on 127.0.0.1 that records every request; subclasses answer them."""
+
+    name = "fake"
+
+    def __init__(self, *, port: int = 0) -> None:
+        self._port = port
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self.lock = threading.RLock()
+        self.requests: list[Recorded] = []
+        self.faults: list[Fault] = []
+        #: static answers by path (images for attachment tests): (status, content type, body)
+        self.files: dict[str, tuple[int, str, bytes]] = {}
+
+    # ---- life ----
+
+    def start(self) -> FakeHTTPServer:
+        server = ThreadingHTTPServer(("127.0.0.1", self._port), _handler_for(self))
+        server.daemon_threads = True
+        self._server = server
+        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, name=f"{self.name}-server", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def __enter__(self) -> FakeHTTPServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None, "not started"
+        return int(self._server.server_address[1])
+
+    @property
+    def url(self) -> str:
+        """The base URL, without a trailing slash."""
+        return f"http://127.0.0.1:{self.port}"
+
+    # ---- control ----
+
+    def fail(self, fault: Fault, times: int = 1) -> None:
+        with self.lock:
+            self.faults.extend(replace(fault) for _ in range(times))
+
+    def reset(self) -> None:
+        with self.lock:
+            self.requests.clear()
+            self.faults.clear()
+            self._reset_state()
+
+    def _reset_state(self) -> None:
+        """Forget posts (subclasses)."""
+
+    def requests_to(self, method: str, path: str) -> list[Recorded]:
+        with self.lock:
+            return [r for r in self.requests if r.method == method and r.path == path]
+
+    def _take_fault(self, method: str, path: str) -> Fault | None:
+        with self.lock:
+            for i, fault in enumerate(self.faults):
+                if fault.method == method and path.startswith(fault.path):
+                    if fault.skip > 0:
+                        fault.skip -= 1
+                        return None
+                    return self.faults.pop(i)
+        return None
+
+    # ---- answering ----
+
+    def answer(self, request: Recorded) -> Answer:
+        raise NotImplementedError
+
+    def posts_json(self) -> list[Any]:
+        return []
+
+    def dispatch(self, request: Recorded) -> Answer:
+        if request.path.startswith("/_fake/"):
+            return self._control(request)
+        with self.lock:
+            self.requests.append(request)
+        if request.method == "GET" and request.path in self.files:
+            status, content_type, body = self.files[request.path]
+            return status, {"Content-Type": content_type}, body
+        fault = self._take_fault(request.method, request.path)
+        if fault is None:
+            return self.answer(request)
+        if fault.after_effect:
+            self.answer(request)
+        if fault.delay:
+            time.sleep(fault.delay)
+        if fault.drop:
+            return DROP
+        if isinstance(fault.body, str):
+            return fault.status, {"Content-Type": "text/html", **fault.headers}, fault.body.encode()
+        if fault.body is None:
+            return fault.status, dict(fault.headers), b""
+        return json_answer(fault.status, fault.body, fault.headers)
+
+    def _control(self, request: Recorded) -> Answer:
+        if request.method == "POST" and request.path == "/_fake/faults":
+            raw = request.json()
+            self.fail(Fault(**{k: v for k, v in raw.items() if k != "times"}), times=int(raw.get("times", 1)))
+            return json_answer(200, {"faults": len(self.faults)})
+        if request.method == "POST" and request.path == "/_fake/reset":
+            self.reset()
+            return json_answer(200, {"ok": True})
+        if request.path == "/_fake/requests":
+            with self.lock:
+                return json_answer(200, [r.to_json() for r in self.requests])
+        if request.path == "/_fake/posts":
+            with self.lock:
+                return json_answer(200, self.posts_json())
+        return json_answer(404, {"error": "unknown control path"})
+
+
+def _handler_for(fake: FakeHTTPServer) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def _serve(self) -> None:
+            parts = urlsplit(self.path)
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else b""
+            request = Recorded(
+                method=self.command,
+                path=parts.path,
+                query=parse_qs(parts.query, keep_blank_values=True),
+                headers={k.lower(): v for k, v in self.headers.items()},
+                body=body,
+            )
+            status, headers, payload = fake.dispatch(request)
+            if status == 0:
+                # Vanish without a word: the client sees a dropped connection.
+                self.close_connection = True
+                return
+            try:
+                self.send_response(status)
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the client gave up first (a timeout test): nobody is listening
+
+        do_GET = do_POST = do_DELETE = _serve
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    return Handler
+
+
+# ---- X ----
+
+
+def rate_limited(reset: int, *, path: str = "/2/tweets") -> Fault:
+    """429 as X sends it: no Retry-After, the reset time in x-rate-limit-reset (epoch seconds)."""
+    return Fault(
+        status=429,
+        body={"title": "Too Many Requests", "detail": "Too Many Requests", "type": "about:blank", "status": 429},
+        headers={"x-rate-limit-limit": "100", "x-rate-limit-remaining": "0", "x-rate-limit-reset": str(reset)},
+        path=path,
+    )
+
+
+def duplicate() -> Fault:
+    return Fault(
+        status=403,
+        body={"detail": DUPLICATE_DETAIL, "type": "about:blank", "title": "Forbidden", "status": 403},
+    )
+
+
+def unauthorized(*, method: str = "POST", path: str = "/2/tweets") -> Fault:
+    return Fault(
+        status=401,
+        body={"title": "Unauthorized", "type": "about:blank", "status": 401, "detail": "Unauthorized"},
+        method=method,
+        path=path,
+    )
+
+
+def read_only_app() -> Fault:
+    """403 for an app whose tokens lack write permission."""
+    return Fault(
+        status=403,
+        body={
+            "title": "Unsupported Authentication",
+            "detail": "Your client app is not configured with the appropriate oauth1 app permissions for this endpoint.",
+            "type": "https://api.twitter.com/2/problems/oauth1-permissions",
+            "status": 403,
+        },
+    )
+
+
+def server_error(status: int = 503, *, path: str = "/2/tweets", headers: dict[str, str] | None = None) -> Fault:
+    return Fault(
+        status=status,
+        body={"title": "Service Unavailable", "detail": "Service Unavailable", "type": "about:blank", "status": status},
+        headers=headers or {},
+        path=path,
+    )
+
+
+def bad_request(detail: str = "One or more parameters to your request was invalid.") -> Fault:
+    return Fault(
+        status=400,
+        body={
+            "errors": [{"parameters": {"text": [""]}, "message": "Invalid text"}],
+            "title": "Invalid Request",
+            "detail": detail,
+            "type": "https://api.twitter.com/2/problems/invalid-request",
+        },
+    )
+
+
+def posted_then_dropped() -> Fault:
+    """The post is made, then the connection drops before the answer: the crash case."""
+    return Fault(after_effect=True, drop=True)
+
+
+_TCO = itertools.count(1)
+_URL = re.compile(r"https?://\S+")
+
+
+class FakeX(FakeHTTPServer):
+    """X API v2 as far as the bot uses it."""
+
+    name = "fake-x"
+    user: ClassVar[dict[str, str]] = {"id": "1", "name": "ShortScience", "username": "shortscience"}
+
+    def __init__(self, *, port: int = 0, consumer_key: str | None = None, access_token: str | None = None) -> None:
+        super().__init__(port=port)
+        #: when set, requests signed with another key or token get 401 (as X does)
+        self.consumer_key = consumer_key
+        self.access_token = access_token
+        #: every post made: id, text, in_reply_to_tweet_id, media_ids
+        self.posts: list[dict[str, Any]] = []
+        #: every media upload: id, bytes, media_category
+        self.media: list[dict[str, Any]] = []
+        self._ids = itertools.count(1_900_000_000_000_000_001)
+        self._remaining = 100
+
+    def _reset_state(self) -> None:
+        self.posts.clear()
+        self.media.clear()
+        self._remaining = 100
+
+    def posts_json(self) -> list[Any]:
+        return list(self.posts)
+
+    def _rate_headers(self) -> dict[str, str]:
+        self._remaining = max(self._remaining - 1, 0)
+        return {
+            "x-rate-limit-limit": "100",
+            "x-rate-limit-remaining": str(self._remaining),
+            "x-rate-limit-reset": str(int(time.time()) + 900),
+        }
+
+    def _authorised(self, request: Recorded) -> bool:
+        header = request.headers.get("authorization", "")
+        if not header.startswith("OAuth ") or "oauth_signature=" not in header:
+            return False
+        if self.consumer_key is not None and f'oauth_consumer_key="{self.consumer_key}"' not in header:
+            return False
+        return self.access_token is None or f'oauth_token="{self.access_token}"' in header
+
+    def answer(self, request: Recorded) -> Answer:
+        if not self._authorised(request):
+            return json_answer(401, {"title": "Unauthorized", "type": "about:blank", "status": 401, "detail": "Unauthorized"})
+        with self.lock:
+            if request.method == "POST" and request.path == "/2/tweets":
+                return self._create(request)
+            if request.method == "POST" and request.path == "/2/media/upload":
+                return self._upload(request)
+            if request.method == "GET" and request.path == "/2/users/me":
+                return json_answer(200, {"data": self.user}, self._rate_headers())
+            match = re.fullmatch(r"/2/users/(\w+)/tweets", request.path)
+            if request.method == "GET" and match:
+                return self._timeline(request, match.group(1))
+        return json_answer(404, {"title": "Not Found Error", "type": "about:blank", "status": 404, "detail": "no route"})
+
+    def _create(self, request: Recorded) -> Answer:
+        body = request.json()
+        text = body.get("text") if isinstance(body, dict) else None
+        if not text:
+            return json_answer(400, bad_request("text is required").body)
+        if any(p["text"] == text for p in self.posts):
+            return json_answer(403, duplicate().body, self._rate_headers())
+        post = {
+            "id": str(next(self._ids)),
+            "text": text,
+            "in_reply_to_tweet_id": (body.get("reply") or {}).get("in_reply_to_tweet_id"),
+            "media_ids": (body.get("media") or {}).get("media_ids", []),
+        }
+        self.posts.append(post)
+        return json_answer(
+            201, {"data": {"edit_history_tweet_ids": [post["id"]], "id": post["id"], "text": text}}, self._rate_headers()
+        )
+
+    def _upload(self, request: Recorded) -> Answer:
+        if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+            return json_answer(400, {"title": "Invalid Request", "detail": "multipart/form-data expected", "status": 400})
+        parts = request.parts()
+        if "media" not in parts:
+            return json_answer(400, {"title": "Invalid Request", "detail": "media is required", "status": 400})
+        media_id = str(next(self._ids))
+        self.media.append(
+            {"id": media_id, "bytes": parts["media"], "media_category": parts.get("media_category", b"").decode()}
+        )
+        return json_answer(
+            200,
+            {"data": {"id": media_id, "media_key": f"3_{media_id}", "size": len(parts["media"]), "expires_after_secs": 86400}},
+        )
+
+    def _timeline(self, request: Recorded, user_id: str) -> Answer:
+        if user_id != self.user["id"]:
+            return json_answer(200, {"meta": {"result_count": 0}})
+        limit = int(request.query.get("max_results", ["10"])[0])
+        newest = list(reversed(self.posts))[:limit]
+        data = [{"edit_history_tweet_ids": [p["id"]], "id": p["id"], "text": x_rendering(p["text"])} for p in newest]
+        meta: dict[str, Any] = {"result_count": len(data)}
+        if data:
+            meta.update(newest_id=data[0]["id"], oldest_id=data[-1]["id"])
+        return json_answer(200, {"data": data, "meta": meta} if data else {"meta": meta}, self._rate_headers())
+
+
+def x_rendering(text: str) -> str:
+    """A post's text as X's API returns it: links as t.co, and &, <, > escaped."""
+    shortened = _URL.sub(lambda m: f"https://t.co/fake{next(_TCO):06d}", text)
+    return html.escape(shortened, quote=False)
+
+
+def png(width: int = 1, height: int = 1) -> bytes:
+    """A real, minimal PNG (an image for attachment tests)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    raw = b"".join(b"\x00" + b"\xff\x00\x00" * width for _ in range(height))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(raw))
+        + chunk(b"IEND", b"")
+    )
+
+
+def serve_main(fake: FakeHTTPServer) -> None:
+    """Serve until interrupted, printing the port first (for a test that runs us as a process)."""
+    fake.start()
+    print(fake.port, flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        fake.stop()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--consumer-key")
+    parser.add_argument("--access-token")
+    args = parser.parse_args(argv)
+    serve_main(FakeX(port=args.port, consumer_key=args.consumer_key, access_token=args.access_token))
+
+
+if __name__ == "__main__":
+    main()
+
