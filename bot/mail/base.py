@@ -1,0 +1,144 @@
+"""The mail boundary: the ``Email`` record, the ``Mailer`` interface and its in-memory fake.
+
+Mailers send one ready message each and translate their library's errors into
+``MailError`` subclasses; they never render, never touch the store, never retry
+on their own beyond what the transport itself makes safe.
+
+Errors a mailer raises (bot.errors plus two refinements defined here)::
+
+    MailError
+    ├── TransientMailError      4xx, dropped connection, timeout: retry this recipient later
+    ├── PermanentMailError
+    │   └── RecipientRefused    5xx at RCPT or DATA: counts toward bouncing the address
+    └── SenderRefused           the server refuses *us* (login, sender, TLS): no message can
+                                go out until the operator fixes it; the recipient is not at fault
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from email import policy
+from email.generator import BytesGenerator
+from email.message import EmailMessage
+from io import BytesIO
+from typing import Protocol, runtime_checkable
+
+from bot.errors import MailError, PermanentMailError
+
+
+class RecipientRefused(PermanentMailError):
+    """A 5xx answer for this recipient (RCPT or DATA)."""
+
+    def __init__(self, message: str, *, code: int | None = None) -> None:
+        super().__init__(message)
+        #: the SMTP reply code, when there was one
+        self.code = code
+
+
+class SenderRefused(MailError):
+    """The server refuses our account, sender address or connection setup.
+
+    Not the recipient's fault, and not worth retrying per recipient: a
+    ``MailerPool`` stops the run when it sees one.
+    """
+
+    def __init__(self, message: str, *, code: int | None = None) -> None:
+        super().__init__(message)
+        #: the SMTP reply code, when there was one
+        self.code = code
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Email:
+    """One message ready to send to one recipient (compared and hashed by identity)."""
+
+    #: the recipient's address (the SMTP envelope recipient; also the To header)
+    to: str
+    #: the whole message, headers included (policy: HEADERS_POLICY)
+    message: EmailMessage
+    #: the Message-ID header's value, angle brackets included
+    message_id: str
+
+    def as_bytes(self) -> bytes:
+        """The message as RFC 5322 bytes with CRLF line ends (UTF-8 headers only if an address needs them)."""
+        return flatten(self.message)
+
+
+#: the policy messages are written with: CRLF, and headers folded only past
+#: RFC 5322's 998-character limit. At 78 the email package turns a long
+#: unbreakable value (the List-Unsubscribe URL) into RFC 2047 encoded words,
+#: which mailbox providers do not decode there. Bodies are encoded before this
+#: applies (quoted-printable, 76-character lines).
+HEADERS_POLICY = policy.SMTP.clone(max_line_length=998)
+_HEADERS_POLICY_UTF8 = HEADERS_POLICY.clone(utf8=True)
+
+
+def flatten(message: EmailMessage) -> bytes:
+    """RFC 5322 bytes with CRLF; UTF-8 headers (SMTPUTF8) only when an address is not ASCII.
+
+    Non-ASCII display names and subjects become RFC 2047 encoded words either way.
+    """
+    needs_utf8 = any(
+        not address.addr_spec.isascii()
+        for name in ("From", "To")
+        for address in getattr(message.get(name), "addresses", ())
+    )
+    out = BytesIO()
+    BytesGenerator(out, policy=_HEADERS_POLICY_UTF8 if needs_utf8 else HEADERS_POLICY).flatten(message)
+    return out.getvalue()
+
+
+@runtime_checkable
+class Mailer(Protocol):
+    """Where e-mails go: an SMTP server, the outbox folder, or a list in a test."""
+
+    #: False for mailers that deliver to nobody (outbox files, the test fake)
+    live: bool
+
+    def send(self, email: Email) -> None:
+        """Hand one message over; raise TransientMailError, PermanentMailError or SenderRefused."""
+        ...
+
+    def check(self) -> str:
+        """Try the transport (connect, log in); return a one-line description or raise MailError."""
+        ...
+
+    def close(self) -> None:
+        """Release connections; the mailer may be used again afterwards (it reconnects)."""
+        ...
+
+
+class RecordingMailer:
+    """The fake mailer: keeps every message in memory, fails the addresses it is told to."""
+
+    live = False
+
+    def __init__(self, fail: Mapping[str, MailError] | None = None) -> None:
+        #: every message accepted, in order
+        self.sent: list[Email] = []
+        #: address → the error every send to it raises
+        self.fail: dict[str, MailError] = dict(fail or {})
+        #: how many times close() was called
+        self.closes = 0
+        # The pool calls send from several threads at once.
+        self._lock = threading.Lock()
+
+    def send(self, email: Email) -> None:
+        error = self.fail.get(email.to)
+        if error is not None:
+            raise error
+        with self._lock:
+            self.sent.append(email)
+
+    def check(self) -> str:
+        return "ok: e-mails are kept in memory (test mailer)"
+
+    def close(self) -> None:
+        self.closes += 1
+
+    @property
+    def recipients(self) -> list[str]:
+        with self._lock:
+            return [e.to for e in self.sent]

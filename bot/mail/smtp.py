@@ -1,0 +1,441 @@
+"""SMTP delivery: one reused connection per ``SmtpMailer``, and a pool of them on threads.
+
+smtplib errors are translated here and never leak upward: 4xx and dropped
+connections are ``TransientMailError``, 5xx for a recipient ``RecipientRefused``,
+a refused login, sender or TLS setup ``SenderRefused``. Error messages name the
+host and the server's reply, never the URL or the password.
+
+A dropped connection is retried on a fresh connection once, but only while the
+message has not been handed over yet (before the final dot of DATA): after that
+the server may have it, and sending again could mail the recipient twice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import queue
+import re
+import smtplib
+import ssl
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from bot.errors import ConfigError, MailError, TransientMailError
+from bot.mail.base import Email, Mailer, RecipientRefused, SenderRefused, flatten
+from bot.mail.message import sender
+from bot.settings import Settings
+
+_TRUE = ("1", "true", "yes", "on")
+_LINE_ENDS = re.compile(rb"\r\n|\r|\n")
+_LEADING_DOT = re.compile(rb"(?m)^\.")
+
+
+@dataclass(frozen=True, slots=True)
+class SmtpConfig:
+    """SMTP_URL, parsed once. The password is kept out of repr."""
+
+    host: str
+    port: int
+    #: "smtps": TLS from the first byte; "starttls": upgrade after EHLO; "plain": neither
+    security: str
+    user: str | None
+    password: str | None
+    timeout: float
+
+    def __repr__(self) -> str:
+        return f"SmtpConfig(host={self.host!r}, port={self.port}, security={self.security!r}, user={self.user!r})"
+
+    @property
+    def where(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @classmethod
+    def from_url(cls, url: str, *, timeout: float) -> SmtpConfig:
+        """smtp://[user:pass@]host[:port][?starttls=1] or smtps://… (user and password URL-quoted)."""
+        # Messages below never repeat the URL: it may hold the password.
+        try:
+            parts = urlsplit(url)
+            port = parts.port
+        except ValueError:
+            raise ConfigError("setting SMTP_URL is invalid: bad host or port") from None
+        if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
+            raise ConfigError("setting SMTP_URL is invalid: expected smtp://[user:pass@]host[:port] or smtps://…")
+        query = parse_qs(parts.query)
+        unknown = set(query) - {"starttls"}
+        if unknown:
+            raise ConfigError(f"setting SMTP_URL is invalid: unknown option {sorted(unknown)[0]!r} (known: starttls)")
+        starttls = query.get("starttls", ["0"])[-1].lower() in _TRUE
+        if parts.scheme == "smtps":
+            if starttls:
+                raise ConfigError("setting SMTP_URL is invalid: smtps:// is TLS already; drop ?starttls=1")
+            security, default_port = "smtps", 465
+        elif starttls:
+            security, default_port = "starttls", 587
+        else:
+            security, default_port = "plain", 25
+        return cls(
+            host=parts.hostname,
+            port=port or default_port,
+            security=security,
+            user=unquote(parts.username) if parts.username else None,
+            password=unquote(parts.password) if parts.password is not None else None,
+            timeout=timeout,
+        )
+
+
+class SmtpMailer:
+    """Sends through one SMTP connection, opened on first use and reused until it fails or is closed.
+
+    Safe to call from several threads (calls take turns); use a MailerPool for parallel sending.
+    """
+
+    live = True
+
+    def __init__(self, settings: Settings, *, ssl_context: ssl.SSLContext | None = None) -> None:
+        if not settings.env.smtp_url:
+            raise ConfigError("setting SMTP_URL is not set; e-mails go to the outbox instead (make_mailer)")
+        if not settings.env.digest_from:
+            # Real mail from a made-up sender fails SPF/DMARC and lands in spam.
+            raise ConfigError("setting DIGEST_FROM is required when SMTP_URL is set: the address digests are sent from")
+        self.config = SmtpConfig.from_url(settings.env.smtp_url, timeout=settings.digest.smtp_timeout_seconds)
+        _, self.envelope_from = sender(settings)
+        # EHLO with our own domain: the default (socket.getfqdn) can hang on DNS.
+        self.local_hostname = self.envelope_from.rpartition("@")[2] or "localhost"
+        self.ssl_context = ssl_context or ssl.create_default_context()
+        self._conn: smtplib.SMTP | None = None
+        self._lock = threading.Lock()
+        #: connections opened so far (logs, tests)
+        self.connections_opened = 0
+
+    # ---- connection ----
+
+    def _redact(self, text: str) -> str:
+        password = self.config.password
+        return text.replace(password, "***") if password and len(password) >= 3 else text
+
+    def _reply(self, code: int, reply: bytes | str) -> str:
+        text = reply.decode("utf-8", "replace") if isinstance(reply, bytes) else str(reply)
+        return self._redact(f"{code} {' '.join(text.split())}")
+
+    def _connect(self) -> smtplib.SMTP:
+        cfg = self.config
+        conn: smtplib.SMTP | None = None
+        try:
+            if cfg.security == "smtps":
+                conn = smtplib.SMTP_SSL(
+                    cfg.host, cfg.port, local_hostname=self.local_hostname, timeout=cfg.timeout, context=self.ssl_context
+                )
+            else:
+                conn = smtplib.SMTP(cfg.host, cfg.port, local_hostname=self.local_hostname, timeout=cfg.timeout)
+            conn.ehlo_or_helo_if_needed()
+            if cfg.security == "starttls":
+                conn.starttls(context=self.ssl_context)
+                conn.ehlo()
+            if cfg.user is not None:
+                conn.login(cfg.user, cfg.password or "")
+        except smtplib.SMTPAuthenticationError as exc:
+            self._discard(conn)
+            raise SenderRefused(f"SMTP {cfg.where}: login refused: {self._reply(exc.smtp_code, exc.smtp_error)}", code=exc.smtp_code) from None
+        except smtplib.SMTPNotSupportedError as exc:
+            self._discard(conn)
+            raise SenderRefused(f"SMTP {cfg.where}: {self._redact(str(exc))}") from None
+        except UnicodeEncodeError:
+            # smtplib's AUTH encodes user and password as ASCII.
+            self._discard(conn)
+            raise SenderRefused(f"SMTP {cfg.where}: login impossible: the user name or password in SMTP_URL is not ASCII") from None
+        except smtplib.SMTPResponseException as exc:  # bad banner, HELO or STARTTLS answer
+            self._discard(conn)
+            message = f"SMTP {cfg.where}: connection refused: {self._reply(exc.smtp_code, exc.smtp_error)}"
+            if exc.smtp_code >= 500:
+                raise SenderRefused(message, code=exc.smtp_code) from None
+            raise TransientMailError(message) from None
+        except ssl.SSLCertVerificationError as exc:
+            self._discard(conn)
+            raise SenderRefused(f"SMTP {cfg.where}: TLS certificate not accepted: {exc.verify_message}") from None
+        except (OSError, smtplib.SMTPException) as exc:
+            self._discard(conn)
+            raise TransientMailError(f"SMTP {cfg.where}: cannot connect: {self._redact(str(exc)) or type(exc).__name__}") from None
+        self.connections_opened += 1
+        return conn
+
+    @staticmethod
+    def _discard(conn: smtplib.SMTP | None) -> None:
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.close()
+
+    def _drop(self) -> None:
+        self._discard(self._conn)
+        self._conn = None
+
+    def _reset(self) -> None:
+        """After a refusal mid-transaction: RSET so the connection can carry the next message, or drop it."""
+        if self._conn is None:
+            return
+        try:
+            code, _ = self._conn.rset()
+        except (OSError, smtplib.SMTPException):
+            code = 0
+        if code != 250:
+            self._drop()
+
+    # ---- sending ----
+
+    def send(self, email: Email) -> None:
+        data = _LINE_ENDS.sub(b"\r\n", flatten(email.message))
+        if not data.endswith(b"\r\n"):
+            data += b"\r\n"
+        data = _LEADING_DOT.sub(b"..", data) + b".\r\n"
+        utf8 = not (email.to.isascii() and self.envelope_from.isascii())
+        with self._lock:
+            for attempt in (1, 2):
+                fresh = self._conn is None
+                if fresh:
+                    self._conn = self._connect()
+                try:
+                    self._transaction(email.to, data, utf8=utf8)
+                    return
+                except _Dropped as dropped:
+                    self._drop()
+                    # Nothing was handed over: a connection that went stale between
+                    # messages is worth exactly one new try.
+                    if dropped.before_handover and not fresh and attempt == 1:
+                        continue
+                    raise TransientMailError(f"SMTP {self.config.where}: {email.to}: {dropped}") from None
+
+    def _transaction(self, to: str, data: bytes, *, utf8: bool) -> None:
+        conn = self._conn
+        assert conn is not None
+        where = f"SMTP {self.config.where}: {to}"
+        stage = "MAIL FROM"
+        try:
+            options = ["SMTPUTF8", "BODY=8BITMIME"] if utf8 else []
+            try:
+                code, reply = conn.mail(self.envelope_from, options)
+            except smtplib.SMTPNotSupportedError:
+                raise RecipientRefused(f"{where}: the address is not ASCII and the server lacks SMTPUTF8") from None
+            if code != 250:
+                self._refused(where, stage, code, reply)
+            stage = "RCPT TO"
+            code, reply = conn.rcpt(to)
+            if code not in (250, 251):
+                self._refused(where, stage, code, reply)
+            stage = "DATA"
+            code, reply = conn.docmd("DATA")
+            if code != 354:
+                self._refused(where, stage, code, reply)
+        except (smtplib.SMTPServerDisconnected, OSError) as exc:
+            raise _Dropped(f"connection lost at {stage}: {exc}", before_handover=True) from None
+        try:
+            conn.send(data)
+            code, reply = conn.getreply()
+        except (smtplib.SMTPServerDisconnected, OSError) as exc:
+            raise _Dropped(f"connection lost after the message was sent, before the server answered: {exc}", before_handover=False) from None
+        if code != 250:
+            self._refused(where, "end of DATA", code, reply)
+
+    def _refused(self, where: str, stage: str, code: int, reply: bytes) -> None:
+        message = f"{where}: {stage} refused: {self._reply(code, reply)}"
+        if code == 421:
+            # "Service not available, closing channel": the server is hanging up.
+            self._drop()
+            raise TransientMailError(message)
+        self._reset()
+        if 400 <= code < 500:
+            raise TransientMailError(message)
+        if code >= 500 and stage == "MAIL FROM":
+            raise SenderRefused(message, code=code)
+        if code >= 500:
+            raise RecipientRefused(message, code=code)
+        raise TransientMailError(f"{where}: {stage}: unexpected reply {self._reply(code, reply)}")
+
+    def check(self) -> str:
+        with self._lock:
+            if self._conn is None:
+                self._conn = self._connect()
+            try:
+                code, reply = self._conn.noop()
+            except (smtplib.SMTPServerDisconnected, OSError) as exc:
+                self._drop()
+                raise TransientMailError(f"SMTP {self.config.where}: connection lost: {exc}") from None
+        if code != 250:
+            raise TransientMailError(f"SMTP {self.config.where}: NOOP refused: {self._reply(code, reply)}")
+        login = f", logged in as {self.config.user}" if self.config.user else ""
+        return f"ok: SMTP {self.config.where} ({self.config.security}{login}), sending as {self.envelope_from}"
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                with contextlib.suppress(Exception):
+                    self._conn.quit()
+                self._drop()
+
+
+class _Dropped(Exception):
+    """The connection died during a transaction (internal: becomes TransientMailError)."""
+
+    def __init__(self, message: str, *, before_handover: bool) -> None:
+        super().__init__(message)
+        self.before_handover = before_handover
+
+
+# ---- the pool ----
+
+
+@dataclass(frozen=True, slots=True)
+class SendReport:
+    """What one MailerPool.send_all did."""
+
+    #: messages the server (or outbox) accepted
+    sent: int = 0
+    #: messages that failed with a TransientMailError (retry later)
+    transient: int = 0
+    #: messages refused for good (RecipientRefused, other PermanentMailError, SenderRefused)
+    permanent: int = 0
+    #: messages never handed over because the run stopped (reported as TransientMailError)
+    not_sent: int = 0
+    #: why the run stopped early, if it did
+    stopped: str | None = None
+
+
+class NotSent(TransientMailError):
+    """The run stopped before this message was handed to any server; send it next time."""
+
+
+OnResult = Callable[[Email, Exception | None], None]
+
+
+class MailerPool:
+    """Sends a stream of e-mails through N mailers on N threads, each mailer keeping its connection.
+
+    ``send_all`` reads `emails` lazily (a bounded queue: never all in memory) and
+    calls ``on_result`` **in the calling thread**, once per e-mail taken from the
+    iterator, so the caller may use its own database session there. A
+    SenderRefused (bad login, refused sender) stops the run: nothing else could go out.
+    """
+
+    def __init__(self, mailers: Sequence[Mailer], *, queue_size: int | None = None) -> None:
+        if not mailers:
+            raise ValueError("MailerPool needs at least one mailer")
+        self.mailers = list(mailers)
+        self.queue_size = queue_size or 2 * len(self.mailers)
+
+    def send_all(self, emails: Iterable[Email], on_result: OnResult, *, stop: threading.Event | None = None) -> SendReport:
+        """Send every e-mail; report each through on_result(email, None | MailError).
+
+        Stops taking e-mails early when `stop` is set (SIGTERM) or a mailer
+        raises SenderRefused: the messages in hand finish, the ones still queued
+        are reported as NotSent, and the rest of `emails` is left unread. If
+        `emails` raises, what was taken is still reported, then the exception
+        propagates. If `on_result` raises, the workers finish the message in
+        hand, on_result is not called again, and the exception propagates.
+        """
+        work: queue.Queue[Email | None] = queue.Queue(maxsize=self.queue_size)
+        results: queue.Queue[tuple[Email, BaseException | None]] = queue.Queue()
+        halt = threading.Event()
+        counts = {"sent": 0, "transient": 0, "permanent": 0, "not_sent": 0}
+        stopped: list[str] = []
+        pending = 0  # e-mails handed to the workers and not yet reported
+        callback_failed = False
+        bug: list[BaseException] = []
+
+        def halted() -> bool:
+            return halt.is_set() or (stop is not None and stop.is_set())
+
+        def worker(mailer: Mailer) -> None:
+            while True:
+                email = work.get()
+                if email is None:
+                    return
+                if halted():
+                    results.put((email, NotSent(f"{email.to}: not sent: the run stopped before this message")))
+                    continue
+                try:
+                    mailer.send(email)
+                except BaseException as exc:  # handed to the calling thread, which decides
+                    results.put((email, exc))
+                else:
+                    results.put((email, None))
+
+        def report(email: Email, exc: BaseException | None) -> None:
+            nonlocal pending, callback_failed
+            pending -= 1
+            if exc is not None and not isinstance(exc, MailError):
+                # A bug in a mailer, not a mail failure: stop, report the rest, then surface it.
+                halt.set()
+                bug.append(exc)
+                return
+            if exc is None:
+                counts["sent"] += 1
+            elif isinstance(exc, NotSent):
+                counts["not_sent"] += 1
+            elif isinstance(exc, TransientMailError):
+                counts["transient"] += 1
+            else:
+                counts["permanent"] += 1
+                if isinstance(exc, SenderRefused) and not halt.is_set():
+                    halt.set()
+                    stopped.append(str(exc))
+            try:
+                on_result(email, exc if isinstance(exc, Exception) else None)
+            except BaseException:
+                callback_failed = True
+                halt.set()
+                raise
+
+        def drain(*, block: bool) -> None:
+            first = True
+            while True:
+                try:
+                    item = results.get(timeout=0.2) if (block and first) else results.get_nowait()
+                except queue.Empty:
+                    return
+                first = False
+                report(*item)
+
+        threads = [
+            threading.Thread(target=worker, args=(m,), name=f"mailer-{i}", daemon=True) for i, m in enumerate(self.mailers)
+        ]
+        for t in threads:
+            t.start()
+        source = iter(emails)
+        try:
+            while not (halted() or bug):
+                # Checked before taking the next e-mail: one taken is one reported.
+                try:
+                    email = next(source)
+                except StopIteration:
+                    break
+                pending += 1
+                while True:
+                    drain(block=False)
+                    try:
+                        work.put_nowait(email)
+                        break
+                    except queue.Full:
+                        drain(block=True)
+            while pending > 0 and not bug:
+                drain(block=True)
+        except BaseException:
+            halt.set()
+            raise
+        finally:
+            for _ in threads:
+                work.put(None)  # once halted the workers skip what is queued, so this never waits long
+            for t in threads:
+                t.join()
+            if not callback_failed:
+                # Raising from here would hide the first exception; report what is left instead.
+                with contextlib.suppress(Exception):
+                    drain(block=False)
+        if bug:
+            raise bug[0]
+        if stop is not None and stop.is_set() and not stopped:
+            stopped.append("stopped on request")
+        return SendReport(**counts, stopped=stopped[0] if stopped else None)
+
+    def close(self) -> None:
+        for mailer in self.mailers:
+            mailer.close()

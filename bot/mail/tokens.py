@@ -1,0 +1,96 @@
+"""Signed subscription tokens (confirm, unsubscribe, preferences) and the links that carry them.
+
+A token is the subscriber's address signed with SECRET_KEY and a salt per
+purpose, so a token made for one purpose never works for another. Confirm
+tokens expire (digest.confirm_ttl_hours); unsubscribe tokens never do: the link
+in an old digest must still work. Time is passed in (``now``) for tests.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+from urllib.parse import quote
+
+from itsdangerous import BadSignature, SignatureExpired, TimestampSigner, URLSafeTimedSerializer
+
+from bot.errors import BotError, ConfigError
+from bot.settings import Settings
+
+Purpose = Literal["confirm", "unsubscribe", "preferences"]
+PURPOSES: tuple[Purpose, ...] = ("confirm", "unsubscribe", "preferences")
+
+#: the web process's paths for each purpose; each takes ?token=
+PATHS: dict[Purpose, str] = {"confirm": "/confirm", "unsubscribe": "/unsubscribe", "preferences": "/preferences"}
+
+# Only used while mail cannot reach anyone (dry-run, or no SMTP_URL): lets
+# previews and local runs work without a SECRET_KEY. Never used with live mail.
+_DEV_KEY = "insecure-dev-key-mail-is-not-live"
+
+
+class InvalidToken(BotError):
+    """A subscription link's token is forged, damaged, for another purpose, or expired."""
+
+    def __init__(self, message: str, *, expired: bool = False) -> None:
+        super().__init__(message)
+        #: True when the signature is good but the token is too old (offer a new link)
+        self.expired = expired
+
+
+class _ClockSigner(TimestampSigner):
+    """A TimestampSigner whose clock can be fixed, so tests need no sleeping."""
+
+    def __init__(self, *args: Any, now: datetime | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._now = now
+
+    def get_timestamp(self) -> int:
+        return int(self._now.timestamp()) if self._now is not None else super().get_timestamp()
+
+
+def _secret(settings: Settings) -> str:
+    if settings.env.secret_key:
+        return settings.env.secret_key
+    if settings.env.bot_dry_run or not settings.env.smtp_url:
+        return _DEV_KEY
+    raise ConfigError("setting SECRET_KEY is required when e-mail is sent (SMTP_URL is set): it signs subscription links")
+
+
+def _serializer(settings: Settings, purpose: Purpose, now: datetime | None) -> URLSafeTimedSerializer:
+    if purpose not in PURPOSES:
+        raise ValueError(f"unknown token purpose {purpose!r}")
+    return URLSafeTimedSerializer(
+        _secret(settings),
+        salt=f"shortscience-bot/{purpose}",
+        signer=_ClockSigner,
+        signer_kwargs={"now": now},
+    )
+
+
+def make_token(settings: Settings, purpose: Purpose, address: str, *, now: datetime | None = None) -> str:
+    """A URL-safe token carrying `address`, signed for `purpose` (at `now`, default the real time)."""
+    return str(_serializer(settings, purpose, now).dumps(address))
+
+
+def read_token(settings: Settings, purpose: Purpose, token: str, *, max_age: int | None, now: datetime | None = None) -> str:
+    """The address a token carries; InvalidToken if forged, for another purpose, or older than max_age seconds."""
+    try:
+        address = _serializer(settings, purpose, now).loads(token, max_age=max_age)
+    except SignatureExpired:
+        raise InvalidToken(f"this {purpose} link has expired", expired=True) from None
+    except BadSignature:
+        raise InvalidToken(f"this {purpose} link is not valid") from None
+    if not isinstance(address, str):
+        raise InvalidToken(f"this {purpose} link is not valid")
+    return address
+
+
+def max_age(settings: Settings, purpose: Purpose) -> int | None:
+    """How long a token of this purpose is accepted, in seconds (None: forever)."""
+    return settings.digest.confirm_ttl_hours * 3600 if purpose == "confirm" else None
+
+
+def signed_link(settings: Settings, purpose: Purpose, address: str, *, now: datetime | None = None) -> str:
+    """The absolute link for `purpose`, e.g. https://bot.example.org/unsubscribe?token=…"""
+    token = make_token(settings, purpose, address, now=now)
+    return f"{settings.env.public_base_url.rstrip('/')}{PATHS[purpose]}?token={quote(token, safe='')}"

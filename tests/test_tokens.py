@@ -1,0 +1,106 @@
+"""Subscription tokens: signed per purpose, tamper-proof, confirm links expire, unsubscribe links never do."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from conftest import make_settings
+
+from bot.errors import BotError, ConfigError
+from bot.mail.tokens import InvalidToken, make_token, max_age, read_token, signed_link
+from bot.settings import Settings
+
+NOW = datetime(2026, 11, 9, 8, 0, tzinfo=UTC)
+ADDRESS = "reader@example.org"
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return make_settings(tmp_path, {"SECRET_KEY": "test-secret-key-0123456789", "PUBLIC_BASE_URL": "https://bot.example.org/"})
+
+
+@pytest.mark.parametrize("purpose", ["confirm", "unsubscribe", "preferences"])
+def test_round_trip(settings: Settings, purpose: str) -> None:
+    token = make_token(settings, purpose, ADDRESS, now=NOW)  # type: ignore[arg-type]
+    assert ADDRESS not in token  # signed, URL-safe, but not the bare address
+    assert read_token(settings, purpose, token, max_age=None, now=NOW) == ADDRESS  # type: ignore[arg-type]
+
+
+def test_unicode_address_round_trips(settings: Settings) -> None:
+    token = make_token(settings, "unsubscribe", "jürgen@exämple.org")
+    assert token.isascii()
+    assert read_token(settings, "unsubscribe", token, max_age=None) == "jürgen@exämple.org"
+
+
+def test_wrong_purpose_is_rejected(settings: Settings) -> None:
+    token = make_token(settings, "unsubscribe", ADDRESS)
+    with pytest.raises(InvalidToken):
+        read_token(settings, "confirm", token, max_age=None)
+    with pytest.raises(InvalidToken):
+        read_token(settings, "preferences", token, max_age=None)
+
+
+def test_tampered_token_is_rejected(settings: Settings) -> None:
+    token = make_token(settings, "unsubscribe", ADDRESS)
+    payload, _, rest = token.partition(".")
+    other = make_token(settings, "unsubscribe", "victim@example.org")
+    forged = other.partition(".")[0] + "." + rest  # another address with this token's signature
+    with pytest.raises(InvalidToken) as info:
+        read_token(settings, "unsubscribe", forged, max_age=None)
+    assert not info.value.expired
+    flipped = token[:-1] + ("A" if token[-1] != "A" else "B")
+    for bad in (flipped, "", "garbage", payload):
+        with pytest.raises(InvalidToken):
+            read_token(settings, "unsubscribe", bad, max_age=None)
+    assert isinstance(info.value, BotError)
+
+
+def test_other_secret_key_is_rejected(settings: Settings, tmp_path: Path) -> None:
+    token = make_token(settings, "unsubscribe", ADDRESS)
+    other = make_settings(tmp_path, {"SECRET_KEY": "another-secret-key-987654"})
+    with pytest.raises(InvalidToken):
+        read_token(other, "unsubscribe", token, max_age=None)
+
+
+def test_confirm_token_expires(settings: Settings) -> None:
+    ttl = max_age(settings, "confirm")
+    assert ttl == settings.digest.confirm_ttl_hours * 3600
+    token = make_token(settings, "confirm", ADDRESS, now=NOW)
+    just_in_time = NOW + timedelta(seconds=ttl)
+    assert read_token(settings, "confirm", token, max_age=ttl, now=just_in_time) == ADDRESS
+    with pytest.raises(InvalidToken) as info:
+        read_token(settings, "confirm", token, max_age=ttl, now=just_in_time + timedelta(seconds=2))
+    assert info.value.expired
+    # A token signed in the past, read with the real clock.
+    old = make_token(settings, "confirm", ADDRESS, now=datetime.now(UTC) - timedelta(hours=settings.digest.confirm_ttl_hours + 1))
+    with pytest.raises(InvalidToken):
+        read_token(settings, "confirm", old, max_age=ttl)
+
+
+def test_unsubscribe_token_never_expires(settings: Settings) -> None:
+    assert max_age(settings, "unsubscribe") is None
+    token = make_token(settings, "unsubscribe", ADDRESS, now=NOW)
+    ten_years = NOW + timedelta(days=3650)
+    assert read_token(settings, "unsubscribe", token, max_age=max_age(settings, "unsubscribe"), now=ten_years) == ADDRESS
+
+
+def test_link_points_at_the_web_process(settings: Settings) -> None:
+    url = signed_link(settings, "unsubscribe", ADDRESS, now=NOW)
+    prefix = "https://bot.example.org/unsubscribe?token="
+    assert url.startswith(prefix)
+    assert read_token(settings, "unsubscribe", url[len(prefix):], max_age=None) == ADDRESS
+
+
+def test_secret_key_required_when_mail_is_live(tmp_path: Path) -> None:
+    live = make_settings(tmp_path, {"SMTP_URL": "smtp://127.0.0.1:2525"})
+    with pytest.raises(ConfigError, match="SECRET_KEY"):
+        make_token(live, "unsubscribe", ADDRESS)
+    # Without live mail (no SMTP_URL) previews still work, with a development key.
+    offline = make_settings(tmp_path)
+    token = make_token(offline, "unsubscribe", ADDRESS)
+    assert read_token(offline, "unsubscribe", token, max_age=None) == ADDRESS
+    # ...which a real deployment's key does not accept.
+    with pytest.raises(InvalidToken):
+        read_token(make_settings(tmp_path, {"SECRET_KEY": "real-key-123456789"}), "unsubscribe", token, max_age=None)
