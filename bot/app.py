@@ -15,6 +15,7 @@ from bot.settings import Settings
 
 if TYPE_CHECKING:
     from bot.arxiv import ArxivClient
+    from bot.feeds import FragmentCache
     from bot.mail import Mailer
     from bot.publishers.base import Publisher
     from bot.render import Renderer
@@ -36,7 +37,7 @@ class App:
         store: Store | None = None,
         source: Source | None = None,
         publishers: Mapping[str, Publisher] | None = None,
-        arxiv: ArxivClient | None | bool = True,
+        arxiv: ArxivClient | bool | None = True,
         mailer: Mailer | None = None,
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
@@ -46,6 +47,8 @@ class App:
         self._overrides: dict[str, Any] = {"store": store, "source": source, "mailer": mailer}
         # arxiv: True = build from settings, False/None = no enrichment, or a client.
         self._arxiv = arxiv
+        #: set after an arXiv failure: enrichment is skipped until then (bot.content)
+        self.arxiv_down_until: datetime | None = None
 
     @cached_property
     def store(self) -> Store:
@@ -84,6 +87,13 @@ class App:
 
             return ArxivClient(self.settings)
         return self._arxiv or None
+
+    @cached_property
+    def feed_cache(self) -> FragmentCache:
+        """Serialised feed entries kept across rebuilds of a long-lived process."""
+        from bot.feeds import FragmentCache
+
+        return FragmentCache()
 
     @cached_property
     def mailer(self) -> Mailer:

@@ -154,12 +154,13 @@ def feeds() -> None:
 
 
 @feeds.command("build", context_settings=CONTEXT)
+@click.option("--force", is_flag=True, help="Re-serialise every file (after changing a template or the renderer).")
 @command
-def feeds_build(ctx: Ctx) -> None:
+def feeds_build(ctx: Ctx, force: bool) -> None:
     """Write feed.rss, feed.atom, feed.json, category feeds and the archive."""
     from bot.jobs import build_feeds
 
-    click.echo(build_feeds(ctx.app))
+    click.echo(build_feeds(ctx.app, force=force))
 
 
 @main.command(context_settings=CONTEXT)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from bot.errors import SourceError
@@ -18,6 +19,9 @@ if TYPE_CHECKING:
     from bot.app import App
 
 log = logging.getLogger(__name__)
+
+#: after an arXiv failure, how long this process publishes without trying arXiv again
+ARXIV_PAUSE = timedelta(minutes=15)
 
 
 def paper_details(app: App, summaries: Sequence[StoredSummary], *, fetch: bool = True) -> dict[str, PaperDetails]:
@@ -29,12 +33,19 @@ def paper_details(app: App, summaries: Sequence[StoredSummary], *, fetch: bool =
     found = {k: v for k, v in cached.items() if v is not None}
     missing = [i for i in ids if i not in cached]
     client = app.arxiv if fetch else None
-    if missing and client is not None:
+    now = app.clock()
+    if missing and client is not None and not (app.arxiv_down_until and now < app.arxiv_down_until):
         try:
             fetched = client.fetch(missing)
         except SourceError as exc:
-            # The post goes out without details; the next render tries again.
-            log.warning("paper details unavailable, publishing without them: %s", exc)
+            # Posts go out without details; arXiv is left alone for a while instead of
+            # costing every post of this pass the full wait.
+            app.arxiv_down_until = now + ARXIV_PAUSE
+            log.warning("paper details unavailable, publishing without them (arXiv skipped for %s): %s", ARXIV_PAUSE, exc)
+            fetched = dict(getattr(exc, "found", {}) or {})
+            if fetched:
+                app.store.put_papers(fetched, [], now=now)
+                found.update(fetched)
         else:
             app.store.put_papers(fetched, [m for m in missing if m not in fetched], now=app.clock())
             found.update(fetched)

@@ -210,6 +210,12 @@ class Dispatcher:
             store.mark_final(d.id, state=DeliveryState.FAILED, attempt=attempt)
             report.failed += 1
             log.error("delivery %d (%s) failed for good: %s", d.id, d.channel, exc)
+        elif isinstance(exc, TransientPublishError) and exc.maybe_sent:
+            # The post may be out: the next attempt reconciles instead of posting again.
+            at = retry_time(now, d.attempts, base=settings.backoff_base_seconds, maximum=settings.backoff_max_seconds)
+            store.mark_retry(d.id, due_at=at, attempt=attempt, state=DeliveryState.UNCERTAIN.value)
+            report.retried += 1
+            log.warning("delivery %d (%s) may or may not be out; reconciling at %s: %s", d.id, d.channel, at.isoformat(timespec="seconds"), exc)
         elif d.attempts >= settings.max_attempts:
             store.mark_final(d.id, state=DeliveryState.DEAD, attempt=attempt)
             report.failed += 1

@@ -87,7 +87,12 @@ class PublishError(BotError):
 
 
 class TransientPublishError(PublishError):
-    """Worth retrying later; ``retry_at`` is the time the platform gave, if any."""
+    """Worth retrying later; ``retry_at`` is the time the platform gave, if any.
+
+    ``maybe_sent`` is true when the request may have reached the platform
+    (a timeout or a dropped connection after sending): the next attempt must
+    reconcile instead of posting again.
+    """
 
     def __init__(
         self,
@@ -96,9 +101,11 @@ class TransientPublishError(PublishError):
         status: int | None = None,
         code: int | None = None,
         retry_at: datetime | None = None,
+        maybe_sent: bool = False,
     ) -> None:
         super().__init__(message, status=status, code=code)
         self.retry_at = retry_at
+        self.maybe_sent = maybe_sent
 
 
 class PermanentPublishError(PublishError):

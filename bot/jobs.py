@@ -52,21 +52,25 @@ def feed_entries(app: App) -> list[FeedEntry]:
     return entries
 
 
-def build_feeds(app: App) -> str:
+def build_feeds(app: App, *, force: bool = False) -> str:
     """`feeds build`: write every feed; ping the WebSub hub for the ones that changed."""
     from bot.feeds import build_feeds as write_feeds
     from bot.feeds import ping_websub
 
-    report = write_feeds(feed_entries(app), app.settings)
+    report = write_feeds(feed_entries(app), app.settings, cache=app.feed_cache, force=force)
     hub = app.settings.feeds.websub_hub
-    changed = list(getattr(report, "changed_urls", ()) or ())
-    if hub and changed:
+    if hub and report.hub_topics:
         import httpx
 
         with httpx.Client(timeout=10) as client:
-            for problem in ping_websub(hub, changed, client):
+            for problem in ping_websub(hub, report.hub_topics, client):
                 log.warning("websub: %s", problem)
-    return str(report)
+    parts = [f"{len(report.changed)} files written", f"{report.unchanged} unchanged"]
+    if report.removed:
+        parts.append(f"{len(report.removed)} removed")
+    if hub and report.hub_topics:
+        parts.append(f"{len(report.hub_topics)} pinged at {hub}")
+    return f"{', '.join(parts)} in {app.settings.public_dir}"
 
 
 def health(app: App) -> HealthInfo:

@@ -60,6 +60,7 @@ def setup_logging(level: str, fmt: str, secrets: Sequence[str]) -> RedactingFilt
     root.addHandler(handler)
     root.setLevel(level)
     # Libraries chatter at INFO (every HTTP request); keep their warnings only.
-    for noisy in ("httpx", "httpcore", "apscheduler.executors.default", "alembic.runtime.migration", "urllib3", "tweepy"):
+    # oauthlib logs consumer keys and tokens at DEBUG: never below WARNING.
+    for noisy in ("httpx", "httpcore", "apscheduler.executors.default", "alembic", "urllib3", "tweepy", "oauthlib", "requests_oauthlib"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
     return redactor

@@ -107,7 +107,7 @@ class Published:
     reply_ids: tuple[str, ...] = ()
 
 
-class DeliveryState(str, enum.Enum):
+class DeliveryState(enum.StrEnum):
     """Where a delivery is in its life.
 
     pending → in_flight → sent | failed | dead; in_flight found after a crash →

@@ -114,7 +114,7 @@ def poll_job(
 
     report = _record(app, "poll", lambda: poll(app, force=force, backfill=backfill, progress=progress))
     if report.new or report.edited:
-        feeds_job(app)
+        return f"{report.describe()}\nfeeds: {feeds_job(app)}"
     return str(report.describe())
 
 
@@ -143,8 +143,9 @@ def run_once(app: App, *, backfill: int | None = None, progress: Callable[[int, 
         except SourceError as exc:
             failed = exc
             lines.append(f"poll failed: {exc}")
+        if not any(line.startswith("feeds:") for line in "\n".join(lines).splitlines()):
+            lines.append("feeds: " + feeds_job(app))
         lines.append(dispatch_job(app))
-        lines.append("feeds: " + feeds_job(app))
     lines.extend(where_things_went(app))
     if failed is not None:
         for line in lines:

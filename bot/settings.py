@@ -163,6 +163,7 @@ class WebSettings:
     """[web]: the web process."""
 
     stale_after_minutes: int = _s(180, "/healthz answers 503 when the last good poll is older than this.", minimum=1)
+    feed_max_age_seconds: int = _s(300, "Cache-Control max-age of the served feed files, in seconds.", minimum=0)
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from bot.settings import Settings, load_settings, with_overrides  # noqa: E402
+from bot.settings import Settings, load_settings, with_overrides
 
 REPO = Path(__file__).resolve().parent.parent
 PG_URL = os.environ.get("BOT_TEST_POSTGRES_URL", "")

@@ -47,7 +47,8 @@ def test_sigkill_while_in_flight_is_reconciled_and_published_at_most_once(env: d
     # Opening a FIFO for writing blocks until a reader comes: the dispatcher stops
     # exactly inside the publish call, after its in_flight claim was committed.
     os.mkfifo(fifo)
-    proc = subprocess.Popen([sys.executable, "-m", "bot", "dispatch"], env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    log = (tmp_path / "dispatch.log").open("w")
+    proc = subprocess.Popen([sys.executable, "-m", "bot", "dispatch"], env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
     store = Store.open(settings.database_url)
     try:
         deadline = time.monotonic() + 60
@@ -55,7 +56,7 @@ def test_sigkill_while_in_flight_is_reconciled_and_published_at_most_once(env: d
             ds = store.deliveries(channel="twitter")
             if ds and ds[0].state is DeliveryState.IN_FLIGHT and store.stored_post(ds[0].id) is not None:
                 break
-            assert proc.poll() is None, proc.communicate()
+            assert proc.poll() is None, (tmp_path / "dispatch.log").read_text()
             assert time.monotonic() < deadline, "dispatcher never reached the network call"
             time.sleep(0.05)
         proc.send_signal(signal.SIGKILL)
@@ -80,6 +81,8 @@ def test_sigkill_while_in_flight_is_reconciled_and_published_at_most_once(env: d
     finally:
         if proc.poll() is None:
             proc.kill()
+            proc.wait()
+        log.close()
         store.close()
 
 

@@ -49,7 +49,7 @@ def test_dry_run_writes_the_documented_json_lines(make_app: Any, settings: Setti
 def test_transient_error_retries_with_backoff_then_dies(make_app: Any, settings: Settings, clock: FakeClock) -> None:
     settings = with_overrides(settings, "dispatch", max_attempts=3, backoff_base_seconds=60)
     faults = [TransientPublishError("503", status=503) for _ in range(3)]
-    app, pubs = setup(make_app, settings, 1, twitter=FakePublisher("twitter", faults=faults))
+    app, _pubs = setup(make_app, settings, 1, twitter=FakePublisher("twitter", faults=faults))
     r = Dispatcher(app).run_once()
     assert (r.sent, r.retried) == (1, 1)  # facebook went out; twitter did not block it
     d = app.store.deliveries(channel="twitter")[0]

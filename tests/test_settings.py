@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from bot.errors import ConfigError
-from bot.settings import SECRET_FIELDS, example_toml, iter_settings, load_settings
+from bot.settings import SECRET_FIELDS, describe_settings, example_toml, iter_settings, load_settings
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -108,7 +108,8 @@ def test_every_setting_has_help_and_is_documented() -> None:
     for name, f in iter_settings():
         assert f.metadata.get("help"), f"{name} has no help line"
         assert f"`{name}`" in readme, f"{name} is not documented in README.md"
-    assert config == example_toml(), "config/bot.toml is stale: regenerate it with `python -c 'from bot.settings import example_toml; print(example_toml(), end=\"\")' > config/bot.toml`"
+    assert config == example_toml(), "config/bot.toml is stale: run python scripts/regen_docs.py"
+    assert describe_settings() in readme, "the README settings table is stale: run python scripts/regen_docs.py"
 
 
 def test_bad_setting_exits_2_with_one_line(tmp_path: Path) -> None:
