@@ -27,10 +27,8 @@ from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, R
 from starlette.routing import BaseRoute, Route
 
 from bot.feeds.build import MANIFEST
+from bot.render.templates import template_dirs
 from bot.settings import Settings
-
-#: the repository's templates folder (index.html.j2)
-TEMPLATES_DIR = Path(__file__).resolve().parents[1] / "templates"
 
 #: what each served file is (nothing else under public_dir is served)
 CONTENT_TYPES = {
@@ -171,10 +169,7 @@ def create_app(
     """The web app: `/`, `/healthz`, `extra_routes`, then the feed files of settings.public_dir."""
     root = settings.public_dir
     max_age = settings.web.feed_max_age_seconds
-    loaders: list[jinja2.BaseLoader] = []
-    if settings.render.templates_dir:
-        loaders.append(jinja2.FileSystemLoader(settings.render.templates_dir))
-    loaders.append(jinja2.FileSystemLoader(TEMPLATES_DIR))
+    loaders: list[jinja2.BaseLoader] = [jinja2.FileSystemLoader(d) for d in template_dirs(settings.render.templates_dir)]
     env = jinja2.Environment(loader=jinja2.ChoiceLoader(loaders), autoescape=True, undefined=jinja2.StrictUndefined)
 
     async def index(request: Request) -> Response:

@@ -19,7 +19,6 @@ from datetime import datetime, timedelta
 from email import policy
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid, parseaddr
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
@@ -29,10 +28,8 @@ import jinja2
 
 from bot.errors import ConfigError, RenderError
 from bot.mail.base import HEADERS_POLICY, Email, RecipientRefused
+from bot.render.templates import template_dirs
 from bot.settings import Settings
-
-#: the repository's templates folder (digest.*.j2, confirm.*.j2, digest.css)
-TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "templates"
 
 DIGEST_HTML = "digest.html.j2"
 DIGEST_TEXT = "digest.txt.j2"
@@ -251,10 +248,7 @@ class DigestComposer:
         self.domain = address.rpartition("@")[2]
         self.list_id = list_id(settings)
         self.list_name = one_line(settings.digest.list_name)
-        loaders: list[jinja2.BaseLoader] = []
-        if settings.render.templates_dir:
-            loaders.append(jinja2.FileSystemLoader(settings.render.templates_dir))
-        loaders.append(jinja2.FileSystemLoader(TEMPLATES_DIR))
+        loaders: list[jinja2.BaseLoader] = [jinja2.FileSystemLoader(d) for d in template_dirs(settings.render.templates_dir)]
         self.env = jinja2.Environment(
             loader=jinja2.ChoiceLoader(loaders),
             autoescape=jinja2.select_autoescape(enabled_extensions=("html.j2", "html"), default_for_string=False, default=False),
@@ -266,7 +260,7 @@ class DigestComposer:
         try:
             css, _, _ = self.env.loader.get_source(self.env, CSS)  # type: ignore[union-attr]
         except jinja2.TemplateNotFound:
-            raise RenderError(f"template {CSS}: not found in {TEMPLATES_DIR}") from None
+            raise RenderError(f"template {CSS}: not found in {', '.join(map(str, template_dirs(settings.render.templates_dir)))}") from None
         self.inliner = css_inline.CSSInliner(
             extra_css=css,
             load_remote_stylesheets=False,
