@@ -19,37 +19,50 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def feed_entries(app: App) -> list[FeedEntry]:
-    """Every stored summary as a feed entry, rendered from the cache where possible."""
-    from bot.arxiv import paper_url
-    from bot.feeds import FeedEntry
+def feed_entries(app: App, *, force: bool = False) -> list[FeedEntry]:
+    """Every stored summary as a feed entry; content only for the entries the next build serialises.
 
-    stored = app.store.latest_summaries()
-    renders = content.renders(app, stored)
+    Fingerprints ignore content, so the files that must be written are known
+    from a text-free listing; only their entries are loaded and rendered (from
+    the render cache). A rebuild after one new summary thus touches a few
+    dozen entries, not the whole store.
+    """
+    import dataclasses
+
+    from bot.arxiv import paper_url
+    from bot.feeds import FeedEntry, stale_entries
+
+    listing = app.store.latest_summaries(with_text=False)
+    newest = listing[: app.settings.feeds.size]
     # Fetch missing paper details only for the main feed's entries; older ones use the cache.
-    newest = stored[: app.settings.feeds.size]
     details = content.paper_details(app, newest)
-    details.update(content.paper_details(app, stored[len(newest):], fetch=False))
-    entries = []
-    for s in stored:
+    details.update(content.paper_details(app, listing[len(newest):], fetch=False))
+    light: dict[int, FeedEntry] = {}
+    for s in listing:
         d = details.get(s.summary.arxiv_id or "")
-        html, text = renders[s.id]
-        categories = tuple(dict.fromkeys((*(d.categories if d else ()), *s.summary.categories)))
-        entries.append(
-            FeedEntry(
-                guid=s.summary.guid,
-                title=s.summary.title,
-                author=s.summary.author,
-                link=s.summary.link,
-                content_html=app.renderer.feed_entry_html(s.summary, d, html=html),
-                summary_text=text,
-                published=s.first_seen_at,
-                updated=s.summary.edited_at if s.summary.edited_at > s.first_seen_at else s.first_seen_at,
-                categories=categories,
-                paper_url=paper_url(s.summary.arxiv_id) if s.summary.arxiv_id else None,
-            )
+        light[s.id] = FeedEntry(
+            guid=s.summary.guid,
+            title=s.summary.title,
+            author=s.summary.author,
+            link=s.summary.link,
+            content_html="",
+            summary_text="",
+            published=s.first_seen_at,
+            updated=max(s.summary.edited_at, s.first_seen_at),
+            categories=tuple(dict.fromkeys((*(d.categories if d else ()), *s.summary.categories))),
+            paper_url=paper_url(s.summary.arxiv_id) if s.summary.arxiv_id else None,
         )
-    return entries
+    need = stale_entries(light.values(), app.settings, force=force)
+    wanted = [sid for sid, e in light.items() if e.guid in need]
+    full = app.store.summaries_by_ids(wanted)
+    renders = content.renders(app, full)
+    for s in full:
+        html, text = renders[s.id]
+        d = details.get(s.summary.arxiv_id or "")
+        light[s.id] = dataclasses.replace(
+            light[s.id], content_html=app.renderer.feed_entry_html(s.summary, d, html=html), summary_text=text
+        )
+    return list(light.values())
 
 
 def build_feeds(app: App, *, force: bool = False) -> str:
@@ -57,7 +70,7 @@ def build_feeds(app: App, *, force: bool = False) -> str:
     from bot.feeds import build_feeds as write_feeds
     from bot.feeds import ping_websub
 
-    report = write_feeds(feed_entries(app), app.settings, cache=app.feed_cache, force=force)
+    report = write_feeds(feed_entries(app, force=force), app.settings, cache=app.feed_cache, force=force)
     hub = app.settings.feeds.websub_hub
     if hub and report.hub_topics:
         import httpx

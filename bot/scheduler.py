@@ -29,8 +29,20 @@ SCHEDULER_LOCK_KEY = 727_002
 
 
 @contextmanager
-def scheduler_lock(app: App, stop: threading.Event, *, standby_poll: float = 5.0) -> Iterator[Callable[[], bool]]:
-    """Hold the one-scheduler lock while the block runs; yields a 'still leader?' check."""
+def scheduler_lock(
+    app: App,
+    stop: threading.Event,
+    *,
+    wait: bool = True,
+    standby: Callable[[], None] | None = None,
+    standby_poll: float = 5.0,
+) -> Iterator[Callable[[], bool]]:
+    """Hold the one-scheduler lock while the block runs; yields a 'still leader?' check.
+
+    On PostgreSQL a process that does not get the lock stands by (`wait`),
+    calling `standby` (a dispatch pass) between tries, and takes over when the
+    leader's session ends. SQLite has no standby: a second scheduler exits.
+    """
     url = app.settings.database_url
     if url.startswith("sqlite"):
         from filelock import FileLock, Timeout
@@ -54,6 +66,7 @@ def scheduler_lock(app: App, stop: threading.Event, *, standby_poll: float = 5.0
 
     engine = app.store.engine
     conn = None
+    announced = False
     while not stop.is_set():
         try:
             conn = engine.connect()
@@ -63,12 +76,26 @@ def scheduler_lock(app: App, stop: threading.Event, *, standby_poll: float = 5.0
                 break
             conn.close()
             conn = None
-            log.info("another scheduler holds the lock: standing by")
+            if not wait:
+                raise LockError("another scheduler is running against this database; `run --once` does not wait for it")
+            if not announced:
+                log.info("another scheduler holds the lock: standing by, draining the outbox meanwhile")
+                announced = True
+        except LockError:
+            raise
         except Exception as exc:  # the database may be restarting: keep standing by
             log.warning("scheduler lock: %s; retrying", str(exc).splitlines()[0])
             if conn is not None:
-                conn.close()
+                try:
+                    conn.close()
+                except Exception:
+                    pass
                 conn = None
+        if standby is not None:
+            try:
+                standby()
+            except BotError as exc:
+                log.warning("standby dispatch: %s", exc)
         stop.wait(standby_poll)
     if conn is None:
         yield lambda: False
@@ -137,7 +164,7 @@ def run_once(app: App, *, backfill: int | None = None, progress: Callable[[int, 
     """`run --once`: one poll, one dispatch pass, one feeds build; then say where things went."""
     lines = []
     failed: BotError | None = None
-    with scheduler_lock(app, threading.Event()):
+    with scheduler_lock(app, threading.Event(), wait=False):
         try:
             lines.append(poll_job(app, force=True, backfill=backfill, progress=progress))
         except SourceError as exc:
@@ -175,65 +202,85 @@ def _install_signals(stop: threading.Event) -> None:
     signal.signal(signal.SIGINT, handler)
 
 
-def run_scheduler(app: App, *, stop: threading.Event | None = None) -> None:
-    """`run`: the scheduler, until SIGTERM/SIGINT."""
-    from apscheduler.schedulers.background import BackgroundScheduler
-    from apscheduler.triggers.interval import IntervalTrigger
+def run_scheduler(app: App, *, stop: threading.Event | None = None, standby_poll: float = 5.0) -> None:
+    """`run`: the scheduler, until SIGTERM/SIGINT.
 
+    On PostgreSQL, losing the lock (the database connection dropped) sends this
+    process back to standby instead of exiting, so some process always leads.
+    """
     stop = stop or threading.Event()
     if threading.current_thread() is threading.main_thread():
         _install_signals(stop)
+    from bot.dispatcher import Dispatcher
+
+    dispatcher = Dispatcher(app, stop=stop)
+
+    def standby() -> None:
+        dispatcher.run_once()
+
+    while not stop.is_set():
+        with scheduler_lock(app, stop, standby=standby, standby_poll=standby_poll) as still_leader:
+            if stop.is_set():
+                return
+            _lead(app, stop, still_leader)
+        if not stop.is_set():
+            log.warning("no longer the scheduler: standing by")
+
+
+def _lead(app: App, stop: threading.Event, still_leader: Callable[[], bool]) -> None:
+    """Run the jobs while this process holds the lock; return on stop or when the lock is lost."""
+    from apscheduler.schedulers.background import BackgroundScheduler
+    from apscheduler.triggers.interval import IntervalTrigger
+
     settings = app.settings
-    with scheduler_lock(app, stop) as still_leader:
-        if stop.is_set():
-            return
-        scheduler = BackgroundScheduler(timezone="UTC")
-        poll_every = settings.source.poll_interval_minutes * 60
+    scheduler = BackgroundScheduler(timezone="UTC")
+    poll_every = settings.source.poll_interval_minutes * 60
 
-        def guarded(name: str, fn: Callable[[], Any]) -> Callable[[], None]:
-            def job() -> None:
-                if stop.is_set():
-                    return
-                try:
-                    result = fn()
-                    log.info("%s", result)
-                except BotError as exc:
-                    log.error("%s job failed: %s", name, exc)
-                except Exception:
-                    log.exception("%s job crashed", name)
+    def guarded(name: str, fn: Callable[[], Any]) -> Callable[[], None]:
+        def job() -> None:
+            if stop.is_set():
+                return
+            try:
+                result = fn()
+                log.info("%s", result)
+            except BotError as exc:
+                log.error("%s job failed: %s", name, exc)
+            except Exception:
+                log.exception("%s job crashed", name)
 
-            return job
+        return job
 
-        # Explicit misfire/coalesce/max_instances: the defaults skip a run that is 1 s late.
-        common: dict[str, Any] = {"coalesce": True, "max_instances": 1}
-        # The first poll runs at once; later ones every interval, the source's own backoff decides.
-        scheduler.add_job(
-            guarded("poll", lambda: poll_job(app)), IntervalTrigger(minutes=1), id="poll",
-            misfire_grace_time=poll_every, next_run_time=app.clock(), **common,
-        )
-        scheduler.add_job(
-            guarded("dispatch", lambda: dispatch_job(app, stop)),
-            IntervalTrigger(seconds=settings.dispatch.interval_seconds), id="dispatch",
-            misfire_grace_time=max(30, settings.dispatch.interval_seconds * 3), **common,
-        )
-        if settings.digest.enabled:
-            from bot.digest import add_digest_job
+    # Explicit misfire/coalesce/max_instances: the defaults skip a run that is 1 s late.
+    common: dict[str, Any] = {"coalesce": True, "max_instances": 1}
+    # Checked every minute; the source's stored next-poll time (interval, jitter,
+    # backoff, Retry-After, Cache-Control) decides whether a poll is due.
+    scheduler.add_job(
+        guarded("poll", lambda: poll_job(app)), IntervalTrigger(minutes=1), id="poll",
+        misfire_grace_time=poll_every, next_run_time=app.clock(), **common,
+    )
+    scheduler.add_job(
+        guarded("dispatch", lambda: dispatch_job(app, stop)),
+        IntervalTrigger(seconds=settings.dispatch.interval_seconds), id="dispatch",
+        misfire_grace_time=max(30, settings.dispatch.interval_seconds * 3), **common,
+    )
+    if settings.digest.enabled:
+        from bot.digest import add_digest_job
 
-            add_digest_job(app, scheduler, guarded, common)
-        scheduler.start()
-        log.info(
-            "scheduler running: poll every %d min (jitter %d s), dispatch every %d s",
-            settings.source.poll_interval_minutes, settings.source.poll_jitter_seconds, settings.dispatch.interval_seconds,
-        )
-        try:
-            while not stop.wait(5):
-                if not still_leader():
-                    log.error("lost the scheduler lock (database connection gone): stopping this scheduler")
-                    break
-        finally:
-            # wait=True: the job in hand finishes (dispatch checks `stop` between deliveries).
-            scheduler.shutdown(wait=True)
-            log.info("scheduler stopped")
+        add_digest_job(app, scheduler, guarded, common)
+    scheduler.start()
+    log.info(
+        "scheduler running: poll every %d min (jitter %d s), dispatch every %d s",
+        settings.source.poll_interval_minutes, settings.source.poll_jitter_seconds, settings.dispatch.interval_seconds,
+    )
+    try:
+        while not stop.wait(5):
+            if not still_leader():
+                log.error("lost the scheduler lock (database connection gone): stopping this scheduler")
+                break
+    finally:
+        # wait=True: the job in hand finishes (dispatch checks `stop` between deliveries).
+        scheduler.shutdown(wait=True)
+        log.info("scheduler stopped")
 
 
 def run_worker(app: App, *, stop: threading.Event | None = None) -> None:

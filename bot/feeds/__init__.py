@@ -5,7 +5,7 @@ renders and never touches the store. ``build_feeds`` writes the files,
 ``ping_websub`` tells a hub which of them changed.
 """
 
-from bot.feeds.build import MANIFEST, FeedFile, build_feeds, plan_feeds, write_atomic
+from bot.feeds.build import MANIFEST, FeedFile, build_feeds, plan_feeds, stale_entries, write_atomic
 from bot.feeds.model import BuildReport, FeedEntry
 from bot.feeds.serialize import FragmentCache
 from bot.feeds.websub import ping_websub
@@ -19,5 +19,6 @@ __all__ = [
     "build_feeds",
     "ping_websub",
     "plan_feeds",
+    "stale_entries",
     "write_atomic",
 ]

@@ -207,6 +207,22 @@ def _inside(out_dir: Path, rel: str) -> Path | None:
     return out_dir.joinpath(*parts)
 
 
+def stale_entries(entries: Iterable[FeedEntry], settings: Settings, *, out_dir: Path | None = None, force: bool = False) -> set[str]:
+    """The guids of the entries that sit in a file the next build must serialise.
+
+    Only those need their content; the caller may leave the others' content
+    empty (fingerprints do not look at content), so a rebuild after one new
+    summary loads and renders a few dozen entries, not the whole store.
+    """
+    out = Path(out_dir) if out_dir is not None else settings.public_dir
+    old_manifest = {} if force else _read_manifest(out)
+    need: set[str] = set()
+    for file in plan_feeds(entries, settings):
+        if force or old_manifest.get(file.path) != file.fingerprint() or not (out / file.path).is_file():
+            need.update(e.guid for e in file.entries)
+    return need
+
+
 def build_feeds(
     entries: Iterable[FeedEntry],
     settings: Settings,

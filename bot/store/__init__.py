@@ -444,13 +444,24 @@ class Store:
             row = conn.execute(sa.select(t.summaries).where(t.summaries.c.guid == guid)).first()
         return _stored_from_row(row) if row else None
 
-    def latest_summaries(self, limit: int | None = None) -> list[StoredSummary]:
-        """Newest edit first."""
-        q = sa.select(t.summaries).order_by(t.summaries.c.edited_at.desc(), t.summaries.c.id.desc())
+    def latest_summaries(self, limit: int | None = None, *, with_text: bool = True) -> list[StoredSummary]:
+        """Newest edit first. `with_text=False` leaves `text` empty: a cheap listing for feeds."""
+        columns: list[Any] = [c for c in t.summaries.c if with_text or c.name != "text"]
+        if not with_text:
+            columns.append(sa.literal("").label("text"))
+        q = sa.select(*columns).order_by(t.summaries.c.edited_at.desc(), t.summaries.c.id.desc())
         if limit:
             q = q.limit(limit)
         with self.tx() as conn:
             return [_stored_from_row(r) for r in conn.execute(q)]
+
+    def summaries_by_ids(self, ids: Sequence[int]) -> list[StoredSummary]:
+        out: list[StoredSummary] = []
+        with self.tx() as conn:
+            for i in range(0, len(ids), 500):
+                rows = conn.execute(sa.select(t.summaries).where(t.summaries.c.id.in_(list(ids[i : i + 500]))))
+                out.extend(_stored_from_row(r) for r in rows)
+        return out
 
     def summaries_first_seen_between(self, start: datetime, end: datetime) -> list[StoredSummary]:
         """Summaries a poll found as news in [start, end) (backfilled ones excluded)."""
