@@ -25,6 +25,7 @@ from starlette.middleware.gzip import GZipMiddleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bot.feeds.build import MANIFEST
 from bot.render.templates import template_dirs
@@ -160,6 +161,30 @@ def _read(path: Path) -> tuple[bytes, os.stat_result] | None:
         return None
 
 
+class MergeVary:
+    """Outermost ASGI step: one Vary header with each token once.
+
+    The feed handler sets ``Vary: Accept-Encoding`` itself (a 304 and a small
+    body need it too), and GZipMiddleware appends the same token to the
+    responses it considers compressing.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def send_merged(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = message.get("headers", [])
+                tokens = [t.strip() for k, v in headers if k.lower() == b"vary" for t in v.decode("latin-1").split(",")]
+                if tokens:
+                    merged = ", ".join(dict.fromkeys(t for t in tokens if t)).encode("latin-1")
+                    message["headers"] = [(k, v) for k, v in headers if k.lower() != b"vary"] + [(b"vary", merged)]
+            await send(message)
+
+        await self.app(scope, receive, send_merged)
+
+
 def create_app(
     settings: Settings,
     *,
@@ -222,5 +247,5 @@ def create_app(
         *extra_routes,
         Route("/{path:path}", feed_file, methods=["GET", "HEAD"]),
     ]
-    return Starlette(routes=routes, middleware=[Middleware(GZipMiddleware, minimum_size=500)])
+    return Starlette(routes=routes, middleware=[Middleware(MergeVary), Middleware(GZipMiddleware, minimum_size=500)])
 
