@@ -1,18 +1,26 @@
 """The dispatcher: claims due deliveries, calls one publisher each, records the outcome.
 
-Safe to run in several processes: a claim is a committed `in_flight` row
-(SKIP LOCKED on PostgreSQL, an immediate transaction on SQLite) made before
-the network call. Rows left in flight by a dead worker become `uncertain`
-and are reconciled with proof, never blindly re-sent.
+Safe to run in several processes: a worker reserves a due row (SKIP LOCKED on
+PostgreSQL, an immediate transaction on SQLite), renders its post, and marks
+it `in_flight` with that exact post in a commit made before the network call.
+Rows left in flight by a dead worker become `uncertain` and are reconciled
+with proof, never blindly re-sent. While one post is on the network the next
+is reserved and rendered. A lost database connection is waited out: the
+outcome of a post already made is kept in memory and written once the
+database is back.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import logging
 import os
 import socket
 import threading
 import time
+from collections.abc import Callable, Collection
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING
@@ -21,6 +29,7 @@ from bot import content
 from bot.decide import Pacing, pacing_wait, retry_time
 from bot.errors import (
     AuthPublishError,
+    BotError,
     PermanentPublishError,
     PublishError,
     RenderError,
@@ -28,7 +37,7 @@ from bot.errors import (
     TransientPublishError,
 )
 from bot.publishers import enabled_channels
-from bot.records import Attempt, Delivery, DeliveryState, Post
+from bot.records import Attempt, Delivery, DeliveryClaim, DeliveryState, Post
 from bot.settings import CHANNELS
 
 if TYPE_CHECKING:
@@ -39,21 +48,28 @@ log = logging.getLogger(__name__)
 _HOST = socket.gethostname()
 #: uncertain deliveries that reconciliation could not settle wait this long for an operator
 OPERATOR_HOLD = timedelta(days=3650)
+#: longest wait between two tries to write an outcome while the database is unreachable
+STORE_RETRY_MAX_SECONDS = 5.0
+_INSTANCES = itertools.count(1)
+#: ids of this process's dispatchers that are in a pass right now
+_RUNNING: set[str] = set()
 
 
 def worker_id() -> str:
-    return f"{_HOST}:{os.getpid()}:{int(time.time())}"
+    """host:pid:start:n — unique per Dispatcher, so a process can tell its own claims apart."""
+    return f"{_HOST}:{os.getpid()}:{int(time.time())}:{next(_INSTANCES)}"
 
 
 def worker_is_dead(claimed_by: str) -> bool:
-    """True when the claiming worker ran on this host and its process is gone."""
+    """True when the claiming worker ran on this host and its process is gone (or, in this
+    process, its dispatcher is no longer in a pass: the scheduler stopped it mid-delivery)."""
     host, _, rest = claimed_by.partition(":")
     pid_text = rest.partition(":")[0]
     if host != _HOST or not pid_text.isdigit():
         return False
     pid = int(pid_text)
     if pid == os.getpid():
-        return False
+        return claimed_by not in _RUNNING
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -88,6 +104,15 @@ class DispatchReport:
         return ", ".join(parts)
 
 
+@dataclass(frozen=True)
+class _Ready:
+    """A reserved delivery with its post rendered (not saved yet), or the reason it could not be."""
+
+    reserved: DeliveryClaim
+    post: Post | None
+    error: RenderError | None = None
+
+
 class Dispatcher:
     """One pass (`run_once`) or passes until stopped (`run_forever`) over due deliveries."""
 
@@ -100,35 +125,53 @@ class Dispatcher:
 
     # ---- decisions around the loop (data in, data out) ----
 
-    def _allowed_channels(self, report: DispatchReport) -> list[str]:
-        """Channels that may post now: enabled, not paused, within pacing and caps."""
-        store = self.app.store
-        now = self.app.clock()
-        paused = store.paused_channels()
+    def _allowed_channels(self, report: DispatchReport, paused: Collection[str]) -> list[str]:
+        """Channels that may post now: not paused, within pacing and caps (the claim skips ones paused since)."""
         allowed = []
         for channel in CHANNELS:
-            if channel in paused:
+            if channel in paused or channel in report.paused:
                 if channel not in report.paused:
                     report.paused.append(channel)
                 continue
-            cs = self.app.settings.channel(channel)
-            pacing = Pacing(timedelta(minutes=cs.min_interval_minutes), cs.daily_cap, cs.monthly_cap)
-            if pacing != Pacing():
-                today, month, last = store.sent_counts(channel, now=now)
-                wait = pacing_wait(pacing, now=now, last_sent=last, sent_today=today, sent_this_month=month)
-                if wait is not None:
-                    report.waiting[channel] = f"{wait[1]}; next post at {wait[0].isoformat(timespec='minutes')}"
-                    continue
+            if self._paced(channel, report):
+                continue
             allowed.append(channel)
         return allowed
+
+    def _pacing(self, channel: str) -> Pacing | None:
+        cs = self.app.settings.channel(channel)
+        pacing = Pacing(timedelta(minutes=cs.min_interval_minutes), cs.daily_cap, cs.monthly_cap)
+        return None if pacing == Pacing() else pacing
+
+    def _paced(self, channel: str, report: DispatchReport) -> bool:
+        """True when the channel's pacing or caps say wait (noted in the report); no query without pacing."""
+        pacing = self._pacing(channel)
+        if pacing is None:
+            return False
+        now = self.app.clock()
+        today, month, last = self.app.store.sent_counts(channel, now=now)
+        wait = pacing_wait(pacing, now=now, last_sent=last, sent_today=today, sent_this_month=month)
+        if wait is None:
+            return False
+        report.waiting[channel] = f"{wait[1]}; next post at {wait[0].isoformat(timespec='minutes')}"
+        return True
 
     # ---- the loop ----
 
     def run_once(self) -> DispatchReport:
         """Recover abandoned claims, reconcile uncertain ones, then send what is due; exit when nothing is."""
+        _RUNNING.add(self.worker)
+        try:
+            return self._pass()
+        finally:
+            _RUNNING.discard(self.worker)
+
+    def _pass(self) -> DispatchReport:
         report = DispatchReport()
         store = self.app.store
-        gone = store.expire_in_flight(now=self.app.clock(), dead_workers=worker_is_dead)
+        # Between passes this dispatcher holds no claim: any still marked as ours was
+        # abandoned when the database went away mid-delivery.
+        gone = store.expire_in_flight(now=self.app.clock(), dead_workers=lambda w: w == self.worker or worker_is_dead(w))
         for did in gone:
             log.warning("delivery %d was in flight when its worker stopped: now uncertain, reconciling", did)
         while not self.stop.is_set():
@@ -136,13 +179,67 @@ class Dispatcher:
             if d is None:
                 break
             self._reconcile(d, report)
-        while not self.stop.is_set():
-            allowed = self._allowed_channels(report)
-            d = store.claim(now=self.app.clock(), channels=allowed, worker=self.worker, lease=self.lease)
-            if d is None:
-                break
-            self._deliver(d, report)
+        paused = store.paused_channels()
+        # One delivery ahead: the next is reserved and its post rendered while this one
+        # is on the network, so a worker's time per delivery is little more than the
+        # network's. It is marked in flight (with its post) only right before its own
+        # network call: a crash leaves nothing more to reconcile than without it.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="dispatch-ahead") as ahead:
+            upcoming: Future[_Ready | None] | None = None
+
+            def next_ahead() -> None:
+                nonlocal upcoming
+                if upcoming is None:
+                    upcoming = ahead.submit(self._prepare, self._allowed_channels(report, paused))
+
+            if not self.stop.is_set():
+                next_ahead()
+            try:
+                while upcoming is not None:
+                    ready = upcoming.result()
+                    upcoming = None
+                    if ready is None:
+                        break
+                    if self.stop.is_set():
+                        self._give_back(ready, "the worker stopped before sending it")
+                        break
+                    # The next one is prepared once this one is marked in flight: rendering
+                    # (CPU) beside this thread's own database calls would slow them down,
+                    # since both need Python's interpreter lock; beside the network wait it is free.
+                    self._deliver(ready, report, sending=next_ahead)
+                    next_ahead()
+            finally:
+                if upcoming is not None:
+                    self._give_back_later(upcoming)
         return report
+
+    def _prepare(self, channels: list[str]) -> _Ready | None:
+        """Reserve the next due delivery and render its post (not saved yet); None when nothing is due."""
+        reserved = self.app.store.reserve(now=self.app.clock(), channels=channels, worker=self.worker, lease=self.lease)
+        if reserved is None:
+            return None
+        d = reserved.delivery
+        if reserved.post is not None or d.channel not in enabled_channels(self.app.settings):
+            return _Ready(reserved, reserved.post)  # retries send exactly the text fixed on the first attempt
+        try:
+            return _Ready(reserved, content.post_for(self.app, d.channel, reserved.summary))
+        except RenderError as exc:
+            return _Ready(reserved, None, exc)
+
+    def _give_back(self, ready: _Ready, reason: str) -> None:
+        """Return a reservation that was not sent (no attempt is counted)."""
+        log.info("delivery %d given back: %s", ready.reserved.delivery.id, reason)
+        self.app.store.unreserve(ready.reserved.delivery.id, worker=self.worker)
+
+    def _give_back_later(self, upcoming: Future[_Ready | None]) -> None:
+        """Return the reservation made ahead when the pass ends early; if the database is gone,
+        the next pass frees it."""
+        try:
+            ready = upcoming.result()
+            if ready is not None:
+                self._give_back(ready, "the pass ended before sending it")
+        except BotError as exc:
+            log.warning("a delivery reserved ahead could not be given back now: %s", exc)
 
     def run_forever(self, *, idle_seconds: float | None = None) -> None:
         """Drain continuously (the `worker` command) until `stop` is set."""
@@ -157,29 +254,51 @@ class Dispatcher:
                 log.error("dispatch: %s; retrying in %g s", exc, idle)
             self.stop.wait(idle)
 
-    def _post(self, d: Delivery) -> Post:
-        stored = self.app.store.stored_post(d.id)
-        if stored is not None:
-            return stored  # retries send exactly the text fixed on the first attempt
-        summary = self.app.store.summary(d.summary_id)
-        post = content.post_for(self.app, d.channel, summary)
-        self.app.store.save_post(d.id, post, now=self.app.clock())
-        return post
+    def _settle(self, write: Callable[[], None]) -> None:
+        """Write an outcome, waiting out a lost database connection.
 
-    def _deliver(self, d: Delivery, report: DispatchReport) -> None:
+        The network call is done and its outcome known: losing it would leave the
+        delivery to reconciliation (another call to the network). Only a stop
+        request ends the wait; the claim then expires into reconciliation.
+        """
+        wait = 0.5
+        while True:
+            try:
+                write()
+                return
+            except StoreError as exc:
+                if self.stop.is_set():
+                    raise
+                log.warning("cannot record a delivery's outcome (%s); trying again in %g s", exc, wait)
+            self.stop.wait(wait)
+            wait = min(wait * 2, STORE_RETRY_MAX_SECONDS)
+
+    def _deliver(self, ready: _Ready, report: DispatchReport, *, sending: Callable[[], None] = lambda: None) -> None:
+        """Send one reserved delivery and record the outcome; `sending` is called once it is marked in flight."""
         store = self.app.store
+        d = ready.reserved.delivery
         if d.channel not in enabled_channels(self.app.settings):
             store.mark_final(d.id, state=DeliveryState.SKIPPED, attempt=Attempt(d.id, self.app.clock(), "skipped", message=f"channel {d.channel} is disabled"))
             return
-        try:
-            post = self._post(d)
-        except RenderError as exc:
-            now = self.app.clock()
-            store.mark_final(d.id, state=DeliveryState.FAILED, attempt=Attempt(d.id, now, "permanent", message=f"render: {exc}"))
-            report.failed += 1
-            log.error("delivery %d (%s) failed to render: %s", d.id, d.channel, exc)
+        if d.channel in report.paused or self._paced(d.channel, report):
+            # Reserved ahead, before the previous post paused the channel or reached its cap.
+            self._give_back(ready, f"channel {d.channel} is paused or capped")
             return
+        if ready.error is not None or ready.post is None:
+            now = self.app.clock()
+            store.mark_final(d.id, state=DeliveryState.FAILED, attempt=Attempt(d.id, now, "permanent", message=f"render: {ready.error}"))
+            report.failed += 1
+            log.error("delivery %d (%s) failed to render: %s", d.id, d.channel, ready.error)
+            return
+        post = ready.post
         publisher = self.app.publisher(d.channel)
+        # From this commit on, the post may be on the network: a crash is reconciled.
+        fixed_before = ready.reserved.post is not None
+        if not store.start_sending(d.id, worker=self.worker, post=None if fixed_before else post, now=self.app.clock(), lease=self.lease):
+            log.warning("delivery %d: its reservation ran out before it was sent; another worker has it", d.id)
+            return
+        sending()
+        d = dataclasses.replace(d, state=DeliveryState.IN_FLIGHT, attempts=d.attempts + 1)
         try:
             published = publisher.publish(post)
         except PublishError as exc:
@@ -189,7 +308,8 @@ class Dispatcher:
             log.exception("delivery %d (%s): unexpected error", d.id, d.channel)
             self._failed(d, TransientPublishError(f"unexpected {type(exc).__name__}: {exc}"), report)
             return
-        store.mark_sent(d.id, published, now=self.app.clock())
+        now = self.app.clock()
+        self._settle(lambda: store.mark_sent(d.id, published, now=now))
         report.sent += 1
         report.published.append((d.channel, d.guid, post.text.splitlines()[0] if post.text else ""))
         log.info("delivery %d sent on %s%s: post %s", d.id, d.channel, "" if publisher.live else " (dry-run)", published.post_id)
@@ -201,23 +321,23 @@ class Dispatcher:
         attempt = Attempt(d.id, now, _outcome(exc), exc.status, exc.code, str(exc))
         if isinstance(exc, AuthPublishError):
             # The post is fine; the credentials are not. Pause and keep it pending.
-            store.pause_channel(d.channel, str(exc), now=now)
-            store.mark_retry(d.id, due_at=now, attempt=attempt)
+            self._settle(lambda: store.pause_channel(d.channel, str(exc), now=now))
+            self._settle(lambda: store.mark_retry(d.id, due_at=now, attempt=attempt))
             if d.channel not in report.paused:
                 report.paused.append(d.channel)
             log.error("channel %s paused: %s", d.channel, exc)
         elif isinstance(exc, PermanentPublishError):
-            store.mark_final(d.id, state=DeliveryState.FAILED, attempt=attempt)
+            self._settle(lambda: store.mark_final(d.id, state=DeliveryState.FAILED, attempt=attempt))
             report.failed += 1
             log.error("delivery %d (%s) failed for good: %s", d.id, d.channel, exc)
         elif isinstance(exc, TransientPublishError) and exc.maybe_sent:
             # The post may be out: the next attempt reconciles instead of posting again.
             at = retry_time(now, d.attempts, base=settings.backoff_base_seconds, maximum=settings.backoff_max_seconds)
-            store.mark_retry(d.id, due_at=at, attempt=attempt, state=DeliveryState.UNCERTAIN.value)
+            self._settle(lambda: store.mark_retry(d.id, due_at=at, attempt=attempt, state=DeliveryState.UNCERTAIN.value))
             report.retried += 1
             log.warning("delivery %d (%s) may or may not be out; reconciling at %s: %s", d.id, d.channel, at.isoformat(timespec="seconds"), exc)
         elif d.attempts >= settings.max_attempts:
-            store.mark_final(d.id, state=DeliveryState.DEAD, attempt=attempt)
+            self._settle(lambda: store.mark_final(d.id, state=DeliveryState.DEAD, attempt=attempt))
             report.failed += 1
             log.error("delivery %d (%s) given up after %d attempts: %s", d.id, d.channel, d.attempts, exc)
         else:
@@ -225,7 +345,8 @@ class Dispatcher:
                 now, d.attempts, base=settings.backoff_base_seconds, maximum=settings.backoff_max_seconds,
                 platform_time=getattr(exc, "retry_at", None),
             )
-            store.mark_retry(d.id, due_at=at, attempt=attempt)
+            retry_at = at
+            self._settle(lambda: store.mark_retry(d.id, due_at=retry_at, attempt=attempt))
             report.retried += 1
             log.warning("delivery %d (%s) will be retried at %s: %s", d.id, d.channel, at.isoformat(timespec="seconds"), exc)
 
@@ -242,7 +363,7 @@ class Dispatcher:
             store.mark_retry(d.id, due_at=now + timedelta(minutes=5), attempt=Attempt(d.id, now, "unproven", message="channel paused; reconciliation waits"), state=DeliveryState.UNCERTAIN.value)
             return
         try:
-            proof = self.app.publisher(d.channel).reconcile(post)
+            proof = self.app.publisher(d.channel).reconcile(post, since=d.created_at)
         except AuthPublishError as exc:
             store.pause_channel(d.channel, str(exc), now=now)
             store.mark_retry(d.id, due_at=now, attempt=Attempt(d.id, now, "auth", exc.status, exc.code, str(exc)), state=DeliveryState.UNCERTAIN.value)
@@ -253,7 +374,7 @@ class Dispatcher:
             log.warning("delivery %d: reconciliation failed, will try again: %s", d.id, exc)
             return
         if proof is not None:
-            store.mark_sent(d.id, proof, now=now, outcome="reconciled")
+            self._settle(lambda: store.mark_sent(d.id, proof, now=now, outcome="reconciled"))
             report.reconciled += 1
             log.info("delivery %d reconciled on %s: post %s", d.id, d.channel, proof.post_id)
         else:

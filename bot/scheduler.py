@@ -235,10 +235,13 @@ def _lead(app: App, stop: threading.Event, still_leader: Callable[[], bool]) -> 
     settings = app.settings
     scheduler = BackgroundScheduler(timezone="UTC")
     poll_every = settings.source.poll_interval_minutes * 60
+    # Set on shutdown or when the lock is lost: a dispatch pass in hand stops after its
+    # delivery instead of draining the whole outbox before this process can stand by.
+    stepping_down = threading.Event()
 
     def guarded(name: str, fn: Callable[[], Any]) -> Callable[[], None]:
         def job() -> None:
-            if stop.is_set():
+            if stop.is_set() or stepping_down.is_set():
                 return
             try:
                 result = fn()
@@ -259,7 +262,7 @@ def _lead(app: App, stop: threading.Event, still_leader: Callable[[], bool]) -> 
         misfire_grace_time=poll_every, next_run_time=app.clock(), **common,
     )
     scheduler.add_job(
-        guarded("dispatch", lambda: dispatch_job(app, stop)),
+        guarded("dispatch", lambda: dispatch_job(app, stepping_down)),
         IntervalTrigger(seconds=settings.dispatch.interval_seconds), id="dispatch",
         misfire_grace_time=max(30, settings.dispatch.interval_seconds * 3), **common,
     )
@@ -278,7 +281,8 @@ def _lead(app: App, stop: threading.Event, still_leader: Callable[[], bool]) -> 
                 log.error("lost the scheduler lock (database connection gone): stopping this scheduler")
                 break
     finally:
-        # wait=True: the job in hand finishes (dispatch checks `stop` between deliveries).
+        stepping_down.set()
+        # wait=True: the job in hand finishes (dispatch checks `stepping_down` between deliveries).
         scheduler.shutdown(wait=True)
         log.info("scheduler stopped")
 

@@ -6,11 +6,11 @@ Answers as Graph documents: ``POST /vNN.N/{page}/feed`` → ``{"id": "PAGE_POST"
 first, with attachments' shimmed ``url`` and ``unshimmed_url``). A wrong token
 gets error 190, an unknown object error 100 "does not exist"; a queue of
 faults sends any other Graph error (HTTP 400 with Graph's error JSON), an
-HTML 5xx, a dropped connection or a slow answer. Every request is kept in
-``.requests``; every post made in ``.posts``.
+HTML 5xx, a dropped connection, a slow answer or one held back after the post
+was made. Every request is kept in ``.requests``; every post made in ``.posts``.
 
-Run as a process: ``python tests/fake_graph.py --port 0 --page-id 123`` prints
-the port; control it as tests/fake_x.py describes.
+Run as a process: ``python tests/fake_graph.py --port 0 --page-id 123 [--delay S] [--keep-alive]``
+prints the port; control it as tests/fake_x.py describes.
 """
 
 from __future__ import annotations
@@ -73,11 +73,13 @@ class FakeGraph(FakeHTTPServer):
         self,
         *,
         port: int = 0,
+        delay: float = 0.0,
+        keep_alive: bool = False,
         page_id: str = "123456789",
         page_name: str = "ShortScience",
         access_token: str | None = None,
     ) -> None:
-        super().__init__(port=port)
+        super().__init__(port=port, delay=delay, keep_alive=keep_alive)
         self.page_id = page_id
         self.page_name = page_name
         #: when set, requests with another token get error 190
@@ -150,12 +152,19 @@ class FakeGraph(FakeHTTPServer):
             if request.method == "GET" and edge == "":
                 return json_answer(200, {"name": self.page_name, "id": self.page_id}, headers)
             if request.method == "GET" and edge in ("posts", "feed"):
-                return json_answer(200, self._listing(int(args.get("limit", "25"))), headers)
+                return json_answer(200, self._listing(request, args), headers)
         return self._error(400, 100, f"Unsupported {request.method.lower()} request.", headers)
 
-    def _listing(self, limit: int) -> dict[str, Any]:
+    def _listing(self, request: Recorded, args: dict[str, str]) -> dict[str, Any]:
+        """Newest first, `limit` (at most 100) a page, `since` (epoch seconds) and the `after` cursor as Graph takes them."""
+        limit = min(int(args.get("limit", "25")), 100)
+        newest = list(reversed(self.posts))
+        if "since" in args:
+            since = datetime.fromtimestamp(int(args["since"]), UTC).strftime("%Y-%m-%dT%H:%M:%S+0000")
+            newest = [p for p in newest if p["created_time"] >= since]
+        start = int(args["after"].removeprefix("offset-")) if args.get("after", "").startswith("offset-") else 0
         data = []
-        for post in list(reversed(self.posts))[:limit]:
+        for post in newest[start : start + limit]:
             item: dict[str, Any] = {
                 "id": post["id"],
                 "created_time": post["created_time"],
@@ -173,7 +182,11 @@ class FakeGraph(FakeHTTPServer):
                     ]
                 }
             data.append(item)
-        return {"data": data, "paging": {"cursors": {"before": "QVFI", "after": "QVFJ"}}}
+        paging: dict[str, Any] = {"cursors": {"before": f"offset-{start}", "after": f"offset-{start + len(data)}"}}
+        if start + limit < len(newest):
+            query = {**{k: v[0] for k, v in request.query.items()}, "after": f"offset-{start + len(data)}"}
+            paging["next"] = f"{self.url}{request.path}?" + "&".join(f"{k}={quote(v, safe='')}" for k, v in query.items())
+        return {"data": data, "paging": paging}
 
     def _error(self, status: int, code: int, message: str, headers: dict[str, str], *, subcode: int | None = None) -> Answer:
         fault = graph_error(code, message, subcode=subcode, status=status)
@@ -183,11 +196,13 @@ class FakeGraph(FakeHTTPServer):
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="A local stand-in for the Facebook Graph API.")
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--delay", type=float, default=0.0, help="seconds every answer takes")
+    parser.add_argument("--keep-alive", action="store_true", help="HTTP/1.1 with persistent connections")
     parser.add_argument("--page-id", default="123456789")
     parser.add_argument("--page-name", default="ShortScience")
     parser.add_argument("--access-token")
     args = parser.parse_args(argv)
-    serve_main(FakeGraph(port=args.port, page_id=args.page_id, page_name=args.page_name, access_token=args.access_token))
+    serve_main(FakeGraph(port=args.port, delay=args.delay, keep_alive=args.keep_alive, page_id=args.page_id, page_name=args.page_name, access_token=args.access_token))
 
 
 if __name__ == "__main__":

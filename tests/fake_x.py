@@ -5,13 +5,17 @@ A threaded http.server on 127.0.0.1 that answers as X documents:
 text), ``GET /2/users/me``, ``GET /2/users/:id/tweets`` (links rewritten to
 t.co, text HTML-escaped, as X returns it) and ``POST /2/media/upload``. A
 queue of faults makes it misbehave (429, 403 duplicate, 401, 503, a dropped
-connection after the post was made, a slow answer). Every request is kept in
+connection after the post was made, a slow answer, an answer held back after
+the post was made until the test releases it). Every request is kept in
 ``.requests``; every post made in ``.posts``.
 
 Use it in-process (``with FakeX() as x: ...``) or as a process:
-``python tests/fake_x.py --port 0`` prints the port, then serves; control it
-over HTTP: ``POST /_fake/faults`` (a JSON fault), ``GET /_fake/requests``,
-``GET /_fake/posts``, ``POST /_fake/reset``.
+``python tests/fake_x.py --port 0 [--delay S] [--keep-alive]`` prints the port,
+then serves (every answer S seconds after the request arrived, as a remote API
+would take); control it over
+HTTP: ``POST /_fake/faults`` (a JSON fault), ``GET /_fake/requests``,
+``GET /_fake/posts``, ``GET /_fake/held``, ``POST /_fake/release``,
+``POST /_fake/reset``.
 """
 
 from __future__ import annotations
@@ -48,6 +52,8 @@ class Recorded:
     #: header names lower-cased
     headers: dict[str, str]
     body: bytes
+    #: time.monotonic() when the request arrived
+    at: float = 0.0
 
     def json(self) -> Any:
         return json.loads(self.body or b"null")
@@ -102,6 +108,9 @@ class Fault:
     delay: float = 0.0
     #: matching requests to let through untouched before this fault applies
     skip: int = 0
+    #: after the effect, keep the answer back until ``release()``: the client waits
+    #: in the window between the server's accept and its own commit (crash tests kill it there)
+    hold: bool = False
 
 
 Answer = tuple[int, dict[str, str], bytes]
@@ -117,8 +126,12 @@ class FakeHTTPServer:
 
     name = "fake"
 
-    def __init__(self, *, port: int = 0) -> None:
+    def __init__(self, *, port: int = 0, delay: float = 0.0, keep_alive: bool = False) -> None:
         self._port = port
+        #: seconds every answer takes (a remote API's latency), faults' own delays come on top
+        self.delay = delay
+        #: HTTP/1.1 with persistent connections (HTTP/1.0, one request per connection, otherwise)
+        self.keep_alive = keep_alive
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self.lock = threading.RLock()
@@ -126,6 +139,9 @@ class FakeHTTPServer:
         self.faults: list[Fault] = []
         #: static answers by path (images for attachment tests): (status, content type, body)
         self.files: dict[str, tuple[int, str, bytes]] = {}
+        #: requests whose answer a `hold` fault keeps back right now
+        self.held = 0
+        self._release = threading.Event()
 
     # ---- life ----
 
@@ -138,6 +154,7 @@ class FakeHTTPServer:
         return self
 
     def stop(self) -> None:
+        self.release()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -170,6 +187,19 @@ class FakeHTTPServer:
             self.requests.clear()
             self.faults.clear()
             self._reset_state()
+
+    def release(self) -> None:
+        """Let every held answer go (to a client that may be dead by now)."""
+        self._release.set()
+
+    def _hold(self) -> None:
+        with self.lock:
+            self.held += 1
+        try:
+            self._release.wait()
+        finally:
+            with self.lock:
+                self.held -= 1
 
     def _reset_state(self) -> None:
         """Forget posts (subclasses)."""
@@ -204,11 +234,21 @@ class FakeHTTPServer:
         if request.method == "GET" and request.path in self.files:
             status, content_type, body = self.files[request.path]
             return status, {"Content-Type": content_type}, body
+        answer = self._answer_or_fault(request)
+        if self.delay:
+            # `delay` after the request arrived: the stand-in's own work is not charged to the client.
+            time.sleep(max(0.0, request.at + self.delay - time.monotonic()))
+        return answer
+
+    def _answer_or_fault(self, request: Recorded) -> Answer:
         fault = self._take_fault(request.method, request.path)
         if fault is None:
             return self.answer(request)
-        if fault.after_effect:
-            self.answer(request)
+        if fault.after_effect or fault.hold:
+            effect = self.answer(request)
+            if fault.hold:
+                self._hold()
+                return effect
         if fault.delay:
             time.sleep(fault.delay)
         if fault.drop:
@@ -227,6 +267,12 @@ class FakeHTTPServer:
         if request.method == "POST" and request.path == "/_fake/reset":
             self.reset()
             return json_answer(200, {"ok": True})
+        if request.method == "POST" and request.path == "/_fake/release":
+            self.release()
+            return json_answer(200, {"ok": True})
+        if request.path == "/_fake/held":
+            with self.lock:
+                return json_answer(200, {"held": self.held})
         if request.path == "/_fake/requests":
             with self.lock:
                 return json_answer(200, [r.to_json() for r in self.requests])
@@ -238,7 +284,15 @@ class FakeHTTPServer:
 
 def _handler_for(fake: FakeHTTPServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
+        # Keep-alive on request, as the real APIs (benchmarks: a new connection per request
+        # would count as the client's cost); off by default, so no test leaves sockets open.
+        protocol_version = "HTTP/1.1" if fake.keep_alive else "HTTP/1.0"
+        # Headers and body go out in two writes: without TCP_NODELAY, Nagle's algorithm and
+        # the client's delayed ACK hold the body back 40 ms on a kept-alive connection.
+        disable_nagle_algorithm = True
+
         def _serve(self) -> None:
+            at = time.monotonic()
             parts = urlsplit(self.path)
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else b""
@@ -248,6 +302,7 @@ def _handler_for(fake: FakeHTTPServer) -> type[BaseHTTPRequestHandler]:
                 query=parse_qs(parts.query, keep_blank_values=True),
                 headers={k.lower(): v for k, v in self.headers.items()},
                 body=body,
+                at=at,
             )
             status, headers, payload = fake.dispatch(request)
             if status == 0:
@@ -350,13 +405,24 @@ class FakeX(FakeHTTPServer):
     name = "fake-x"
     user: ClassVar[dict[str, str]] = {"id": "1", "name": "ShortScience", "username": "shortscience"}
 
-    def __init__(self, *, port: int = 0, consumer_key: str | None = None, access_token: str | None = None) -> None:
-        super().__init__(port=port)
+    def __init__(
+        self,
+        *,
+        port: int = 0,
+        delay: float = 0.0,
+        keep_alive: bool = False,
+        consumer_key: str | None = None,
+        access_token: str | None = None,
+    ) -> None:
+        super().__init__(port=port, delay=delay, keep_alive=keep_alive)
         #: when set, requests signed with another key or token get 401 (as X does)
         self.consumer_key = consumer_key
         self.access_token = access_token
         #: every post made: id, text, in_reply_to_tweet_id, media_ids
         self.posts: list[dict[str, Any]] = []
+        #: texts of posts[:_indexed], for a duplicate check that stays fast over thousands of posts
+        self._texts: set[str] = set()
+        self._indexed = 0
         #: every media upload: id, bytes, media_category
         self.media: list[dict[str, Any]] = []
         self._ids = itertools.count(1_900_000_000_000_000_001)
@@ -364,6 +430,8 @@ class FakeX(FakeHTTPServer):
 
     def _reset_state(self) -> None:
         self.posts.clear()
+        self._texts.clear()
+        self._indexed = 0
         self.media.clear()
         self._remaining = 100
 
@@ -406,7 +474,10 @@ class FakeX(FakeHTTPServer):
         text = body.get("text") if isinstance(body, dict) else None
         if not text:
             return json_answer(400, bad_request("text is required").body)
-        if any(p["text"] == text for p in self.posts):
+        # Tests may append to .posts directly (someone else's post): index those too.
+        self._texts.update(p["text"] for p in self.posts[self._indexed:])
+        self._indexed = len(self.posts)
+        if text in self._texts:
             return json_answer(403, duplicate().body, self._rate_headers())
         post = {
             "id": str(next(self._ids)),
@@ -483,10 +554,14 @@ def serve_main(fake: FakeHTTPServer) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--delay", type=float, default=0.0, help="seconds every answer takes")
+    parser.add_argument("--keep-alive", action="store_true", help="HTTP/1.1 with persistent connections")
     parser.add_argument("--consumer-key")
     parser.add_argument("--access-token")
     args = parser.parse_args(argv)
-    serve_main(FakeX(port=args.port, consumer_key=args.consumer_key, access_token=args.access_token))
+    serve_main(
+        FakeX(port=args.port, delay=args.delay, keep_alive=args.keep_alive, consumer_key=args.consumer_key, access_token=args.access_token)
+    )
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ its library's errors into ``PublishError`` subclasses (bot.errors).
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Protocol, runtime_checkable
 
 from bot.records import Post, Published
@@ -25,8 +26,12 @@ class Publisher(Protocol):
         """Send the post; raise TransientPublishError, PermanentPublishError or AuthPublishError."""
         ...
 
-    def reconcile(self, post: Post) -> Published | None:
+    def reconcile(self, post: Post, *, since: datetime | None = None) -> Published | None:
         """After a crash mid-publish: proof that `post` is out, or None if that cannot be told.
+
+        `since` is the earliest time the post can have gone out (when its
+        delivery was queued): a publisher that reads back recent posts reads
+        back to there.
 
         Must never create a second post when the first one did go out. A
         publisher that can tell the post never went out may send it now and

@@ -52,7 +52,7 @@ class DryRunPublisher:
             os.close(fd)
         return Published(post_id=self._line_id(post))
 
-    def reconcile(self, post: Post) -> Published | None:
+    def reconcile(self, post: Post, *, since: datetime | None = None) -> Published | None:
         """Proof from the outbox file; when the line is absent the post never went out, so send it now."""
         try:
             with self.path.open(encoding="utf-8") as f:

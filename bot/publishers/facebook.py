@@ -21,7 +21,7 @@ import requests
 
 from bot.errors import AuthPublishError, ConfigError, PermanentPublishError, PublishError, TransientPublishError
 from bot.publishers.images import fetch_image
-from bot.publishers.transport import HostAdapter, redact
+from bot.publishers.transport import HostAdapter, redact, settle_environment
 from bot.records import Post, Published
 from bot.settings import Settings
 from bot.sources.fetch import parse_retry_after
@@ -46,6 +46,8 @@ LINK_ERROR = 1609005
 _VERSION = re.compile(r"^v\d+\.\d+$")
 _PAGE_ID = re.compile(r"^[A-Za-z0-9_.-]+$")
 _POST_FIELDS = "id,message,permalink_url,created_time,attachments{url,unshimmed_url}"
+#: most pages of 25 posts one reconciliation reads (1,000 posts)
+RECONCILE_MAX_PAGES = 40
 
 
 def _utcnow() -> datetime:
@@ -87,6 +89,7 @@ class FacebookPublisher:
         session = requests.Session()
         self._adapter = HostAdapter(facebook.FACEBOOK_GRAPH_URL, env.facebook_graph_url, timeout=timeout)
         session.mount(facebook.FACEBOOK_GRAPH_URL, self._adapter)
+        settle_environment(session)
         self._graph = facebook.GraphAPI(access_token=env.facebook_page_access_token, timeout=timeout, session=session)
 
     # ---- the Publisher interface ----
@@ -99,12 +102,27 @@ class FacebookPublisher:
         result = self._request(f"{self._page}/feed", post_args={"message": post.text, "link": post.link})
         return self._published(result.get("id"))
 
-    def reconcile(self, post: Post) -> Published | None:
-        """Look for the post among the Page's recent posts; None when it is not there."""
-        result = self._request(f"{self._page}/posts", args={"fields": _POST_FIELDS, "limit": "25"})
-        for item in result.get("data") or ():
-            if isinstance(item, dict) and _is_same_post(item, post):
-                return self._published(item.get("id"), url=item.get("permalink_url"))
+    def reconcile(self, post: Post, *, since: datetime | None = None) -> Published | None:
+        """Look for the post among the Page's recent posts; None when it is not there.
+
+        With `since` (the earliest the post can have gone out), every post made
+        since is looked at, page by page: on a busy Page ours may be far below
+        the first page by the time a crash is reconciled. Without it, one page.
+        """
+        args = {"fields": _POST_FIELDS, "limit": "25"}
+        if since is not None:
+            # A minute of slack for clocks that disagree with Facebook's.
+            args["since"] = str(int(since.timestamp()) - 60)
+        for _ in range(RECONCILE_MAX_PAGES if since is not None else 1):
+            result = self._request(f"{self._page}/posts", args=args)
+            for item in result.get("data") or ():
+                if isinstance(item, dict) and _is_same_post(item, post):
+                    return self._published(item.get("id"), url=item.get("permalink_url"))
+            paging = result.get("paging")
+            after = paging.get("cursors", {}).get("after") if isinstance(paging, dict) and paging.get("next") else None
+            if not isinstance(after, str) or not after:
+                break
+            args["after"] = after
         return None
 
     def check(self) -> str:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable
+from datetime import datetime
 
 from bot.errors import PublishError
 from bot.records import Post, Published
@@ -29,7 +30,7 @@ class FakePublisher:
         self.posts.append(post)
         return Published(post_id=f"{self.channel}-{len(self.posts)}")
 
-    def reconcile(self, post: Post) -> Published | None:
+    def reconcile(self, post: Post, *, since: datetime | None = None) -> Published | None:
         self.reconcile_calls.append(post)
         for i, earlier in enumerate(self.posts, 1):
             if earlier.text == post.text and earlier.summary_guid == post.summary_guid:

@@ -7,6 +7,7 @@ every message that leaves a publisher. No publishing logic lives here.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterable
 from urllib.parse import quote, quote_plus
@@ -32,6 +33,9 @@ class HostAdapter(HTTPAdapter):
         self.base = base if base.endswith("/") else base + "/"
         self.timeout = timeout
         self._local = threading.local()
+        # The proxy settings of our host, read from the environment once: reading
+        # them per request scans the whole environment on every post.
+        self._proxies = get_environ_proxies(self.base)
 
     def rewrite(self, url: str) -> str:
         if url.startswith(self.prefix):
@@ -52,8 +56,8 @@ class HostAdapter(HTTPAdapter):
         new_url = self.rewrite(url)
         if new_url != url:
             request.url = new_url
-            # The session chose proxies for the library's host; choose again for ours.
-            proxies = get_environ_proxies(new_url)
+            # The session chose proxies for the library's host; ours apply instead.
+            proxies = self._proxies
         response = super().send(
             request,
             stream=stream,
@@ -69,6 +73,19 @@ class HostAdapter(HTTPAdapter):
     def last_response(self) -> requests.Response | None:
         """The last response this thread received through the adapter, if the last send got one."""
         return getattr(self._local, "last", None)
+
+
+def settle_environment(session: requests.Session) -> None:
+    """Read what requests takes from the environment once, not on every request.
+
+    With ``trust_env`` requests scans the whole environment (proxies, CA
+    bundle) several times per request, a good part of a post's own cost.
+    HostAdapter applies our host's proxies; the CA bundle is fixed here; the
+    .netrc lookup it also skips is never wanted (every request carries its
+    credentials).
+    """
+    session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+    session.trust_env = False
 
 
 def redact(text: str, secrets: Iterable[str]) -> str:

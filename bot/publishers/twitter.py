@@ -21,7 +21,7 @@ import tweepy
 
 from bot.errors import AuthPublishError, PermanentPublishError, PublishError, TransientPublishError
 from bot.publishers.images import fetch_image
-from bot.publishers.transport import HostAdapter, redact
+from bot.publishers.transport import HostAdapter, redact, settle_environment
 from bot.records import Post, Published
 from bot.settings import Settings
 from bot.sources.fetch import parse_retry_after
@@ -73,6 +73,7 @@ class TwitterPublisher:
             self._client.session = session
         self._adapter = HostAdapter(TWEEPY_HOST, env.twitter_api_base_url, timeout=settings.twitter.timeout_seconds)
         self._client.session.mount(TWEEPY_HOST, self._adapter)
+        settle_environment(self._client.session)
 
     # ---- the Publisher interface ----
 
@@ -81,8 +82,11 @@ class TwitterPublisher:
         first_id = self._create(post.text, media_ids=media_ids)
         return self._finish_thread(first_id, post)
 
-    def reconcile(self, post: Post) -> Published | None:
-        """Send the identical text again: X refuses it as a duplicate exactly when the first one went out."""
+    def reconcile(self, post: Post, *, since: datetime | None = None) -> Published | None:
+        """Send the identical text again: X refuses it as a duplicate exactly when the first one went out.
+
+        (`since` is not needed: X's duplicate check looks back further than any retry.)
+        """
         try:
             # The image is uploaded again (an upload is not a post): if the text was never
             # out, the post that goes out now is the same one publish would have made.
