@@ -16,7 +16,7 @@ from bot.settings import Settings
 if TYPE_CHECKING:
     from bot.arxiv import ArxivClient
     from bot.feeds import FragmentCache
-    from bot.mail import Mailer
+    from bot.mail import DigestComposer, Mailer
     from bot.publishers.base import Publisher
     from bot.render import Renderer
     from bot.sources.fetch import Source
@@ -54,7 +54,7 @@ class App:
     def store(self) -> Store:
         from bot.store import Store
 
-        return self._overrides["store"] or Store.open(self.settings.database_url)
+        return self._overrides["store"] or Store.open(self.settings.database_url, pool_size=self.settings.database.pool_size)
 
     @cached_property
     def source(self) -> Source:
@@ -94,6 +94,13 @@ class App:
         from bot.feeds import FragmentCache
 
         return FragmentCache()
+
+    @cached_property
+    def composer(self) -> DigestComposer:
+        """Renders digests and confirmation e-mails (its Jinja environment, CSS inliner and cache are reused)."""
+        from bot.mail import DigestComposer
+
+        return DigestComposer(self.settings)
 
     @cached_property
     def mailer(self) -> Mailer:

@@ -1,4 +1,5 @@
-"""Pure decisions: what a poll found, what to queue, when to retry, when a channel may post.
+"""Pure decisions: what a poll found, what to queue, when to retry, when a channel may post,
+what a digest covers and when, and what becomes of a digest send.
 
 Nothing here does I/O or reads the clock: every function takes the data and
 `now`, so tests pin time and the loops in pipeline/dispatcher stay dumb.
@@ -9,7 +10,9 @@ from __future__ import annotations
 import random
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from datetime import time as dtime
+from zoneinfo import ZoneInfo
 
 from bot.records import Summary
 
@@ -189,3 +192,138 @@ def estimated_cost(posts: int, price_per_post: float) -> float:
 
 def newest_first(summaries: Iterable[Summary]) -> list[Summary]:
     return sorted(summaries, key=lambda s: s.edited_at, reverse=True)
+
+
+# ---------------------------------------------------------------- the digest
+
+#: digest.day_of_week values, Monday first (datetime.weekday() order)
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+@dataclass(frozen=True, slots=True)
+class DigestSchedule:
+    """When the weekly digest goes out: a weekday and a wall-clock time in a time zone."""
+
+    #: 0 = Monday
+    weekday: int
+    hour: int
+    minute: int
+    tz: ZoneInfo
+
+    @classmethod
+    def parse(cls, day_of_week: str, at: str, timezone: str) -> DigestSchedule:
+        """From the settings' values (already validated by bot.settings)."""
+        hh, _, mm = at.partition(":")
+        return cls(WEEKDAYS.index(day_of_week), int(hh), int(mm), ZoneInfo(timezone))
+
+    def _on(self, day: date) -> datetime:
+        # A wall time that does not exist that day (a DST gap) comes out shifted
+        # by the gap; one that exists twice is the first of the two.
+        return datetime.combine(day, dtime(self.hour, self.minute), tzinfo=self.tz).astimezone(UTC)
+
+    def latest(self, now: datetime) -> datetime:
+        """The last scheduled time at or before `now` (aware UTC)."""
+        local = now.astimezone(self.tz)
+        day = local.date() - timedelta(days=(local.weekday() - self.weekday) % 7)
+        at = self._on(day)
+        return at if at <= now else self._on(day - timedelta(days=7))
+
+    def following(self, now: datetime) -> datetime:
+        """The first scheduled time after `now` (aware UTC)."""
+        latest = self.latest(now)
+        return self._on(latest.astimezone(self.tz).date() + timedelta(days=7))
+
+
+@dataclass(frozen=True, slots=True)
+class DigestPeriod:
+    """What one issue covers: summaries first seen in [start, end)."""
+
+    start: datetime
+    end: datetime
+
+
+def digest_period(end: datetime, last_end: datetime | None) -> DigestPeriod | None:
+    """The period an issue ending at `end` covers; None when the last issue already reaches `end`.
+
+    Periods follow on from each other with neither gap nor overlap, however
+    irregular the sends (`--now`, missed weeks): a missed week widens the next
+    issue instead of making one issue per week. The first issue covers the week
+    before its end.
+    """
+    if last_end is None:
+        return DigestPeriod(end - timedelta(days=7), end)
+    if end <= last_end:
+        return None
+    return DigestPeriod(last_end, end)
+
+
+def digest_catch_up(now: datetime, last_end: datetime | None, schedule: DigestSchedule) -> bool:
+    """At start-up: did a scheduled send pass that no issue covers (the process was down)?
+
+    One catch-up run then covers everything since the last issue.
+    """
+    return last_end is None or schedule.latest(now) > last_end
+
+
+def digest_order(items: Sequence[tuple[int | None, datetime]]) -> list[int]:
+    """Indexes of (votes, date) pairs in digest order: most votes first, then newest first."""
+
+    def key(i: int) -> tuple[int, float]:
+        votes, when = items[i]
+        return (-(votes if votes is not None else -1), -when.timestamp())
+
+    return sorted(range(len(items)), key=key)
+
+
+def digest_selection(wanted: Sequence[str], item_categories: Sequence[Sequence[str]]) -> tuple[int, ...]:
+    """Indexes of the items a subscriber gets: all without wanted categories, else those sharing one."""
+    if not wanted:
+        return tuple(range(len(item_categories)))
+    folded = {c.casefold() for c in wanted}
+    return tuple(i for i, cats in enumerate(item_categories) if any(c.casefold() in folded for c in cats))
+
+
+def digest_send_verdict(
+    outcome: str,
+    *,
+    attempts: int,
+    now: datetime,
+    base: float,
+    maximum: float,
+    max_attempts: int,
+    rng: random.Random | None = None,
+) -> tuple[str, datetime | None]:
+    """What becomes of one digest send after one try: (new state, when to try again).
+
+    `outcome`: "accepted"; "transient" (4xx, dropped before the final dot);
+    "maybe_delivered" (the answer to the final dot was lost); "refused" (5xx);
+    "not_sent" (the run stopped first, or the server refused *us*: not this
+    recipient's fault, so the try does not count).
+    """
+    if outcome == "accepted":
+        return "sent", None
+    if outcome == "not_sent":
+        return "pending", now
+    if outcome == "refused":
+        return "failed", None
+    if outcome in ("transient", "maybe_delivered"):
+        if attempts >= max_attempts:
+            return "failed", None
+        return "pending", now + backoff_delay(attempts, base=base, maximum=maximum, rng=rng)
+    raise ValueError(f"unknown send outcome {outcome!r}")
+
+
+def bounce_due(permanent_failures: int, bounce_after: int) -> bool:
+    """An address refused this many times in a row (5xx) is bounced: never mailed again."""
+    return permanent_failures >= bounce_after
+
+
+def rate_window(
+    now: datetime, window_start: datetime | None, count: int, *, window: timedelta, limit: int
+) -> tuple[bool, datetime, int]:
+    """A fixed-window rate limit: (allowed, new window start, new count) for one more request."""
+    if window_start is None or now - window_start >= window or now < window_start:
+        return True, now, 1
+    if count >= limit:
+        return False, window_start, count
+    return True, window_start, count + 1

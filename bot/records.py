@@ -12,6 +12,7 @@ import enum
 import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 
 def content_hash(title: str, author: str, text: str) -> str:
@@ -147,6 +148,20 @@ class Delivery:
     last_error: str | None = None
     #: the text that was (or will be) sent, fixed when first attempted
     text: str | None = None
+    #: when the delivery was queued: its post cannot have gone out before
+    created_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryClaim:
+    """A delivery a worker has reserved, with what sending it needs (read in the same transaction)."""
+
+    #: the delivery, still pending (reserved for the worker) until it starts sending
+    delivery: Delivery
+    #: the post fixed on an earlier attempt; None when it is still to be rendered
+    post: Post | None
+    #: the summary the delivery announces
+    summary: StoredSummary
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,3 +266,105 @@ class SourceState:
     next_poll_at: datetime | None = None
     first_polled_at: datetime | None = None
     items_seen: int = 0
+
+
+class SubscriberState(enum.StrEnum):
+    """Where a digest subscriber is.
+
+    pending → confirmed (the confirmation link, or the operator's --confirmed) →
+    unsubscribed | bounced. Nothing but the subscriber's own confirmation
+    (double opt-in through /subscribe) makes an unsubscribed or bounced address
+    confirmed again.
+    """
+
+    PENDING = "pending"
+    CONFIRMED = "confirmed"
+    UNSUBSCRIBED = "unsubscribed"
+    BOUNCED = "bounced"
+
+
+@dataclass(frozen=True, slots=True)
+class Subscriber:
+    """One address on the digest's list (rows are kept after unsubscribing)."""
+
+    #: the row id
+    id: int
+    #: the address mail goes to (normalised by email-validator)
+    address: str
+    state: SubscriberState
+    #: the categories wanted; empty: every summary
+    categories: tuple[str, ...]
+    #: web, cli or import:<file>
+    consent_source: str
+    created_at: datetime
+    confirmed_at: datetime | None = None
+    unsubscribed_at: datetime | None = None
+    bounced_at: datetime | None = None
+    #: permanent (5xx) refusals in a row
+    permanent_failures: int = 0
+    #: the last refusal's reason
+    last_error: str | None = None
+    #: categories asked for on /subscribe, applied on confirmation
+    requested_categories: tuple[str, ...] | None = None
+
+
+class SendState(enum.StrEnum):
+    """Where one digest send (one issue to one subscriber) is.
+
+    pending → claimed (a worker's lease; nothing handed over) → handing_over
+    (committed before its SMTP transaction starts: the server may have it from
+    here on) → sent | failed | skipped. A retry makes it pending again. After a crash,
+    claimed rows are simply pending again; handing_over rows are sent again
+    and marked possibly duplicated.
+    """
+
+    PENDING = "pending"
+    CLAIMED = "claimed"
+    HANDING_OVER = "handing_over"
+    SENT = "sent"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+@dataclass(frozen=True, slots=True)
+class StoredDigest:
+    """One issue of the digest as the store keeps it."""
+
+    #: the row id
+    id: int
+    #: the issue number shown in the subject (1, 2, ...)
+    issue: int
+    #: the summaries first seen in [period_start, period_end) are in it
+    period_start: datetime
+    period_end: datetime
+    #: when it was built (also its messages' Date, so a re-send is the same message)
+    created_at: datetime
+    #: when its last send was settled
+    completed_at: datetime | None
+    #: "sending" or "sent"
+    state: str
+    #: random, part of every Message-ID of this issue
+    nonce: str
+    #: sends created when it was built
+    recipients: int
+    #: the items as sent: JSON objects with DigestItem's fields
+    items: tuple[Any, ...] = ()
+    #: distinct selections of item indexes; each send names one
+    variants: tuple[tuple[int, ...], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class SendClaim:
+    """A digest send a worker holds: whom to mail and which selection of items."""
+
+    digest_id: int
+    subscriber_id: int
+    address: str
+    #: index into the digest's variants
+    variant: int
+    #: tries so far, this one included
+    attempts: int
+    #: it was sent before without a known outcome (crash, lost answer after the final dot)
+    possibly_duplicated: bool
+    #: the subscriber's permanent refusals in a row so far
+    failures: int = 0

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, get_origin, get_type_hints
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from bot.errors import ConfigError
 
@@ -68,6 +68,13 @@ class DispatchSettings:
     backoff_max_seconds: int = _s(3 * 3600, "Longest retry wait after transient failures.", minimum=1)
     batch_size: int = _s(50, "Most deliveries one dispatch pass claims at a time.", minimum=1)
     lease_seconds: int = _s(300, "How long a worker's claim on a delivery lasts before it counts as abandoned.", minimum=10)
+
+
+@dataclass(frozen=True)
+class DatabaseSettings:
+    """[database]: connections to the database."""
+
+    pool_size: int = _s(5, "PostgreSQL connections one process keeps open, and as many more it may open at a peak (SQLite: unused).", minimum=1)
 
 
 @dataclass(frozen=True)
@@ -156,6 +163,13 @@ class DigestSettings:
     list_name: str = _s("ShortScience weekly", "Name of the list, in the subject and List-Id.")
     confirm_ttl_hours: int = _s(72, "Hours a confirmation link stays valid.", minimum=1)
     max_items: int = _s(30, "Most summaries in one digest.", minimum=1)
+    teaser_chars: int = _s(400, "Longest teaser of a summary in the digest, cut at a sentence boundary.", minimum=50)
+    categories: tuple[str, ...] = _s(tuple(DEFAULT_HASHTAGS), "Categories readers can pick on /subscribe and /preferences (none picked: every summary).")
+    retry_base_seconds: int = _s(300, "First wait before sending again to an address that got a 4xx or a dropped connection; doubles each time.", minimum=1)
+    retry_max_seconds: int = _s(6 * 3600, "Longest wait between two tries to one address.", minimum=1)
+    max_attempts: int = _s(8, "Tries to one address for one issue before it is given up as failed.", minimum=1)
+    confirm_per_address: int = _s(3, "Confirmation e-mails /subscribe sends to one address per day (more asks get the same page, no e-mail).", minimum=1)
+    confirm_per_client: int = _s(10, "Confirmation e-mails one client IP may ask for per hour (more get 429).", minimum=1)
 
 
 @dataclass(frozen=True)
@@ -221,6 +235,7 @@ class Settings:
 
     source: SourceSettings = field(default_factory=SourceSettings)
     dispatch: DispatchSettings = field(default_factory=DispatchSettings)
+    database: DatabaseSettings = field(default_factory=DatabaseSettings)
     twitter: TwitterSettings = field(default_factory=TwitterSettings)
     facebook: FacebookSettings = field(default_factory=FacebookSettings)
     render: RenderSettings = field(default_factory=RenderSettings)
@@ -270,12 +285,11 @@ class Settings:
     def secrets(self) -> tuple[str, ...]:
         """Every secret value that is set, so logs and messages can redact them."""
         values = [getattr(self.env, name) for name in SECRET_FIELDS]
-        password = urlsplit(self.env.smtp_url).password if self.env.smtp_url else None
-        if password:
-            values.append(password)
-        db_password = urlsplit(self.env.database_url).password if self.env.database_url else None
-        if db_password:
-            values.append(db_password)
+        for url in (self.env.smtp_url, self.env.database_url):
+            password = urlsplit(url).password if url else None
+            if password:
+                # As written in the URL and as the server gets it ("p%40ss" and "p@ss").
+                values += [password, unquote(password)]
         return tuple(v for v in values if v and len(v) >= 4)
 
 
@@ -286,6 +300,7 @@ CHANNELS = ("twitter", "facebook")
 SECTIONS: dict[str, type] = {
     "source": SourceSettings,
     "dispatch": DispatchSettings,
+    "database": DatabaseSettings,
     "channels.twitter": TwitterSettings,
     "channels.facebook": FacebookSettings,
     "render": RenderSettings,
@@ -388,6 +403,12 @@ def _build(cls: type, section: str, raw: Mapping[str, Any], *, from_env: bool = 
 
 def _check_semantics(s: Settings) -> None:
     """Checks that need more than one value or a parser."""
+    for name in ("public_base_url", "twitter_api_base_url", "facebook_graph_url", "smtp_url", "database_url"):
+        try:
+            _ = urlsplit(getattr(s.env, name)).port  # parses host and port: "[::1" or ":notaport" raise here
+        except ValueError:
+            # No value in the message: SMTP_URL and DATABASE_URL may carry a password.
+            raise ConfigError(f"setting {name.upper()} is invalid: bad host or port") from None
     for name in ("public_base_url", "twitter_api_base_url", "facebook_graph_url"):
         value = getattr(s.env, name)
         parts = urlsplit(value)

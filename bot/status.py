@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from bot.decide import estimated_cost
-from bot.errors import PublishError, SourceError
+from bot.errors import ConfigError, MailError, PublishError, SourceError
 from bot.records import DeliveryState, StoredSummary, Summary
 from bot.settings import CHANNELS
 
@@ -96,6 +96,10 @@ def render_status(app: App) -> str:
                 out.append(f"      {a.at.strftime('%Y-%m-%d %H:%M')} {a.outcome}{code}: {a.message[:200]}")
     else:
         out.append("needs attention: nothing")
+    from bot.digest import digest_status
+
+    out.append("")
+    out.extend(digest_status(app))
     jobs = store.jobs()
     if jobs:
         out.append("")
@@ -132,6 +136,12 @@ def run_check(app: App) -> tuple[bool, list[str]]:
         lines.append(f"{channel}: {result}")
         if channel in paused and app.store.resume_channel(channel):
             lines.append(f"{channel}: resumed (was paused: {paused[channel]})")
+    # The digest's transport: SMTP connects and logs in (or the outbox folder when mail is not live).
+    try:
+        lines.append(f"e-mail: {app.mailer.check()}")
+    except (MailError, ConfigError) as exc:
+        ok = False
+        lines.append(f"e-mail: FAILED: {exc}")
     return ok, lines
 
 

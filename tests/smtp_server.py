@@ -9,7 +9,9 @@
 Faults: "421" (answer 421 and close the connection), "451" (temporary failure),
 "550" (mailbox unavailable), "drop" (close during DATA, message not kept),
 "accept_then_drop" (keep the message, then close without answering: the
-client cannot know it went through). ``close_after(n)`` hangs up right after
+client cannot know it went through), "hold" (keep the message and never
+answer, until ``release()`` or the client hangs up: a client killed meanwhile
+died between handing the message over and hearing back). ``close_after(n)`` hangs up right after
 accepting the n-th message, as a server closing an idle connection would.
 Optional AUTH PLAIN/LOGIN with one user and password. ``connections`` counts
 client connections (the controller's own start-up probe excluded).
@@ -17,6 +19,7 @@ client connections (the controller's own start-up probe excluded).
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import ssl
 import threading
@@ -33,7 +36,7 @@ FAULT_REPLIES = {
     "451": "451 4.3.0 Requested action aborted: try again later",
     "550": "550 5.1.1 Mailbox unavailable",
 }
-FAULTS = (*FAULT_REPLIES, "drop", "accept_then_drop")
+FAULTS = (*FAULT_REPLIES, "drop", "accept_then_drop", "hold")
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,7 @@ class _State:
     message_faults: dict[int, str] = field(default_factory=dict)
     close_after: set[int] = field(default_factory=set)
     auth_attempts: list[tuple[str, bool]] = field(default_factory=list)
+    held: int = 0
 
 
 class _Handler:
@@ -100,7 +104,7 @@ class _Handler:
                 data=bytes(envelope.original_content or b""),
                 connection=connection,
             )
-            if fault in (None, "accept_then_drop"):
+            if fault in (None, "accept_then_drop", "hold"):
                 state.messages.append(received)
             close = n in state.close_after
         if fault == "421":
@@ -111,6 +115,13 @@ class _Handler:
         if fault in ("drop", "accept_then_drop"):
             await self._hang_up(server, None)
             return "250 never seen"
+        if fault == "hold":
+            with self.owner.lock:
+                self.owner.state.held += 1
+            while not self.owner.released.is_set():
+                if server.transport is None or server.transport.is_closing():
+                    return "250 never seen"
+                await asyncio.sleep(0.02)
         if close:
             await self._hang_up(server, "250 OK: queued")
             return "250 never seen"
@@ -161,6 +172,8 @@ class SmtpTestServer:
         """`user`/`password` turn on AUTH; `tls_context` offers STARTTLS, or with implicit_tls=True serves smtps."""
         self.lock = threading.Lock()
         self.state = _State()
+        #: set by release(): held messages get their answer
+        self.released = threading.Event()
         self.user = user
         self.password = password
         kwargs: dict[str, Any] = {"enable_SMTPUTF8": smtputf8}
@@ -194,6 +207,7 @@ class SmtpTestServer:
         return self
 
     def stop(self) -> None:
+        self.released.set()
         self.controller.stop()
 
     def __enter__(self) -> SmtpTestServer:
@@ -233,6 +247,16 @@ class SmtpTestServer:
             raise ValueError(f"message fault must be one of {list(FAULTS)}")
         with self.lock:
             self.state.message_faults[n] = fault
+
+    def release(self) -> None:
+        """Answer the messages held by a "hold" fault."""
+        self.released.set()
+
+    @property
+    def held(self) -> int:
+        """How many messages a "hold" fault is holding (or held)."""
+        with self.lock:
+            return self.state.held
 
     def close_after(self, n: int) -> None:
         """Accept the n-th message, then close the connection (a server dropping an idle client)."""

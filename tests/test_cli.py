@@ -124,3 +124,19 @@ def test_json_log_lines(env: dict[str, str], tmp_path: Path) -> None:
 def test_bad_argument_exits_2(env: dict[str, str]) -> None:
     r = bot(env, "poll", "--backfill", "-3", code=2)
     assert "--backfill" in r.stderr
+
+
+def test_check_tries_the_smtp_login(env: dict[str, str]) -> None:
+    from smtp_server import SmtpTestServer
+
+    del env["BOT_DRY_RUN"]  # mail is live only outside dry-run; the channels have no credentials and stay dry-run
+    env.update(DIGEST_FROM="Digest <digest@example.org>", SECRET_KEY="k" * 32)
+    with SmtpTestServer(user="bot", password="right-password") as server:
+        env["SMTP_URL"] = server.url(user="bot", password="right-password")
+        ok = bot(env, "check").stdout
+        assert f"e-mail: ok: SMTP 127.0.0.1:{server.port} (plain, logged in as bot), sending as digest@example.org" in ok
+        assert "twitter: dry-run" in ok
+        env["SMTP_URL"] = server.url(user="bot", password="wrong-password")
+        bad = bot(env, "check", code=1)
+        assert f"e-mail: FAILED: SMTP 127.0.0.1:{server.port}: login refused: 535" in bad.stdout
+        assert "wrong-password" not in bad.stdout + bad.stderr

@@ -30,6 +30,7 @@ from bot.mail import (
     SmtpMailer,
     make_mailer,
 )
+from bot.mail.base import MaybeDelivered
 from bot.mail.smtp import SmtpConfig
 from bot.settings import Settings
 
@@ -223,7 +224,7 @@ def test_reply_lost_after_data_is_not_resent(tmp_path: Path, smtp: Callable[...,
     server.fail_message(1, "accept_then_drop")
     mailer = smtp(server.url())
     a, b = make_emails(composer, ["a@example.net", "b@example.net"])
-    with pytest.raises(TransientMailError, match="before the server answered"):
+    with pytest.raises(MaybeDelivered, match="before the server answered"):
         mailer.send(a)
     mailer.send(b)
     assert server.recipients() == ["a@example.net", "b@example.net"]  # a exactly once
@@ -448,6 +449,97 @@ def test_pool_reports_what_was_taken_when_the_stream_fails(composer: DigestCompo
     assert sorted(results) == sorted(e.to for e in emails)  # every e-mail taken is reported...
     assert sorted(to for to, exc in results.items() if exc is None) == sorted(mailer.recipients)  # ...truthfully
     assert all(isinstance(exc, NotSent) for exc in results.values() if exc is not None)
+
+
+class Notes:
+    """A Handover that writes down what it is told (and when), and can withdraw chosen messages."""
+
+    def __init__(self, server: SmtpTestServer | None = None, withdraw: frozenset[str] = frozenset()) -> None:
+        self.server = server
+        self.withdraw = withdraw
+        self.lock = threading.Lock()
+        #: (what, recipient, messages at the server then); what: "going" or the outcome
+        self.log: list[tuple[str, str, int]] = []
+        self.threads: set[int] = set()
+
+    def note(self, done: tuple[Email, Exception | None] | None, going: Email | None) -> bool:
+        with self.lock:
+            seen = len(self.server.messages) if self.server else 0
+            self.threads.add(threading.get_ident())
+            if done is not None:
+                self.log.append(("sent" if done[1] is None else type(done[1]).__name__, done[0].to, seen))
+            if going is not None:
+                self.log.append(("going", going.to, seen))
+        return going is None or going.to not in self.withdraw
+
+
+def test_pool_notes_each_message_before_it_goes_and_its_outcome_with_the_next(
+    tmp_path: Path, server: SmtpTestServer, composer: DigestComposer
+) -> None:
+    server.fail_rcpt("gone@example.net", "550")
+    settings = settings_for(tmp_path, server.url())
+    pool = MailerPool([SmtpMailer(settings) for _ in range(2)])
+    notes = Notes(server, withdraw=frozenset({"taken@example.net"}))
+    addresses = ["a@example.net", "gone@example.net", "taken@example.net", "b@example.net"]
+    results: dict[str, Exception | None] = {}
+    reported_after_noted: list[bool] = []
+
+    def on_result(e: Email, exc: Exception | None) -> None:
+        results[e.to] = exc
+        with notes.lock:
+            reported_after_noted.append(any(to == e.to and what != "going" for what, to, _ in notes.log)
+                                        or isinstance(exc, NotSent))
+
+    report = pool.send_all(make_emails(composer, addresses), on_result, handover=notes)
+    pool.close()
+    assert (report.sent, report.permanent, report.not_sent) == (2, 1, 1)
+    by_address: dict[str, list[tuple[str, int]]] = {}
+    for what, to, seen in notes.log:
+        by_address.setdefault(to, []).append((what, seen))
+    for to in ("a@example.net", "b@example.net"):
+        (going, at_start), (outcome, at_end) = by_address[to]
+        assert (going, outcome) == ("going", "sent")
+        # Noted as going before the server had it; noted done after it had it.
+        assert to not in [r for m in server.messages[:at_start] for r in m.rcpt_tos]
+        assert to in [r for m in server.messages[:at_end] for r in m.rcpt_tos]
+    assert [w for w, _ in by_address["gone@example.net"]] == ["going", "RecipientRefused"]
+    # Withdrawn: never sent, and reported as such.
+    assert [w for w, _ in by_address["taken@example.net"]] == ["going"]
+    assert isinstance(results["taken@example.net"], NotSent)
+    assert sorted(server.recipients()) == ["a@example.net", "b@example.net"]
+    assert all(reported_after_noted)  # an outcome is reported only once it is on record
+    assert threading.get_ident() not in notes.threads  # the notes are made in the workers' threads
+
+
+def test_pool_surfaces_a_failing_note_and_sends_nothing_unnoted(composer: DigestComposer) -> None:
+    class Broken(Notes):
+        def note(self, done: tuple[Email, Exception | None] | None, going: Email | None) -> bool:
+            if going is not None and going.to == "r3@example.net":
+                raise RuntimeError("database is gone")
+            return super().note(done, going)
+
+    mailer = RecordingMailer()
+    notes = Broken()
+    with pytest.raises(RuntimeError, match="database is gone"):
+        MailerPool([mailer]).send_all(make_emails(composer, [f"r{i}@example.net" for i in range(10)]), handover=notes)
+    noted = {to for what, to, _ in notes.log if what == "going"}
+    assert set(mailer.recipients) <= noted and "r3@example.net" not in mailer.recipients
+    assert mailer.recipients == ["r0@example.net", "r1@example.net", "r2@example.net"]
+
+
+def test_a_digest_message_is_the_same_bytes_whoever_builds_it(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, {"DIGEST_FROM": f"ShortScience <{FROM}>"})
+    item = DigestItem(guid="g", title="T", paper_authors="", summary_author="a", teaser_text="x", teaser_html="<p>x</p>",
+                      link="https://www.shortscience.org/p", paper_url=None, votes=1, categories=())
+    digest = Digest(issue=3, period_start=NOW, period_end=NOW, items=(item,))
+    made = [
+        DigestComposer(settings).compose(digest).for_recipient(
+            "r@example.net", "https://bot.example.org/unsubscribe?token=t", "https://bot.example.org/preferences?token=p",
+            now=NOW, message_id="<digest3.7.abc@example.org>")
+        for _ in range(2)  # two composers: as two processes would
+    ]
+    assert made[0].as_bytes() == made[1].as_bytes()
+    assert made[0].message["Message-ID"] == "<digest3.7.abc@example.org>"
 
 
 # ---- outbox ----

@@ -2,15 +2,16 @@
 
 Nothing here touches the database: the store decides who gets what and records
 each send; this package builds the messages (``DigestComposer``) and hands them
-to a ``Mailer`` (SMTP, outbox files, or the in-memory fake for tests).
+to a ``Mailer`` (SMTP, outbox files, or the in-memory fake for tests), one at a
+time or through a ``MailerPool`` whose ``Handover`` lets the caller keep records.
 """
 
 from __future__ import annotations
 
-from bot.mail.base import Email, Mailer, RecipientRefused, RecordingMailer, SenderRefused
+from bot.mail.base import Email, Mailer, MaybeDelivered, RecipientRefused, RecordingMailer, SenderRefused
 from bot.mail.message import ComposedDigest, Digest, DigestComposer, DigestItem, confirmation_email
 from bot.mail.outbox import OutboxMailer
-from bot.mail.smtp import MailerPool, NotSent, SendReport, SmtpMailer
+from bot.mail.smtp import Handover, MailerPool, NotSent, SendReport, SmtpMailer
 from bot.mail.tokens import InvalidToken, make_token, read_token, signed_link
 from bot.settings import Settings
 
@@ -20,9 +21,11 @@ __all__ = [
     "DigestComposer",
     "DigestItem",
     "Email",
+    "Handover",
     "InvalidToken",
     "Mailer",
     "MailerPool",
+    "MaybeDelivered",
     "NotSent",
     "OutboxMailer",
     "RecipientRefused",
@@ -31,7 +34,7 @@ __all__ = [
     "SenderRefused",
     "SmtpMailer",
     "confirmation_email",
-        "make_mailer",
+    "make_mailer",
     "make_pool",
     "make_token",
     "read_token",

@@ -8,10 +8,17 @@ Errors a mailer raises (bot.errors plus two refinements defined here)::
 
     MailError
     ├── TransientMailError      4xx, dropped connection, timeout: retry this recipient later
+    │   └── MaybeDelivered      the message was handed over (final dot sent) and the answer
+    │                           was lost: the server may have it; a retry may duplicate it
     ├── PermanentMailError
     │   └── RecipientRefused    5xx at RCPT or DATA: counts toward bouncing the address
     └── SenderRefused           the server refuses *us* (login, sender, TLS): no message can
                                 go out until the operator fixes it; the recipient is not at fault
+
+A message may become the server's at the final dot of DATA and not before: an
+SmtpMailer writes the message and its final dot in one go, so an error while
+writing means the server cannot have accepted it (TransientMailError), and only
+a lost answer after it leaves the outcome open (MaybeDelivered).
 """
 
 from __future__ import annotations
@@ -19,13 +26,13 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
-from email import policy
+from email import message_from_bytes, policy
 from email.generator import BytesGenerator
 from email.message import EmailMessage
 from io import BytesIO
 from typing import Protocol, runtime_checkable
 
-from bot.errors import MailError, PermanentMailError
+from bot.errors import MailError, PermanentMailError, TransientMailError
 
 
 class RecipientRefused(PermanentMailError):
@@ -35,6 +42,15 @@ class RecipientRefused(PermanentMailError):
         super().__init__(message)
         #: the SMTP reply code, when there was one
         self.code = code
+
+
+class MaybeDelivered(TransientMailError):
+    """The connection died after the final dot, before the server's answer: it may have the message.
+
+    Sending again is the only way to make sure the recipient gets it, and may
+    give them a second copy (with the same Message-ID, which mailbox providers
+    deduplicate); callers record such a send as possibly duplicated.
+    """
 
 
 class SenderRefused(MailError):
@@ -56,14 +72,21 @@ class Email:
 
     #: the recipient's address (the SMTP envelope recipient; also the To header)
     to: str
-    #: the whole message, headers included (policy: HEADERS_POLICY)
-    message: EmailMessage
     #: the Message-ID header's value, angle brackets included
     message_id: str
+    #: the whole message as RFC 5322 bytes with CRLF line ends, headers included
+    data: bytes
 
     def as_bytes(self) -> bytes:
         """The message as RFC 5322 bytes with CRLF line ends (UTF-8 headers only if an address needs them)."""
-        return flatten(self.message)
+        return self.data
+
+    @property
+    def message(self) -> EmailMessage:
+        """The message parsed back (for reading it; sending uses the bytes)."""
+        parsed = message_from_bytes(self.data, policy=policy.default)
+        assert isinstance(parsed, EmailMessage)
+        return parsed
 
 
 #: the policy messages are written with: CRLF, and headers folded only past

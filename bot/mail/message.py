@@ -1,14 +1,19 @@
 """Digest and confirmation e-mails: records, templates, CSS inlining, MIME assembly.
 
 A digest is rendered once (HTML with CSS inlined, and text) with random
-placeholders where the recipient's links go; each recipient's message is then
-string substitution plus MIME assembly, never a template render. Summary text
-never reaches a header: headers are built from settings and our own values only.
-Pure: no I/O beyond reading templates, and time comes in as ``now``.
+placeholders where the recipient's links go, and its MIME skeleton (the shared
+headers, the part headers, the boundaries) is built once by the email package.
+Each recipient's message is then string substitution, quoted-printable
+encoding of the two parts (binascii, in C) and a join of bytes: never a template
+render, never a MIME assembly. Summary text never reaches a header: headers are
+built from settings and our own values only. Pure: no I/O beyond reading
+templates, and time comes in as ``now``.
 """
 
 from __future__ import annotations
 
+import binascii
+import hashlib
 import html
 import re
 import secrets
@@ -27,7 +32,7 @@ import css_inline
 import jinja2
 
 from bot.errors import ConfigError, RenderError
-from bot.mail.base import HEADERS_POLICY, Email, RecipientRefused
+from bot.mail.base import HEADERS_POLICY, Email, RecipientRefused, flatten
 from bot.render.templates import template_dirs
 from bot.settings import Settings
 
@@ -42,6 +47,7 @@ _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct",
 # it into two addresses or open a comment or a new header line.
 _ADDRESS = re.compile(r"[^\s@,;:<>()\[\]\\\"]+@[^\s@,;:<>()\[\]\\\"]+")
 _HEADER_URL = re.compile(r"https?://[^\s<>\"]+")
+_MESSAGE_ID = re.compile(r"<[!-;=?-~]+@[A-Za-z0-9.-]+>")
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,21 +161,30 @@ def _check_url(url: str, what: str) -> str:
 def _assemble(
     *,
     from_header: str,
-    to: str,
+    to: str | None,
     subject: str,
-    now: datetime,
-    message_id: str,
+    now: datetime | None,
+    message_id: str | None,
     text: str,
     html_body: str,
     extra: tuple[tuple[str, str], ...] = (),
+    boundary: str | None = None,
 ) -> EmailMessage:
-    """multipart/alternative with the text part first and the HTML part last."""
+    """multipart/alternative with the text part first and the HTML part last.
+
+    `to`, `now` and `message_id` may be None when building a digest's skeleton:
+    those headers are then added per recipient. `boundary`: the MIME boundary
+    (default: random).
+    """
     msg = EmailMessage(policy=policy.SMTP)
     msg["From"] = from_header
-    msg["To"] = to
+    if to is not None:
+        msg["To"] = to
     msg["Subject"] = subject
-    msg["Date"] = format_datetime(now)
-    msg["Message-ID"] = message_id
+    if now is not None:
+        msg["Date"] = format_datetime(now)
+    if message_id is not None:
+        msg["Message-ID"] = message_id
     for name, value in extra:
         msg[name] = value
     # Quoted-printable keeps both parts 7-bit and readable, and skips the
@@ -178,10 +193,133 @@ def _assemble(
     msg.add_alternative(html_body, subtype="html", charset="utf-8", cte="quoted-printable")
     for part in msg.iter_parts():
         del part["MIME-Version"]  # add_alternative copies it into the part; it belongs at the top only
+    if boundary is not None:
+        msg.set_boundary(boundary)
     # The parts are encoded now, with 76-character lines; from here on the policy
     # only governs header folding (see HEADERS_POLICY).
     msg.policy = HEADERS_POLICY
     return msg
+
+
+def digest_message_id(issue: int, subscriber_id: int, nonce: str, domain: str) -> str:
+    """The Message-ID of one digest issue for one subscriber: the same every time it is (re)sent.
+
+    A re-send after a crash thus carries the Message-ID of the copy that may
+    already be out, which mailbox providers deduplicate on. `nonce` is drawn
+    once per digest, so a fresh database never reuses an old issue's ids.
+    """
+    return f"<digest{issue}.{subscriber_id}.{nonce}@{domain}>"
+
+
+def _crlf(text: str) -> str:
+    """Every line end as CRLF, and a final one (SMTP's line ends, so QP keeps them as hard breaks)."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if not text.endswith("\n"):
+        text += "\n"
+    return text.replace("\n", "\r\n")
+
+
+def _qp(text: str) -> bytes:
+    """Quoted-printable bytes with CRLF line ends (binascii, in C).
+
+    istext=True keeps line ends as hard breaks; '=' and non-ASCII become =XX,
+    so nothing in a body can ever look like a MIME boundary (they start with '=').
+    """
+    encoded = binascii.b2a_qp(text.encode("utf-8"), quotetabs=False, istext=True, header=False)
+    # binascii takes the line end style from the first line end it meets; a piece
+    # without one gets its soft breaks as bare LF.
+    if b"\n" in encoded and b"\r\n" not in encoded:
+        encoded = encoded.replace(b"\n", b"\r\n")
+    return encoded
+
+
+_SOFT_BREAK = b"=\r\n"
+
+
+@dataclass(frozen=True, slots=True)
+class _EncodedBody:
+    """A part's body encoded once (quoted-printable), with holes where each recipient's links go.
+
+    Each link goes on lines of its own, joined to its neighbours by soft line
+    breaks (invisible once decoded), so the encoded text around it never
+    changes and no recipient's message needs encoding beyond their links.
+    """
+
+    #: encoded pieces; between pieces[i] and pieces[i + 1] goes the link holes[i]
+    pieces: tuple[bytes, ...]
+    #: which link each hole takes: 0 unsubscribe, 1 preferences
+    holes: tuple[int, ...]
+
+    @classmethod
+    def encode(cls, text: str, marks: tuple[str, str]) -> _EncodedBody:
+        pattern = re.compile("|".join(re.escape(m) for m in marks))
+        pieces: list[bytes] = []
+        holes: list[int] = []
+        pos = 0
+        for found in pattern.finditer(text):
+            pieces.append(_qp(text[pos : found.start()]) + _SOFT_BREAK)
+            holes.append(marks.index(found.group()))
+            pos = found.end()
+        last = _qp(text[pos:])
+        # The text ends with CRLF; the skeleton has that one.
+        pieces.append(last[:-2] if last.endswith(b"\r\n") else last)
+        return cls(tuple(pieces), tuple(holes))
+
+    def fill(self, links: tuple[bytes, bytes]) -> list[bytes]:
+        """The body's bytes in pieces, with `links` (each encoded, ending with a soft break) in the holes."""
+        out = [self.pieces[0]]
+        for hole, piece in zip(self.holes, self.pieces[1:], strict=True):
+            out.append(links[hole])
+            out.append(piece)
+        return out
+
+
+def _boundary(subject: str, text: str, html_body: str, marks: tuple[str, str]) -> str:
+    """A MIME boundary from the content (not the random placeholders), the same in every process.
+
+    It starts with '=', which quoted-printable bodies never hold unescaped, so
+    it cannot occur in them.
+    """
+    content = "\0".join((subject, text, html_body))
+    for i, mark in enumerate(marks):
+        content = content.replace(mark, f"\0{i}\0")
+    return "=_" + hashlib.sha256(content.encode("utf-8", "surrogatepass")).hexdigest()[:40]
+
+
+def _link(url: str) -> bytes:
+    return _qp(url) + _SOFT_BREAK
+
+
+@dataclass(frozen=True, slots=True)
+class _Skeleton:
+    """A message's bytes around the parts that differ per recipient."""
+
+    #: the From line (first, as mail clients list it)
+    first: bytes
+    #: the shared headers after the per-recipient ones, and the first part's headers
+    head: bytes
+    #: between the text part's body and the HTML part's body
+    middle: bytes
+    #: after the HTML part's body (the closing boundary)
+    tail: bytes
+
+    @classmethod
+    def build(cls, message: EmailMessage, text_mark: str, html_mark: str) -> _Skeleton:
+        raw = flatten(message)
+        headers, sep, body = raw.partition(b"\r\n\r\n")
+        lines = headers.split(b"\r\n")
+        if not lines[0].startswith(b"From:") or any(line[:1] in (b" ", b"\t") for line in lines[1:2]):
+            raise RenderError("digest skeleton: unexpected header layout")  # pragma: no cover - our own message
+        before_text, _, rest = body.partition(text_mark.encode())
+        between, _, after_html = rest.partition(html_mark.encode())
+        if not rest or not after_html:
+            raise RenderError("digest skeleton: body placeholders not found")  # pragma: no cover
+        return cls(
+            first=lines[0] + b"\r\n",
+            head=b"\r\n".join(lines[1:]) + sep + before_text,
+            middle=between,
+            tail=after_html,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,33 +337,54 @@ class ComposedDigest:
     #: placeholder strings (random per composition, so summary text cannot forge them)
     unsubscribe_mark: str
     preferences_mark: str
+    #: the MIME skeleton every recipient's message is joined into
+    skeleton: _Skeleton
+    #: the two parts, encoded once, with holes for the links
+    text_body: _EncodedBody
+    html_body: _EncodedBody
 
-    def for_recipient(self, address: str, unsubscribe_url: str, preferences_url: str, *, now: datetime) -> Email:
-        """This digest for one subscriber: To, Message-ID, List-Unsubscribe and the visible links."""
+    def for_recipient(
+        self,
+        address: str,
+        unsubscribe_url: str,
+        preferences_url: str,
+        *,
+        now: datetime,
+        message_id: str | None = None,
+    ) -> Email:
+        """This digest for one subscriber: To, Date, Message-ID, List-Unsubscribe and the visible links.
+
+        `message_id` should be digest_message_id(...) so a re-send is the same
+        message; without it a random one is made (previews, tests).
+        """
         check_address(address)
         _check_url(unsubscribe_url, "unsubscribe_url")
         _check_url(preferences_url, "preferences_url")
-        text = self.text.replace(self.unsubscribe_mark, unsubscribe_url).replace(self.preferences_mark, preferences_url)
-        html_body = self.html.replace(self.unsubscribe_mark, html.escape(unsubscribe_url)).replace(
-            self.preferences_mark, html.escape(preferences_url)
+        if message_id is None:
+            message_id = make_msgid(idstring=f"digest{self.issue}", domain=self.domain)
+        elif not _MESSAGE_ID.fullmatch(message_id):
+            raise ValueError(f"message_id must look like <local@domain>, got {message_id!r}")
+        # Our own values only, each checked above to be one line without specials;
+        # a non-ASCII address goes out as UTF-8 (the mailer then asks for SMTPUTF8).
+        personal = (
+            f"To: {address}\r\n"
+            f"Date: {format_datetime(now)}\r\n"
+            f"Message-ID: {message_id}\r\n"
+            f"List-Unsubscribe: <{unsubscribe_url}>\r\n"
+        ).encode()
+        sk = self.skeleton
+        data = b"".join(
+            (
+                sk.first,
+                personal,
+                sk.head,
+                *self.text_body.fill((_link(unsubscribe_url), _link(preferences_url))),
+                sk.middle,
+                *self.html_body.fill((_link(html.escape(unsubscribe_url)), _link(html.escape(preferences_url)))),
+                sk.tail,
+            )
         )
-        message_id = make_msgid(idstring=f"digest{self.issue}", domain=self.domain)
-        message = _assemble(
-            from_header=self.from_header,
-            to=address,
-            subject=self.subject,
-            now=now,
-            message_id=message_id,
-            text=text,
-            html_body=html_body,
-            extra=(
-                ("List-Id", self.list_id),
-                ("List-Unsubscribe", f"<{unsubscribe_url}>"),
-                # RFC 8058 one-click: mailbox providers POST this body to the URL above.
-                ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
-            ),
-        )
-        return Email(to=address, message=message, message_id=message_id)
+        return Email(to=address, message_id=message_id, data=data)
 
 
 def _meta(item: DigestItem) -> str:
@@ -351,6 +510,29 @@ class DigestComposer:
             # Bulk-sender rules want a visible unsubscribe link: a template override must keep it.
             if unsubscribe_mark not in body:
                 raise RenderError(f"template {name}: it must show unsubscribe_url (a visible unsubscribe link)")
+        text_mark, html_mark = f"sstextpart{nonce}", f"sshtmlpart{nonce}"
+        skeleton = _Skeleton.build(
+            _assemble(
+                from_header=self.from_header,
+                to=None,
+                subject=subject,
+                now=None,
+                message_id=None,
+                text=text_mark,
+                html_body=html_mark,
+                extra=(
+                    ("List-Id", self.list_id),
+                    # RFC 8058 one-click: mailbox providers POST this body to List-Unsubscribe.
+                    ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
+                ),
+                # From the content, not random: another process (a re-send after a crash)
+                # then builds byte for byte the same message.
+                boundary=_boundary(subject, text, html_body, (unsubscribe_mark, preferences_mark)),
+            ),
+            text_mark,
+            html_mark,
+        )
+        marks = (unsubscribe_mark, preferences_mark)
         return ComposedDigest(
             subject=subject,
             text=text,
@@ -361,6 +543,9 @@ class DigestComposer:
             issue=digest.issue,
             unsubscribe_mark=unsubscribe_mark,
             preferences_mark=preferences_mark,
+            skeleton=skeleton,
+            text_body=_EncodedBody.encode(_crlf(text), marks),
+            html_body=_EncodedBody.encode(_crlf(html_body), marks),
         )
 
     def confirmation(self, address: str, confirm_url: str, *, now: datetime) -> Email:
@@ -386,7 +571,7 @@ class DigestComposer:
             html_body=html_body,
             extra=(("List-Id", self.list_id), ("Auto-Submitted", "auto-generated")),
         )
-        return Email(to=address, message=message, message_id=message_id)
+        return Email(to=address, message_id=message_id, data=flatten(message))
 
 
 def confirmation_email(settings: Settings, address: str, confirm_url: str, *, now: datetime) -> Email:

@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 
 from bot.errors import TransientMailError
-from bot.mail.base import Email, flatten
+from bot.mail.base import Email
 from bot.settings import Settings
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._@+-]+")
@@ -47,7 +47,7 @@ class OutboxMailer:
             fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".tmp-", suffix=".eml")
             try:
                 with os.fdopen(fd, "wb") as f:
-                    f.write(flatten(email.message))
+                    f.write(email.as_bytes())
                 os.replace(tmp, path)
             except BaseException:
                 Path(tmp).unlink(missing_ok=True)

@@ -6,8 +6,9 @@ a refused login, sender or TLS setup ``SenderRefused``. Error messages name the
 host and the server's reply, never the URL or the password.
 
 A dropped connection is retried on a fresh connection once, but only while the
-message has not been handed over yet (before the final dot of DATA): after that
-the server may have it, and sending again could mail the recipient twice.
+message has not been handed over yet (before the final dot of DATA went out in
+full): after that the server may have it, and sending again could mail the
+recipient twice, so the error is ``MaybeDelivered`` and the caller decides.
 """
 
 from __future__ import annotations
@@ -20,16 +21,30 @@ import ssl
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from bot.errors import ConfigError, MailError, TransientMailError
-from bot.mail.base import Email, Mailer, RecipientRefused, SenderRefused, flatten
+from bot.mail.base import Email, Mailer, MaybeDelivered, RecipientRefused, SenderRefused
 from bot.mail.message import sender
 from bot.settings import Settings
 
 _TRUE = ("1", "true", "yes", "on")
 _LINE_ENDS = re.compile(rb"\r\n|\r|\n")
-_LEADING_DOT = re.compile(rb"(?m)^\.")
+
+
+def smtp_data(message: bytes) -> bytes:
+    """The bytes of DATA: CRLF line ends, leading dots doubled, and the final dot line."""
+    # Our messages already have CRLF and rarely a leading dot: check before rewriting.
+    crlf = message.count(b"\r\n")
+    if message.count(b"\n") != crlf or message.count(b"\r") != crlf:
+        message = _LINE_ENDS.sub(b"\r\n", message)
+    if not message.endswith(b"\r\n"):
+        message += b"\r\n"
+    if message.startswith(b"."):
+        message = b"." + message
+    message = message.replace(b"\n.", b"\n..")
+    return message + b".\r\n"
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,10 +199,7 @@ class SmtpMailer:
     # ---- sending ----
 
     def send(self, email: Email) -> None:
-        data = _LINE_ENDS.sub(b"\r\n", flatten(email.message))
-        if not data.endswith(b"\r\n"):
-            data += b"\r\n"
-        data = _LEADING_DOT.sub(b"..", data) + b".\r\n"
+        data = smtp_data(email.as_bytes())
         utf8 = not (email.to.isascii() and self.envelope_from.isascii())
         with self._lock:
             for attempt in (1, 2):
@@ -199,9 +211,11 @@ class SmtpMailer:
                     return
                 except _Dropped as dropped:
                     self._drop()
+                    if not dropped.before_handover:
+                        raise MaybeDelivered(f"SMTP {self.config.where}: {email.to}: {dropped}") from None
                     # Nothing was handed over: a connection that went stale between
                     # messages is worth exactly one new try.
-                    if dropped.before_handover and not fresh and attempt == 1:
+                    if not fresh and attempt == 1:
                         continue
                     raise TransientMailError(f"SMTP {self.config.where}: {email.to}: {dropped}") from None
 
@@ -211,28 +225,38 @@ class SmtpMailer:
         where = f"SMTP {self.config.where}: {to}"
         stage = "MAIL FROM"
         try:
-            options = ["SMTPUTF8", "BODY=8BITMIME"] if utf8 else []
-            try:
-                code, reply = conn.mail(self.envelope_from, options)
-            except smtplib.SMTPNotSupportedError:
-                raise RecipientRefused(f"{where}: the address is not ASCII and the server lacks SMTPUTF8") from None
+            if utf8 and not conn.has_extn("smtputf8"):
+                raise RecipientRefused(f"{where}: the address is not ASCII and the server lacks SMTPUTF8")
+            # Both addresses are plain addr-specs checked where they came in (DIGEST_FROM,
+            # check_address), so the commands are written directly: smtplib's mail() and
+            # rcpt() would parse each address again, a good part of a message's CPU.
+            conn.command_encoding = "utf-8" if utf8 else "ascii"
+            conn.putcmd("mail", f"FROM:<{self.envelope_from}>" + (" SMTPUTF8 BODY=8BITMIME" if utf8 else ""))
+            code, reply = conn.getreply()
             if code != 250:
                 self._refused(where, stage, code, reply)
             stage = "RCPT TO"
-            code, reply = conn.rcpt(to)
+            conn.putcmd("rcpt", f"TO:<{to}>")
+            code, reply = conn.getreply()
             if code not in (250, 251):
                 self._refused(where, stage, code, reply)
             stage = "DATA"
             code, reply = conn.docmd("DATA")
             if code != 354:
                 self._refused(where, stage, code, reply)
+            stage = "the message"
+            # One write with the final dot at its end: if it fails, the dot did not go
+            # out in full, so the server cannot have accepted the message.
+            conn.send(data)
         except (smtplib.SMTPServerDisconnected, OSError) as exc:
             raise _Dropped(f"connection lost at {stage}: {exc}", before_handover=True) from None
         try:
-            conn.send(data)
             code, reply = conn.getreply()
         except (smtplib.SMTPServerDisconnected, OSError) as exc:
-            raise _Dropped(f"connection lost after the message was sent, before the server answered: {exc}", before_handover=False) from None
+            raise _Dropped(
+                f"connection lost after the message was sent, before the server answered (it may have it): {exc}",
+                before_handover=False,
+            ) from None
         if code != 250:
             self._refused(where, "end of DATA", code, reply)
 
@@ -304,16 +328,42 @@ class NotSent(TransientMailError):
     """The run stopped before this message was handed to any server; send it next time."""
 
 
+#: (email, None) when it was accepted, else (email, the MailError it failed with)
+Result = tuple[Email, Exception | None]
 OnResult = Callable[[Email, Exception | None], None]
+
+
+class Handover(Protocol):
+    """What a caller of ``MailerPool.send_all`` notes around each message, in the worker's thread.
+
+    Before a worker starts a message's SMTP transaction it calls ``note`` with
+    that message (`going`) and the outcome of its previous one (`done`), in one
+    call, so a caller keeping records needs one write per message: "this one
+    is done, that one may be out from now on". A message noted as going and
+    not yet noted as done is the only kind whose fate a crash can leave open,
+    and a worker has at most one. The calling thread is not involved; several
+    workers call at once, so implementations must be thread-safe.
+    """
+
+    def note(self, done: Result | None, going: Email | None) -> bool:
+        """Record `done` (email, None when accepted, else its MailError) and that `going` goes out now.
+
+        Returns False to withdraw `going`: it is then not sent (reported NotSent).
+        """
+        ...
 
 
 class MailerPool:
     """Sends a stream of e-mails through N mailers on N threads, each mailer keeping its connection.
 
-    ``send_all`` reads `emails` lazily (a bounded queue: never all in memory) and
-    calls ``on_result`` **in the calling thread**, once per e-mail taken from the
-    iterator, so the caller may use its own database session there. A
-    SenderRefused (bad login, refused sender) stops the run: nothing else could go out.
+    ``send_all`` reads `emails` lazily (a bounded window: never all in memory)
+    and calls ``on_result`` in **the calling thread**. An optional ``Handover``
+    is called in the worker threads before each message, so a caller can
+    durably note each message before it may be out, together with the outcome
+    of the one before: after a crash, the messages noted as going and not noted
+    as done (at most one per worker) are the only ones that may or may not have
+    gone out. A SenderRefused (bad login, refused sender) stops the run:
+    nothing else could go out.
     """
 
     def __init__(self, mailers: Sequence[Mailer], *, queue_size: int | None = None) -> None:
@@ -322,22 +372,32 @@ class MailerPool:
         self.mailers = list(mailers)
         self.queue_size = queue_size or 2 * len(self.mailers)
 
-    def send_all(self, emails: Iterable[Email], on_result: OnResult, *, stop: threading.Event | None = None) -> SendReport:
+    def send_all(
+        self,
+        emails: Iterable[Email],
+        on_result: OnResult | None = None,
+        *,
+        handover: Handover | None = None,
+        stop: threading.Event | None = None,
+    ) -> SendReport:
         """Send every e-mail; report each through on_result(email, None | MailError).
 
         Stops taking e-mails early when `stop` is set (SIGTERM) or a mailer
         raises SenderRefused: the messages in hand finish, the ones still queued
         are reported as NotSent, and the rest of `emails` is left unread. If
-        `emails` raises, what was taken is still reported, then the exception
-        propagates. If `on_result` raises, the workers finish the message in
-        hand, on_result is not called again, and the exception propagates.
+        `emails` raises, what was taken is still sent and reported, then the
+        exception propagates. If `on_result` or the handover raises, the workers
+        finish the message in hand, no callback is called again, and the
+        exception propagates. A message is reported once its outcome is noted.
         """
-        work: queue.Queue[Email | None] = queue.Queue(maxsize=self.queue_size)
-        results: queue.Queue[tuple[Email, BaseException | None]] = queue.Queue()
+        # SimpleQueue: C-implemented, a good part cheaper per message than Queue.
+        work: queue.SimpleQueue[Email | None] = queue.SimpleQueue()
+        events: queue.SimpleQueue[tuple[Email, BaseException | None]] = queue.SimpleQueue()
         halt = threading.Event()
         counts = {"sent": 0, "transient": 0, "permanent": 0, "not_sent": 0}
         stopped: list[str] = []
-        pending = 0  # e-mails handed to the workers and not yet reported
+        outstanding = 0  # e-mails handed to the workers and not yet reported
+        capacity = self.queue_size + len(self.mailers)
         callback_failed = False
         bug: list[BaseException] = []
 
@@ -345,27 +405,66 @@ class MailerPool:
             return halt.is_set() or (stop is not None and stop.is_set())
 
         def worker(mailer: Mailer) -> None:
+            done: Result | None = None  # this worker's last outcome, noted with its next message
+
+            def note(going: Email | None) -> bool:
+                """One note: `done`'s outcome and `going`; reports `done` once it is noted."""
+                nonlocal done
+                if handover is None or (done is None and going is None):
+                    return True
+                finished, done = done, None
+                try:
+                    granted = handover.note(finished, going)
+                except BaseException as exc:
+                    # The caller's records failed (its database is gone): not a mail failure.
+                    # Reported as the failure it is (with `finished`, else `going`), so it surfaces.
+                    if finished is not None:
+                        events.put((finished[0], _HandoverFailed(exc)))
+                    if going is not None:
+                        failure = NotSent(f"{going.to}: not sent: its note could not be made")
+                        events.put((going, failure if finished is not None else _HandoverFailed(exc)))
+                    halt.set()
+                    return False
+                if finished is not None:
+                    events.put(finished)
+                return granted
+
             while True:
-                email = work.get()
+                try:
+                    # With an outcome waiting to be noted, don't sit on it: note it alone if idle.
+                    email = work.get() if done is None else work.get_nowait()
+                except queue.Empty:
+                    note(None)
+                    email = work.get()
                 if email is None:
+                    note(None)
                     return
                 if halted():
-                    results.put((email, NotSent(f"{email.to}: not sent: the run stopped before this message")))
+                    note(None)
+                    events.put((email, NotSent(f"{email.to}: not sent: the run stopped before this message")))
                     continue
+                if not note(email):
+                    if not halt.is_set():
+                        events.put((email, NotSent(f"{email.to}: not sent: the caller withdrew it")))
+                    continue
+                error: BaseException | None = None
                 try:
                     mailer.send(email)
                 except BaseException as exc:  # handed to the calling thread, which decides
-                    results.put((email, exc))
+                    error = exc
+                if handover is None or (error is not None and not isinstance(error, MailError)):
+                    events.put((email, error))
                 else:
-                    results.put((email, None))
+                    done = (email, error if isinstance(error, Exception) else None)
 
         def report(email: Email, exc: BaseException | None) -> None:
-            nonlocal pending, callback_failed
-            pending -= 1
-            if exc is not None and not isinstance(exc, MailError):
-                # A bug in a mailer, not a mail failure: stop, report the rest, then surface it.
+            nonlocal outstanding, callback_failed
+            outstanding -= 1
+            if isinstance(exc, _HandoverFailed) or (exc is not None and not isinstance(exc, MailError)):
+                # A bug, or the caller's note failing (its database is gone): not a mail
+                # failure. Stop, report the rest, then surface it.
                 halt.set()
-                bug.append(exc)
+                bug.append(exc.error if isinstance(exc, _HandoverFailed) else exc)
                 return
             if exc is None:
                 counts["sent"] += 1
@@ -378,6 +477,8 @@ class MailerPool:
                 if isinstance(exc, SenderRefused) and not halt.is_set():
                     halt.set()
                     stopped.append(str(exc))
+            if on_result is None or callback_failed:
+                return
             try:
                 on_result(email, exc if isinstance(exc, Exception) else None)
             except BaseException:
@@ -386,14 +487,13 @@ class MailerPool:
                 raise
 
         def drain(*, block: bool) -> None:
-            first = True
-            while True:
-                try:
-                    item = results.get(timeout=0.2) if (block and first) else results.get_nowait()
-                except queue.Empty:
-                    return
-                first = False
-                report(*item)
+            try:
+                item = events.get(timeout=0.2) if block else events.get_nowait()
+                while True:
+                    report(*item)
+                    item = events.get_nowait()
+            except queue.Empty:
+                pass
 
         threads = [
             threading.Thread(target=worker, args=(m,), name=f"mailer-{i}", daemon=True) for i, m in enumerate(self.mailers)
@@ -401,22 +501,27 @@ class MailerPool:
         for t in threads:
             t.start()
         source = iter(emails)
+        exhausted = False
+        source_error: list[BaseException] = []
         try:
-            while not (halted() or bug):
+            while not bug:
                 # Checked before taking the next e-mail: one taken is one reported.
-                try:
-                    email = next(source)
-                except StopIteration:
-                    break
-                pending += 1
-                while True:
-                    drain(block=False)
+                while not exhausted and not halted() and outstanding < capacity:
                     try:
-                        work.put_nowait(email)
+                        email = next(source)
+                    except StopIteration:
+                        exhausted = True
                         break
-                    except queue.Full:
-                        drain(block=True)
-            while pending > 0 and not bug:
+                    except Exception as exc:
+                        # Finish (and report) what is in hand first, then raise it.
+                        source_error.append(exc)
+                        exhausted = True
+                        halt.set()
+                        break
+                    outstanding += 1
+                    work.put(email)
+                if outstanding == 0 and (exhausted or halted()):
+                    break
                 drain(block=True)
         except BaseException:
             halt.set()
@@ -426,12 +531,14 @@ class MailerPool:
                 work.put(None)  # once halted the workers skip what is queued, so this never waits long
             for t in threads:
                 t.join()
-            if not callback_failed:
-                # Raising from here would hide the first exception; report what is left instead.
-                with contextlib.suppress(Exception):
+            # Raising from here would hide the first exception; report what is left instead.
+            with contextlib.suppress(Exception):
+                while outstanding > 0 and not events.empty():
                     drain(block=False)
         if bug:
             raise bug[0]
+        if source_error:
+            raise source_error[0]
         if stop is not None and stop.is_set() and not stopped:
             stopped.append("stopped on request")
         return SendReport(**counts, stopped=stopped[0] if stopped else None)
@@ -439,3 +546,11 @@ class MailerPool:
     def close(self) -> None:
         for mailer in self.mailers:
             mailer.close()
+
+
+class _HandoverFailed(Exception):
+    """The caller's handover note raised (internal: re-raised in the calling thread)."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(str(error))
+        self.error = error

@@ -25,6 +25,7 @@ from bot.errors import StoreError
 from bot.records import (
     Attempt,
     Delivery,
+    DeliveryClaim,
     DeliveryState,
     FetchResult,
     PaperDetails,
@@ -35,6 +36,7 @@ from bot.records import (
     Summary,
 )
 from bot.store import schema as t
+from bot.store.digests import DigestStore
 
 log = logging.getLogger(__name__)
 
@@ -79,15 +81,16 @@ def make_engine(url: str, *, pool_size: int = 5) -> Engine:
 
 def migrate(engine: Engine) -> bool:
     """Bring the schema to HEAD_REVISION; True when something was applied."""
-    from alembic import command
-    from alembic.config import Config
-
     with engine.begin() as conn:
         if engine.dialect.name == "postgresql":
             # Two processes starting at once must not both create tables.
             conn.exec_driver_sql("SELECT pg_advisory_xact_lock(727001)")
         if current_revision(conn) == HEAD_REVISION:
             return False
+        # Only now: importing Alembic costs every command a fifth of a second.
+        from alembic import command
+        from alembic.config import Config
+
         cfg = Config()
         cfg.set_main_option("script_location", str(_MIGRATIONS))
         cfg.attributes["connection"] = conn
@@ -99,6 +102,27 @@ def current_revision(conn: Connection) -> str | None:
     if not sa.inspect(conn).has_table("alembic_version"):
         return None
     return conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
+
+
+def _upsert(conn: Connection, table: sa.Table, key: list[str], rows: list[dict[str, Any]]) -> None:
+    """Insert rows, replacing those whose key exists.
+
+    Several workers may cache the same render or paper at once: a delete then
+    insert would fail on PostgreSQL when two of them race. Rows go in key order
+    so two concurrent upserts never wait on each other in a cycle.
+    """
+    if not rows:
+        return
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        stmt: Any = pg_insert(table)
+    else:
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        stmt = sqlite_insert(table)
+    stmt = stmt.on_conflict_do_update(index_elements=key, set_={c.name: stmt.excluded[c.name] for c in table.c if c.name not in key})
+    conn.execute(stmt, sorted(rows, key=lambda r: tuple(r[k] for k in key)))
 
 
 def _summary_from_row(row: Row[Any]) -> Summary:
@@ -144,6 +168,7 @@ def _delivery_from_row(row: Row[Any]) -> Delivery:
         post_id=m["post_id"],
         last_error=m["last_error"],
         text=post.get("text") if isinstance(post, dict) else None,
+        created_at=m["created_at"],
     )
 
 
@@ -175,10 +200,11 @@ _DELIVERY_COLUMNS = (
     t.deliveries.c.post_id,
     t.deliveries.c.last_error,
     t.deliveries.c.post,
+    t.deliveries.c.created_at,
 )
 
 
-class Store:
+class Store(DigestStore):
     """The bot's database. Every method is one transaction."""
 
     def __init__(self, engine: Engine) -> None:
@@ -509,9 +535,8 @@ class Store:
         if not items:
             return
         with self.tx() as conn:
-            conn.execute(t.renders.delete().where(t.renders.c.summary_id.in_([i[0] for i in items])))
-            conn.execute(
-                t.renders.insert(),
+            _upsert(
+                conn, t.renders, ["summary_id"],
                 [{"summary_id": s, "content_hash": h, "html": html, "text": text, "rendered_at": now} for s, h, html, text in items],
             )
 
@@ -544,7 +569,6 @@ class Store:
         if not keys:
             return
         with self.tx() as conn:
-            conn.execute(t.papers.delete().where(t.papers.c.arxiv_id.in_(keys)))
             rows = [
                 {
                     "arxiv_id": k,
@@ -561,7 +585,7 @@ class Store:
                 for k in missing
                 if k not in found
             ]
-            conn.execute(t.papers.insert(), rows)
+            _upsert(conn, t.papers, ["arxiv_id"], rows)
 
     # -------------------------------------------------------------- deliveries
 
@@ -595,15 +619,32 @@ class Store:
         """In-flight rows whose worker is gone become `uncertain` (never blindly retried).
 
         A row counts as abandoned when its lease ran out, or when its worker
-        ran on this host and that process no longer exists.
+        ran on this host and that process no longer exists. A reservation
+        (pending) or a reconciliation (uncertain) of a worker that died is
+        freed too: its lease would hold the row back otherwise.
         """
+        held = (DeliveryState.PENDING.value, DeliveryState.UNCERTAIN.value)
         with self.tx() as conn:
             rows = conn.execute(
-                sa.select(t.deliveries.c.id, t.deliveries.c.claimed_by, t.deliveries.c.lease_until).where(
-                    t.deliveries.c.state == DeliveryState.IN_FLIGHT.value
+                sa.select(t.deliveries.c.id, t.deliveries.c.state, t.deliveries.c.claimed_by, t.deliveries.c.lease_until).where(
+                    sa.or_(
+                        t.deliveries.c.state == DeliveryState.IN_FLIGHT.value,
+                        sa.and_(t.deliveries.c.state.in_(held), t.deliveries.c.lease_until >= now),
+                    )
                 )
             ).all()
-            gone = [r.id for r in rows if (r.lease_until is not None and r.lease_until < now) or dead_workers(r.claimed_by or "")]
+            freed = [r.id for r in rows if r.state in held and dead_workers(r.claimed_by or "")]
+            if freed:
+                conn.execute(
+                    t.deliveries.update()
+                    .where(t.deliveries.c.id.in_(freed), t.deliveries.c.state.in_(held))
+                    .values(lease_until=None)
+                )
+            gone = [
+                r.id for r in rows
+                if r.state == DeliveryState.IN_FLIGHT.value
+                and ((r.lease_until is not None and r.lease_until < now) or dead_workers(r.claimed_by or ""))
+            ]
             if gone:
                 conn.execute(
                     t.deliveries.update()
@@ -630,18 +671,7 @@ class Store:
         if not channels:
             return None
         with self.tx() as conn:
-            q = (
-                sa.select(t.deliveries.c.id)
-                .where(
-                    t.deliveries.c.state.in_(list(states)),
-                    t.deliveries.c.due_at <= now,
-                    t.deliveries.c.channel.in_(list(channels)),
-                )
-                .order_by(t.deliveries.c.due_at, t.deliveries.c.id)
-                .limit(1)
-                .with_for_update(skip_locked=True)
-            )
-            did = conn.execute(q).scalar()
+            did = conn.execute(self._due(now, channels, states)).scalar()
             if did is None:
                 return None
             conn.execute(
@@ -657,6 +687,86 @@ class Store:
             )
             row = conn.execute(self._select_deliveries().where(t.deliveries.c.id == did)).one()
         return _delivery_from_row(row)
+
+    def _due(self, now: datetime, channels: Sequence[str], states: Sequence[str]) -> sa.Select[Any]:
+        """The oldest due, unreserved delivery of channels that are not paused, locked (SKIP LOCKED)."""
+        return (
+            sa.select(t.deliveries.c.id)
+            .where(
+                t.deliveries.c.state.in_(list(states)),
+                t.deliveries.c.due_at <= now,
+                t.deliveries.c.channel.in_(list(channels)),
+                # Reserved by a worker that is rendering its post.
+                sa.or_(t.deliveries.c.lease_until.is_(None), t.deliveries.c.lease_until < now),
+                # A channel another worker paused a moment ago is skipped at once.
+                t.deliveries.c.channel.not_in(sa.select(t.channels.c.name).where(t.channels.c.paused.is_(True))),
+            )
+            .order_by(t.deliveries.c.due_at, t.deliveries.c.id)
+            .limit(1)
+            .with_for_update(skip_locked=True)
+        )
+
+    def reserve(self, *, now: datetime, channels: Sequence[str], worker: str, lease: timedelta) -> DeliveryClaim | None:
+        """Reserve the oldest due pending delivery of the given channels, with its stored post and summary.
+
+        The row stays pending (nothing can be on the network yet) but other
+        workers leave it alone while this one renders its post; `start_sending`
+        then marks it in flight. A reservation of a worker that died is freed
+        by `expire_in_flight`, or when its lease runs out.
+        """
+        if not channels:
+            return None
+        with self.tx() as conn:
+            did = conn.execute(self._due(now, channels, (DeliveryState.PENDING.value,))).scalar()
+            if did is None:
+                return None
+            conn.execute(
+                t.deliveries.update().where(t.deliveries.c.id == did).values(claimed_by=worker, lease_until=now + lease)
+            )
+            row = conn.execute(self._select_deliveries().where(t.deliveries.c.id == did)).one()
+            summary = conn.execute(sa.select(t.summaries).where(t.summaries.c.id == row.summary_id)).one()
+        post = row._mapping["post"]
+        return DeliveryClaim(_delivery_from_row(row), post_from_json(post) if post else None, _stored_from_row(summary))
+
+    def start_sending(self, delivery_id: int, *, worker: str, post: Post | None, now: datetime, lease: timedelta) -> bool:
+        """Mark a reserved delivery in_flight with the exact post it sends, and COMMIT.
+
+        From this commit on the post may be on the network (a crash is
+        reconciled). `post` None keeps the post fixed on an earlier attempt.
+        False when the reservation was lost (it ran out and another worker took the row).
+        """
+        fixed = {"post": post_to_json(post)} if post is not None else {}
+        with self.tx() as conn:
+            return bool(
+                conn.execute(
+                    t.deliveries.update()
+                    .where(
+                        t.deliveries.c.id == delivery_id,
+                        t.deliveries.c.state == DeliveryState.PENDING.value,
+                        t.deliveries.c.claimed_by == worker,
+                    )
+                    .values(
+                        state=DeliveryState.IN_FLIGHT.value,
+                        attempts=t.deliveries.c.attempts + 1,
+                        lease_until=now + lease,
+                        updated_at=now,
+                        **fixed,
+                    )
+                ).rowcount
+            )
+
+    def unreserve(self, delivery_id: int, *, worker: str) -> None:
+        """Give back a reservation (the worker stops, or the channel got paused or capped meanwhile)."""
+        with self.tx() as conn:
+            conn.execute(
+                t.deliveries.update()
+                .where(
+                    t.deliveries.c.id == delivery_id,
+                    t.deliveries.c.state == DeliveryState.PENDING.value,
+                    t.deliveries.c.claimed_by == worker,
+                )
+                .values(lease_until=None)
+            )
 
     def claim_uncertain(self, *, now: datetime, channels: Sequence[str], worker: str, lease: timedelta) -> Delivery | None:
         """Claim an uncertain delivery for reconciliation (it stays uncertain, with a lease)."""

@@ -195,47 +195,80 @@ jobs = Table(
     Column("info", JSON),
 )
 
+# The digest's readers. A row is never deleted: an unsubscribed or bounced
+# address stays, so no import or operator command can mail it again.
 subscribers = Table(
     "subscribers",
     metadata,
     Column("id", Integer, primary_key=True),
-    Column("address", Text, nullable=False, unique=True),
+    # As given (normalised by email-validator): the address mail goes to.
+    Column("address", Text, nullable=False),
+    # Lower-cased: one row per mailbox, however the address is capitalised.
+    Column("address_key", Text, nullable=False, unique=True),
+    # pending | confirmed | unsubscribed | bounced
     Column("state", String(16), nullable=False),
+    # The categories wanted; empty: every summary.
     Column("categories", JSON, nullable=False, default=list),
+    # Categories asked for on /subscribe, applied when the confirmation link is followed.
+    Column("requested_categories", JSON),
+    # Where the consent came from: web, cli, import:<file>.
     Column("consent_source", Text, nullable=False, default=""),
     Column("created_at", UtcDateTime, nullable=False),
     Column("confirmed_at", UtcDateTime),
     Column("unsubscribed_at", UtcDateTime),
+    Column("bounced_at", UtcDateTime),
     Column("updated_at", UtcDateTime, nullable=False),
+    # Permanent (5xx) refusals in a row; digest.bounce_after of them make the address bounced.
     Column("permanent_failures", Integer, nullable=False, default=0),
+    Column("last_error", Text),
     Column("last_confirmation_sent_at", UtcDateTime),
+    Index("ix_subscribers_state", "state", "id"),
 )
 
+# One row per issue; the issue number is the row's rank, the period its identity.
 digests = Table(
     "digests",
     metadata,
     Column("id", Integer, primary_key=True),
+    Column("issue", Integer, nullable=False, unique=True),
     Column("period_start", UtcDateTime, nullable=False),
     Column("period_end", UtcDateTime, nullable=False, unique=True),
     Column("created_at", UtcDateTime, nullable=False),
     Column("completed_at", UtcDateTime),
+    # The items exactly as sent (a re-send after a crash is the same message).
     Column("items", JSON, nullable=False, default=list),
+    # Distinct item selections (lists of indexes into items); each send names one.
+    Column("variants", JSON, nullable=False, default=list),
+    # Random per digest, part of every Message-ID (see bot.mail.message.digest_message_id).
+    Column("nonce", String(32), nullable=False),
+    Column("recipients", Integer, nullable=False, default=0),
+    # sending | sent
     Column("state", String(16), nullable=False),
 )
 
+# One row per (digest, subscriber), created with the digest. States:
+# pending → claimed (a worker's lease) → handing_over (committed before the final
+# dot) → sent | failed | skipped; pending again for a retry.
 digest_sends = Table(
     "digest_sends",
     metadata,
     Column("digest_id", ForeignKey("digests.id", ondelete="CASCADE"), primary_key=True),
     Column("subscriber_id", ForeignKey("subscribers.id", ondelete="CASCADE"), primary_key=True),
+    Column("variant", Integer, nullable=False),
     Column("state", String(16), nullable=False),
     Column("attempts", Integer, nullable=False, default=0),
-    Column("due_at", UtcDateTime),
+    Column("due_at", UtcDateTime, nullable=False),
     Column("claimed_by", Text),
     Column("lease_until", UtcDateTime),
     Column("sent_at", UtcDateTime),
     Column("last_error", Text),
     Column("message_id", Text),
+    # Sent again after a crash or a lost answer that came after the final dot:
+    # the recipient may have two copies (with the same Message-ID).
+    Column("possibly_duplicated", Boolean, nullable=False, default=False),
+    # No index on state: every send changes state three times, and each index on it
+    # costs a commit more pages than the row itself. Queries walk one issue's rows
+    # in primary-key order instead (claims go forward from the last subscriber id).
 )
 
 rate_limits = Table(

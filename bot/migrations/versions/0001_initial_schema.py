@@ -29,13 +29,18 @@ def upgrade() -> None:
     )
     op.create_table('digests',
     sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('issue', sa.Integer(), nullable=False),
     sa.Column('period_start', bot.store.schema.UtcDateTime(timezone=True), nullable=False),
     sa.Column('period_end', bot.store.schema.UtcDateTime(timezone=True), nullable=False),
     sa.Column('created_at', bot.store.schema.UtcDateTime(timezone=True), nullable=False),
     sa.Column('completed_at', bot.store.schema.UtcDateTime(timezone=True), nullable=True),
     sa.Column('items', sa.JSON(), nullable=False),
+    sa.Column('variants', sa.JSON(), nullable=False),
+    sa.Column('nonce', sa.String(length=32), nullable=False),
+    sa.Column('recipients', sa.Integer(), nullable=False),
     sa.Column('state', sa.String(length=16), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_digests')),
+    sa.UniqueConstraint('issue', name=op.f('uq_digests_issue')),
     sa.UniqueConstraint('period_end', name=op.f('uq_digests_period_end'))
     )
     op.create_table('jobs',
@@ -82,29 +87,38 @@ def upgrade() -> None:
     op.create_table('subscribers',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('address', sa.Text(), nullable=False),
+    sa.Column('address_key', sa.Text(), nullable=False),
     sa.Column('state', sa.String(length=16), nullable=False),
     sa.Column('categories', sa.JSON(), nullable=False),
+    sa.Column('requested_categories', sa.JSON(), nullable=True),
     sa.Column('consent_source', sa.Text(), nullable=False),
     sa.Column('created_at', bot.store.schema.UtcDateTime(timezone=True), nullable=False),
     sa.Column('confirmed_at', bot.store.schema.UtcDateTime(timezone=True), nullable=True),
     sa.Column('unsubscribed_at', bot.store.schema.UtcDateTime(timezone=True), nullable=True),
+    sa.Column('bounced_at', bot.store.schema.UtcDateTime(timezone=True), nullable=True),
     sa.Column('updated_at', bot.store.schema.UtcDateTime(timezone=True), nullable=False),
     sa.Column('permanent_failures', sa.Integer(), nullable=False),
+    sa.Column('last_error', sa.Text(), nullable=True),
     sa.Column('last_confirmation_sent_at', bot.store.schema.UtcDateTime(timezone=True), nullable=True),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_subscribers')),
-    sa.UniqueConstraint('address', name=op.f('uq_subscribers_address'))
+    sa.UniqueConstraint('address_key', name=op.f('uq_subscribers_address_key'))
     )
+    with op.batch_alter_table('subscribers', schema=None) as batch_op:
+        batch_op.create_index('ix_subscribers_state', ['state', 'id'], unique=False)
+
     op.create_table('digest_sends',
     sa.Column('digest_id', sa.Integer(), nullable=False),
     sa.Column('subscriber_id', sa.Integer(), nullable=False),
+    sa.Column('variant', sa.Integer(), nullable=False),
     sa.Column('state', sa.String(length=16), nullable=False),
     sa.Column('attempts', sa.Integer(), nullable=False),
-    sa.Column('due_at', bot.store.schema.UtcDateTime(timezone=True), nullable=True),
+    sa.Column('due_at', bot.store.schema.UtcDateTime(timezone=True), nullable=False),
     sa.Column('claimed_by', sa.Text(), nullable=True),
     sa.Column('lease_until', bot.store.schema.UtcDateTime(timezone=True), nullable=True),
     sa.Column('sent_at', bot.store.schema.UtcDateTime(timezone=True), nullable=True),
     sa.Column('last_error', sa.Text(), nullable=True),
     sa.Column('message_id', sa.Text(), nullable=True),
+    sa.Column('possibly_duplicated', sa.Boolean(), nullable=False),
     sa.ForeignKeyConstraint(['digest_id'], ['digests.id'], name=op.f('fk_digest_sends_digest_id_digests'), ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['subscriber_id'], ['subscribers.id'], name=op.f('fk_digest_sends_subscriber_id_subscribers'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('digest_id', 'subscriber_id', name=op.f('pk_digest_sends'))
@@ -218,6 +232,9 @@ def downgrade() -> None:
 
     op.drop_table('summaries')
     op.drop_table('digest_sends')
+    with op.batch_alter_table('subscribers', schema=None) as batch_op:
+        batch_op.drop_index('ix_subscribers_state')
+
     op.drop_table('subscribers')
     op.drop_table('sources')
     op.drop_table('rate_limits')

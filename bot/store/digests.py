@@ -1,0 +1,755 @@
+"""The store's digest half: subscribers, digest issues, one send row per (issue, subscriber), rate limits.
+
+A mixin of ``Store`` (every method one transaction, errors as ``StoreError``).
+It records what the digest job decides; it never renders or sends. Sends are
+claimed like deliveries: a committed lease first (SKIP LOCKED on PostgreSQL,
+BEGIN IMMEDIATE on SQLite), then ``handing_over`` committed before the SMTP
+transaction, then the outcome, so several processes can send one issue at once
+and a crash leaves exactly the possibly-delivered rows marked.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine, Row
+from sqlalchemy.exc import IntegrityError
+
+from bot.decide import bounce_due, rate_window
+from bot.errors import StoreError
+from bot.records import SendClaim, SendState, StoredDigest, Subscriber, SubscriberState
+from bot.store import schema as t
+
+#: rows read or written per statement when streaming subscribers
+CHUNK = 1000
+
+_OPEN = (SendState.PENDING.value, SendState.CLAIMED.value, SendState.HANDING_OVER.value)
+
+@dataclass(frozen=True, slots=True)
+class SendOutcome:
+    """What one try of one send came to, as the digest job decided it."""
+
+    subscriber_id: int
+    #: the send's new state: "sent", "pending" (retry at due_at) or "failed"
+    state: str
+    due_at: datetime | None = None
+    #: why it failed or waits (None when sent)
+    error: str | None = None
+    #: the answer to the final dot was lost: the recipient may already have it
+    possibly_duplicated: bool = False
+    #: the try does not count (the run stopped before it, or the server refused us)
+    released: bool = False
+    #: a 5xx for this address: counts toward bouncing it
+    refused: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ImportOutcome:
+    """What importing one address did: "added", or why it was skipped."""
+
+    address_key: str
+    #: "added", "upgraded" (a pending address now confirmed), or "known:<state>" (left as it was)
+    result: str
+
+
+def address_key(address: str) -> str:
+    """One key per mailbox: the address lower-cased (providers ignore case in practice)."""
+    return address.casefold()
+
+
+def _subscriber(row: Row[Any]) -> Subscriber:
+    m = row._mapping
+    requested = m["requested_categories"]
+    return Subscriber(
+        id=m["id"],
+        address=m["address"],
+        state=SubscriberState(m["state"]),
+        categories=tuple(m["categories"] or ()),
+        consent_source=m["consent_source"],
+        created_at=m["created_at"],
+        confirmed_at=m["confirmed_at"],
+        unsubscribed_at=m["unsubscribed_at"],
+        bounced_at=m["bounced_at"],
+        permanent_failures=m["permanent_failures"],
+        last_error=m["last_error"],
+        requested_categories=tuple(requested) if requested is not None else None,
+    )
+
+
+def _digest(row: Row[Any]) -> StoredDigest:
+    m = row._mapping
+    return StoredDigest(
+        id=m["id"],
+        issue=m["issue"],
+        period_start=m["period_start"],
+        period_end=m["period_end"],
+        created_at=m["created_at"],
+        completed_at=m["completed_at"],
+        state=m["state"],
+        nonce=m["nonce"],
+        recipients=m["recipients"],
+        items=tuple(m["items"] or ()),
+        variants=tuple(tuple(v) for v in (m["variants"] or ())),
+    )
+
+
+class DigestStore:
+    """Subscribers, digests and their sends (mixed into ``bot.store.Store``)."""
+
+    if TYPE_CHECKING:
+        engine: Engine
+
+        @property
+        def dialect(self) -> str: ...
+
+        def tx(self) -> AbstractContextManager[Connection]: ...
+
+    # ------------------------------------------------------------ subscribers
+
+    def subscriber(self, address: str) -> Subscriber | None:
+        with self.tx() as conn:
+            row = conn.execute(sa.select(t.subscribers).where(t.subscribers.c.address_key == address_key(address))).first()
+        return _subscriber(row) if row else None
+
+    def add_subscriber(
+        self, address: str, *, now: datetime, confirmed: bool, categories: Sequence[str], source: str
+    ) -> tuple[str, Subscriber]:
+        """The operator adds an address: ("added" | "confirmed" | "pending" | "already", subscriber).
+
+        An unsubscribed or bounced address is left alone ("unsubscribed" /
+        "bounced"): only the subscriber's own confirmation brings it back.
+        """
+        key = address_key(address)
+        with self.tx() as conn:
+            row = conn.execute(sa.select(t.subscribers).where(t.subscribers.c.address_key == key)).first()
+            if row is None:
+                state = SubscriberState.CONFIRMED if confirmed else SubscriberState.PENDING
+                conn.execute(
+                    t.subscribers.insert().values(
+                        address=address,
+                        address_key=key,
+                        state=state.value,
+                        categories=list(categories),
+                        consent_source=source,
+                        created_at=now,
+                        confirmed_at=now if confirmed else None,
+                        updated_at=now,
+                        permanent_failures=0,
+                    )
+                )
+                result = "added"
+            else:
+                current = SubscriberState(row.state)
+                if current in (SubscriberState.UNSUBSCRIBED, SubscriberState.BOUNCED):
+                    result = current.value
+                elif current is SubscriberState.CONFIRMED:
+                    result = "already"
+                elif confirmed:
+                    values: dict[str, Any] = {"state": SubscriberState.CONFIRMED.value, "confirmed_at": now, "updated_at": now,
+                                              "consent_source": source}
+                    if categories:
+                        values["categories"] = list(categories)
+                    conn.execute(t.subscribers.update().where(t.subscribers.c.id == row.id).values(**values))
+                    result = "confirmed"
+                else:
+                    result = "pending"
+            fresh = conn.execute(sa.select(t.subscribers).where(t.subscribers.c.address_key == key)).one()
+        return result, _subscriber(fresh)
+
+    def request_subscription(self, address: str, *, categories: Sequence[str], now: datetime, source: str) -> Subscriber:
+        """Someone asked on /subscribe: a new address becomes pending; a known one only remembers the
+        categories asked for, applied if the confirmation link is followed (nothing else changes)."""
+        key = address_key(address)
+        with self.tx() as conn:
+            row = conn.execute(sa.select(t.subscribers.c.id).where(t.subscribers.c.address_key == key)).first()
+            if row is None:
+                try:
+                    with conn.begin_nested():
+                        conn.execute(
+                            t.subscribers.insert().values(
+                                address=address,
+                                address_key=key,
+                                state=SubscriberState.PENDING.value,
+                                categories=list(categories),
+                                requested_categories=list(categories),
+                                consent_source=source,
+                                created_at=now,
+                                updated_at=now,
+                                permanent_failures=0,
+                            )
+                        )
+                except IntegrityError:
+                    pass  # the same address asked twice at once: the other request made the row
+                else:
+                    return _subscriber(conn.execute(sa.select(t.subscribers).where(t.subscribers.c.address_key == key)).one())
+            conn.execute(
+                t.subscribers.update()
+                .where(t.subscribers.c.address_key == key)
+                .values(requested_categories=list(categories), updated_at=now)
+            )
+            return _subscriber(conn.execute(sa.select(t.subscribers).where(t.subscribers.c.address_key == key)).one())
+
+    def confirmation_sent(self, subscriber_id: int, *, now: datetime) -> None:
+        with self.tx() as conn:
+            conn.execute(t.subscribers.update().where(t.subscribers.c.id == subscriber_id).values(last_confirmation_sent_at=now))
+
+    def confirm_subscriber(self, address: str, *, now: datetime, source: str) -> Subscriber | None:
+        """The subscriber followed their confirmation link: confirmed, whatever the state before.
+
+        This is the one way back for an unsubscribed or bounced address. The
+        categories asked for with the link's request take effect now.
+        """
+        key = address_key(address)
+        with self.tx() as conn:
+            row = conn.execute(sa.select(t.subscribers).where(t.subscribers.c.address_key == key)).first()
+            if row is None:
+                return None
+            values: dict[str, Any] = {"requested_categories": None, "updated_at": now}
+            if row.requested_categories is not None:
+                values["categories"] = list(row.requested_categories)
+            if row.state != SubscriberState.CONFIRMED.value:
+                values.update(state=SubscriberState.CONFIRMED.value, confirmed_at=now, permanent_failures=0,
+                              consent_source=source, last_error=None)
+            conn.execute(t.subscribers.update().where(t.subscribers.c.id == row.id).values(**values))
+            return _subscriber(conn.execute(sa.select(t.subscribers).where(t.subscribers.c.id == row.id)).one())
+
+    def unsubscribe(self, address: str, *, now: datetime) -> Subscriber | None:
+        """Never mail this address again (idempotent; a bounced address stays bounced)."""
+        key = address_key(address)
+        with self.tx() as conn:
+            conn.execute(
+                t.subscribers.update()
+                .where(
+                    t.subscribers.c.address_key == key,
+                    t.subscribers.c.state.in_([SubscriberState.PENDING.value, SubscriberState.CONFIRMED.value]),
+                )
+                .values(state=SubscriberState.UNSUBSCRIBED.value, unsubscribed_at=now, updated_at=now, requested_categories=None)
+            )
+            row = conn.execute(sa.select(t.subscribers).where(t.subscribers.c.address_key == key)).first()
+        return _subscriber(row) if row else None
+
+    def set_categories(self, address: str, categories: Sequence[str], *, now: datetime) -> Subscriber | None:
+        key = address_key(address)
+        with self.tx() as conn:
+            conn.execute(
+                t.subscribers.update().where(t.subscribers.c.address_key == key).values(categories=list(categories), updated_at=now)
+            )
+            row = conn.execute(sa.select(t.subscribers).where(t.subscribers.c.address_key == key)).first()
+        return _subscriber(row) if row else None
+
+    def iter_subscribers(self, *, state: str | None = None, chunk: int = CHUNK) -> Iterator[Subscriber]:
+        """Every subscriber (of one state), by id, a chunk per transaction: never all in memory."""
+        last = 0
+        while True:
+            q = sa.select(t.subscribers).where(t.subscribers.c.id > last).order_by(t.subscribers.c.id).limit(chunk)
+            if state:
+                q = q.where(t.subscribers.c.state == state)
+            with self.tx() as conn:
+                rows = conn.execute(q).all()
+            if not rows:
+                return
+            for row in rows:
+                yield _subscriber(row)
+            last = rows[-1].id
+
+    def subscriber_counts(self) -> dict[str, int]:
+        with self.tx() as conn:
+            rows = conn.execute(sa.select(t.subscribers.c.state, sa.func.count()).group_by(t.subscribers.c.state)).all()
+        return {state: int(n) for state, n in rows}
+
+    def import_subscribers(
+        self, rows: Sequence[tuple[str, Sequence[str]]], *, now: datetime, confirmed: bool, source: str
+    ) -> list[ImportOutcome]:
+        """Add a chunk of (address, categories) in one transaction; known addresses are left as they are.
+
+        A pending address imported with `confirmed` becomes confirmed; an
+        unsubscribed or bounced one is never touched.
+        """
+        by_key = {address_key(a): (a, cats) for a, cats in rows}
+        out: list[ImportOutcome] = []
+        with self.tx() as conn:
+            known = {
+                r.address_key: r
+                for r in conn.execute(
+                    sa.select(t.subscribers.c.id, t.subscribers.c.address_key, t.subscribers.c.state).where(
+                        t.subscribers.c.address_key.in_(list(by_key))
+                    )
+                )
+            }
+            fresh = []
+            for key, (address, cats) in by_key.items():
+                row = known.get(key)
+                if row is None:
+                    fresh.append(
+                        {
+                            "address": address,
+                            "address_key": key,
+                            "state": (SubscriberState.CONFIRMED if confirmed else SubscriberState.PENDING).value,
+                            "categories": list(cats),
+                            "requested_categories": None,
+                            "consent_source": source,
+                            "created_at": now,
+                            "confirmed_at": now if confirmed else None,
+                            "updated_at": now,
+                            "permanent_failures": 0,
+                        }
+                    )
+                    out.append(ImportOutcome(key, "added"))
+                elif confirmed and row.state == SubscriberState.PENDING.value:
+                    conn.execute(
+                        t.subscribers.update()
+                        .where(t.subscribers.c.id == row.id)
+                        .values(state=SubscriberState.CONFIRMED.value, confirmed_at=now, updated_at=now, consent_source=source)
+                    )
+                    out.append(ImportOutcome(key, "upgraded"))
+                else:
+                    out.append(ImportOutcome(key, f"known:{row.state}"))
+            if fresh:
+                conn.execute(t.subscribers.insert(), fresh)
+        return out
+
+    # ------------------------------------------------------------ rate limits
+
+    def rate_limit(self, key: str, *, now: datetime, window: timedelta, limit: int) -> bool:
+        """Count one request under `key`; False when the window's limit is already reached.
+
+        Keys are stored hashed: the table never holds an address or an IP in clear.
+        """
+        digest_key = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+        rl = t.rate_limits
+        with self.tx() as conn:
+            q = sa.select(rl.c.window_start, rl.c.count).where(rl.c.key == digest_key)
+            if self.dialect == "postgresql":
+                q = q.with_for_update()
+            row = conn.execute(q).first()
+            # (row[1], not row.count: a Row is a tuple, and tuple.count is a method)
+            allowed, start, count = rate_window(now, row[0] if row else None, row[1] if row else 0, window=window, limit=limit)
+            if row is None:
+                try:
+                    with conn.begin_nested():
+                        conn.execute(rl.insert().values(key=digest_key, window_start=start, count=count))
+                    return allowed
+                except IntegrityError:
+                    # Another request made the row meanwhile: count this one on it.
+                    row = conn.execute(q).one()
+                    allowed, start, count = rate_window(now, row[0], row[1], window=window, limit=limit)
+            if allowed:
+                conn.execute(rl.update().where(rl.c.key == digest_key).values(window_start=start, count=count))
+            # Old windows are of no use: drop some now and then, so the table stays small.
+            if int(now.timestamp()) % 97 == 0:
+                conn.execute(rl.delete().where(rl.c.window_start < now - timedelta(days=2)))
+        return allowed
+
+    # ---------------------------------------------------------------- digests
+
+    def last_digest(self) -> StoredDigest | None:
+        with self.tx() as conn:
+            row = conn.execute(sa.select(t.digests).order_by(t.digests.c.issue.desc()).limit(1)).first()
+        return _digest(row) if row else None
+
+    def digest_by_period_end(self, end: datetime) -> StoredDigest | None:
+        with self.tx() as conn:
+            row = conn.execute(sa.select(t.digests).where(t.digests.c.period_end == end)).first()
+        return _digest(row) if row else None
+
+    def stored_digest(self, digest_id: int) -> StoredDigest:
+        with self.tx() as conn:
+            row = conn.execute(sa.select(t.digests).where(t.digests.c.id == digest_id)).first()
+        if row is None:
+            raise StoreError(f"no digest with id {digest_id}")
+        return _digest(row)
+
+    def unfinished_digests(self) -> list[StoredDigest]:
+        """Issues with sends still open (pending, claimed or handing over), oldest first."""
+        with self.tx() as conn:
+            rows = conn.execute(
+                sa.select(t.digests).where(t.digests.c.state == "sending").order_by(t.digests.c.issue)
+            ).all()
+        return [_digest(r) for r in rows]
+
+    def create_digest(
+        self,
+        *,
+        period_start: datetime,
+        period_end: datetime,
+        items: Sequence[Mapping[str, Any]],
+        nonce: str,
+        now: datetime,
+        select: Callable[[tuple[str, ...]], tuple[int, ...] | None],
+        message_id: Callable[[int, int], str],
+    ) -> StoredDigest | None:
+        """Make the issue and one pending send per confirmed subscriber `select` gives items to.
+
+        `select(categories)` returns the subscriber's item indexes, or None to
+        send them nothing; `message_id(issue, subscriber id)` names each send's
+        message, fixed from here on. Subscribers are streamed in chunks. All of it is one
+        transaction; None when another process made this period's issue first.
+        """
+        variants: dict[tuple[int, ...], int] = {}
+        try:
+            with self.tx() as conn:
+                issue = int(conn.execute(sa.select(sa.func.coalesce(sa.func.max(t.digests.c.issue), 0))).scalar() or 0) + 1
+                digest_id = conn.execute(
+                    t.digests.insert().values(
+                        issue=issue,
+                        period_start=period_start,
+                        period_end=period_end,
+                        created_at=now,
+                        items=[dict(i) for i in items],
+                        variants=[],
+                        nonce=nonce,
+                        recipients=0,
+                        state="sending",
+                    )
+                ).inserted_primary_key[0]  # type: ignore[index]
+                last, recipients = 0, 0
+                while True:
+                    rows = conn.execute(
+                        sa.select(t.subscribers.c.id, t.subscribers.c.categories)
+                        .where(t.subscribers.c.state == SubscriberState.CONFIRMED.value, t.subscribers.c.id > last)
+                        .order_by(t.subscribers.c.id)
+                        .limit(CHUNK)
+                    ).all()
+                    if not rows:
+                        break
+                    last = rows[-1].id
+                    sends = []
+                    for sid, cats in rows:
+                        chosen = select(tuple(cats or ()))
+                        if chosen is None:
+                            continue
+                        variant = variants.setdefault(chosen, len(variants))
+                        sends.append({"digest_id": digest_id, "subscriber_id": sid, "variant": variant,
+                                      "state": SendState.PENDING.value, "attempts": 0, "due_at": now,
+                                      "possibly_duplicated": False, "message_id": message_id(issue, sid)})
+                    if sends:
+                        conn.execute(t.digest_sends.insert(), sends)
+                        recipients += len(sends)
+                ordered = sorted(variants, key=variants.__getitem__)
+                conn.execute(
+                    t.digests.update()
+                    .where(t.digests.c.id == digest_id)
+                    .values(variants=[list(v) for v in ordered], recipients=recipients,
+                            **({"state": "sent", "completed_at": now} if not recipients else {}))
+                )
+                row = conn.execute(sa.select(t.digests).where(t.digests.c.id == digest_id)).one()
+        except StoreError as exc:
+            if isinstance(exc.__cause__, IntegrityError):
+                return None
+            raise
+        return _digest(row)
+
+    # ------------------------------------------------------------------ sends
+
+    def release_abandoned_sends(self, *, now: datetime, dead_workers: Callable[[str], bool]) -> tuple[int, int]:
+        """Sends held by a worker that is gone (lease out, or its process dead on this host).
+
+        Claimed ones are simply pending again (nothing was handed over).
+        Handing-over ones may have reached the server before the crash: they
+        are pending again *and* marked possibly duplicated, so the re-send (same
+        Message-ID) is on record. Returns (released, possibly duplicated).
+        """
+        ds = t.digest_sends
+        # Only issues still sending can hold open sends (and their rows are found by primary key).
+        sending = ds.c.digest_id.in_(sa.select(t.digests.c.id).where(t.digests.c.state == "sending"))
+        with self.tx() as conn:
+            held = conn.execute(
+                sa.select(ds.c.claimed_by, sa.func.min(ds.c.lease_until))
+                .where(sending, ds.c.state.in_([SendState.CLAIMED.value, SendState.HANDING_OVER.value]))
+                .group_by(ds.c.claimed_by)
+            ).all()
+            gone = [w for w, _ in held if dead_workers(w or "")]
+            abandoned = sa.or_(ds.c.lease_until < now, ds.c.claimed_by.in_(gone)) if gone else ds.c.lease_until < now
+            abandoned = sa.and_(sending, abandoned)
+            released = conn.execute(
+                ds.update()
+                .where(ds.c.state == SendState.CLAIMED.value, abandoned)
+                .values(state=SendState.PENDING.value, claimed_by=None, lease_until=None, due_at=now,
+                        attempts=sa.case((ds.c.attempts > 0, ds.c.attempts - 1), else_=0))
+            ).rowcount
+            doubtful = conn.execute(
+                ds.update()
+                .where(ds.c.state == SendState.HANDING_OVER.value, abandoned)
+                .values(state=SendState.PENDING.value, claimed_by=None, lease_until=None, due_at=now, possibly_duplicated=True,
+                        last_error="possibly duplicated after a crash: the process stopped between handing the message "
+                                   "over and recording it; sent again with the same Message-ID")
+            ).rowcount
+        return int(released or 0), int(doubtful or 0)
+
+    def claim_sends(
+        self, digest_id: int, *, now: datetime, worker: str, lease: timedelta, limit: int, after: int = 0
+    ) -> list[SendClaim]:
+        """Claim up to `limit` due sends of one issue (subscriber id > after), committed before any network call.
+
+        A send whose subscriber is no longer confirmed (unsubscribed, bounced
+        since the issue was built) is closed as skipped instead.
+        """
+        ds, sub = t.digest_sends, t.subscribers
+        q = (
+            sa.select(ds.c.subscriber_id, ds.c.variant, ds.c.attempts, ds.c.possibly_duplicated, sub.c.address, sub.c.state,
+                      sub.c.permanent_failures)
+            .select_from(ds.join(sub, sub.c.id == ds.c.subscriber_id))
+            .where(ds.c.digest_id == digest_id, ds.c.state == SendState.PENDING.value, ds.c.due_at <= now,
+                   ds.c.subscriber_id > after)
+            .order_by(ds.c.subscriber_id)
+            .limit(limit)
+            .with_for_update(skip_locked=True, of=ds)
+        )
+        with self.tx() as conn:
+            rows = conn.execute(q).all()
+            skip = [r.subscriber_id for r in rows if r.state != SubscriberState.CONFIRMED.value]
+            take = [r for r in rows if r.state == SubscriberState.CONFIRMED.value]
+            if skip:
+                conn.execute(
+                    ds.update()
+                    .where(ds.c.digest_id == digest_id, ds.c.subscriber_id.in_(skip))
+                    .values(state=SendState.SKIPPED.value, last_error="not sent: the subscriber left the list before it went out")
+                )
+            if take:
+                conn.execute(
+                    ds.update()
+                    .where(ds.c.digest_id == digest_id, ds.c.subscriber_id.in_([r.subscriber_id for r in take]))
+                    .values(state=SendState.CLAIMED.value, claimed_by=worker, lease_until=now + lease,
+                            attempts=ds.c.attempts + 1)
+                )
+        return [
+            SendClaim(digest_id, r.subscriber_id, r.address, r.variant, r.attempts + 1, bool(r.possibly_duplicated),
+                      r.permanent_failures)
+            for r in take
+        ]
+
+    def send_recorder(self, digest_id: int, *, worker: str, bounce_after: int) -> SendRecorder:
+        """The writes of one sending thread (close it when done); see SendRecorder."""
+        return SendRecorder(self.engine, digest_id, worker=worker, bounce_after=bounce_after)
+
+    def fail_send(self, digest_id: int, subscriber_id: int, *, worker: str, error: str) -> None:
+        """Close one claimed send as failed without trying it (its message could not be built)."""
+        ds = t.digest_sends
+        with self.tx() as conn:
+            conn.execute(
+                ds.update()
+                .where(ds.c.digest_id == digest_id, ds.c.subscriber_id == subscriber_id, ds.c.claimed_by == worker)
+                .values(state=SendState.FAILED.value, claimed_by=None, lease_until=None, last_error=error[:1000])
+            )
+
+    def finish_digest(self, digest_id: int, *, now: datetime) -> bool:
+        """Mark the issue sent once no send is open; True when it is (now or already)."""
+        ds = t.digest_sends
+        with self.tx() as conn:
+            open_ = conn.execute(
+                sa.select(ds.c.subscriber_id).where(ds.c.digest_id == digest_id, ds.c.state.in_(_OPEN)).limit(1)
+            ).first()
+            if open_ is not None:
+                return False
+            conn.execute(
+                t.digests.update()
+                .where(t.digests.c.id == digest_id, t.digests.c.state == "sending")
+                .values(state="sent", completed_at=now)
+            )
+        return True
+
+    def digest_send_counts(self, digest_id: int) -> dict[str, int]:
+        """Sends of one issue by state, plus "possibly_duplicated"."""
+        ds = t.digest_sends
+        with self.tx() as conn:
+            rows = conn.execute(
+                sa.select(ds.c.state, sa.func.count()).where(ds.c.digest_id == digest_id).group_by(ds.c.state)
+            ).all()
+            doubtful = conn.execute(
+                sa.select(sa.func.count()).select_from(ds).where(ds.c.digest_id == digest_id, ds.c.possibly_duplicated.is_(True))
+            ).scalar()
+        out = {state: int(n) for state, n in rows}
+        out["possibly_duplicated"] = int(doubtful or 0)
+        return out
+
+    def next_send_due(self, digest_id: int | None = None) -> datetime | None:
+        """The earliest due time of a pending send (of one issue, or of any)."""
+        ds = t.digest_sends
+        q = sa.select(sa.func.min(ds.c.due_at)).where(ds.c.state == SendState.PENDING.value)
+        if digest_id is not None:
+            q = q.where(ds.c.digest_id == digest_id)
+        else:
+            q = q.where(ds.c.digest_id.in_(sa.select(t.digests.c.id).where(t.digests.c.state == "sending")))
+        with self.tx() as conn:
+            return conn.execute(q).scalar()
+
+    def open_send_counts(self) -> dict[str, int]:
+        """Sends of every issue still open, by state (pending, claimed, handing_over)."""
+        ds = t.digest_sends
+        with self.tx() as conn:
+            rows = conn.execute(
+                sa.select(ds.c.state, sa.func.count())
+                .where(ds.c.digest_id.in_(sa.select(t.digests.c.id).where(t.digests.c.state == "sending")), ds.c.state.in_(_OPEN))
+                .group_by(ds.c.state)
+            ).all()
+        return {state: int(n) for state, n in rows}
+
+
+class SendRecorder:
+    """One sending thread's writes for one issue: the handing-over mark and each outcome.
+
+    The hot path of a digest (two writes per message), so it runs plain SQL on
+    one DBAPI connection of its own, held while the thread sends: SQLAlchemy's
+    per-statement work cost more than the SMTP transaction it records. Each
+    common write is one statement in autocommit (atomic on its own); the rare
+    ones that touch two rows run in a transaction. Values go through the
+    columns' own bind processors, so rows read back through the store are as
+    if the store wrote them. Driver errors become StoreError, as everywhere in
+    the store. Not thread-safe: one per thread.
+    """
+
+    def __init__(self, engine: Engine, digest_id: int, *, worker: str, bounce_after: int) -> None:
+        dialect = engine.dialect
+        self.digest_id = digest_id
+        self.worker = worker
+        self.bounce_after = bounce_after
+        self._sqlite = dialect.name == "sqlite"
+        self._mark = "?" if dialect.paramstyle == "qmark" else "%s"
+        column = t.digest_sends.c.sent_at.type
+        processor = column.dialect_impl(dialect).bind_processor(dialect)
+        self._time: Callable[[datetime | None], Any] = processor or (lambda value: value)
+        self._errors: type[Exception] = dialect.loaded_dbapi.Error
+        self._raw = engine.raw_connection()
+        # pysqlite runs with isolation_level None (bot.store.make_engine): autocommit
+        # unless we BEGIN. psycopg gets the same behaviour here, undone in close().
+        if not self._sqlite:
+            self._raw.driver_connection.autocommit = True  # type: ignore[union-attr]
+        self._held = f"digest_id = {self._mark} AND claimed_by = {self._mark} AND state IN ('claimed', 'handing_over')"
+
+    def close(self) -> None:
+        try:
+            if not self._sqlite:
+                self._raw.driver_connection.autocommit = False  # type: ignore[union-attr]
+        finally:
+            self._raw.close()
+
+    def _run(self, write: Callable[[Any], Any]) -> Any:
+        cur = self._raw.cursor()
+        try:
+            return write(cur)
+        except self._errors as exc:
+            with contextlib.suppress(Exception):
+                cur.execute("ROLLBACK")
+            raise StoreError(f"database error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from exc
+        finally:
+            cur.close()
+
+    def record(
+        self,
+        done: SendOutcome | None,
+        going: int | None,
+        *,
+        now: datetime,
+        lease_until: datetime,
+        reset_failures: bool = False,
+    ) -> bool:
+        """One write: the outcome of this thread's last send, and the next one (`going`: a subscriber id)
+        marked handing_over before its transaction starts. False when `going` is not this worker's any
+        more (its lease ran out and another worker may hold it): it must not be sent.
+
+        The common case (a message accepted, the next one going) is one UPDATE in
+        autocommit; anything else is a short transaction.
+        """
+        m = self._mark
+        d, w = self.digest_id, self.worker
+        simple = done is None or (done.state == SendState.SENT.value and not reset_failures)
+
+        def handover(cur: Any) -> bool:
+            cur.execute(
+                f"UPDATE digest_sends SET state = 'handing_over', lease_until = {m} "
+                f"WHERE digest_id = {m} AND claimed_by = {m} AND state = 'claimed' AND subscriber_id = {m}",
+                (self._time(lease_until), d, w, going),
+            )
+            return bool(cur.rowcount == 1)
+
+        def both(cur: Any) -> bool:
+            # One statement for "sent" and "handing over": each row takes its branch of the CASEs.
+            assert done is not None and going is not None
+            cur.execute(
+                f"UPDATE digest_sends SET "
+                f"state = CASE WHEN subscriber_id = {m} THEN 'handing_over' ELSE 'sent' END, "
+                f"lease_until = CASE WHEN subscriber_id = {m} THEN {m} ELSE NULL END, "
+                f"sent_at = CASE WHEN subscriber_id = {m} THEN sent_at ELSE {m} END, "
+                f"claimed_by = CASE WHEN subscriber_id = {m} THEN claimed_by ELSE NULL END, "
+                f"last_error = CASE WHEN subscriber_id = {m} THEN last_error ELSE NULL END "
+                f"WHERE digest_id = {m} AND claimed_by = {m} AND ("
+                f"(subscriber_id = {m} AND state = 'claimed') OR "
+                f"(subscriber_id = {m} AND state IN ('claimed', 'handing_over')))",
+                (going, going, self._time(lease_until), going, self._time(now), going, going, d, w, going, done.subscriber_id),
+            )
+            if cur.rowcount == 2:
+                return True
+            cur.execute(
+                f"SELECT 1 FROM digest_sends WHERE digest_id = {m} AND claimed_by = {m} AND subscriber_id = {m} "
+                f"AND state = 'handing_over'",
+                (d, w, going),
+            )
+            return cur.fetchone() is not None
+
+        def sent(cur: Any) -> bool:
+            assert done is not None
+            cur.execute(
+                f"UPDATE digest_sends SET state = 'sent', sent_at = {m}, claimed_by = NULL, lease_until = NULL, "
+                f"last_error = NULL WHERE {self._held} AND subscriber_id = {m}",
+                (self._time(now), d, w, done.subscriber_id),
+            )
+            return True
+
+        def transaction(cur: Any) -> bool:
+            cur.execute("BEGIN IMMEDIATE" if self._sqlite else "BEGIN")
+            if done is not None:
+                self._outcome(cur, done, now=now, reset_failures=reset_failures)
+            granted = handover(cur) if going is not None else True
+            cur.execute("COMMIT")
+            return granted
+
+        if simple and done is not None and going is not None:
+            return bool(self._run(both))
+        if simple and going is not None:
+            return bool(self._run(handover))
+        if simple and done is not None:
+            return bool(self._run(sent))
+        return bool(self._run(transaction))
+
+    def _outcome(self, cur: Any, outcome: SendOutcome, *, now: datetime, reset_failures: bool) -> None:
+        m = self._mark
+        attempts = "CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END" if outcome.released else "attempts"
+        doubt = (", possibly_duplicated = " + ("1" if self._sqlite else "TRUE")) if outcome.possibly_duplicated else ""
+        is_sent = outcome.state == SendState.SENT.value
+        cur.execute(
+            f"UPDATE digest_sends SET state = {m}, claimed_by = NULL, lease_until = NULL, last_error = {m}, "
+            f"due_at = COALESCE({m}, due_at), attempts = {attempts}"
+            + (f", sent_at = {m}" if is_sent else "")
+            + doubt
+            + f" WHERE {self._held} AND subscriber_id = {m}",
+            (outcome.state, outcome.error, self._time(outcome.due_at), *((self._time(now),) if is_sent else ()),
+             self.digest_id, self.worker, outcome.subscriber_id),
+        )
+        if reset_failures:
+            # A message accepted: the address works, its run of refusals is over.
+            cur.execute(f"UPDATE subscribers SET permanent_failures = 0 WHERE id = {m}", (outcome.subscriber_id,))
+        if outcome.refused:
+            self._count_refusal(cur, outcome.subscriber_id, outcome.error or "refused", now=now)
+
+    def _count_refusal(self, cur: Any, subscriber_id: int, error: str, *, now: datetime) -> None:
+        m = self._mark
+        cur.execute(f"SELECT permanent_failures, state FROM subscribers WHERE id = {m}", (subscriber_id,))
+        row = cur.fetchone()
+        if row is None:
+            return
+        failures = int(row[0] or 0) + 1
+        # An address that left meanwhile stays as it is: bounced is only for confirmed ones.
+        bounced = bounce_due(failures, self.bounce_after) and row[1] == SubscriberState.CONFIRMED.value
+        cur.execute(
+            f"UPDATE subscribers SET permanent_failures = {m}, last_error = {m}, updated_at = {m}"
+            + (f", state = 'bounced', bounced_at = {m}" if bounced else "")
+            + f" WHERE id = {m}",
+            (failures, error[:1000], self._time(now), *((self._time(now),) if bounced else ()), subscriber_id),
+        )
