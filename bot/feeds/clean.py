@@ -40,7 +40,11 @@ def clean_line(text: str, *, limit: int, fallback: str = "") -> str:
         # Cleaning never grows text, so cut early and keep hostile megabytes cheap.
         text = text[: limit * 4]
     text = _BIDI.sub("", _C1.sub("", strip_xml_invalid(text)))
-    text = " ".join(_TAG.sub(" ", text).split())
+    # Until none is left: removing "<b>" from "<img src=x onerror=f()<b>>" makes a new, whole tag.
+    # Each pass removes at least one "<", so this ends.
+    while _TAG.search(text):
+        text = _TAG.sub(" ", text)
+    text = " ".join(text.split())
     if len(text) > limit:
         text = text[: limit - 1].rstrip() + "…"
     return text or fallback

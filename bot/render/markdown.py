@@ -16,7 +16,10 @@ from mdit_py_plugins.dollarmath import dollarmath_plugin
 # Characters XML 1.0 forbids (C0 controls but tab/newline, lone surrogates,
 # U+FFFE/U+FFFF), plus CR (we use \n only), DEL and the C1 controls (allowed by
 # XML but never meant as text), and U+FEFF, which X counts as an invalid character.
-_BAD_CHARS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff\ufeff\ufffe\uffff]")
+# Also the explicit bidi embeddings, overrides and isolates (U+202A-202E, U+2066-2069): one left
+# open in an author name reverses the rest of its line on screen, the post's link included
+# ("Summary by \u202eadmin: https://…" shows the URL backwards). Plain RTL text needs none of them.
+_BAD_CHARS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff\u202a-\u202e\u2066-\u2069\ufeff\ufffe\uffff]")
 
 #: longest summary text we render; the site's longest summaries are ~30k characters
 MAX_SOURCE_CHARS = 200_000

@@ -32,8 +32,12 @@ __all__ = ["parse_feed"]
 # byte below 0x20) and loses nothing a reader could see; it is skipped for UTF-16/32 bodies.
 _C0_BYTES = bytes([*range(0x00, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20)])
 
-# Titles and authors become headers and one-line post texts: no control characters at all.
-_LINE_JUNK = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff\ufffe\uffff]")
+# Titles and authors become headers and one-line post texts: no control characters at all, and no
+# explicit bidi embedding, override or isolate (U+202A-202E, U+2066-2069): one left open in an author
+# name shows the rest of its line backwards wherever it is printed, a link beside it included.
+_LINE_JUNK = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff\u202a-\u202e\u2066-\u2069\ufffe\uffff]")
+# A link is one URL: a control character inside it (CR/LF, tab, ...) makes it a broken or forged one.
+_LINK_JUNK = re.compile("[\x00-\x1f\x7f]")
 # The summary text keeps its newlines and tabs, and loses only what XML 1.0 cannot carry.
 _TEXT_JUNK = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 # One left-over level of HTML escaping in a title (the site escapes titles that are sometimes stored
@@ -45,6 +49,9 @@ _ARXIV_VERSION = re.compile(r"v[0-9]+$")
 # An arXiv abstract or PDF link in a generic feed (e.g. arXiv's own listing feeds) names the paper.
 _ARXIV_LINK = re.compile(r"^https?://(?:www\.|export\.)?arxiv\.org/(?:abs|pdf)/([^?#\s]+?)(?:v[0-9]+)?(?:\.pdf)?/?$")
 _XML_POSITION = re.compile(r", line \d+, column \d+$")
+# Start and end tags of RSS items and Atom entries, any prefix: to tell a feed cut off inside an item.
+_ENTRY_OPEN = re.compile(r"<(?:[A-Za-z_][\w.-]*:)?(?:item|entry)(?=[\s>])", re.IGNORECASE)
+_ENTRY_CLOSE = re.compile(r"</(?:[A-Za-z_][\w.-]*:)?(?:item|entry)\s*>", re.IGNORECASE)
 _HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
 _JSON_TYPES = frozenset({"application/feed+json", "application/json"})
 
@@ -161,9 +168,11 @@ class _Collector:
         if not clean_title:
             self.problem(guid, "has no title")
             return
-        if not link.lower().startswith(("http://", "https://")):
+        if not link.lower().startswith(("http://", "https://")) or _LINK_JUNK.search(link):
             self.problem(guid, f"link is not an http(s) URL: {link[:200]!r}")
             return
+        # A space would end the URL wherever it is posted; encoded, the link still works.
+        link = link.replace(" ", "%20")
         vote_count: int | None = None
         if votes is not None and votes.strip():
             try:
@@ -298,14 +307,22 @@ def _parse_generic(
     )
     if not parsed.entries:
         if xml_error is not None:
-            raise SourceError(f"{source}: not a feed: {_describe_xml_error(xml_error)}")
+            # "not a feed" would send the operator after the URL when it is the document that is broken.
+            what = "no item could be read from this broken feed" if parsed.version else "not a feed"
+            raise SourceError(f"{source}: {what}: {_describe_xml_error(xml_error)}")
         if parsed.bozo:
             raise SourceError(f"{source}: not a feed: {parsed.get('bozo_exception')}")
         if not parsed.version:
             raise SourceError(f"{source}: not an RSS, Atom or JSON feed")
+    entries = list(parsed.entries)
+    if xml_error is not None and entries and _ends_inside_entry(body, parsed.get("encoding")):
+        # A cut-off download or a half-written file: feedparser hands the last item back with
+        # whatever it had read so far, and publishing that would publish half a summary.
+        cut = entries.pop()
+        collector.problem(cut.get("id") or cut.get("link"), "the feed ends inside this item (cut off?): left out")
     feed = parsed.feed
     feed_author = _name_of(feed.get("author_detail"), feed.get("author"))
-    for entry in parsed.entries:
+    for entry in entries:
         content = entry.get("content")
         text = content[0].get("value") if content else entry.get("summary")
         link = entry.get("link")
@@ -320,6 +337,18 @@ def _parse_generic(
             categories=_terms(entry.get("tags")),
         )
     return collector.result(feed.get("title"))
+
+
+def _ends_inside_entry(body: bytes, encoding: str | None) -> bool:
+    """Whether the document stops after an item's start tag and before its end tag (ill-formed feeds only)."""
+    try:
+        text = body.decode(encoding or "utf-8", "replace")
+    except LookupError:
+        text = body.decode("latin-1")
+    after_last_close = 0
+    for match in _ENTRY_CLOSE.finditer(text):
+        after_last_close = match.end()
+    return _ENTRY_OPEN.search(text, after_last_close) is not None
 
 
 def _entry_title(entry: Any) -> str | None:

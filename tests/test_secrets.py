@@ -1,0 +1,199 @@
+"""Every secret set to a marker value through a full run with failures: no marker anywhere it could show
+(issue 7, reliability test 6).
+
+`python -m bot` processes run with SECRET_KEY, the four TWITTER_* values, the
+Page token and the passwords inside SMTP_URL and DATABASE_URL set to markers
+(the passwords with characters that must be URL-quoted, so both spellings are
+looked for). X answers 401, the Graph API 500 to posts and 190 to `check`, both
+are unreachable for a second `check`, the SMTP server refuses the login, the feed
+answers 500, the database is unreachable or its URL broken (SMTP_URL too). No
+marker may appear in any output line (text and JSON logs at DEBUG,
+`status`, `check`, error messages), in what the store keeps, or in any file
+the bot writes. The stand-ins must have received the markers: proof that they
+really went through the run.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import pytest
+import sqlalchemy as sa
+from conftest import REPO
+from fake_graph import FakeGraph, html_error
+from fake_x import FakeX
+from feeds_util import items, site_feed
+from http_util import Reply, ScriptedServer
+from smtp_server import SmtpTestServer
+
+SMTP_USER = "digest-sender"
+SMTP_PASSWORD = "mk/Smtp:P@ss#0x2a"  # needs quoting in a URL: both spellings must stay hidden
+DB_PASSWORD = "mk/Db:P@ss?0x4c"
+MARKERS = {
+    "SECRET_KEY": "mkSecretKey0x51a7e",
+    "TWITTER_API_KEY": "mkTwApiKey0x7c1",
+    "TWITTER_API_SECRET": "mkTwApiSecret0x9d2",
+    "TWITTER_ACCESS_TOKEN": "1-mkTwAccessToken0x3b4",
+    "TWITTER_ACCESS_TOKEN_SECRET": "mkTwAccessSecret0x8e5",
+    "FACEBOOK_PAGE_ACCESS_TOKEN": "EAAmkFbPageToken0x6f6",
+}
+
+
+def forms() -> dict[str, str]:
+    """Every spelling of every secret that must never show: as set, URL-quoted, and as SMTP AUTH sends it."""
+    out = {name: value for name, value in MARKERS.items()}
+    for name, password in (("SMTP password", SMTP_PASSWORD), ("DATABASE password", DB_PASSWORD)):
+        out[name] = password
+        out[f"{name}, URL-quoted"] = quote(password, safe="")
+        out[f"{name}, base64"] = base64.b64encode(password.encode()).decode()
+    out["SMTP AUTH PLAIN"] = base64.b64encode(f"\0{SMTP_USER}\0{SMTP_PASSWORD}".encode()).decode()
+    # The distinctive middle of each marker too, in case a message cuts or re-encodes its ends.
+    out.update({f"{name} (core)": value[2:-4] for name, value in MARKERS.items()})
+    return out
+
+
+def leaks(text: str) -> list[str]:
+    return [name for name, value in forms().items() if value in text]
+
+
+def with_password(url: str, password: str) -> str:
+    parts = urlsplit(url)
+    user = parts.username or "postgres"
+    host = parts.hostname or ""
+    netloc = f"{user}:{quote(password, safe='')}@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+class Runs:
+    """Runs `python -m bot` with a base environment; keeps every output for the final check."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
+        self.outputs: list[tuple[str, str]] = []
+        self.count = 0
+
+    def __call__(self, *args: str, expect: int | None = 0, **env: str) -> str:
+        # Alternate the log format, so both text and JSON lines go through the failure paths.
+        fmt = "json" if self.count % 2 else "text"
+        self.count += 1
+        argv = [sys.executable, "-m", "bot", "--log-level", "DEBUG", "--log-format", fmt, *args]
+        run = subprocess.run(argv, env={**self.env, **env}, capture_output=True, text=True, timeout=120, cwd=REPO)
+        output = run.stdout + run.stderr
+        self.outputs.append((" ".join(args) + f" ({fmt})", output))
+        if expect is not None:
+            assert run.returncode == expect, f"{' '.join(args)} exited {run.returncode}:\n{output}"
+        return output
+
+
+@pytest.fixture
+def stand_ins() -> Iterator[tuple[FakeX, FakeGraph, SmtpTestServer, ScriptedServer]]:
+    # Each stand-in expects other credentials than the markers: every call is refused.
+    with (
+        FakeX(consumer_key="the-real-key", access_token="the-real-token") as x,
+        FakeGraph(page_id="424242", access_token="the-real-page-token") as graph,
+        SmtpTestServer(user=SMTP_USER, password="the-real-password") as smtp,
+        ScriptedServer(default=Reply(500, b"<html>Internal Server Error</html>", {"Content-Type": "text/html"})) as feed,
+    ):
+        yield x, graph, smtp, feed  # type: ignore[misc]
+
+
+@pytest.mark.slow
+def test_no_secret_shows_anywhere_through_a_run_full_of_failures(
+    db_url: str, tmp_path: Path, stand_ins: tuple[FakeX, FakeGraph, SmtpTestServer, ScriptedServer]
+) -> None:
+    x, graph, smtp, failing_feed = stand_ins
+    graph.fail(html_error(500, path="/"), times=2)  # the two posts of the first dispatch
+    feed = tmp_path / "feed.xml"
+    feed.write_bytes(site_feed(items(3)))
+    config = tmp_path / "bot.toml"
+    config.write_text("[arxiv]\nenabled = false\n")  # no real network from tests
+    database_url = with_password(db_url, DB_PASSWORD) if db_url.startswith("postgresql") else db_url
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TWITTER_", "FACEBOOK_", "BOT_", "SMTP_", "DATABASE_", "SECRET_"))}
+    env.update(
+        MARKERS,
+        BOT_DATA_DIR=str(tmp_path / "var"),
+        BOT_CONFIG=str(config),
+        DATABASE_URL=database_url,
+        SHORTSCIENCE_FEED_URL=str(feed),
+        TWITTER_API_BASE_URL=x.url,
+        FACEBOOK_GRAPH_URL=graph.url + "/",
+        FACEBOOK_PAGE_ID="424242",
+        SMTP_URL=smtp.url(user=SMTP_USER, password=quote(SMTP_PASSWORD, safe="")),
+        DIGEST_FROM="ShortScience weekly <digest@example.org>",
+        PUBLIC_BASE_URL="https://bot.example.org",
+    )
+    bot = Runs(env)
+    closed = "http://127.0.0.1:9"  # nothing listens there: connection refused
+
+    bot("subscribers", "add", "reader@example.org", "--confirmed")
+    bot("poll", "--backfill", "2")
+    dispatched = bot("dispatch")  # X: 401 → the channel pauses; Graph: 500 → retried later
+    bot("check", expect=1)  # both refuse the credentials (X 401, Graph 190)
+    bot("check", expect=1, TWITTER_API_BASE_URL=closed, FACEBOOK_GRAPH_URL=closed + "/")
+    mailed = bot("digest", "send", "--now", expect=None)  # the SMTP server refuses the login
+    bot("poll", expect=1, SHORTSCIENCE_FEED_URL=failing_feed.url + "/feed.xml")
+    bot("run", "--once", expect=1, SHORTSCIENCE_FEED_URL=failing_feed.url + "/feed.xml")
+    status = bot("status")
+    # The database unreachable, or its URL broken, with the password in it.
+    password = quote(DB_PASSWORD, safe="")
+    bot("status", expect=1, DATABASE_URL=f"postgresql://bot:{password}@127.0.0.1:9/bot")
+    for broken in (f"postgresql://bot:{password}@127.0.0.1:notaport/bot", f"postgresql://bot:{password}@[::1/bot", f"mysql://bot:{password}@localhost/bot"):
+        assert "DATABASE_URL is invalid" in bot("status", expect=2, DATABASE_URL=broken)
+    assert "SMTP_URL is invalid" in bot("status", expect=2, SMTP_URL=f"smtp://{SMTP_USER}:{quote(SMTP_PASSWORD, safe='')}@")
+
+    # The run did fail where it was meant to, and the markers did reach the stand-ins.
+    assert "PAUSED: X rejected the credentials (401)" in status and "last error" in status
+    assert "(facebook) will be retried" in dispatched and "500" in dispatched
+    assert graph.faults == []  # both 500s were served
+    assert any("mkTwApiKey0x7c1" in r.headers.get("authorization", "") for r in x.requests)
+    assert any(MARKERS["FACEBOOK_PAGE_ACCESS_TOKEN"] in (r.body.decode("latin-1") + str(r.query)) for r in graph.requests)
+    assert smtp.auth_attempts and not any(ok for _, ok in smtp.auth_attempts) and "535" in mailed
+    assert failing_feed.requests
+
+    # DEBUG shows the bot's own lines, not every block rule markdown-it tries.
+    assert not any("markdown_it" in output for _, output in bot.outputs)
+    found = {name: leaks(output) for name, output in bot.outputs if leaks(output)}
+    assert found == {}, {name: (found[name], next(o for n, o in bot.outputs if n == name)[:3000]) for name in found}
+    assert leaks(dump_database(database_url)) == []
+    for path in (tmp_path / "var").rglob("*"):
+        if path.is_file() and not path.name.startswith("bot.sqlite3"):
+            assert leaks(path.read_text(encoding="utf-8", errors="replace")) == [], path
+
+
+def dump_database(url: str) -> str:
+    """Every value of every table, as text."""
+    engine = sa.create_engine(url)
+    try:
+        meta = sa.MetaData()
+        meta.reflect(engine)
+        out = []
+        with engine.connect() as conn:
+            for table in meta.sorted_tables:
+                out += [repr(tuple(row)) for row in conn.execute(sa.select(table))]
+        return "\n".join(out)
+    finally:
+        engine.dispose()
+
+
+
+def test_url_passwords_are_redacted_in_both_spellings() -> None:
+    """As written in the URL ("%40") and as sent to the server ("@"): a message may quote either."""
+    from bot.logs import RedactingFilter
+    from bot.settings import load_settings
+
+    settings = load_settings({
+        "BOT_CONFIG": str(REPO / "config" / "bot.toml"),
+        "SMTP_URL": f"smtp://{SMTP_USER}:{quote(SMTP_PASSWORD, safe='')}@127.0.0.1:2525",
+        "DIGEST_FROM": "digest@example.org",
+        "DATABASE_URL": f"postgresql://bot:{quote(DB_PASSWORD, safe='')}@127.0.0.1/bot",
+        **MARKERS,
+    })
+    redact = RedactingFilter(settings.secrets()).redact
+    for secret in (SMTP_PASSWORD, quote(SMTP_PASSWORD, safe=""), DB_PASSWORD, quote(DB_PASSWORD, safe=""), *MARKERS.values()):
+        assert redact(f"login refused for {secret}!") == "login refused for ***!"
