@@ -114,7 +114,7 @@ class _Ready:
 
 
 class Dispatcher:
-    """One pass (`run_once`) or passes until stopped (`run_forever`) over due deliveries."""
+    """One pass (`run_once`) over due deliveries; `worker` repeats it (bot.scheduler.drain_pass)."""
 
     def __init__(self, app: App, *, stop: threading.Event | None = None, worker: str | None = None) -> None:
         self.app = app
@@ -240,19 +240,6 @@ class Dispatcher:
                 self._give_back(ready, "the pass ended before sending it")
         except BotError as exc:
             log.warning("a delivery reserved ahead could not be given back now: %s", exc)
-
-    def run_forever(self, *, idle_seconds: float | None = None) -> None:
-        """Drain continuously (the `worker` command) until `stop` is set."""
-        idle = idle_seconds if idle_seconds is not None else self.app.settings.dispatch.interval_seconds
-        while not self.stop.is_set():
-            try:
-                report = self.run_once()
-                if report.sent or report.failed or report.reconciled:
-                    log.info("dispatch: %s", report.summary())
-            except StoreError as exc:
-                # A lost database connection is retried, not fatal.
-                log.error("dispatch: %s; retrying in %g s", exc, idle)
-            self.stop.wait(idle)
 
     def _settle(self, write: Callable[[], None]) -> None:
         """Write an outcome, waiting out a lost database connection.

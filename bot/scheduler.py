@@ -21,6 +21,7 @@ from bot.errors import BotError, LockError, SourceError, StoreError
 
 if TYPE_CHECKING:
     from bot.app import App
+    from bot.dispatcher import Dispatcher
 
 log = logging.getLogger(__name__)
 
@@ -216,7 +217,7 @@ def run_scheduler(app: App, *, stop: threading.Event | None = None, standby_poll
     dispatcher = Dispatcher(app, stop=stop)
 
     def standby() -> None:
-        dispatcher.run_once()
+        drain_pass(app, dispatcher, stop)
 
     while not stop.is_set():
         with scheduler_lock(app, stop, standby=standby, standby_poll=standby_poll) as still_leader:
@@ -287,13 +288,41 @@ def _lead(app: App, stop: threading.Event, still_leader: Callable[[], bool]) -> 
         log.info("scheduler stopped")
 
 
+def drain_pass(app: App, dispatcher: Dispatcher, stop: threading.Event) -> None:
+    """One pass over what is due: deliveries, then the sends of digest issues already built.
+
+    What `worker` repeats and what a standby `run` does between tries for the
+    lock. A lost database, or a mail transport that refuses us, is logged and
+    tried again on the next pass; neither stops the other half.
+    """
+    from bot.digest import drain_digest_sends
+
+    try:
+        report = dispatcher.run_once()
+        if report.sent or report.failed or report.reconciled:
+            log.info("dispatch: %s", report.summary())
+    except StoreError as exc:
+        log.error("dispatch: %s; trying again on the next pass", exc)
+    if stop.is_set():
+        return
+    try:
+        sent = drain_digest_sends(app, stop)
+        if sent:
+            log.info("digest sends: %d sent", sent)
+    except BotError as exc:
+        log.error("digest sends: %s; trying again on the next pass", exc)
+
+
 def run_worker(app: App, *, stop: threading.Event | None = None) -> None:
-    """`worker`: drain deliveries (and digest sends) until SIGTERM/SIGINT."""
+    """`worker`: drain due deliveries and digest sends until SIGTERM/SIGINT; run any number of them."""
     from bot.dispatcher import Dispatcher
 
     stop = stop or threading.Event()
     if threading.current_thread() is threading.main_thread():
         _install_signals(stop)
     log.info("worker started")
-    Dispatcher(app, stop=stop).run_forever()
+    dispatcher = Dispatcher(app, stop=stop)
+    while not stop.is_set():
+        drain_pass(app, dispatcher, stop)
+        stop.wait(app.settings.dispatch.interval_seconds)
     log.info("worker stopped")

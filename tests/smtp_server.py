@@ -125,6 +125,10 @@ class _Handler:
         if close:
             await self._hang_up(server, "250 OK: queued")
             return "250 never seen"
+        delay = self.owner.answer_delay
+        if delay:
+            # The message is kept already: a client that dies now cannot know it went through.
+            await asyncio.sleep(delay)
         return "250 OK: queued"
 
 
@@ -174,6 +178,8 @@ class SmtpTestServer:
         self.state = _State()
         #: set by release(): held messages get their answer
         self.released = threading.Event()
+        #: seconds each accepted message waits for its 250 (a slow server; the message is kept first)
+        self.answer_delay = 0.0
         self.user = user
         self.password = password
         kwargs: dict[str, Any] = {"enable_SMTPUTF8": smtputf8}

@@ -15,8 +15,6 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-from twitter_text import extract_urls_with_indices, parse_tweet
-
 from bot.errors import RenderError
 from bot.records import PaperDetails
 from bot.render.markdown import clean_chars
@@ -36,6 +34,25 @@ _MENTION = re.compile(r"(?<![A-Za-z0-9_])([@＠])(?=[A-Za-z0-9_])")
 _SENTENCE_END = re.compile(r"[.!?。！？](?:[\"'”’)\]]*)(?=\s|$)")
 _ABBREVIATIONS = ("e.g.", "i.e.", "et al.", "etc.", "vs.", "Fig.", "fig.", "Eq.", "eq.", "cf.", "Sec.", "Dr.", "Mr.", "Ms.", "al.", "approx.", "resp.", "No.")
 _TRAILING_PUNCT = " \t\n,;:-–—([{/\\"
+
+
+def parse_tweet(text: str) -> Any:
+    """twitter-text's verdict on `text`.
+
+    Imported on first use: twitter_text compiles its emoji regex at import
+    (about 0.3 s), which commands that never fit a post (digest sending,
+    status, feeds) should not pay at every start.
+    """
+    from twitter_text import parse_tweet as parse
+
+    return parse(text)
+
+
+def extract_urls_with_indices(text: str) -> list[dict[str, Any]]:
+    """twitter-text's URL extraction (imported on first use, see parse_tweet)."""
+    from twitter_text import extract_urls_with_indices as extract
+
+    return list(extract(text))
 
 
 def tweet_weight(text: str) -> int:
