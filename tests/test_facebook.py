@@ -190,6 +190,8 @@ def test_connection_refused_is_transient(fake: FakeGraph) -> None:
         FacebookPublisher(settings_for(url), now=lambda: NOW).publish(post())
     assert "unreachable" in str(caught.value)
     assert caught.value.status is None
+    # Nothing left this machine: retried as a fresh post, no reconciliation needed.
+    assert caught.value.maybe_sent is False and "nothing was sent" in str(caught.value)
 
 
 def test_a_slow_answer_times_out_as_transient(fake: FakeGraph) -> None:
@@ -197,6 +199,7 @@ def test_a_slow_answer_times_out_as_transient(fake: FakeGraph) -> None:
     with pytest.raises(TransientPublishError) as caught:
         publisher(fake, timeout_seconds=0.2).publish(post())
     assert "timed out" in str(caught.value)
+    assert caught.value.maybe_sent is True  # the request was out: the next attempt reconciles
 
 
 # ---- reconciliation ----

@@ -21,7 +21,7 @@ import requests
 
 from bot.errors import AuthPublishError, ConfigError, PermanentPublishError, PublishError, TransientPublishError
 from bot.publishers.images import fetch_image
-from bot.publishers.transport import HostAdapter, redact, settle_environment
+from bot.publishers.transport import HostAdapter, never_sent, redact, settle_environment
 from bot.records import Post, Published
 from bot.settings import Settings
 from bot.sources.fetch import parse_retry_after
@@ -173,11 +173,12 @@ class FacebookPublisher:
             raise self._by_status("Graph API answered with invalid JSON") from None
         except requests.RequestException as exc:
             kind = "timed out" if isinstance(exc, requests.Timeout) else f"unreachable ({type(exc).__name__})"
+            unsent = never_sent(exc)
             raise TransientPublishError(
-                f"Graph API {kind}" + ("; the post may or may not have gone out" if post_args else ""),
+                f"Graph API {kind}" + (("; nothing was sent" if unsent else "; the post may or may not have gone out") if post_args else ""),
                 status=None,
                 code=None,
-                maybe_sent=bool(post_args) and not isinstance(exc, requests.ConnectTimeout),
+                maybe_sent=bool(post_args) and not unsent,
             ) from None
         except KeyError:
             # facebook-sdk reads headers["content-type"] unguarded.

@@ -15,6 +15,7 @@ from urllib.parse import quote, quote_plus
 import requests
 from requests.adapters import HTTPAdapter
 from requests.utils import get_environ_proxies
+from urllib3.exceptions import NewConnectionError
 
 
 class HostAdapter(HTTPAdapter):
@@ -86,6 +87,22 @@ def settle_environment(session: requests.Session) -> None:
     """
     session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
     session.trust_env = False
+
+
+def never_sent(exc: requests.RequestException) -> bool:
+    """True when the request cannot have reached the platform: the connection was never made.
+
+    A connect timeout, a refused connection or a failed DNS lookup means no
+    byte of the post left; anything later (a reset, a read timeout) may come
+    after the platform took it, and must be reconciled, not blindly retried.
+    """
+    if isinstance(exc, requests.ConnectTimeout):
+        return True
+    if not isinstance(exc, requests.ConnectionError):
+        return False
+    reason = exc.args[0] if exc.args else None
+    reason = getattr(reason, "reason", reason)  # urllib3 wraps it in MaxRetryError
+    return isinstance(reason, NewConnectionError)  # NameResolutionError is one too
 
 
 def redact(text: str, secrets: Iterable[str]) -> str:

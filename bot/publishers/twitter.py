@@ -21,7 +21,7 @@ import tweepy
 
 from bot.errors import AuthPublishError, PermanentPublishError, PublishError, TransientPublishError
 from bot.publishers.images import fetch_image
-from bot.publishers.transport import HostAdapter, redact, settle_environment
+from bot.publishers.transport import HostAdapter, never_sent, redact, settle_environment
 from bot.records import Post, Published
 from bot.settings import Settings
 from bot.sources.fetch import parse_retry_after
@@ -269,11 +269,12 @@ class TwitterPublisher:
     def _unreachable(self, exc: requests.RequestException) -> TransientPublishError:
         # requests' texts can quote URLs and headers: keep only the kind of failure.
         kind = "timed out" if isinstance(exc, requests.Timeout) else f"unreachable ({type(exc).__name__})"
+        unsent = never_sent(exc)
         return TransientPublishError(
-            redact(f"X API {kind}; the post may or may not have gone out", self._secrets),
+            redact(f"X API {kind}" + ("; nothing was sent" if unsent else "; the post may or may not have gone out"), self._secrets),
             status=None,
             code=None,
-            maybe_sent=not isinstance(exc, requests.ConnectTimeout),
+            maybe_sent=not unsent,
         )
 
 
