@@ -7,9 +7,11 @@ store and the render cache and hands them over.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+import threading
+from typing import TYPE_CHECKING
 
 from bot import content
+from bot.errors import BotError
 
 if TYPE_CHECKING:
     from bot.app import App
@@ -65,13 +67,21 @@ def feed_entries(app: App, *, force: bool = False) -> list[FeedEntry]:
     return list(light.values())
 
 
-def build_feeds(app: App, *, force: bool = False) -> str:
-    """`feeds build`: write every feed; ping the WebSub hub for the ones that changed."""
+def build_feeds(app: App, *, force: bool = False, ping: bool = True) -> str:
+    """`feeds build`: write every feed; ping the WebSub hub for the ones that changed (unless `ping` is off)."""
+    from filelock import FileLock
+
     from bot.feeds import build_feeds as write_feeds
     from bot.feeds import ping_websub
 
-    report = write_feeds(feed_entries(app, force=force), app.settings, cache=app.feed_cache, force=force)
-    hub = app.settings.feeds.websub_hub
+    out = app.settings.public_dir
+    out.mkdir(parents=True, exist_ok=True)
+    # One build at a time per folder: the worker and a web process on one machine may share it,
+    # and two builds from different database snapshots could leave a file older than the
+    # manifest says it is. (A dotfile: the web process never serves it.)
+    with FileLock(str(out / ".feeds-build.lock")):
+        report = write_feeds(feed_entries(app, force=force), app.settings, cache=app.feed_cache, force=force)
+    hub = app.settings.feeds.websub_hub if ping else ""
     if hub and report.hub_topics:
         import httpx
 
@@ -83,7 +93,38 @@ def build_feeds(app: App, *, force: bool = False) -> str:
         parts.append(f"{len(report.removed)} removed")
     if hub and report.hub_topics:
         parts.append(f"{len(report.hub_topics)} pinged at {hub}")
-    return f"{', '.join(parts)} in {app.settings.public_dir}"
+    return f"{', '.join(parts)} in {out}"
+
+
+class FeedMirror:
+    """Keeps the web process's feed files in step with the database.
+
+    Where web and worker run on separate machines (Heroku-style dynos, each
+    with its own disk), the files the worker writes never reach the web
+    process: it builds its own copy from the shared database. Builds are
+    deterministic and incremental, so the copies are byte-identical and a
+    check with nothing new costs one listing query. Only the worker pings
+    WebSub; the mirror never does.
+    """
+
+    def __init__(self, app: App, stop: threading.Event) -> None:
+        self.app = app
+        self.stop = stop
+
+    def refresh(self) -> str | None:
+        """One build; None when it failed (logged; the files already there keep being served)."""
+        try:
+            result = build_feeds(self.app, ping=False)
+        except (BotError, OSError) as exc:  # OSError: the folder itself (its lock) cannot be made
+            log.warning("feeds mirror: %s; serving the files already there", exc)
+            return None
+        log.debug("feeds mirror: %s", result)
+        return result
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            self.refresh()
+            self.stop.wait(self.app.settings.web.feeds_refresh_seconds)
 
 
 def health(app: App) -> HealthInfo:
@@ -102,16 +143,15 @@ def serve_web(app: App) -> None:
     """`web`: the feeds, the subscription pages and /healthz, with uvicorn on $PORT."""
     import uvicorn
 
+    from bot.subscribe import routes
     from bot.web import create_app
 
-    web_app = create_app(app.settings, health=lambda: health(app), extra_routes=web_routes(app))
-    uvicorn.run(web_app, host="0.0.0.0", port=app.settings.env.port, log_level="info", proxy_headers=True, forwarded_allow_ips="*")
-
-
-def web_routes(app: App) -> list[Any]:
-    """Routes other parts add to the web app (the subscription pages)."""
+    web_app = create_app(app.settings, health=lambda: health(app), extra_routes=routes(app))
+    stop = threading.Event()
+    if app.settings.web.feeds_refresh_seconds:
+        threading.Thread(target=FeedMirror(app, stop).run, name="feeds-mirror", daemon=True).start()
     try:
-        from bot.subscribe import routes
-    except ImportError:
-        return []
-    return routes(app)
+        uvicorn.run(web_app, host="0.0.0.0", port=app.settings.env.port, log_level="info", proxy_headers=True,
+                    forwarded_allow_ips="*")
+    finally:
+        stop.set()

@@ -178,6 +178,7 @@ class WebSettings:
 
     stale_after_minutes: int = _s(180, "/healthz answers 503 when the last good poll is older than this.", minimum=1)
     feed_max_age_seconds: int = _s(300, "Cache-Control max-age of the served feed files, in seconds.", minimum=0)
+    feeds_refresh_seconds: int = _s(60, "Seconds between two rebuilds by the web process of its own copy of the feeds from the database (for hosts where web and worker do not share a disk; 0: never).", minimum=0)
 
 
 @dataclass(frozen=True)
