@@ -102,6 +102,23 @@ class _Attributes(HTMLParser):
 _XML_INVALID = re.compile("[\x00-\x08\x0b-\x1f\ufffe\uffff\ud800-\udfff]")
 
 
+URLISH = ["a.co", "x.com/y", "https://e.org/" + "p" * 60, "t.co", "www.example.org", "1.2.3.4", "a@b.co", "ftp://f.org", "e.g.", "…co"]
+EMOJI = ["©", "®", "©\ufe0f", "#\ufe0f\u20e3", "1\u20e3", "‼", "™", "👩‍👩‍👧‍👦", "🇩🇪", "🏴󠁧󠁢󠁳󠁣󠁴󠁿", "👍🏽", "☺\ufe0f", "\u200d"]
+WEIGHED = st.lists(
+    st.one_of(PROSE, st.sampled_from(URLISH), st.sampled_from(EMOJI), st.sampled_from(UNICODE), st.sampled_from(["\r\n", "\r", "\n"])),
+    max_size=30,
+).map("".join)
+
+
+@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(text=WEIGHED)
+def test_the_fast_weight_never_counts_below_x(text: str) -> None:
+    # Fitting trusts it: a post whose bound fits 280 is sent without asking twitter-text.
+    from bot.render.posts import estimated_weight
+
+    assert estimated_weight(text) >= parse_tweet(text).weightedLength
+
+
 @FAST
 @given(text=TEXT)
 def test_html_never_carries_scripts_handlers_or_bad_urls(text: str) -> None:
