@@ -24,10 +24,8 @@ import csv
 import dataclasses
 import html
 import logging
-import os
 import re
 import secrets
-import socket
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
@@ -37,6 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bot import content
+from bot.claims import claimant_id, holder_is_dead, running
 from bot.decide import (
     DigestPeriod,
     DigestSchedule,
@@ -220,44 +219,6 @@ def _outcome(exc: Exception | None) -> str:
     return "transient"
 
 
-_HOST = socket.gethostname()
-#: this process's sending passes in progress (their claims are alive)
-_PASSES: set[str] = set()
-_PASSES_LOCK = threading.Lock()
-
-
-def _new_pass() -> str:
-    """host:pid:digest:random — unique per pass: the scheduler may run two at once in one process."""
-    worker = f"{_HOST}:{os.getpid()}:digest:{secrets.token_hex(6)}"
-    with _PASSES_LOCK:
-        _PASSES.add(worker)
-    return worker
-
-
-def _end_pass(worker: str) -> None:
-    with _PASSES_LOCK:
-        _PASSES.discard(worker)
-
-
-def sender_is_dead(claimed_by: str) -> bool:
-    """True when the pass holding a send is gone: its process on this host has exited, or it is
-    this process's and no longer running. Passes on other hosts are known dead by their lease only."""
-    host, _, rest = claimed_by.partition(":")
-    pid_text = rest.partition(":")[0]
-    if host != _HOST or not pid_text.isdigit():
-        return False
-    if int(pid_text) == os.getpid():
-        with _PASSES_LOCK:
-            return claimed_by not in _PASSES
-    try:
-        os.kill(int(pid_text), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
-
-
 def _pool(app: App) -> tuple[MailerPool, bool]:
     """digest.connections SMTP connections when mail is live; the app's one mailer otherwise. (pool, owned)"""
     if isinstance(app.mailer, SmtpMailer):
@@ -339,12 +300,12 @@ def send_issue(app: App, stored: StoredDigest, *, progress: Progress | None = No
     """Send whatever of one issue is due now, once; safe to run in several processes at once."""
     store = app.store
     settings = app.settings
-    worker = _new_pass()
+    worker = claimant_id("digest")
     lease = timedelta(seconds=settings.dispatch.lease_seconds)
     try:
-        return _send_pass(app, stored, worker, lease, progress=progress, stop=stop)
+        with running(worker):
+            return _send_pass(app, stored, worker, lease, progress=progress, stop=stop)
     finally:
-        _end_pass(worker)
         # Whatever is still marked as this pass's was abandoned (it stopped, or failed):
         # claimed ones are pending again, handing-over ones possibly duplicated. If the
         # database is what failed, the next pass does it (this pass is no longer running).
@@ -359,7 +320,7 @@ def _send_pass(
 ) -> SendTally:
     store = app.store
     settings = app.settings
-    released, doubtful = store.release_abandoned_sends(now=app.clock(), dead_workers=sender_is_dead)
+    released, doubtful = store.release_abandoned_sends(now=app.clock(), dead_workers=holder_is_dead)
     if doubtful:
         log.warning(
             "digest #%d: %d sends were being handed over when their process stopped: sending them again with the "

@@ -13,12 +13,8 @@ database is back.
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import logging
-import os
-import socket
 import threading
-import time
 from collections.abc import Callable, Collection
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -26,6 +22,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from bot import content
+from bot.claims import claimant_id, holder_is_dead, running
 from bot.decide import Pacing, pacing_wait, retry_time
 from bot.errors import (
     AuthPublishError,
@@ -45,38 +42,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-_HOST = socket.gethostname()
 #: uncertain deliveries that reconciliation could not settle wait this long for an operator
 OPERATOR_HOLD = timedelta(days=3650)
 #: longest wait between two tries to write an outcome while the database is unreachable
 STORE_RETRY_MAX_SECONDS = 5.0
-_INSTANCES = itertools.count(1)
-#: ids of this process's dispatchers that are in a pass right now
-_RUNNING: set[str] = set()
-
-
-def worker_id() -> str:
-    """host:pid:start:n — unique per Dispatcher, so a process can tell its own claims apart."""
-    return f"{_HOST}:{os.getpid()}:{int(time.time())}:{next(_INSTANCES)}"
-
-
-def worker_is_dead(claimed_by: str) -> bool:
-    """True when the claiming worker ran on this host and its process is gone (or, in this
-    process, its dispatcher is no longer in a pass: the scheduler stopped it mid-delivery)."""
-    host, _, rest = claimed_by.partition(":")
-    pid_text = rest.partition(":")[0]
-    if host != _HOST or not pid_text.isdigit():
-        return False
-    pid = int(pid_text)
-    if pid == os.getpid():
-        return claimed_by not in _RUNNING
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
 
 
 @dataclass
@@ -119,7 +88,7 @@ class Dispatcher:
     def __init__(self, app: App, *, stop: threading.Event | None = None, worker: str | None = None) -> None:
         self.app = app
         self.stop = stop or threading.Event()
-        self.worker = worker or worker_id()
+        self.worker = worker or claimant_id("dispatch")
         s = app.settings.dispatch
         self.lease = timedelta(seconds=s.lease_seconds)
 
@@ -160,18 +129,15 @@ class Dispatcher:
 
     def run_once(self) -> DispatchReport:
         """Recover abandoned claims, reconcile uncertain ones, then send what is due; exit when nothing is."""
-        _RUNNING.add(self.worker)
-        try:
+        with running(self.worker):
             return self._pass()
-        finally:
-            _RUNNING.discard(self.worker)
 
     def _pass(self) -> DispatchReport:
         report = DispatchReport()
         store = self.app.store
         # Between passes this dispatcher holds no claim: any still marked as ours was
         # abandoned when the database went away mid-delivery.
-        gone = store.expire_in_flight(now=self.app.clock(), dead_workers=lambda w: w == self.worker or worker_is_dead(w))
+        gone = store.expire_in_flight(now=self.app.clock(), dead_workers=lambda w: w == self.worker or holder_is_dead(w))
         for did in gone:
             log.warning("delivery %d was in flight when its worker stopped: now uncertain, reconciling", did)
         while not self.stop.is_set():

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from feeds_util import items, site_feed
 
-from bot.dispatcher import worker_is_dead
+from bot.claims import holder_is_dead
 from bot.records import DeliveryState
 from bot.settings import load_settings
 from bot.store import Store
@@ -64,7 +64,7 @@ def test_sigkill_while_in_flight_is_reconciled_and_published_at_most_once(env: d
         fifo.unlink()
 
         # After the restart the claim of the dead process is recognised as abandoned...
-        gone = store.expire_in_flight(now=settings_now(), dead_workers=worker_is_dead)
+        gone = store.expire_in_flight(now=settings_now(), dead_workers=holder_is_dead)
         assert gone == [ds[0].id]
         assert store.delivery(ds[0].id).state is DeliveryState.UNCERTAIN
         assert "uncertain" in bot(env, "status").stdout
