@@ -7,16 +7,13 @@ unsubscribe.png, unsubscribe-done.png) for a human to look at.
 from __future__ import annotations
 
 import re
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
+from browser_util import ARTIFACTS, MARKS, chromium, served
 from digest_util import MONDAY, Newsroom, digest_settings, parse, parts
 from feeds_util import Item
 from smtp_server import SmtpTestServer
@@ -27,57 +24,32 @@ from bot.mail.tokens import signed_link
 from bot.subscribe import routes
 from bot.web import create_app
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARTIFACTS = Path(__file__).parent / "artifacts"
-
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed at /usr/bin/chromium"),
-]
+pytestmark = MARKS
 
 
 @pytest.fixture
 def live(tmp_path: Path) -> Iterator[tuple[str, Newsroom, SmtpTestServer]]:
     """The web app on a real port (uvicorn), its SMTP server, and the newsroom behind both (SQLite)."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    rooms: list[Newsroom] = []
     with SmtpTestServer() as server:
-        settings = digest_settings(tmp_path, f"sqlite:///{tmp_path / 'bot.sqlite3'}", server, env={"PUBLIC_BASE_URL": url})
-        room = Newsroom.open(settings, start=MONDAY)
-        app = create_app(settings, extra_routes=routes(room.app))
-        web = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-        thread = threading.Thread(target=web.run, kwargs={"sockets": [sock]}, daemon=True)
-        thread.start()
-        deadline = time.monotonic() + 10
-        while not web.started and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert web.started, "uvicorn did not start"
+
+        def make(url: str) -> Any:
+            settings = digest_settings(tmp_path, f"sqlite:///{tmp_path / 'bot.sqlite3'}", server, env={"PUBLIC_BASE_URL": url})
+            rooms.append(Newsroom.open(settings, start=MONDAY))
+            return create_app(settings, extra_routes=routes(rooms[0].app))
+
         try:
-            yield url, room, server
+            with served(make) as url:
+                yield url, rooms[0], server
         finally:
-            web.should_exit = True
-            thread.join(timeout=10)
-            sock.close()
-            room.close()
+            for room in rooms:
+                room.close()
 
 
 @pytest.fixture
 def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as p:
-        b = p.chromium.launch(
-            executable_path=str(CHROMIUM),
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                  "--disable-sync", "--no-first-run"],
-        )
-        try:
-            yield b
-        finally:
-            b.close()
+    with chromium() as b:
+        yield b
 
 
 def test_digest_html_in_chromium(tmp_path: Path, browser: Any) -> None:
