@@ -298,8 +298,7 @@ class Dispatcher:
                 now, d.attempts, base=settings.backoff_base_seconds, maximum=settings.backoff_max_seconds,
                 platform_time=getattr(exc, "retry_at", None),
             )
-            retry_at = at
-            self._settle(lambda: store.mark_retry(d.id, due_at=retry_at, attempt=attempt))
+            self._settle(lambda: store.mark_retry(d.id, due_at=at, attempt=attempt))
             report.retried += 1
             log.warning("delivery %d (%s) will be retried at %s: %s", d.id, d.channel, at.isoformat(timespec="seconds"), exc)
 

@@ -13,7 +13,7 @@ from bot.dispatcher import Dispatcher
 from bot.errors import AuthPublishError, PermanentPublishError, TransientPublishError
 from bot.pipeline import poll
 from bot.publishers.fake import FakePublisher
-from bot.records import DeliveryState
+from bot.records import Delivery, DeliveryState, Post
 from bot.settings import Settings, with_overrides
 from bot.status import render_status, run_check
 
@@ -137,14 +137,20 @@ def test_min_interval_paces_posts(make_app: Any, settings: Settings, clock: Fake
     assert len(pubs["facebook"].posts) == 2
 
 
+def in_flight(app: Any, clock: FakeClock, worker: str, lease: timedelta) -> tuple[Delivery, Post]:
+    """What a worker does before its network call: reserve the next twitter delivery, mark it in flight with its post."""
+    reserved = app.store.reserve(now=clock.now, channels=["twitter"], worker=worker, lease=lease)
+    assert reserved is not None
+    post = app.renderer.post("twitter", reserved.summary.summary, None)
+    assert app.store.start_sending(reserved.delivery.id, worker=worker, post=post, now=clock.now, lease=lease)
+    return reserved.delivery, post
+
+
 def test_in_flight_of_dead_worker_becomes_uncertain_and_is_reconciled_with_proof(make_app: Any, settings: Settings, clock: FakeClock) -> None:
     app, pubs = setup(make_app, settings, 2)
     tw = pubs["twitter"]
-    # A worker (pid 999999: gone) claimed one and sent it, then died before recording it.
-    d = app.store.claim(now=clock.now, channels=["twitter"], worker="nohost-never-matches:1:1", lease=timedelta(minutes=5))
-    assert d is not None
-    post = app.renderer.post("twitter", app.store.summary(d.summary_id).summary, None)
-    app.store.save_post(d.id, post, now=clock.now)
+    # A worker on another host marked one in flight and sent it, then died before recording it.
+    d, post = in_flight(app, clock, "nohost-never-matches:1:1", timedelta(minutes=5))
     tw.publish(post)
     # Not yet expired: another host's live claim is left alone.
     Dispatcher(app).run_once()
@@ -158,11 +164,8 @@ def test_in_flight_of_dead_worker_becomes_uncertain_and_is_reconciled_with_proof
 
 def test_uncertain_without_proof_is_held_for_operator_then_retry_or_skip(make_app: Any, settings: Settings, clock: FakeClock) -> None:
     app, pubs = setup(make_app, settings, 2)
-    d1 = app.store.claim(now=clock.now, channels=["twitter"], worker="other:1:1", lease=timedelta(seconds=10))
-    d2 = app.store.claim(now=clock.now, channels=["twitter"], worker="other:1:1", lease=timedelta(seconds=10))
-    assert d1 and d2
-    for d in (d1, d2):
-        app.store.save_post(d.id, app.renderer.post("twitter", app.store.summary(d.summary_id).summary, None), now=clock.now)
+    d1, _ = in_flight(app, clock, "other:1:1", timedelta(seconds=10))
+    d2, _ = in_flight(app, clock, "other:1:1", timedelta(seconds=10))
     clock.advance(minutes=1)
     r = Dispatcher(app).run_once()
     assert r.held == 2 and pubs["twitter"].posts == []  # never blindly re-sent
@@ -176,10 +179,14 @@ def test_uncertain_without_proof_is_held_for_operator_then_retry_or_skip(make_ap
     assert app.store.delivery(d2.id).state is DeliveryState.SKIPPED
 
 
-def test_claimed_but_never_saved_goes_back_to_pending(make_app: Any, settings: Settings, clock: FakeClock) -> None:
+def test_reserved_but_never_sent_goes_out_once_its_lease_ends(make_app: Any, settings: Settings, clock: FakeClock) -> None:
     app, pubs = setup(make_app, settings, 1)
-    d = app.store.claim(now=clock.now, channels=["twitter"], worker="other:1:1", lease=timedelta(seconds=10))
-    assert d is not None
+    # A worker on another host reserved it (still pending: nothing went out) and vanished.
+    reserved = app.store.reserve(now=clock.now, channels=["twitter"], worker="other:1:1", lease=timedelta(seconds=10))
+    assert reserved is not None
+    d = reserved.delivery
+    Dispatcher(app).run_once()
+    assert pubs["twitter"].posts == []  # a live reservation is left alone
     clock.advance(minutes=1)
     Dispatcher(app).run_once()
     assert app.store.delivery(d.id).state is DeliveryState.SENT and len(pubs["twitter"].posts) == 1

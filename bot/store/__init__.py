@@ -297,9 +297,6 @@ class Store(DigestStore):
             )
         return failures
 
-    def source_failures(self, url: str) -> int:
-        return self.source_state(url).failures
-
     def known_versions(self, guids: Sequence[str]) -> dict[str, tuple[str, int]]:
         """guid → (content hash, version) for the guids the store has."""
         out: dict[str, tuple[str, int]] = {}
@@ -452,9 +449,6 @@ class Store(DigestStore):
                 values["first_polled_at"] = now
             conn.execute(t.sources.update().where(t.sources.c.id == sid).values(**values))
         return ids
-
-    def is_first_poll(self, url: str) -> bool:
-        return self.source_state(url).first_polled_at is None
 
     # ---------------------------------------------------------------- summaries
 
@@ -654,40 +648,6 @@ class Store(DigestStore):
                 )
         return gone
 
-    def claim(
-        self,
-        *,
-        now: datetime,
-        channels: Sequence[str],
-        worker: str,
-        lease: timedelta,
-        states: Sequence[str] = (DeliveryState.PENDING.value,),
-    ) -> Delivery | None:
-        """Claim the oldest due delivery of the given channels: mark it in_flight and COMMIT.
-
-        The commit happens before any network call, so a crash can always be
-        told apart from a delivery that was never tried.
-        """
-        if not channels:
-            return None
-        with self.tx() as conn:
-            did = conn.execute(self._due(now, channels, states)).scalar()
-            if did is None:
-                return None
-            conn.execute(
-                t.deliveries.update()
-                .where(t.deliveries.c.id == did)
-                .values(
-                    state=DeliveryState.IN_FLIGHT.value,
-                    attempts=t.deliveries.c.attempts + 1,
-                    claimed_by=worker,
-                    lease_until=now + lease,
-                    updated_at=now,
-                )
-            )
-            row = conn.execute(self._select_deliveries().where(t.deliveries.c.id == did)).one()
-        return _delivery_from_row(row)
-
     def _due(self, now: datetime, channels: Sequence[str], states: Sequence[str]) -> sa.Select[Any]:
         """The oldest due, unreserved delivery of channels that are not paused, locked (SKIP LOCKED)."""
         return (
@@ -791,13 +751,6 @@ class Store(DigestStore):
             )
             row = conn.execute(self._select_deliveries().where(t.deliveries.c.id == did)).one()
         return _delivery_from_row(row)
-
-    def save_post(self, delivery_id: int, post: Post, *, now: datetime) -> None:
-        """Fix the exact post before the network call (reconciliation re-sends it as is)."""
-        with self.tx() as conn:
-            conn.execute(
-                t.deliveries.update().where(t.deliveries.c.id == delivery_id).values(post=post_to_json(post), updated_at=now)
-            )
 
     def _finish(self, conn: Connection, delivery_id: int, attempt: Attempt, **values: Any) -> None:
         conn.execute(
