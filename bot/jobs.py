@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def feed_entries(app: App, *, force: bool = False) -> list[FeedEntry]:
+def feed_entries(app: App, *, force: bool = False, fetch: bool = True) -> list[FeedEntry]:
     """Every stored summary as a feed entry; content only for the entries the next build serialises.
 
     Fingerprints ignore content, so the files that must be written are known
@@ -37,7 +37,7 @@ def feed_entries(app: App, *, force: bool = False) -> list[FeedEntry]:
     listing = app.store.latest_summaries(with_text=False)
     newest = listing[: app.settings.feeds.size]
     # Fetch missing paper details only for the main feed's entries; older ones use the cache.
-    details = content.paper_details(app, newest)
+    details = content.paper_details(app, newest, fetch=fetch)
     details.update(content.paper_details(app, listing[len(newest):], fetch=False))
     light: dict[int, FeedEntry] = {}
     for s in listing:
@@ -67,8 +67,11 @@ def feed_entries(app: App, *, force: bool = False) -> list[FeedEntry]:
     return list(light.values())
 
 
-def build_feeds(app: App, *, force: bool = False, ping: bool = True) -> str:
-    """`feeds build`: write every feed; ping the WebSub hub for the ones that changed (unless `ping` is off)."""
+def build_feeds(app: App, *, force: bool = False, mirror: bool = False) -> str:
+    """`feeds build`: write every feed; ping the WebSub hub for the ones that changed.
+
+    `mirror`: only reflect the database (the web process's copy): no arXiv request, no WebSub ping.
+    """
     from filelock import FileLock
 
     from bot.feeds import build_feeds as write_feeds
@@ -80,8 +83,8 @@ def build_feeds(app: App, *, force: bool = False, ping: bool = True) -> str:
     # and two builds from different database snapshots could leave a file older than the
     # manifest says it is. (A dotfile: the web process never serves it.)
     with FileLock(str(out / ".feeds-build.lock")):
-        report = write_feeds(feed_entries(app, force=force), app.settings, cache=app.feed_cache, force=force)
-    hub = app.settings.feeds.websub_hub if ping else ""
+        report = write_feeds(feed_entries(app, force=force, fetch=not mirror), app.settings, cache=app.feed_cache, force=force)
+    hub = "" if mirror else app.settings.feeds.websub_hub
     if hub and report.hub_topics:
         import httpx
 
@@ -103,8 +106,8 @@ class FeedMirror:
     with its own disk), the files the worker writes never reach the web
     process: it builds its own copy from the shared database. Builds are
     deterministic and incremental, so the copies are byte-identical and a
-    check with nothing new costs one listing query. Only the worker pings
-    WebSub; the mirror never does.
+    check with nothing new costs one listing query. Only the worker asks
+    arXiv and pings WebSub; the mirror uses what the database holds.
     """
 
     def __init__(self, app: App, stop: threading.Event) -> None:
@@ -114,7 +117,7 @@ class FeedMirror:
     def refresh(self) -> str | None:
         """One build; None when it failed (logged; the files already there keep being served)."""
         try:
-            result = build_feeds(self.app, ping=False)
+            result = build_feeds(self.app, mirror=True)
         except (BotError, OSError) as exc:  # OSError: the folder itself (its lock) cannot be made
             log.warning("feeds mirror: %s; serving the files already there", exc)
             return None

@@ -49,7 +49,7 @@ def test_the_web_copy_follows_the_database_byte_for_byte_without_pinging(
     # A new summary reaches the web copy at its next refresh, and nothing else changes meanwhile.
     source.body = site_feed([Item("new/1", title="A brand new paper"), *items(6)])
     poll(worker)
-    build_feeds(worker, ping=False)
+    build_feeds(worker)
     before = files(tmp_path / "web-disk")
     assert b"A brand new paper" not in before["feed.rss"]
     mirror.refresh()
@@ -134,3 +134,33 @@ def test_a_web_process_on_its_own_disk_serves_the_feeds(make_app: Any, settings:
         proc.terminate()
         proc.wait(timeout=30)
         log.close()
+
+
+class CountingArxiv:
+    """An arXiv client that knows no paper and notes every request."""
+
+    def __init__(self) -> None:
+        self.asked: list[list[str]] = []
+
+    def fetch(self, ids: Any) -> dict[str, Any]:
+        self.asked.append(list(ids))
+        return {}
+
+    def close(self) -> None:
+        pass
+
+
+def test_the_mirror_asks_arxiv_nothing(make_app: Any, settings: Settings, tmp_path: Path) -> None:
+    arxiv = CountingArxiv()
+    feed = site_feed([Item("a/1", arxiv="1803.08494"), Item("a/2", arxiv="1512.03385")])
+    worker, _ = make_app(feed, settings=on_own_disk(settings, tmp_path / "worker-disk"), arxiv=arxiv)
+    web, _ = make_app(b"", settings=on_own_disk(settings, tmp_path / "web-disk"), arxiv=arxiv)
+    poll(worker, backfill=0)
+    mirror = FeedMirror(web, threading.Event())
+    assert mirror.refresh() is not None
+    assert arxiv.asked == []  # the web process reflects the database; it calls nobody
+    build_feeds(worker)
+    assert arxiv.asked == [["1512.03385", "1803.08494"]]  # the worker does
+    mirror.refresh()
+    assert arxiv.asked == [["1512.03385", "1803.08494"]]
+    assert files(tmp_path / "web-disk") == files(tmp_path / "worker-disk")
