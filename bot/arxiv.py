@@ -71,11 +71,6 @@ def normalise_arxiv_id(raw: str) -> str | None:
     return None
 
 
-def paper_url(arxiv_id: str) -> str:
-    """The paper's abstract page on arXiv."""
-    return f"https://arxiv.org/abs/{arxiv_id}"
-
-
 def _parser() -> etree.XMLParser:
     # Untrusted bytes from the network: no entities, no DTD, no network, no huge trees.
     return etree.XMLParser(

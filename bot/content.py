@@ -52,6 +52,11 @@ def paper_details(app: App, summaries: Sequence[StoredSummary], *, fetch: bool =
     return found
 
 
+def categories(stored: StoredSummary, details: PaperDetails | None) -> tuple[str, ...]:
+    """The summary's categories as feeds and digests show them: arXiv's (primary first), then the source's, each once."""
+    return tuple(dict.fromkeys((*(details.categories if details else ()), *stored.summary.categories)))
+
+
 def renders(app: App, summaries: Sequence[StoredSummary]) -> dict[int, tuple[str, str]]:
     """summary id → (html, text), rendered only for versions not in the cache."""
     cached = app.store.cached_renders({s.id: s.summary.content_hash for s in summaries})

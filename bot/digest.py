@@ -139,7 +139,7 @@ def digest_items(app: App, summaries: Sequence[StoredSummary]) -> list[DigestIte
                 link=s.summary.link,
                 paper_url=paper_url(d, s.summary.arxiv_id),
                 votes=s.summary.votes,
-                categories=tuple(dict.fromkeys((*(d.categories if d else ()), *s.summary.categories))),
+                categories=content.categories(s, d),
             )
         )
     return items

@@ -31,8 +31,8 @@ def feed_entries(app: App, *, force: bool = False, fetch: bool = True) -> list[F
     """
     import dataclasses
 
-    from bot.arxiv import paper_url
     from bot.feeds import FeedEntry, stale_entries
+    from bot.render.posts import paper_url
 
     listing = app.store.latest_summaries(with_text=False)
     newest = listing[: app.settings.feeds.size]
@@ -51,8 +51,8 @@ def feed_entries(app: App, *, force: bool = False, fetch: bool = True) -> list[F
             summary_text="",
             published=s.first_seen_at,
             updated=max(s.summary.edited_at, s.first_seen_at),
-            categories=tuple(dict.fromkeys((*(d.categories if d else ()), *s.summary.categories))),
-            paper_url=paper_url(s.summary.arxiv_id) if s.summary.arxiv_id else None,
+            categories=content.categories(s, d),
+            paper_url=paper_url(d, s.summary.arxiv_id),
         )
     need = stale_entries(light.values(), app.settings, force=force)
     wanted = [sid for sid, e in light.items() if e.guid in need]

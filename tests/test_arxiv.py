@@ -12,7 +12,7 @@ import httpx
 import pytest
 from fake_arxiv import GROUP_NORMALIZATION, IDENTITY_MAPPINGS, PAPERS, PIXEL_RNN, FakeArxiv, render_feed
 
-from bot.arxiv import ArxivClient, ArxivError, normalise_arxiv_id, paper_url, parse_arxiv_atom
+from bot.arxiv import ArxivClient, ArxivError, normalise_arxiv_id, parse_arxiv_atom
 from bot.errors import SourceError
 from bot.records import PaperDetails
 from bot.settings import Settings, with_overrides
@@ -340,5 +340,11 @@ def test_normalise_arxiv_id(raw: str, expected: str | None) -> None:
 
 
 def test_paper_url() -> None:
-    assert paper_url("1803.08494") == "https://arxiv.org/abs/1803.08494"
-    assert paper_url("hep-th/9901001") == "https://arxiv.org/abs/hep-th/9901001"
+    from bot.records import PaperDetails
+    from bot.render.posts import paper_url
+
+    assert paper_url(None, "1803.08494") == "https://arxiv.org/abs/1803.08494"
+    assert paper_url(None, "hep-th/9901001") == "https://arxiv.org/abs/hep-th/9901001"
+    assert paper_url(PaperDetails("1803.08494", "T", (), None, ()), "1803.08494v2") == "https://arxiv.org/abs/1803.08494"
+    assert paper_url(None, None) is None
+    assert paper_url(None, 'x" onclick="y') is None  # an id that is not one never reaches a link
