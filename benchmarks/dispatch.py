@@ -17,6 +17,12 @@ worker (printed as `speedup_4x=`), overhead <= 2 ms. Also printed: the workers' 
 per delivery (worker_cpu_ms; the database server and the stand-in use more), the machine's
 cores and load: once the workers' CPU fills the cores, more workers add nothing.
 
+The floor, measured first in the same run: the bot's X publisher alone (tweepy's request,
+OAuth signing, the same transport) posting prepared texts one after another in its own
+process, no database. Its time per post beyond the latency is printed as client_ms, and
+each run's overhead beyond it as beyond_client_ms: the dispatcher's own cost (claims,
+commits, the loop), which is what the bot can change; client_ms is tweepy's.
+
 PostgreSQL: BOT_TEST_POSTGRES_URL (a database is created per run), or a throwaway cluster
 started with .ci/start-postgres when run as root; skipped otherwise.
 Usage: python benchmarks/dispatch.py [--deliveries N] [--workers 1,2,4] [--db sqlite,postgres]
@@ -98,12 +104,14 @@ def worker(env: dict[str, str], barrier: Any, results: Any, profile: bool) -> No
     """One worker process: get ready, wait for the others, drain the outbox, report."""
     from bot.app import build_app
     from bot.dispatcher import Dispatcher
+    from bot.render.posts import parse_tweet
     from bot.settings import load_settings
 
     app = build_app(load_settings(env), arxiv=False)
     app.store.ping()  # connected, as a running worker is
     app.publisher("twitter")
     app.renderer  # noqa: B018
+    parse_tweet("")  # twitter-text imported, as a worker that has fitted a post has (0.3 s of regex compiling)
     profiler = cProfile.Profile() if profile else None
     barrier.wait()
     t0, cpu0 = time.perf_counter(), time.process_time()
@@ -187,7 +195,46 @@ def prepare(db_url: str, data_dir: Path, args: argparse.Namespace, feed: Path, s
     app.close()
 
 
-def one_run(kind: str, workers: int, args: argparse.Namespace, tmp: Path, feed: Path, stand_in: StandIn, pg_admin: str | None, template: str) -> float:
+def publisher_alone(env: dict[str, str], posts: int, results: Any) -> None:
+    """The floor: the bot's X publisher (tweepy, OAuth 1.0a, the same transport) posting
+    prepared texts one after another, without database, rendering or dispatcher."""
+    from bot.app import build_app
+    from bot.records import Post
+    from bot.settings import load_settings
+
+    app = build_app(load_settings(env), arxiv=False)
+    publisher = app.publisher("twitter")
+    texts = [Post(channel="twitter", summary_guid=f"floor-{i}", link=f"https://example.org/{i}", text=f"floor {i} https://example.org/{i}")
+             for i in range(posts + 1)]
+    publisher.publish(texts.pop())  # connected, as a running worker is
+    t0, cpu0 = time.perf_counter(), time.process_time()
+    for post in texts:
+        publisher.publish(post)
+    results.put((time.perf_counter() - t0, time.process_time() - cpu0))
+    app.close()
+
+
+def floor_run(args: argparse.Namespace, tmp: Path, feed: Path, stand_in: StandIn, posts: int = 300) -> float:
+    """The publisher's own time per post beyond the stand-in's latency (ms), in its own process."""
+    data_dir = tmp / "floor"
+    data_dir.mkdir(exist_ok=True)
+    (data_dir / "bot.toml").write_text(CONFIG)
+    env = environment(data_dir, f"sqlite:///{data_dir / 'floor.sqlite3'}", stand_in.url, feed)
+    stand_in.control("/_fake/reset", post=True)
+    ctx = mp.get_context("spawn")
+    results = ctx.Queue()
+    proc = ctx.Process(target=publisher_alone, args=(env, posts, results))
+    proc.start()
+    elapsed, cpu = results.get(timeout=600)
+    proc.join()
+    client_ms = elapsed / posts * 1000 - args.latency_ms
+    print(f"floor: publisher alone (tweepy, no database) client_ms={client_ms:.2f} client_cpu_ms={cpu / posts * 1000:.2f} "
+          f"per post beyond the latency", flush=True)
+    return client_ms
+
+
+def one_run(kind: str, workers: int, args: argparse.Namespace, tmp: Path, feed: Path, stand_in: StandIn, pg_admin: str | None, template: str,
+            client_ms: float) -> float:
     data_dir = tmp / f"{kind}-{workers}"
     data_dir.mkdir()
     (data_dir / "bot.toml").write_text(CONFIG)
@@ -215,7 +262,8 @@ def one_run(kind: str, workers: int, args: argparse.Namespace, tmp: Path, feed: 
     overhead = elapsed * workers / sent * 1000 - args.latency_ms
     cpu_ms = sum(o[4] for o in outcomes) / sent * 1000
     print(f"db={kind} workers={workers} deliveries_per_s={per_s:.1f} overhead_ms={overhead:.2f} "
-          f"worker_cpu_ms={cpu_ms:.2f} cores={os.cpu_count()} load={os.getloadavg()[0]:.1f}", flush=True)
+          f"beyond_client_ms={overhead - client_ms:.2f} worker_cpu_ms={cpu_ms:.2f} cores={os.cpu_count()} "
+          f"load={os.getloadavg()[0]:.1f}", flush=True)
     return per_s
 
 
@@ -236,6 +284,7 @@ def main() -> None:
         feed.write_bytes(generated_feed(args.deliveries))
         (tmp / "bot.toml").write_text(CONFIG)
         try:
+            client_ms = floor_run(args, tmp, feed, stand_in)
             for kind in args.db.split(","):
                 if kind == "postgres" and pg_admin is None:
                     print("db=postgres skipped: set BOT_TEST_POSTGRES_URL or run as root with PostgreSQL installed")
@@ -244,7 +293,7 @@ def main() -> None:
                     t0 = time.perf_counter()
                     prepare(template, tmp, args, feed, stand_in)
                     print(f"db={kind} prepared {args.deliveries} deliveries in {time.perf_counter() - t0:.0f} s (poll + feeds build)", flush=True)
-                    rates = {n: one_run(kind, n, args, tmp, feed, stand_in, pg_admin, template) for n in map(int, args.workers.split(","))}
+                    rates = {n: one_run(kind, n, args, tmp, feed, stand_in, pg_admin, template, client_ms) for n in map(int, args.workers.split(","))}
                 if 1 in rates and 4 in rates:
                     print(f"db={kind} speedup_4x={rates[4] / rates[1]:.2f}", flush=True)
         finally:

@@ -8,7 +8,7 @@ never blocks a post: it goes out without the details.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
@@ -24,12 +24,15 @@ log = logging.getLogger(__name__)
 ARXIV_PAUSE = timedelta(minutes=15)
 
 
-def paper_details(app: App, summaries: Sequence[StoredSummary], *, fetch: bool = True) -> dict[str, PaperDetails]:
-    """arXiv id → details for the summaries' papers: the store's cache first, then arXiv."""
+def paper_details(
+    app: App, summaries: Sequence[StoredSummary], *, fetch: bool = True, cached: Mapping[str, PaperDetails | None] | None = None
+) -> dict[str, PaperDetails]:
+    """arXiv id → details for the summaries' papers: the store's cache (or `cached`, read from it already), then arXiv."""
     ids = sorted({s.summary.arxiv_id for s in summaries if s.summary.arxiv_id})
     if not ids:
         return {}
-    cached = app.store.papers(ids)
+    if cached is None:
+        cached = app.store.papers(ids)
     found = {k: v for k, v in cached.items() if v is not None}
     missing = [i for i in ids if i not in cached]
     client = app.arxiv if fetch else None
@@ -72,8 +75,11 @@ def renders(app: App, summaries: Sequence[StoredSummary]) -> dict[int, tuple[str
     return cached
 
 
-def post_for(app: App, channel: str, stored: StoredSummary) -> Post:
-    """The post one channel will send for one summary."""
-    details = paper_details(app, [stored]).get(stored.summary.arxiv_id or "")
-    _, text = renders(app, [stored])[stored.id]
+def post_for(
+    app: App, channel: str, stored: StoredSummary, *, text: str | None = None, papers: Mapping[str, PaperDetails | None] | None = None
+) -> Post:
+    """The post one channel will send for one summary (`text` and `papers`: what the caller read from the caches)."""
+    details = paper_details(app, [stored], cached=papers).get(stored.summary.arxiv_id or "")
+    if text is None:
+        _, text = renders(app, [stored])[stored.id]
     return app.renderer.post(channel, stored.summary, details, text=text)

@@ -82,6 +82,31 @@ class _Ready:
     error: RenderError | None = None
 
 
+class _Outcomes:
+    """Outcomes of posts made, written on the helper thread once the next post is marked in flight."""
+
+    def __init__(self, helper: ThreadPoolExecutor) -> None:
+        self.helper = helper
+        self.waiting: list[Callable[[], None]] = []
+        self.writing: list[Future[None]] = []
+
+    def add(self, write: Callable[[], None]) -> None:
+        self.waiting.append(write)
+
+    def start(self) -> None:
+        # Only writes still running, or failed (flush raises their error), are kept.
+        self.writing = [f for f in self.writing if not f.done() or f.exception() is not None]
+        self.writing.extend(self.helper.submit(write) for write in self.waiting)
+        self.waiting.clear()
+
+    def flush(self) -> None:
+        """Write all now; a write's error (a stop while the database is away) comes out here."""
+        self.start()
+        writing, self.writing = self.writing, []
+        for future in writing:
+            future.result()
+
+
 class Dispatcher:
     """One pass (`run_once`) over due deliveries; `worker` repeats it (bot.scheduler.drain_pass)."""
 
@@ -149,14 +174,22 @@ class Dispatcher:
         # One delivery ahead: the next is reserved and its post rendered while this one
         # is on the network, so a worker's time per delivery is little more than the
         # network's. It is marked in flight (with its post) only right before its own
-        # network call: a crash leaves nothing more to reconcile than without it.
+        # network call: a crash leaves nothing more to reconcile than without it. The
+        # outcome of a post made is written on the same helper thread while the next
+        # post is on the network: until then a crash leaves it in flight, which
+        # reconciliation settles with proof, as for a crash during the network call.
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="dispatch-ahead") as ahead:
             upcoming: Future[_Ready | None] | None = None
+            outcomes = _Outcomes(ahead)
 
             def next_ahead() -> None:
                 nonlocal upcoming
                 if upcoming is None:
                     upcoming = ahead.submit(self._prepare, self._allowed_channels(report, paused))
+
+            def sending() -> None:
+                outcomes.start()
+                next_ahead()
 
             if not self.stop.is_set():
                 next_ahead()
@@ -172,11 +205,12 @@ class Dispatcher:
                     # The next one is prepared once this one is marked in flight: rendering
                     # (CPU) beside this thread's own database calls would slow them down,
                     # since both need Python's interpreter lock; beside the network wait it is free.
-                    self._deliver(ready, report, sending=next_ahead)
+                    self._deliver(ready, report, sending=sending, outcomes=outcomes)
                     next_ahead()
             finally:
                 if upcoming is not None:
                     self._give_back_later(upcoming)
+                outcomes.flush()
         return report
 
     def _prepare(self, channels: list[str]) -> _Ready | None:
@@ -188,7 +222,7 @@ class Dispatcher:
         if reserved.post is not None or d.channel not in enabled_channels(self.app.settings):
             return _Ready(reserved, reserved.post)  # retries send exactly the text fixed on the first attempt
         try:
-            return _Ready(reserved, content.post_for(self.app, d.channel, reserved.summary))
+            return _Ready(reserved, content.post_for(self.app, d.channel, reserved.summary, text=reserved.text, papers=reserved.papers))
         except RenderError as exc:
             return _Ready(reserved, None, exc)
 
@@ -226,10 +260,12 @@ class Dispatcher:
             self.stop.wait(wait)
             wait = min(wait * 2, STORE_RETRY_MAX_SECONDS)
 
-    def _deliver(self, ready: _Ready, report: DispatchReport, *, sending: Callable[[], None] = lambda: None) -> None:
+    def _deliver(self, ready: _Ready, report: DispatchReport, *, sending: Callable[[], None], outcomes: _Outcomes) -> None:
         """Send one reserved delivery and record the outcome; `sending` is called once it is marked in flight."""
         store = self.app.store
         d = ready.reserved.delivery
+        if self._pacing(d.channel) is not None:
+            outcomes.flush()  # pacing counts the posts made: all of them written first
         if d.channel not in enabled_channels(self.app.settings):
             store.mark_final(d.id, state=DeliveryState.SKIPPED, attempt=Attempt(d.id, self.app.clock(), "skipped", message=f"channel {d.channel} is disabled"))
             return
@@ -262,7 +298,7 @@ class Dispatcher:
             self._failed(d, TransientPublishError(f"unexpected {type(exc).__name__}: {exc}"), report)
             return
         now = self.app.clock()
-        self._settle(lambda: store.mark_sent(d.id, published, now=now))
+        outcomes.add(lambda: self._settle(lambda: store.mark_sent(d.id, published, now=now)))
         report.sent += 1
         report.published.append((d.channel, d.guid, post.text.splitlines()[0] if post.text else ""))
         log.info("delivery %d sent on %s%s: post %s", d.id, d.channel, "" if publisher.live else " (dry-run)", published.post_id)

@@ -162,6 +162,11 @@ class DeliveryClaim:
     post: Post | None
     #: the summary the delivery announces
     summary: StoredSummary
+    #: its plain text from the render cache; None when its current version is not rendered yet
+    text: str | None = None
+    #: arXiv details cached for its paper (arxiv id → details, None when arXiv does not know
+    #: the paper); empty when nothing is cached
+    papers: dict[str, PaperDetails | None] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

@@ -119,6 +119,33 @@ def test_the_fast_weight_never_counts_below_x(text: str) -> None:
     assert estimated_weight(text) >= parse_tweet(text).weightedLength
 
 
+
+SPACED = st.lists(
+    st.one_of(st.sampled_from(URLISH), st.sampled_from(["(", ")", "-", "_", "/", ".", "@", "#", "$", "a", "é", "中", "https://", "\u202a"]),
+              st.sampled_from([" ", "\t", "\n", "\u3000", "\u00a0", "\u2009", "\u180e", "\u1680"])),
+    max_size=25,
+).map("".join)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(text=SPACED)
+def test_weighing_word_by_word_finds_the_urls_of_the_whole_text(text: str) -> None:
+    # The fast weight extracts URLs per word (and remembers each word): the same
+    # URLs must come out as twitter-text finds in the whole text.
+    import unicodedata
+
+    from twitter_text import extract_urls_with_indices
+
+    from bot.render.posts import _span_weight, estimated_weight
+
+    whole = unicodedata.normalize("NFC", text).replace("\r\n", "\n").replace("\r", "\n")
+    weight, pos = 0, 0
+    for url in extract_urls_with_indices(whole):
+        start, end = url["indices"]
+        weight += _span_weight(whole[pos:start]) + 23
+        pos = end
+    assert estimated_weight(text) == weight + _span_weight(whole[pos:])
+
 @FAST
 @given(text=TEXT)
 def test_html_never_carries_scripts_handlers_or_bad_urls(text: str) -> None:

@@ -10,6 +10,7 @@ import contextlib
 import json
 import logging
 import re
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict
 from datetime import datetime, timedelta
@@ -50,6 +51,10 @@ def _redact_url(message: str) -> str:
     return re.sub(r"(://[^:/@\s]+:)[^@\s]+@", r"\1***@", message)
 
 
+#: a pooled connection idle this long is pinged before use
+PING_AFTER_IDLE_SECONDS = 1.0
+
+
 def make_engine(url: str, *, pool_size: int = 5) -> Engine:
     """An engine with the per-database settings the bot relies on."""
     if url.startswith("sqlite"):
@@ -76,7 +81,30 @@ def make_engine(url: str, *, pool_size: int = 5) -> Engine:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
-    return sa.create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    engine = sa.create_engine(url, pool_size=pool_size, max_overflow=pool_size)
+
+    # A connection that sat in the pool is tested before use (the server may have
+    # restarted meanwhile); one a worker handed back a moment ago is not: a ping on
+    # every checkout was a round trip per transaction, several per delivery. Should
+    # it have died anyway, the query fails, SQLAlchemy discards the pool's
+    # connections and the caller's retry gets fresh ones.
+    @sa.event.listens_for(engine, "checkin")
+    def _checkin(_dbapi_conn: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @sa.event.listens_for(engine, "checkout")
+    def _checkout(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.pop("idle_since", None)
+        if since is None or time.monotonic() - since < PING_AFTER_IDLE_SECONDS:
+            return
+        try:
+            with dbapi_conn.cursor() as cur:
+                cur.execute("SELECT 1")
+        except Exception as exc:
+            # The pool replaces the connection and checks out another (SQLAlchemy's pessimistic recipe).
+            raise sa.exc.DisconnectionError(str(exc)) from exc
+
+    return engine
 
 
 def migrate(engine: Engine) -> bool:
@@ -154,6 +182,43 @@ def _stored_from_row(row: Row[Any]) -> StoredSummary:
     )
 
 
+#: a paper's cached columns, named apart from the summaries' (reserve reads both at once)
+_PAPER_COLUMNS = (
+    t.papers.c.arxiv_id.label("paper_arxiv_id"),
+    t.papers.c.title.label("paper_title"),
+    t.papers.c.authors.label("paper_authors"),
+    t.papers.c.published.label("paper_published"),
+    t.papers.c.categories.label("paper_categories"),
+    t.papers.c.found.label("paper_found"),
+)
+
+
+_SELECT_PAPERS: sa.Select[Any] = sa.select(*_PAPER_COLUMNS)
+
+
+def _paper_from_row(row: Row[Any]) -> tuple[str, PaperDetails | None]:
+    m = row._mapping
+    details = PaperDetails(
+        arxiv_id=m["paper_arxiv_id"],
+        title=m["paper_title"] or "",
+        authors=tuple(m["paper_authors"] or ()),
+        published=m["paper_published"],
+        categories=tuple(m["paper_categories"] or ()),
+    )
+    return m["paper_arxiv_id"], details if m["paper_found"] else None
+
+
+def _attempt_row(attempt: Attempt) -> dict[str, Any]:
+    return {
+        "delivery_id": attempt.delivery_id,
+        "at": attempt.at,
+        "outcome": attempt.outcome,
+        "http_status": attempt.http_status,
+        "code": attempt.code,
+        "message": attempt.message[:1000],
+    }
+
+
 def _delivery_from_row(row: Row[Any]) -> Delivery:
     m = row._mapping
     post = m["post"]
@@ -202,6 +267,56 @@ _DELIVERY_COLUMNS = (
     t.deliveries.c.post,
     t.deliveries.c.created_at,
 )
+
+
+# The dispatch loop's statements, built once with parameters: building a statement
+# costs more CPU than running it, several times per delivery.
+_P = sa.bindparam
+_PENDING = DeliveryState.PENDING.value
+_SELECT_DELIVERY: sa.Select[Any] = sa.select(*_DELIVERY_COLUMNS).select_from(
+    t.deliveries.join(t.summaries, t.summaries.c.id == t.deliveries.c.summary_id)
+)
+_DELIVERY_BY_ID = _SELECT_DELIVERY.where(t.deliveries.c.id == _P("p_id"))
+#: the oldest due, unreserved pending delivery of channels that are not paused, locked (SKIP LOCKED)
+_DUE = (
+    sa.select(t.deliveries.c.id)
+    .where(
+        t.deliveries.c.state == _PENDING,
+        t.deliveries.c.due_at <= _P("p_now"),
+        t.deliveries.c.channel.in_(_P("p_channels", expanding=True)),
+        # Reserved by a worker that is rendering its post.
+        sa.or_(t.deliveries.c.lease_until.is_(None), t.deliveries.c.lease_until < _P("p_now")),
+        # A channel another worker paused a moment ago is skipped at once.
+        t.deliveries.c.channel.not_in(sa.select(t.channels.c.name).where(t.channels.c.paused.is_(True))),
+    )
+    .order_by(t.deliveries.c.due_at, t.deliveries.c.id)
+    .limit(1)
+    .with_for_update(skip_locked=True)
+)
+_CLAIM = t.deliveries.update().where(t.deliveries.c.id == _P("p_id")).values(claimed_by=_P("p_worker"), lease_until=_P("p_lease_until"))
+#: a summary with what rendering its post reads from the caches: the plain text of its
+#: current version, and its paper's details
+_SUMMARY_FOR_POST = (
+    sa.select(t.summaries, t.renders.c.text.label("render_text"), *_PAPER_COLUMNS)
+    .select_from(
+        t.summaries.outerjoin(
+            t.renders, sa.and_(t.renders.c.summary_id == t.summaries.c.id, t.renders.c.content_hash == t.summaries.c.content_hash)
+        ).outerjoin(t.papers, t.papers.c.arxiv_id == t.summaries.c.arxiv_id)
+    )
+    .where(t.summaries.c.id == _P("p_id"))
+)
+_START_SENDING = (
+    t.deliveries.update()
+    .where(t.deliveries.c.id == _P("p_id"), t.deliveries.c.state == _PENDING, t.deliveries.c.claimed_by == _P("p_worker"))
+    .values(state=DeliveryState.IN_FLIGHT.value, attempts=t.deliveries.c.attempts + 1, lease_until=_P("p_lease_until"), updated_at=_P("p_now"))
+)
+_START_SENDING_WITH_POST = _START_SENDING.values(post=_P("p_post"))
+_FINISH = (
+    t.deliveries.update()
+    .where(t.deliveries.c.id == _P("p_id"))
+    .values(lease_until=None, updated_at=_P("p_now"), state=_P("p_state"), post_id=_P("p_post_id"), sent_at=_P("p_now"), last_error=None)
+)
+_ATTEMPT = t.attempts.insert()
 
 
 class Store(DigestStore):
@@ -538,25 +653,11 @@ class Store(DigestStore):
 
     def papers(self, arxiv_ids: Sequence[str]) -> dict[str, PaperDetails | None]:
         """Cached arXiv details; None for ids arXiv said it does not know."""
-        out: dict[str, PaperDetails | None] = {}
         if not arxiv_ids:
-            return out
+            return {}
         with self.tx() as conn:
-            rows = conn.execute(sa.select(t.papers).where(t.papers.c.arxiv_id.in_(list(arxiv_ids))))
-            for r in rows:
-                m = r._mapping
-                out[m["arxiv_id"]] = (
-                    PaperDetails(
-                        arxiv_id=m["arxiv_id"],
-                        title=m["title"] or "",
-                        authors=tuple(m["authors"] or ()),
-                        published=m["published"],
-                        categories=tuple(m["categories"] or ()),
-                    )
-                    if m["found"]
-                    else None
-                )
-        return out
+            rows = conn.execute(_SELECT_PAPERS.where(t.papers.c.arxiv_id.in_(list(arxiv_ids))))
+            return dict(_paper_from_row(r) for r in rows)
 
     def put_papers(self, found: Mapping[str, PaperDetails], missing: Sequence[str], *, now: datetime) -> None:
         keys = list(found) + [m for m in missing if m not in found]
@@ -584,9 +685,7 @@ class Store(DigestStore):
     # -------------------------------------------------------------- deliveries
 
     def _select_deliveries(self) -> sa.Select[Any]:
-        return sa.select(*_DELIVERY_COLUMNS).select_from(
-            t.deliveries.join(t.summaries, t.summaries.c.id == t.deliveries.c.summary_id)
-        )
+        return _SELECT_DELIVERY
 
     def delivery(self, delivery_id: int) -> Delivery:
         with self.tx() as conn:
@@ -648,24 +747,6 @@ class Store(DigestStore):
                 )
         return gone
 
-    def _due(self, now: datetime, channels: Sequence[str], states: Sequence[str]) -> sa.Select[Any]:
-        """The oldest due, unreserved delivery of channels that are not paused, locked (SKIP LOCKED)."""
-        return (
-            sa.select(t.deliveries.c.id)
-            .where(
-                t.deliveries.c.state.in_(list(states)),
-                t.deliveries.c.due_at <= now,
-                t.deliveries.c.channel.in_(list(channels)),
-                # Reserved by a worker that is rendering its post.
-                sa.or_(t.deliveries.c.lease_until.is_(None), t.deliveries.c.lease_until < now),
-                # A channel another worker paused a moment ago is skipped at once.
-                t.deliveries.c.channel.not_in(sa.select(t.channels.c.name).where(t.channels.c.paused.is_(True))),
-            )
-            .order_by(t.deliveries.c.due_at, t.deliveries.c.id)
-            .limit(1)
-            .with_for_update(skip_locked=True)
-        )
-
     def reserve(self, *, now: datetime, channels: Sequence[str], worker: str, lease: timedelta) -> DeliveryClaim | None:
         """Reserve the oldest due pending delivery of the given channels, with its stored post and summary.
 
@@ -677,16 +758,21 @@ class Store(DigestStore):
         if not channels:
             return None
         with self.tx() as conn:
-            did = conn.execute(self._due(now, channels, (DeliveryState.PENDING.value,))).scalar()
+            did = conn.execute(_DUE, {"p_now": now, "p_channels": list(channels)}).scalar()
             if did is None:
                 return None
-            conn.execute(
-                t.deliveries.update().where(t.deliveries.c.id == did).values(claimed_by=worker, lease_until=now + lease)
-            )
-            row = conn.execute(self._select_deliveries().where(t.deliveries.c.id == did)).one()
-            summary = conn.execute(sa.select(t.summaries).where(t.summaries.c.id == row.summary_id)).one()
+            conn.execute(_CLAIM, {"p_id": did, "p_worker": worker, "p_lease_until": now + lease})
+            row = conn.execute(_DELIVERY_BY_ID, {"p_id": did}).one()
+            # With its cached plain text and paper details: rendering the post then needs no query.
+            summary = conn.execute(_SUMMARY_FOR_POST, {"p_id": row.summary_id}).one()
         post = row._mapping["post"]
-        return DeliveryClaim(_delivery_from_row(row), post_from_json(post) if post else None, _stored_from_row(summary))
+        return DeliveryClaim(
+            _delivery_from_row(row),
+            post_from_json(post) if post else None,
+            _stored_from_row(summary),
+            text=summary.render_text,
+            papers=dict([_paper_from_row(summary)]) if summary.paper_arxiv_id is not None else {},
+        )
 
     def start_sending(self, delivery_id: int, *, worker: str, post: Post | None, now: datetime, lease: timedelta) -> bool:
         """Mark a reserved delivery in_flight with the exact post it sends, and COMMIT.
@@ -695,25 +781,11 @@ class Store(DigestStore):
         reconciled). `post` None keeps the post fixed on an earlier attempt.
         False when the reservation was lost (it ran out and another worker took the row).
         """
-        fixed = {"post": post_to_json(post)} if post is not None else {}
+        params = {"p_id": delivery_id, "p_worker": worker, "p_lease_until": now + lease, "p_now": now}
         with self.tx() as conn:
-            return bool(
-                conn.execute(
-                    t.deliveries.update()
-                    .where(
-                        t.deliveries.c.id == delivery_id,
-                        t.deliveries.c.state == DeliveryState.PENDING.value,
-                        t.deliveries.c.claimed_by == worker,
-                    )
-                    .values(
-                        state=DeliveryState.IN_FLIGHT.value,
-                        attempts=t.deliveries.c.attempts + 1,
-                        lease_until=now + lease,
-                        updated_at=now,
-                        **fixed,
-                    )
-                ).rowcount
-            )
+            if post is None:
+                return bool(conn.execute(_START_SENDING, params).rowcount)
+            return bool(conn.execute(_START_SENDING_WITH_POST, {**params, "p_post": post_to_json(post)}).rowcount)
 
     def unreserve(self, delivery_id: int, *, worker: str) -> None:
         """Give back a reservation (the worker stops, or the channel got paused or capped meanwhile)."""
@@ -758,28 +830,12 @@ class Store(DigestStore):
             .where(t.deliveries.c.id == delivery_id)
             .values(lease_until=None, updated_at=attempt.at, **values)
         )
-        conn.execute(
-            t.attempts.insert().values(
-                delivery_id=delivery_id,
-                at=attempt.at,
-                outcome=attempt.outcome,
-                http_status=attempt.http_status,
-                code=attempt.code,
-                message=attempt.message[:1000],
-            )
-        )
+        conn.execute(_ATTEMPT, _attempt_row(attempt))
 
     def mark_sent(self, delivery_id: int, published: Published, *, now: datetime, outcome: str = "sent") -> None:
         with self.tx() as conn:
-            self._finish(
-                conn,
-                delivery_id,
-                Attempt(delivery_id, now, outcome, message=f"post id {published.post_id}"),
-                state=DeliveryState.SENT.value,
-                post_id=published.post_id,
-                sent_at=now,
-                last_error=None,
-            )
+            conn.execute(_FINISH, {"p_id": delivery_id, "p_now": now, "p_state": DeliveryState.SENT.value, "p_post_id": published.post_id})
+            conn.execute(_ATTEMPT, _attempt_row(Attempt(delivery_id, now, outcome, message=f"post id {published.post_id}")))
 
     def mark_retry(self, delivery_id: int, *, due_at: datetime, attempt: Attempt, state: str = DeliveryState.PENDING.value) -> None:
         with self.tx() as conn:
