@@ -190,3 +190,31 @@ def test_reserved_but_never_sent_goes_out_once_its_lease_ends(make_app: Any, set
     clock.advance(minutes=1)
     Dispatcher(app).run_once()
     assert app.store.delivery(d.id).state is DeliveryState.SENT and len(pubs["twitter"].posts) == 1
+
+
+def test_a_pooled_connection_the_server_dropped_while_idle_is_replaced_before_use(db_url: str, monkeypatch: Any) -> None:
+    # Not pinged at every checkout (a round trip per transaction): only after sitting idle.
+    import pytest
+    import sqlalchemy as sa
+
+    import bot.store as store_module
+    from bot.store import Store
+
+    if not db_url.startswith("postgresql"):
+        pytest.skip("PostgreSQL only: SQLite has no server to drop a connection")
+    store = Store.open(db_url)
+    try:
+        assert store.ping()
+        with store.engine.connect() as conn:
+            pid = conn.execute(sa.text("SELECT pg_backend_pid()")).scalar()
+        admin = sa.create_engine(db_url, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
+        with admin.connect() as conn:
+            assert conn.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid}).scalar()
+        admin.dispose()
+        monkeypatch.setattr(store_module, "PING_AFTER_IDLE_SECONDS", 0.0)
+        # The pool holds the dead connection; the checkout's ping finds it dead and opens another.
+        assert store.count_summaries() == 0
+        with store.engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT pg_backend_pid()")).scalar() != pid
+    finally:
+        store.close()
