@@ -47,6 +47,10 @@ def test_sigkill_between_the_networks_accept_and_the_commit(channel: str, tmp_pa
         fake.fail(Fault(hold=True, skip=1, path="/2/tweets" if channel == "twitter" else "/"))
         proc = BotProcess(env, tmp_path / "dispatch-1.log", "dispatch")
         wait_until(lambda: fake.held == 1, timeout=60, why=lambda: f"no post was held:\n{proc.text() if proc else ''}")
+        # The first post's outcome is written while the second is on the network: once it is,
+        # the second is the only post between the network's accept and the bot's commit.
+        wait_until(lambda: any(d.state is DeliveryState.SENT for d in store.deliveries(channel=channel)), timeout=30,
+                   why=lambda: f"the first post was not recorded as sent:\n{proc.text() if proc else ''}")
         proc.p.send_signal(signal.SIGKILL)
         proc.p.wait(timeout=30)
         fake.release()
