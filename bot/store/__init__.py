@@ -311,10 +311,10 @@ _START_SENDING = (
     .values(state=DeliveryState.IN_FLIGHT.value, attempts=t.deliveries.c.attempts + 1, lease_until=_P("p_lease_until"), updated_at=_P("p_now"))
 )
 _START_SENDING_WITH_POST = _START_SENDING.values(post=_P("p_post"))
-_FINISH = (
+_MARK_SENT = (
     t.deliveries.update()
     .where(t.deliveries.c.id == _P("p_id"))
-    .values(lease_until=None, updated_at=_P("p_now"), state=_P("p_state"), post_id=_P("p_post_id"), sent_at=_P("p_now"), last_error=None)
+    .values(lease_until=None, updated_at=_P("p_now"), state=DeliveryState.SENT.value, post_id=_P("p_post_id"), sent_at=_P("p_now"), last_error=None)
 )
 _ATTEMPT = t.attempts.insert()
 
@@ -684,18 +684,15 @@ class Store(DigestStore):
 
     # -------------------------------------------------------------- deliveries
 
-    def _select_deliveries(self) -> sa.Select[Any]:
-        return _SELECT_DELIVERY
-
     def delivery(self, delivery_id: int) -> Delivery:
         with self.tx() as conn:
-            row = conn.execute(self._select_deliveries().where(t.deliveries.c.id == delivery_id)).first()
+            row = conn.execute(_DELIVERY_BY_ID, {"p_id": delivery_id}).first()
         if row is None:
             raise StoreError(f"no delivery with id {delivery_id}")
         return _delivery_from_row(row)
 
     def deliveries(self, *, states: Sequence[str] | None = None, channel: str | None = None, limit: int = 100) -> list[Delivery]:
-        q = self._select_deliveries().order_by(t.deliveries.c.id)
+        q = _SELECT_DELIVERY.order_by(t.deliveries.c.id)
         if states:
             q = q.where(t.deliveries.c.state.in_(list(states)))
         if channel:
@@ -821,7 +818,7 @@ class Store(DigestStore):
             conn.execute(
                 t.deliveries.update().where(t.deliveries.c.id == did).values(claimed_by=worker, lease_until=now + lease)
             )
-            row = conn.execute(self._select_deliveries().where(t.deliveries.c.id == did)).one()
+            row = conn.execute(_DELIVERY_BY_ID, {"p_id": did}).one()
         return _delivery_from_row(row)
 
     def _finish(self, conn: Connection, delivery_id: int, attempt: Attempt, **values: Any) -> None:
@@ -834,7 +831,7 @@ class Store(DigestStore):
 
     def mark_sent(self, delivery_id: int, published: Published, *, now: datetime, outcome: str = "sent") -> None:
         with self.tx() as conn:
-            conn.execute(_FINISH, {"p_id": delivery_id, "p_now": now, "p_state": DeliveryState.SENT.value, "p_post_id": published.post_id})
+            conn.execute(_MARK_SENT, {"p_id": delivery_id, "p_now": now, "p_post_id": published.post_id})
             conn.execute(_ATTEMPT, _attempt_row(Attempt(delivery_id, now, outcome, message=f"post id {published.post_id}")))
 
     def mark_retry(self, delivery_id: int, *, due_at: datetime, attempt: Attempt, state: str = DeliveryState.PENDING.value) -> None:
