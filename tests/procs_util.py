@@ -21,6 +21,9 @@ from typing import Any
 from fake_graph import FakeGraph
 from fake_x import FakeX
 
+from bot.records import DeliveryState
+from bot.store import Store
+
 REPO = Path(__file__).resolve().parent.parent
 
 X_KEY, X_SECRET, X_TOKEN, X_TOKEN_SECRET = "ck-crash", "cs-crash-secret", "at-crash", "ats-crash-secret"
@@ -151,6 +154,11 @@ def x_posts_per_link(x: FakeX) -> Counter[str]:
 def graph_posts_per_link(graph: FakeGraph) -> Counter[str]:
     with graph.lock:
         return Counter(str(p["link"]) for p in graph.posts)
+
+
+def sent_count(store: Store) -> int:
+    """Deliveries sent, on all channels."""
+    return sum(c.get(DeliveryState.SENT.value, 0) for c in store.delivery_counts().values())
 
 
 def exactly_once(counts: Counter[str], links: Iterable[str]) -> list[str]:

@@ -6,6 +6,8 @@ import json
 from datetime import timedelta
 from typing import Any
 
+import pytest
+import sqlalchemy as sa
 from conftest import FakeClock
 from feeds_util import items, site_feed
 
@@ -16,6 +18,7 @@ from bot.publishers.fake import FakePublisher
 from bot.records import Delivery, DeliveryState, Post
 from bot.settings import Settings, with_overrides
 from bot.status import render_status, run_check
+from bot.store import Store
 
 
 def setup(make_app: Any, settings: Settings, n: int = 3, **publishers: FakePublisher) -> tuple[Any, dict[str, FakePublisher]]:
@@ -194,12 +197,6 @@ def test_reserved_but_never_sent_goes_out_once_its_lease_ends(make_app: Any, set
 
 def test_a_pooled_connection_the_server_dropped_while_idle_is_replaced_before_use(db_url: str, monkeypatch: Any) -> None:
     # Not pinged at every checkout (a round trip per transaction): only after sitting idle.
-    import pytest
-    import sqlalchemy as sa
-
-    import bot.store as store_module
-    from bot.store import Store
-
     if not db_url.startswith("postgresql"):
         pytest.skip("PostgreSQL only: SQLite has no server to drop a connection")
     store = Store.open(db_url)
@@ -211,7 +208,7 @@ def test_a_pooled_connection_the_server_dropped_while_idle_is_replaced_before_us
         with admin.connect() as conn:
             assert conn.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid}).scalar()
         admin.dispose()
-        monkeypatch.setattr(store_module, "PING_AFTER_IDLE_SECONDS", 0.0)
+        monkeypatch.setattr("bot.store.PING_AFTER_IDLE_SECONDS", 0.0)
         # The pool holds the dead connection; the checkout's ping finds it dead and opens another.
         assert store.count_summaries() == 0
         with store.engine.connect() as conn:

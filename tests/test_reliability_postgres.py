@@ -26,12 +26,12 @@ from procs_util import (
     bot_env,
     exactly_once,
     graph_posts_per_link,
+    sent_count,
     stand_ins,
     wait_until,
     x_posts_per_link,
 )
 
-from bot.records import DeliveryState
 from bot.store import Store
 
 OUTAGE_SECONDS = 10
@@ -78,10 +78,6 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
         shutil.rmtree(pgdir, ignore_errors=True)
 
 
-def sent(store: Store) -> int:
-    return sum(c.get(DeliveryState.SENT.value, 0) for c in store.delivery_counts().values())
-
-
 @pytest.mark.slow
 @pytest.mark.postgres
 def test_postgres_down_for_ten_seconds_mid_run(cluster: Cluster, tmp_path: Path) -> None:
@@ -100,9 +96,9 @@ def test_postgres_down_for_ten_seconds_mid_run(cluster: Cluster, tmp_path: Path)
         procs.append(scheduler)
         scheduler.wait_for("scheduler running")
         store = Store.open(cluster.url, migrate_schema=False)
-        wait_until(lambda: sent(store) > 0 if store else False, timeout=60, why=scheduler.text)
+        wait_until(lambda: sent_count(store) > 0 if store else False, timeout=60, why=scheduler.text)
         procs += [BotProcess(env, tmp_path / f"worker-{i}.log", "worker") for i in range(2)]
-        wait_until(lambda: store is not None and sent(store) >= 40, timeout=60, why=lambda: "\n".join(p.text()[-2000:] for p in procs))
+        wait_until(lambda: store is not None and sent_count(store) >= 40, timeout=60, why=lambda: "\n".join(p.text()[-2000:] for p in procs))
 
         cluster.stop()
         down_at = time.monotonic()
@@ -114,7 +110,7 @@ def test_postgres_down_for_ten_seconds_mid_run(cluster: Cluster, tmp_path: Path)
         assert time.monotonic() - down_at >= OUTAGE_SECONDS
 
         # Every process carries on by itself; nothing is lost or done twice.
-        wait_until(lambda: store is not None and sent(store) == 200, timeout=120,
+        wait_until(lambda: store is not None and sent_count(store) == 200, timeout=120,
                    why=lambda: "\n".join(p.text()[-3000:] for p in procs))
         assert store.delivery_counts() == {"twitter": {"sent": 100}, "facebook": {"sent": 100}}
         assert store.count_summaries() == 100

@@ -23,6 +23,7 @@ from procs_util import (
     exactly_once,
     graph_posts_per_link,
     run_bot,
+    sent_count,
     stand_ins,
     wait_until,
     x_posts_per_link,
@@ -31,10 +32,6 @@ from procs_util import (
 from bot.publishers.twitter import UNKNOWN_POST_ID
 from bot.records import DeliveryState
 from bot.store import Store
-
-
-def sent_count(store: Store) -> int:
-    return sum(c.get(DeliveryState.SENT.value, 0) for c in store.delivery_counts().values())
 
 
 @pytest.mark.slow
