@@ -13,9 +13,13 @@ from pathlib import Path
 import lxml.html
 import pytest
 from conftest import make_settings
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from bot.errors import RenderError
 from bot.mail import Digest, DigestComposer, DigestItem, Email, RecipientRefused, confirmation_email
+from bot.mail.base import smtp_data
 from bot.mail.message import format_period
 from bot.mail.tokens import signed_link
 from bot.settings import Settings
@@ -290,6 +294,43 @@ def test_compose_renders_once_and_for_recipient_only_substitutes(composer: Diges
 
     composer.compose(digest(item(3)))
     assert composer.renders == 4  # different content: rendered once more
+
+
+# ---- the SMTP form made with the message ----
+
+
+def test_a_digest_message_carries_its_smtp_form_with_dots_stuffed(composer: DigestComposer, settings: Settings) -> None:
+    # A line of the teaser that starts with a dot, and a link whose quoted-printable
+    # soft break falls just before a dot (a link starts a line: its 76th character
+    # starts the next one).
+    link = "https://bot.example.org/u/" + "a" * 49 + ".b"
+    assert link[75] == "." and "=" not in link
+    d = digest(item(1, teaser_text=".hidden?\n..two dots\nplain"))
+    out = composer.compose(d).for_recipient(READER, link, "https://bot.example.org/preferences?token=p", now=NOW)
+    assert out.wire is not None
+    assert out.wire == smtp_data(out.data)
+    assert b"\r\n..b=\r\n" in out.wire or b"\r\n..b\r\n" in out.wire  # the link's dot line, stuffed
+    assert out.wire.count(b"\r\n..") > out.data.count(b"\r\n..")
+
+
+LINE_BITS = st.sampled_from([".", "..", "\n", "\n.", "\r\n.", "\r", " ", "a", "word.", "é", "=", "-" * 70, "x" * 75 + "."])
+
+
+@hypothesis_settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    teaser=st.lists(LINE_BITS, max_size=40).map("".join),
+    title=st.lists(LINE_BITS, max_size=10).map("".join),
+    token=st.text(alphabet="ab.-_", min_size=0, max_size=200),
+)
+def test_the_smtp_form_is_what_the_mailer_would_make_of_the_message(
+    composer: DigestComposer, teaser: str, title: str, token: str
+) -> None:
+    d = digest(item(1, teaser_text=teaser, title=title or "t", teaser_html=f"<p>{teaser}</p>"))
+    out = composer.compose(d).for_recipient(
+        READER, f"https://bot.example.org/unsubscribe?token={token}", f"https://bot.example.org/preferences?t={token}.", now=NOW
+    )
+    assert out.wire is not None
+    assert out.wire == smtp_data(out.data)
 
 
 def test_template_override_must_keep_the_unsubscribe_link(tmp_path: Path, settings: Settings) -> None:

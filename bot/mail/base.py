@@ -23,9 +23,10 @@ a lost answer after it leaves the outcome open (MaybeDelivered).
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from email.generator import BytesGenerator
 from email.message import EmailMessage
@@ -76,6 +77,9 @@ class Email:
     message_id: str
     #: the whole message as RFC 5322 bytes with CRLF line ends, headers included
     data: bytes
+    #: the same message as SMTP DATA (see smtp_data), when whoever built it made that
+    #: form on the way (a digest's is joined from pieces stuffed once); None: the mailer makes it
+    wire: bytes | None = field(default=None, repr=False)
 
     def as_bytes(self) -> bytes:
         """The message as RFC 5322 bytes with CRLF line ends (UTF-8 headers only if an address needs them)."""
@@ -88,6 +92,26 @@ class Email:
         assert isinstance(parsed, EmailMessage)
         return parsed
 
+
+def dot_stuffed(data: bytes, *, line_start: bool) -> bytes:
+    """`data` as it goes in SMTP DATA: each dot that starts a line doubled (RFC 5321 4.5.2).
+    `line_start`: whether `data` itself starts a line."""
+    data = data.replace(b"\n.", b"\n..")
+    return b"." + data if line_start and data.startswith(b".") else data
+
+
+def smtp_data(message: bytes) -> bytes:
+    """The bytes of DATA: CRLF line ends, leading dots doubled, and the final dot line."""
+    # Our messages already have CRLF: check before rewriting.
+    crlf = message.count(b"\r\n")
+    if message.count(b"\n") != crlf or message.count(b"\r") != crlf:
+        message = _LINE_ENDS.sub(b"\r\n", message)
+    if not message.endswith(b"\r\n"):
+        message += b"\r\n"
+    return dot_stuffed(message, line_start=True) + b".\r\n"
+
+
+_LINE_ENDS = re.compile(rb"\r\n|\r|\n")
 
 #: the policy messages are written with: CRLF, and headers folded only past
 #: RFC 5322's 998-character limit. At 78 the email package turns a long

@@ -32,7 +32,7 @@ import css_inline
 import jinja2
 
 from bot.errors import ConfigError, RenderError
-from bot.mail.base import HEADERS_POLICY, Email, RecipientRefused, flatten
+from bot.mail.base import HEADERS_POLICY, Email, RecipientRefused, dot_stuffed, flatten
 from bot.render.templates import template_dirs
 from bot.settings import Settings
 
@@ -265,11 +265,11 @@ class _EncodedBody:
         pieces.append(last[:-2] if last.endswith(b"\r\n") else last)
         return cls(tuple(pieces), tuple(holes))
 
-    def fill(self, links: tuple[bytes, bytes]) -> list[bytes]:
-        """The body's bytes in pieces, with `links` (each encoded, ending with a soft break) in the holes."""
-        out = [self.pieces[0]]
+    def segments(self, names: tuple[int, int]) -> list[bytes | int]:
+        """The body as layout segments: its pieces, and in each hole the number `names` gives its link."""
+        out: list[bytes | int] = [self.pieces[0]]
         for hole, piece in zip(self.holes, self.pieces[1:], strict=True):
-            out.append(links[hole])
+            out.append(names[hole])
             out.append(piece)
         return out
 
@@ -322,6 +322,58 @@ class _Skeleton:
         )
 
 
+#: the numbers of a layout's holes: what each recipient's message fills in
+_PERSONAL, _TEXT_UNSUBSCRIBE, _TEXT_PREFERENCES, _HTML_UNSUBSCRIBE, _HTML_PREFERENCES = range(5)
+
+
+def _crlf_only(data: bytes) -> bool:
+    crlf = data.count(b"\r\n")
+    return data.count(b"\n") == crlf and data.count(b"\r") == crlf
+
+
+@dataclass(frozen=True, slots=True)
+class _Layout:
+    """A digest message as shared bytes and numbered holes for what differs per recipient, twice:
+    as the message, and as SMTP DATA (dots stuffed, the final dot line added).
+
+    The DATA form is made once here, so no recipient's 20-odd kilobytes are
+    scanned for line ends and dots again at sending time. Every hole starts a
+    line and every value put in one ends with CRLF (the personal headers, a
+    link ending with a soft break), which is what lets the shared bytes be
+    stuffed without knowing the values.
+    """
+
+    #: the message: shared bytes, and hole numbers (_PERSONAL, _TEXT_UNSUBSCRIBE, ...)
+    plain: tuple[bytes | int, ...]
+    #: the same as SMTP DATA; None if a shared piece has a bare CR or LF (then the mailer prepares it)
+    wire: tuple[bytes | int, ...] | None
+
+    @classmethod
+    def build(cls, segments: list[bytes | int]) -> _Layout:
+        wire: list[bytes | int] = []
+        line_start = True
+        for segment in segments:
+            if isinstance(segment, int):
+                if not line_start:
+                    raise RenderError("digest layout: a recipient's part does not start a line")  # pragma: no cover
+                wire.append(segment)
+                continue
+            if not _crlf_only(segment):
+                return cls(tuple(segments), None)
+            wire.append(dot_stuffed(segment, line_start=line_start))
+            line_start = segment.endswith(b"\n") if segment else line_start
+        wire.append(b".\r\n" if line_start else b"\r\n.\r\n")
+        return cls(tuple(segments), tuple(wire))
+
+    def fill(self, values: tuple[bytes, ...]) -> tuple[bytes, bytes | None]:
+        """(the message, its SMTP DATA or None) with `values[n]` in the holes numbered n."""
+        data = b"".join([values[s] if isinstance(s, int) else s for s in self.plain])
+        if self.wire is None or not all(v.endswith(b"\r\n") and _crlf_only(v) for v in values):
+            return data, None
+        stuffed = [dot_stuffed(v, line_start=True) for v in values]
+        return data, b"".join([stuffed[s] if isinstance(s, int) else s for s in self.wire])
+
+
 @dataclass(frozen=True, slots=True)
 class ComposedDigest:
     """A digest rendered once; ``for_recipient`` only fills in who it goes to."""
@@ -337,11 +389,8 @@ class ComposedDigest:
     #: placeholder strings (random per composition, so summary text cannot forge them)
     unsubscribe_mark: str
     preferences_mark: str
-    #: the MIME skeleton every recipient's message is joined into
-    skeleton: _Skeleton
-    #: the two parts, encoded once, with holes for the links
-    text_body: _EncodedBody
-    html_body: _EncodedBody
+    #: the message's bytes, shared by every recipient, with holes for their headers and links
+    layout: _Layout
 
     def for_recipient(
         self,
@@ -372,19 +421,16 @@ class ComposedDigest:
             f"Message-ID: {message_id}\r\n"
             f"List-Unsubscribe: <{unsubscribe_url}>\r\n"
         ).encode()
-        sk = self.skeleton
-        data = b"".join(
+        data, wire = self.layout.fill(
             (
-                sk.first,
                 personal,
-                sk.head,
-                *self.text_body.fill((_link(unsubscribe_url), _link(preferences_url))),
-                sk.middle,
-                *self.html_body.fill((_link(html.escape(unsubscribe_url)), _link(html.escape(preferences_url)))),
-                sk.tail,
+                _link(unsubscribe_url),
+                _link(preferences_url),
+                _link(html.escape(unsubscribe_url)),
+                _link(html.escape(preferences_url)),
             )
         )
-        return Email(to=address, message_id=message_id, data=data)
+        return Email(to=address, message_id=message_id, data=data, wire=wire)
 
 
 def _meta(item: DigestItem) -> str:
@@ -543,9 +589,17 @@ class DigestComposer:
             issue=digest.issue,
             unsubscribe_mark=unsubscribe_mark,
             preferences_mark=preferences_mark,
-            skeleton=skeleton,
-            text_body=_EncodedBody.encode(_crlf(text), marks),
-            html_body=_EncodedBody.encode(_crlf(html_body), marks),
+            layout=_Layout.build(
+                [
+                    skeleton.first,
+                    _PERSONAL,
+                    skeleton.head,
+                    *_EncodedBody.encode(_crlf(text), marks).segments((_TEXT_UNSUBSCRIBE, _TEXT_PREFERENCES)),
+                    skeleton.middle,
+                    *_EncodedBody.encode(_crlf(html_body), marks).segments((_HTML_UNSUBSCRIBE, _HTML_PREFERENCES)),
+                    skeleton.tail,
+                ]
+            ),
         )
 
     def confirmation(self, address: str, confirm_url: str, *, now: datetime) -> Email:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import queue
-import re
 import smtplib
 import ssl
 import threading
@@ -25,26 +24,11 @@ from typing import Protocol
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from bot.errors import ConfigError, MailError, TransientMailError
-from bot.mail.base import Email, Mailer, MaybeDelivered, RecipientRefused, SenderRefused
+from bot.mail.base import Email, Mailer, MaybeDelivered, RecipientRefused, SenderRefused, smtp_data
 from bot.mail.message import sender
 from bot.settings import Settings
 
 _TRUE = ("1", "true", "yes", "on")
-_LINE_ENDS = re.compile(rb"\r\n|\r|\n")
-
-
-def smtp_data(message: bytes) -> bytes:
-    """The bytes of DATA: CRLF line ends, leading dots doubled, and the final dot line."""
-    # Our messages already have CRLF and rarely a leading dot: check before rewriting.
-    crlf = message.count(b"\r\n")
-    if message.count(b"\n") != crlf or message.count(b"\r") != crlf:
-        message = _LINE_ENDS.sub(b"\r\n", message)
-    if not message.endswith(b"\r\n"):
-        message += b"\r\n"
-    if message.startswith(b"."):
-        message = b"." + message
-    message = message.replace(b"\n.", b"\n..")
-    return message + b".\r\n"
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,7 +183,7 @@ class SmtpMailer:
     # ---- sending ----
 
     def send(self, email: Email) -> None:
-        data = smtp_data(email.as_bytes())
+        data = email.wire if email.wire is not None else smtp_data(email.as_bytes())
         utf8 = not (email.to.isascii() and self.envelope_from.isascii())
         with self._lock:
             for attempt in (1, 2):
