@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from conftest import make_settings
+from itsdangerous import TimestampSigner
 
 from bot.errors import BotError, ConfigError
 from bot.mail.tokens import InvalidToken, make_token, max_age, read_token, signed_link
@@ -106,3 +107,16 @@ def test_secret_key_required_when_mail_is_live(tmp_path: Path) -> None:
     # ...which a real deployment's key does not accept.
     with pytest.raises(InvalidToken):
         read_token(make_settings(tmp_path, {"SECRET_KEY": "real-key-123456789"}), "unsubscribe", token, max_age=None)
+
+
+def test_tokens_are_itsdangerous_default_signatures(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Our faster HMAC must sign exactly as itsdangerous's default does: links already
+    # mailed stay valid whichever of the two made or reads them.
+    at = datetime(2026, 11, 10, 8, 0, tzinfo=UTC)
+    stock = TimestampSigner(settings.env.secret_key, salt="shortscience-bot/unsubscribe")
+    monkeypatch.setattr(stock, "get_timestamp", lambda: int(at.timestamp()))
+    for address in ("reader@example.net", "élise@exämple.org", "a+b.c@x.io"):
+        token = make_token(settings, "unsubscribe", address, now=at)
+        payload = token.rsplit(".", 2)[0]
+        assert stock.sign(payload).decode() == token
+        assert stock.unsign(token).decode() == payload

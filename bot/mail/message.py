@@ -13,6 +13,7 @@ templates, and time comes in as ``now``.
 from __future__ import annotations
 
 import binascii
+import functools
 import hashlib
 import html
 import re
@@ -286,6 +287,15 @@ def _boundary(subject: str, text: str, html_body: str, marks: tuple[str, str]) -
     return "=_" + hashlib.sha256(content.encode("utf-8", "surrogatepass")).hexdigest()[:40]
 
 
+@functools.lru_cache(maxsize=8)
+def _date_header(now: datetime) -> str:
+    # A digest dates every copy with its build time: formatted once, not per recipient.
+    return format_datetime(now)
+
+
+_NEEDS_ESCAPE = re.compile("[&<>\"']")
+
+
 def _link(url: str) -> bytes:
     return _qp(url) + _SOFT_BREAK
 
@@ -338,40 +348,51 @@ class _Layout:
 
     The DATA form is made once here, so no recipient's 20-odd kilobytes are
     scanned for line ends and dots again at sending time. Every hole starts a
-    line and every value put in one ends with CRLF (the personal headers, a
-    link ending with a soft break), which is what lets the shared bytes be
+    line and every value put in one is CRLF-clean and ends with CRLF (the
+    personal headers, from values checked to be one line; a link, quoted-
+    printable ending with a soft break): that is what lets the shared bytes be
     stuffed without knowing the values.
     """
 
-    #: the message: shared bytes, and hole numbers (_PERSONAL, _TEXT_UNSUBSCRIBE, ...)
-    plain: tuple[bytes | int, ...]
-    #: the same as SMTP DATA; None if a shared piece has a bare CR or LF (then the mailer prepares it)
-    wire: tuple[bytes | int, ...] | None
+    #: the message's segments, with b"" where the holes are
+    plain: tuple[bytes, ...]
+    #: the same as SMTP DATA (one segment more: the final dot); None if a shared piece has
+    #: a bare CR or LF (then the mailer prepares the message)
+    wire: tuple[bytes, ...] | None
+    #: (segment index, hole number: _PERSONAL, _TEXT_UNSUBSCRIBE, ...) for each hole
+    holes: tuple[tuple[int, int], ...]
 
     @classmethod
     def build(cls, segments: list[bytes | int]) -> _Layout:
-        wire: list[bytes | int] = []
+        plain = tuple(b"" if isinstance(x, int) else x for x in segments)
+        holes = tuple((at, x) for at, x in enumerate(segments) if isinstance(x, int))
+        wire: list[bytes] = []
         line_start = True
         for segment in segments:
             if isinstance(segment, int):
                 if not line_start:
                     raise RenderError("digest layout: a recipient's part does not start a line")  # pragma: no cover
-                wire.append(segment)
+                wire.append(b"")
                 continue
             if not _crlf_only(segment):
-                return cls(tuple(segments), None)
+                return cls(plain, None, holes)
             wire.append(dot_stuffed(segment, line_start=line_start))
             line_start = segment.endswith(b"\n") if segment else line_start
         wire.append(b".\r\n" if line_start else b"\r\n.\r\n")
-        return cls(tuple(segments), tuple(wire))
+        return cls(plain, tuple(wire), holes)
 
     def fill(self, values: tuple[bytes, ...]) -> tuple[bytes, bytes | None]:
         """(the message, its SMTP DATA or None) with `values[n]` in the holes numbered n."""
-        data = b"".join([values[s] if isinstance(s, int) else s for s in self.plain])
-        if self.wire is None or not all(v.endswith(b"\r\n") and _crlf_only(v) for v in values):
+        parts = list(self.plain)
+        for at, hole in self.holes:
+            parts[at] = values[hole]
+        data = b"".join(parts)
+        if self.wire is None:
             return data, None
-        stuffed = [dot_stuffed(v, line_start=True) for v in values]
-        return data, b"".join([stuffed[s] if isinstance(s, int) else s for s in self.wire])
+        parts = list(self.wire)
+        for at, hole in self.holes:
+            parts[at] = dot_stuffed(values[hole], line_start=True)
+        return data, b"".join(parts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -417,17 +438,19 @@ class ComposedDigest:
         # a non-ASCII address goes out as UTF-8 (the mailer then asks for SMTPUTF8).
         personal = (
             f"To: {address}\r\n"
-            f"Date: {format_datetime(now)}\r\n"
+            f"Date: {_date_header(now)}\r\n"
             f"Message-ID: {message_id}\r\n"
             f"List-Unsubscribe: <{unsubscribe_url}>\r\n"
         ).encode()
+        unsubscribe, preferences = _link(unsubscribe_url), _link(preferences_url)
         data, wire = self.layout.fill(
             (
                 personal,
-                _link(unsubscribe_url),
-                _link(preferences_url),
-                _link(html.escape(unsubscribe_url)),
-                _link(html.escape(preferences_url)),
+                unsubscribe,
+                preferences,
+                # Our signed links hold nothing HTML escapes: the same bytes then.
+                _link(html.escape(unsubscribe_url)) if _NEEDS_ESCAPE.search(unsubscribe_url) else unsubscribe,
+                _link(html.escape(preferences_url)) if _NEEDS_ESCAPE.search(preferences_url) else preferences,
             )
         )
         return Email(to=address, message_id=message_id, data=data, wire=wire)
