@@ -11,6 +11,7 @@ and a crash leaves exactly the possibly-delivered rows marked.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
@@ -19,7 +20,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Engine, Row
+from sqlalchemy.engine import Connection, Dialect, Engine, Row
 from sqlalchemy.exc import IntegrityError
 
 from bot.decide import bounce_due, rate_window
@@ -98,6 +99,48 @@ def _digest(row: Row[Any]) -> StoredDigest:
         items=tuple(m["items"] or ()),
         variants=tuple(tuple(v) for v in (m["variants"] or ())),
     )
+
+
+
+@dataclass(frozen=True, slots=True)
+class _ClaimSql:
+    """claim_sends' statements for one dialect ({limit} and {ids} filled per batch)."""
+
+    mark: str
+    select: str
+    skip: str
+    claim: str
+
+
+@functools.lru_cache(maxsize=4)
+def _claim_sql(dialect: Dialect) -> _ClaimSql:
+    m = "?" if dialect.paramstyle == "qmark" else "%s"
+    # SQLite holds the whole database from BEGIN IMMEDIATE; PostgreSQL locks the rows taken.
+    lock = "" if dialect.name == "sqlite" else " FOR UPDATE OF ds SKIP LOCKED"
+    return _ClaimSql(
+        mark=m,
+        select=(
+            "SELECT ds.subscriber_id, ds.variant, ds.attempts, ds.possibly_duplicated, s.address, s.state, "
+            "s.permanent_failures FROM digest_sends AS ds JOIN subscribers AS s ON s.id = ds.subscriber_id "
+            f"WHERE ds.digest_id = {m} AND ds.state = 'pending' AND ds.due_at <= {m} AND ds.subscriber_id > {m} "
+            "ORDER BY ds.subscriber_id LIMIT {limit}" + lock
+        ),
+        skip=(
+            "UPDATE digest_sends SET state = 'skipped', "
+            "last_error = 'not sent: the subscriber left the list before it went out' "
+            f"WHERE digest_id = {m} AND subscriber_id IN ({{ids}})"
+        ),
+        claim=(
+            f"UPDATE digest_sends SET state = 'claimed', claimed_by = {m}, lease_until = {m}, attempts = attempts + 1 "
+            f"WHERE digest_id = {m} AND subscriber_id IN ({{ids}})"
+        ),
+    )
+
+
+def _time_binder(dialect: Dialect) -> Callable[[datetime | None], Any]:
+    """How a datetime is passed to this dialect's driver, as the store's own columns pass it."""
+    processor = t.digest_sends.c.sent_at.type.dialect_impl(dialect).bind_processor(dialect)
+    return processor or (lambda value: value)
 
 
 class DigestStore:
@@ -491,39 +534,23 @@ class DigestStore:
         A send whose subscriber is no longer confirmed (unsubscribed, bounced
         since the issue was built) is closed as skipped instead.
         """
-        ds, sub = t.digest_sends, t.subscribers
-        q = (
-            sa.select(ds.c.subscriber_id, ds.c.variant, ds.c.attempts, ds.c.possibly_duplicated, sub.c.address, sub.c.state,
-                      sub.c.permanent_failures)
-            .select_from(ds.join(sub, sub.c.id == ds.c.subscriber_id))
-            .where(ds.c.digest_id == digest_id, ds.c.state == SendState.PENDING.value, ds.c.due_at <= now,
-                   ds.c.subscriber_id > after)
-            .order_by(ds.c.subscriber_id)
-            .limit(limit)
-            .with_for_update(skip_locked=True, of=ds)
-        )
+        # Driver SQL, the statements built once per dialect: built with SQLAlchemy per batch,
+        # with an IN list per batch, they cost more CPU than the messages' own signing.
+        sql = _claim_sql(self.engine.dialect)
+        when = _time_binder(self.engine.dialect)
+        confirmed = SubscriberState.CONFIRMED.value
         with self.tx() as conn:
-            rows = conn.execute(q).all()
-            skip = [r.subscriber_id for r in rows if r.state != SubscriberState.CONFIRMED.value]
-            take = [r for r in rows if r.state == SubscriberState.CONFIRMED.value]
+            rows = conn.exec_driver_sql(sql.select.format(limit=int(limit)), (digest_id, when(now), after)).all()
+            skip = [r[0] for r in rows if r[5] != confirmed]
+            take = [r for r in rows if r[5] == confirmed]
             if skip:
-                conn.execute(
-                    ds.update()
-                    .where(ds.c.digest_id == digest_id, ds.c.subscriber_id.in_(skip))
-                    .values(state=SendState.SKIPPED.value, last_error="not sent: the subscriber left the list before it went out")
-                )
+                conn.exec_driver_sql(sql.skip.format(ids=", ".join([sql.mark] * len(skip))), (digest_id, *skip))
             if take:
-                conn.execute(
-                    ds.update()
-                    .where(ds.c.digest_id == digest_id, ds.c.subscriber_id.in_([r.subscriber_id for r in take]))
-                    .values(state=SendState.CLAIMED.value, claimed_by=worker, lease_until=now + lease,
-                            attempts=ds.c.attempts + 1)
+                conn.exec_driver_sql(
+                    sql.claim.format(ids=", ".join([sql.mark] * len(take))),
+                    (worker, when(now + lease), digest_id, *[r[0] for r in take]),
                 )
-        return [
-            SendClaim(digest_id, r.subscriber_id, r.address, r.variant, r.attempts + 1, bool(r.possibly_duplicated),
-                      r.permanent_failures)
-            for r in take
-        ]
+        return [SendClaim(digest_id, r[0], r[4], r[1], r[2] + 1, bool(r[3]), r[6]) for r in take]
 
     def send_recorder(self, digest_id: int, *, worker: str, bounce_after: int) -> SendRecorder:
         """The writes of one sending thread (close it when done); see SendRecorder."""
@@ -612,9 +639,7 @@ class SendRecorder:
         self.bounce_after = bounce_after
         self._sqlite = dialect.name == "sqlite"
         self._mark = "?" if dialect.paramstyle == "qmark" else "%s"
-        column = t.digest_sends.c.sent_at.type
-        processor = column.dialect_impl(dialect).bind_processor(dialect)
-        self._time: Callable[[datetime | None], Any] = processor or (lambda value: value)
+        self._time = _time_binder(dialect)
         self._errors: type[Exception] = dialect.loaded_dbapi.Error
         self._raw = engine.raw_connection()
         # pysqlite runs with isolation_level None (bot.store.make_engine): autocommit
