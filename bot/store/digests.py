@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -135,6 +136,17 @@ def _claim_sql(dialect: Dialect) -> _ClaimSql:
             f"WHERE digest_id = {m} AND subscriber_id IN ({{ids}})"
         ),
     )
+
+
+def _categories(raw: Any, parsed: dict[str, tuple[str, ...]]) -> tuple[str, ...]:
+    """A subscriber's categories as the driver gives them (JSON text on SQLite, a list on PostgreSQL);
+    `parsed` remembers each text seen (subscribers share a few sets)."""
+    if isinstance(raw, str):
+        found = parsed.get(raw)
+        if found is None:
+            found = parsed[raw] = tuple(json.loads(raw) or ())
+        return found
+    return tuple(raw or ())
 
 
 def _time_binder(dialect: Dialect) -> Callable[[datetime | None], Any]:
@@ -452,28 +464,33 @@ class DigestStore:
                         state="sending",
                     )
                 ).inserted_primary_key[0]  # type: ignore[index]
+                # Driver SQL for the one statement per subscriber: through SQLAlchemy, binding
+                # each row's values cost more than the rest of the issue's making.
+                m = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+                insert = (
+                    "INSERT INTO digest_sends (digest_id, subscriber_id, variant, state, attempts, due_at, "
+                    f"possibly_duplicated, message_id) VALUES ({m}, {m}, {m}, 'pending', 0, {m}, {m}, {m})"
+                )
+                due = _time_binder(conn.dialect)(now)
+                wanted: dict[str, tuple[str, ...]] = {}
                 last, recipients = 0, 0
                 while True:
-                    rows = conn.execute(
-                        sa.select(t.subscribers.c.id, t.subscribers.c.categories)
-                        .where(t.subscribers.c.state == SubscriberState.CONFIRMED.value, t.subscribers.c.id > last)
-                        .order_by(t.subscribers.c.id)
-                        .limit(CHUNK)
+                    rows = conn.exec_driver_sql(
+                        f"SELECT id, categories FROM subscribers WHERE state = 'confirmed' AND id > {m} ORDER BY id LIMIT {CHUNK}",
+                        (last,),
                     ).all()
                     if not rows:
                         break
-                    last = rows[-1].id
+                    last = rows[-1][0]
                     sends = []
                     for sid, cats in rows:
-                        chosen = select(tuple(cats or ()))
+                        chosen = select(_categories(cats, wanted))
                         if chosen is None:
                             continue
                         variant = variants.setdefault(chosen, len(variants))
-                        sends.append({"digest_id": digest_id, "subscriber_id": sid, "variant": variant,
-                                      "state": SendState.PENDING.value, "attempts": 0, "due_at": now,
-                                      "possibly_duplicated": False, "message_id": message_id(issue, sid)})
+                        sends.append((digest_id, sid, variant, due, False, message_id(issue, sid)))
                     if sends:
-                        conn.execute(t.digest_sends.insert(), sends)
+                        conn.exec_driver_sql(insert, sends)
                         recipients += len(sends)
                 ordered = sorted(variants, key=variants.__getitem__)
                 conn.execute(
