@@ -3,9 +3,11 @@
 A digest is rendered once (HTML with CSS inlined, and text) with random
 placeholders where the recipient's links go, and its MIME skeleton (the shared
 headers, the part headers, the boundaries) is built once by the email package.
-Each recipient's message is then string substitution, quoted-printable
-encoding of the two parts (binascii, in C) and a join of bytes: never a template
-render, never a MIME assembly. Summary text never reaches a header: headers are
+Both parts are quoted-printable encoded once too, with holes for the links.
+Each recipient's message is then their headers, the quoted-printable encoding
+of their two links (binascii, in C) and a join of bytes, done twice: the
+message, and its SMTP form from pieces whose dots were stuffed once. Never a
+template render, never a MIME assembly. Summary text never reaches a header: headers are
 built from settings and our own values only. Pure: no I/O beyond reading
 templates, and time comes in as ``now``.
 """
