@@ -138,6 +138,48 @@ def _claim_sql(dialect: Dialect) -> _ClaimSql:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class _RecorderSql:
+    """SendRecorder's common statements for one dialect."""
+
+    handover: str
+    both: str
+    handing_over: str
+    sent: str
+
+
+@functools.lru_cache(maxsize=4)
+def _recorder_sql(dialect: Dialect) -> _RecorderSql:
+    m = "?" if dialect.paramstyle == "qmark" else "%s"
+    return _RecorderSql(
+        handover=(
+            f"UPDATE digest_sends SET state = 'handing_over', lease_until = {m} "
+            f"WHERE digest_id = {m} AND claimed_by = {m} AND state = 'claimed' AND subscriber_id = {m}"
+        ),
+        # One statement for "sent" and "handing over": each row takes its branch of the CASEs.
+        both=(
+            f"UPDATE digest_sends SET "
+            f"state = CASE WHEN subscriber_id = {m} THEN 'handing_over' ELSE 'sent' END, "
+            f"lease_until = CASE WHEN subscriber_id = {m} THEN {m} ELSE NULL END, "
+            f"sent_at = CASE WHEN subscriber_id = {m} THEN sent_at ELSE {m} END, "
+            f"claimed_by = CASE WHEN subscriber_id = {m} THEN claimed_by ELSE NULL END, "
+            f"last_error = CASE WHEN subscriber_id = {m} THEN last_error ELSE NULL END "
+            f"WHERE digest_id = {m} AND claimed_by = {m} AND ("
+            f"(subscriber_id = {m} AND state = 'claimed') OR "
+            f"(subscriber_id = {m} AND state IN ('claimed', 'handing_over')))"
+        ),
+        handing_over=(
+            f"SELECT 1 FROM digest_sends WHERE digest_id = {m} AND claimed_by = {m} AND subscriber_id = {m} "
+            "AND state = 'handing_over'"
+        ),
+        sent=(
+            f"UPDATE digest_sends SET state = 'sent', sent_at = {m}, claimed_by = NULL, lease_until = NULL, "
+            f"last_error = NULL WHERE digest_id = {m} AND claimed_by = {m} AND state IN ('claimed', 'handing_over') "
+            f"AND subscriber_id = {m}"
+        ),
+    )
+
+
 def _categories(raw: Any, parsed: dict[str, tuple[str, ...]]) -> tuple[str, ...]:
     """A subscriber's categories as the driver gives them (JSON text on SQLite, a list on PostgreSQL);
     `parsed` remembers each text seen (subscribers share a few sets)."""
@@ -664,24 +706,27 @@ class SendRecorder:
         if not self._sqlite:
             self._raw.driver_connection.autocommit = True  # type: ignore[union-attr]
         self._held = f"digest_id = {self._mark} AND claimed_by = {self._mark} AND state IN ('claimed', 'handing_over')"
+        self._sql = _recorder_sql(dialect)
+        # One driver cursor for the recorder's life: a cursor per write was a good part of its CPU.
+        self._cursor = self._raw.driver_connection.cursor()  # type: ignore[union-attr]
 
     def close(self) -> None:
         try:
+            with contextlib.suppress(Exception):
+                self._cursor.close()
             if not self._sqlite:
                 self._raw.driver_connection.autocommit = False  # type: ignore[union-attr]
         finally:
             self._raw.close()
 
     def _run(self, write: Callable[[Any], Any]) -> Any:
-        cur = self._raw.cursor()
+        cur = self._cursor
         try:
             return write(cur)
         except self._errors as exc:
             with contextlib.suppress(Exception):
                 cur.execute("ROLLBACK")
             raise StoreError(f"database error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from exc
-        finally:
-            cur.close()
 
     def record(
         self,
@@ -699,49 +744,28 @@ class SendRecorder:
         The common case (a message accepted, the next one going) is one UPDATE in
         autocommit; anything else is a short transaction.
         """
-        m = self._mark
+        sql = self._sql
         d, w = self.digest_id, self.worker
         simple = done is None or (done.state == SendState.SENT.value and not reset_failures)
 
         def handover(cur: Any) -> bool:
-            cur.execute(
-                f"UPDATE digest_sends SET state = 'handing_over', lease_until = {m} "
-                f"WHERE digest_id = {m} AND claimed_by = {m} AND state = 'claimed' AND subscriber_id = {m}",
-                (self._time(lease_until), d, w, going),
-            )
+            cur.execute(sql.handover, (self._time(lease_until), d, w, going))
             return bool(cur.rowcount == 1)
 
         def both(cur: Any) -> bool:
-            # One statement for "sent" and "handing over": each row takes its branch of the CASEs.
             assert done is not None and going is not None
             cur.execute(
-                f"UPDATE digest_sends SET "
-                f"state = CASE WHEN subscriber_id = {m} THEN 'handing_over' ELSE 'sent' END, "
-                f"lease_until = CASE WHEN subscriber_id = {m} THEN {m} ELSE NULL END, "
-                f"sent_at = CASE WHEN subscriber_id = {m} THEN sent_at ELSE {m} END, "
-                f"claimed_by = CASE WHEN subscriber_id = {m} THEN claimed_by ELSE NULL END, "
-                f"last_error = CASE WHEN subscriber_id = {m} THEN last_error ELSE NULL END "
-                f"WHERE digest_id = {m} AND claimed_by = {m} AND ("
-                f"(subscriber_id = {m} AND state = 'claimed') OR "
-                f"(subscriber_id = {m} AND state IN ('claimed', 'handing_over')))",
+                sql.both,
                 (going, going, self._time(lease_until), going, self._time(now), going, going, d, w, going, done.subscriber_id),
             )
             if cur.rowcount == 2:
                 return True
-            cur.execute(
-                f"SELECT 1 FROM digest_sends WHERE digest_id = {m} AND claimed_by = {m} AND subscriber_id = {m} "
-                f"AND state = 'handing_over'",
-                (d, w, going),
-            )
+            cur.execute(sql.handing_over, (d, w, going))
             return cur.fetchone() is not None
 
         def sent(cur: Any) -> bool:
             assert done is not None
-            cur.execute(
-                f"UPDATE digest_sends SET state = 'sent', sent_at = {m}, claimed_by = NULL, lease_until = NULL, "
-                f"last_error = NULL WHERE {self._held} AND subscriber_id = {m}",
-                (self._time(now), d, w, done.subscriber_id),
-            )
+            cur.execute(sql.sent, (self._time(now), d, w, done.subscriber_id))
             return True
 
         def transaction(cur: Any) -> bool:
