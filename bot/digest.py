@@ -246,20 +246,28 @@ class _Recorder:
         self._local = threading.local()
         self._made: list[SendRecorder] = []
         self._lock = threading.Lock()
-        # SQLite: one write at a time from this process. It takes one writer anyway, and
-        # threads colliding there wait in its busy handler (milliseconds), here in microseconds.
-        self._writing: AbstractContextManager[Any] = (
-            threading.Lock() if app.store.dialect == "sqlite" else contextlib.nullcontext()
-        )
+        # SQLite takes one writer at a time anyway: this process's workers take turns here
+        # (threads colliding in its busy handler wait milliseconds, here microseconds), on
+        # one connection, whose page cache then stays warm. With a connection each, every
+        # write found its pages changed by another's and read them again: most of its cost.
+        self._shared = app.store.dialect == "sqlite"
+        self._writing: AbstractContextManager[Any] = threading.Lock() if self._shared else contextlib.nullcontext()
 
     def _recorder(self) -> SendRecorder:
+        if self._shared:
+            with self._lock:
+                if not self._made:
+                    self._made.append(self._new_recorder())
+                return self._made[0]
         found: SendRecorder | None = getattr(self._local, "recorder", None)
         if found is None:
-            found = self.app.store.send_recorder(self.stored.id, worker=self.worker, bounce_after=self.app.settings.digest.bounce_after)
-            self._local.recorder = found
+            found = self._local.recorder = self._new_recorder()
             with self._lock:
                 self._made.append(found)
         return found
+
+    def _new_recorder(self) -> SendRecorder:
+        return self.app.store.send_recorder(self.stored.id, worker=self.worker, bounce_after=self.app.settings.digest.bounce_after)
 
     def _outcome(self, email: Email, error: Exception | None, now: datetime) -> tuple[SendOutcome, bool]:
         claim = self.held[email]

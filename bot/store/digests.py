@@ -688,7 +688,7 @@ class SendRecorder:
     ones that touch two rows run in a transaction. Values go through the
     columns' own bind processors, so rows read back through the store are as
     if the store wrote them. Driver errors become StoreError, as everywhere in
-    the store. Not thread-safe: one per thread.
+    the store. Not thread-safe: one thread at a time.
     """
 
     def __init__(self, engine: Engine, digest_id: int, *, worker: str, bounce_after: int) -> None:
