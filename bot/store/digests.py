@@ -104,23 +104,40 @@ def _digest(row: Row[Any]) -> StoredDigest:
 
 
 @dataclass(frozen=True, slots=True)
-class _ClaimSql:
-    """claim_sends' statements for one dialect ({limit} and {ids} filled per batch)."""
+class _SendSql:
+    """The hot statements of sending an issue, as driver SQL for one dialect: built with
+    SQLAlchemy per call, they cost more CPU than the messages' own making.
+    ({limit} and {ids} are filled per batch.)"""
 
+    #: the driver's parameter mark
     mark: str
-    select: str
+    #: making the issue: the confirmed subscribers after an id, a chunk at a time; one send row each
+    confirmed: str
+    insert: str
+    #: claim_sends: the due rows, then skip the subscribers gone, claim the rest
+    due: str
     skip: str
     claim: str
+    #: SendRecorder: the next send handing over; that and the last one sent; is it handing over; sent
+    handover: str
+    both: str
+    handing_over: str
+    sent: str
 
 
 @functools.lru_cache(maxsize=4)
-def _claim_sql(dialect: Dialect) -> _ClaimSql:
+def _send_sql(dialect: Dialect) -> _SendSql:
     m = "?" if dialect.paramstyle == "qmark" else "%s"
     # SQLite holds the whole database from BEGIN IMMEDIATE; PostgreSQL locks the rows taken.
     lock = "" if dialect.name == "sqlite" else " FOR UPDATE OF ds SKIP LOCKED"
-    return _ClaimSql(
+    return _SendSql(
         mark=m,
-        select=(
+        confirmed=f"SELECT id, categories FROM subscribers WHERE state = 'confirmed' AND id > {m} ORDER BY id LIMIT {CHUNK}",
+        insert=(
+            "INSERT INTO digest_sends (digest_id, subscriber_id, variant, state, attempts, due_at, "
+            f"possibly_duplicated, message_id) VALUES ({m}, {m}, {m}, 'pending', 0, {m}, {m}, {m})"
+        ),
+        due=(
             "SELECT ds.subscriber_id, ds.variant, ds.attempts, ds.possibly_duplicated, s.address, s.state, "
             "s.permanent_failures FROM digest_sends AS ds JOIN subscribers AS s ON s.id = ds.subscriber_id "
             f"WHERE ds.digest_id = {m} AND ds.state = 'pending' AND ds.due_at <= {m} AND ds.subscriber_id > {m} "
@@ -135,23 +152,6 @@ def _claim_sql(dialect: Dialect) -> _ClaimSql:
             f"UPDATE digest_sends SET state = 'claimed', claimed_by = {m}, lease_until = {m}, attempts = attempts + 1 "
             f"WHERE digest_id = {m} AND subscriber_id IN ({{ids}})"
         ),
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class _RecorderSql:
-    """SendRecorder's common statements for one dialect."""
-
-    handover: str
-    both: str
-    handing_over: str
-    sent: str
-
-
-@functools.lru_cache(maxsize=4)
-def _recorder_sql(dialect: Dialect) -> _RecorderSql:
-    m = "?" if dialect.paramstyle == "qmark" else "%s"
-    return _RecorderSql(
         handover=(
             f"UPDATE digest_sends SET state = 'handing_over', lease_until = {m} "
             f"WHERE digest_id = {m} AND claimed_by = {m} AND state = 'claimed' AND subscriber_id = {m}"
@@ -506,21 +506,12 @@ class DigestStore:
                         state="sending",
                     )
                 ).inserted_primary_key[0]  # type: ignore[index]
-                # Driver SQL for the one statement per subscriber: through SQLAlchemy, binding
-                # each row's values cost more than the rest of the issue's making.
-                m = "?" if conn.dialect.paramstyle == "qmark" else "%s"
-                insert = (
-                    "INSERT INTO digest_sends (digest_id, subscriber_id, variant, state, attempts, due_at, "
-                    f"possibly_duplicated, message_id) VALUES ({m}, {m}, {m}, 'pending', 0, {m}, {m}, {m})"
-                )
+                sql = _send_sql(conn.dialect)
                 due = _time_binder(conn.dialect)(now)
                 wanted: dict[str, tuple[str, ...]] = {}
                 last, recipients = 0, 0
                 while True:
-                    rows = conn.exec_driver_sql(
-                        f"SELECT id, categories FROM subscribers WHERE state = 'confirmed' AND id > {m} ORDER BY id LIMIT {CHUNK}",
-                        (last,),
-                    ).all()
+                    rows = conn.exec_driver_sql(sql.confirmed, (last,)).all()
                     if not rows:
                         break
                     last = rows[-1][0]
@@ -532,7 +523,7 @@ class DigestStore:
                         variant = variants.setdefault(chosen, len(variants))
                         sends.append((digest_id, sid, variant, due, False, message_id(issue, sid)))
                     if sends:
-                        conn.exec_driver_sql(insert, sends)
+                        conn.exec_driver_sql(sql.insert, sends)
                         recipients += len(sends)
                 ordered = sorted(variants, key=variants.__getitem__)
                 conn.execute(
@@ -593,13 +584,11 @@ class DigestStore:
         A send whose subscriber is no longer confirmed (unsubscribed, bounced
         since the issue was built) is closed as skipped instead.
         """
-        # Driver SQL, the statements built once per dialect: built with SQLAlchemy per batch,
-        # with an IN list per batch, they cost more CPU than the messages' own signing.
-        sql = _claim_sql(self.engine.dialect)
+        sql = _send_sql(self.engine.dialect)
         when = _time_binder(self.engine.dialect)
         confirmed = SubscriberState.CONFIRMED.value
         with self.tx() as conn:
-            rows = conn.exec_driver_sql(sql.select.format(limit=int(limit)), (digest_id, when(now), after)).all()
+            rows = conn.exec_driver_sql(sql.due.format(limit=int(limit)), (digest_id, when(now), after)).all()
             skip = [r[0] for r in rows if r[5] != confirmed]
             take = [r for r in rows if r[5] == confirmed]
             if skip:
@@ -706,7 +695,7 @@ class SendRecorder:
         if not self._sqlite:
             self._raw.driver_connection.autocommit = True  # type: ignore[union-attr]
         self._held = f"digest_id = {self._mark} AND claimed_by = {self._mark} AND state IN ('claimed', 'handing_over')"
-        self._sql = _recorder_sql(dialect)
+        self._sql = _send_sql(dialect)
         # One driver cursor for the recorder's life: a cursor per write was a good part of its CPU.
         self._cursor = self._raw.driver_connection.cursor()  # type: ignore[union-attr]
 
