@@ -100,11 +100,16 @@ def dot_stuffed(data: bytes, *, line_start: bool) -> bytes:
     return b"." + data if line_start and data.startswith(b".") else data
 
 
+def crlf_only(data: bytes) -> bool:
+    """True when every line end in `data` is CRLF (no bare CR or LF)."""
+    crlf = data.count(b"\r\n")
+    return data.count(b"\n") == crlf and data.count(b"\r") == crlf
+
+
 def smtp_data(message: bytes) -> bytes:
     """The bytes of DATA: CRLF line ends, leading dots doubled, and the final dot line."""
     # Our messages already have CRLF: check before rewriting.
-    crlf = message.count(b"\r\n")
-    if message.count(b"\n") != crlf or message.count(b"\r") != crlf:
+    if not crlf_only(message):
         message = _LINE_ENDS.sub(b"\r\n", message)
     if not message.endswith(b"\r\n"):
         message += b"\r\n"

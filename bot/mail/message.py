@@ -35,7 +35,7 @@ import css_inline
 import jinja2
 
 from bot.errors import ConfigError, RenderError
-from bot.mail.base import HEADERS_POLICY, Email, RecipientRefused, dot_stuffed, flatten
+from bot.mail.base import HEADERS_POLICY, Email, RecipientRefused, crlf_only, dot_stuffed, flatten
 from bot.render.templates import template_dirs
 from bot.settings import Settings
 
@@ -338,11 +338,6 @@ class _Skeleton:
 _PERSONAL, _TEXT_UNSUBSCRIBE, _TEXT_PREFERENCES, _HTML_UNSUBSCRIBE, _HTML_PREFERENCES = range(5)
 
 
-def _crlf_only(data: bytes) -> bool:
-    crlf = data.count(b"\r\n")
-    return data.count(b"\n") == crlf and data.count(b"\r") == crlf
-
-
 @dataclass(frozen=True, slots=True)
 class _Layout:
     """A digest message as shared bytes and numbered holes for what differs per recipient, twice:
@@ -376,7 +371,7 @@ class _Layout:
                     raise RenderError("digest layout: a recipient's part does not start a line")  # pragma: no cover
                 wire.append(b"")
                 continue
-            if not _crlf_only(segment):
+            if not crlf_only(segment):
                 return cls(plain, None, holes)
             wire.append(dot_stuffed(segment, line_start=line_start))
             line_start = segment.endswith(b"\n") if segment else line_start

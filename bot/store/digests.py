@@ -105,12 +105,16 @@ def _digest(row: Row[Any]) -> StoredDigest:
 
 @dataclass(frozen=True, slots=True)
 class _SendSql:
-    """The hot statements of sending an issue, as driver SQL for one dialect: built with
-    SQLAlchemy per call, they cost more CPU than the messages' own making.
-    ({limit} and {ids} are filled per batch.)"""
+    """The hot statements of sending an issue, as driver SQL for one dialect, with what their
+    values need: built with SQLAlchemy per call, they cost more CPU than the messages' own
+    making. ({limit} and {ids} are filled per batch.)"""
 
     #: the driver's parameter mark
     mark: str
+    #: how a datetime is passed to the driver, as the store's own columns pass it
+    time: Callable[[datetime | None], Any]
+    #: WHERE: the send is held by this worker (digest id, worker), claimed or handing over
+    held: str
     #: making the issue: the confirmed subscribers after an id, a chunk at a time; one send row each
     confirmed: str
     insert: str
@@ -130,8 +134,12 @@ def _send_sql(dialect: Dialect) -> _SendSql:
     m = "?" if dialect.paramstyle == "qmark" else "%s"
     # SQLite holds the whole database from BEGIN IMMEDIATE; PostgreSQL locks the rows taken.
     lock = "" if dialect.name == "sqlite" else " FOR UPDATE OF ds SKIP LOCKED"
+    held = f"digest_id = {m} AND claimed_by = {m} AND state IN ('claimed', 'handing_over')"
+    processor = t.digest_sends.c.sent_at.type.dialect_impl(dialect).bind_processor(dialect)
     return _SendSql(
         mark=m,
+        time=processor or (lambda value: value),
+        held=held,
         confirmed=f"SELECT id, categories FROM subscribers WHERE state = 'confirmed' AND id > {m} ORDER BY id LIMIT {CHUNK}",
         insert=(
             "INSERT INTO digest_sends (digest_id, subscriber_id, variant, state, attempts, due_at, "
@@ -174,8 +182,7 @@ def _send_sql(dialect: Dialect) -> _SendSql:
         ),
         sent=(
             f"UPDATE digest_sends SET state = 'sent', sent_at = {m}, claimed_by = NULL, lease_until = NULL, "
-            f"last_error = NULL WHERE digest_id = {m} AND claimed_by = {m} AND state IN ('claimed', 'handing_over') "
-            f"AND subscriber_id = {m}"
+            f"last_error = NULL WHERE {held} AND subscriber_id = {m}"
         ),
     )
 
@@ -189,12 +196,6 @@ def _categories(raw: Any, parsed: dict[str, tuple[str, ...]]) -> tuple[str, ...]
             found = parsed[raw] = tuple(json.loads(raw) or ())
         return found
     return tuple(raw or ())
-
-
-def _time_binder(dialect: Dialect) -> Callable[[datetime | None], Any]:
-    """How a datetime is passed to this dialect's driver, as the store's own columns pass it."""
-    processor = t.digest_sends.c.sent_at.type.dialect_impl(dialect).bind_processor(dialect)
-    return processor or (lambda value: value)
 
 
 class DigestStore:
@@ -507,7 +508,7 @@ class DigestStore:
                     )
                 ).inserted_primary_key[0]  # type: ignore[index]
                 sql = _send_sql(conn.dialect)
-                due = _time_binder(conn.dialect)(now)
+                due = sql.time(now)
                 wanted: dict[str, tuple[str, ...]] = {}
                 last, recipients = 0, 0
                 while True:
@@ -585,10 +586,9 @@ class DigestStore:
         since the issue was built) is closed as skipped instead.
         """
         sql = _send_sql(self.engine.dialect)
-        when = _time_binder(self.engine.dialect)
         confirmed = SubscriberState.CONFIRMED.value
         with self.tx() as conn:
-            rows = conn.exec_driver_sql(sql.due.format(limit=int(limit)), (digest_id, when(now), after)).all()
+            rows = conn.exec_driver_sql(sql.due.format(limit=int(limit)), (digest_id, sql.time(now), after)).all()
             skip = [r[0] for r in rows if r[5] != confirmed]
             take = [r for r in rows if r[5] == confirmed]
             if skip:
@@ -596,7 +596,7 @@ class DigestStore:
             if take:
                 conn.exec_driver_sql(
                     sql.claim.format(ids=", ".join([sql.mark] * len(take))),
-                    (worker, when(now + lease), digest_id, *[r[0] for r in take]),
+                    (worker, sql.time(now + lease), digest_id, *[r[0] for r in take]),
                 )
         return [SendClaim(digest_id, r[0], r[4], r[1], r[2] + 1, bool(r[3]), r[6]) for r in take]
 
@@ -686,16 +686,14 @@ class SendRecorder:
         self.worker = worker
         self.bounce_after = bounce_after
         self._sqlite = dialect.name == "sqlite"
-        self._mark = "?" if dialect.paramstyle == "qmark" else "%s"
-        self._time = _time_binder(dialect)
+        self._sql = _send_sql(dialect)
+        self._time = self._sql.time
         self._errors: type[Exception] = dialect.loaded_dbapi.Error
         self._raw = engine.raw_connection()
         # pysqlite runs with isolation_level None (bot.store.make_engine): autocommit
         # unless we BEGIN. psycopg gets the same behaviour here, undone in close().
         if not self._sqlite:
             self._raw.driver_connection.autocommit = True  # type: ignore[union-attr]
-        self._held = f"digest_id = {self._mark} AND claimed_by = {self._mark} AND state IN ('claimed', 'handing_over')"
-        self._sql = _send_sql(dialect)
         # One driver cursor for the recorder's life: a cursor per write was a good part of its CPU.
         self._cursor = self._raw.driver_connection.cursor()  # type: ignore[union-attr]
 
@@ -774,7 +772,7 @@ class SendRecorder:
         return bool(self._run(transaction))
 
     def _outcome(self, cur: Any, outcome: SendOutcome, *, now: datetime, reset_failures: bool) -> None:
-        m = self._mark
+        m = self._sql.mark
         attempts = "CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END" if outcome.released else "attempts"
         doubt = (", possibly_duplicated = " + ("1" if self._sqlite else "TRUE")) if outcome.possibly_duplicated else ""
         is_sent = outcome.state == SendState.SENT.value
@@ -783,7 +781,7 @@ class SendRecorder:
             f"due_at = COALESCE({m}, due_at), attempts = {attempts}"
             + (f", sent_at = {m}" if is_sent else "")
             + doubt
-            + f" WHERE {self._held} AND subscriber_id = {m}",
+            + f" WHERE {self._sql.held} AND subscriber_id = {m}",
             (outcome.state, outcome.error, self._time(outcome.due_at), *((self._time(now),) if is_sent else ()),
              self.digest_id, self.worker, outcome.subscriber_id),
         )
@@ -794,7 +792,7 @@ class SendRecorder:
             self._count_refusal(cur, outcome.subscriber_id, outcome.error or "refused", now=now)
 
     def _count_refusal(self, cur: Any, subscriber_id: int, error: str, *, now: datetime) -> None:
-        m = self._mark
+        m = self._sql.mark
         cur.execute(f"SELECT permanent_failures, state FROM subscribers WHERE id = {m}", (subscriber_id,))
         row = cur.fetchone()
         if row is None:
