@@ -194,6 +194,32 @@ def newest_first(summaries: Iterable[Summary]) -> list[Summary]:
     return sorted(summaries, key=lambda s: s.edited_at, reverse=True)
 
 
+# ---------------------------------------------------------------- feed dates
+
+
+def first_published(source_date: datetime, known_since: datetime) -> datetime:
+    """A summary's published time: the earliest time it is known to have existed.
+
+    `source_date` is the item's date in the feed (its last edit); `known_since`
+    is when the bot first saw it (or the published time stored so far). A first
+    poll finds summaries written long before, so their source date wins; one
+    that appears in a later poll is published when it appeared, or at its
+    source date if that is earlier.
+    """
+    return min(source_date, known_since)
+
+
+def entry_dates(published_at: datetime | None, first_seen_at: datetime, edited_at: datetime) -> tuple[datetime, datetime]:
+    """(published, updated) of a summary's feed entry: the earliest known time and the latest edit.
+
+    `published_at` is None only for rows no poll has written since it was
+    introduced (migration 0002 fills them); it is then derived the same way.
+    Updated is never before published (a source date may lag the bot's clock).
+    """
+    published = published_at if published_at is not None else first_published(edited_at, first_seen_at)
+    return published, max(published, edited_at)
+
+
 # ---------------------------------------------------------------- the digest
 
 #: digest.day_of_week values, Monday first (datetime.weekday() order)

@@ -31,6 +31,7 @@ def feed_entries(app: App, *, force: bool = False, fetch: bool = True) -> list[F
     """
     import dataclasses
 
+    from bot.decide import entry_dates
     from bot.feeds import FeedEntry, stale_entries
     from bot.render.posts import paper_url
 
@@ -42,6 +43,7 @@ def feed_entries(app: App, *, force: bool = False, fetch: bool = True) -> list[F
     light: dict[int, FeedEntry] = {}
     for s in listing:
         d = details.get(s.summary.arxiv_id or "")
+        published, updated = entry_dates(s.published_at, s.first_seen_at, s.summary.edited_at)
         light[s.id] = FeedEntry(
             guid=s.summary.guid,
             title=s.summary.title,
@@ -49,8 +51,8 @@ def feed_entries(app: App, *, force: bool = False, fetch: bool = True) -> list[F
             link=s.summary.link,
             content_html="",
             summary_text="",
-            published=s.first_seen_at,
-            updated=max(s.summary.edited_at, s.first_seen_at),
+            published=published,
+            updated=updated,
             categories=content.categories(s, d),
             paper_url=paper_url(d, s.summary.arxiv_id),
         )

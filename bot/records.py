@@ -253,6 +253,8 @@ class StoredSummary:
     changed_at: datetime
     #: True when a first poll marked it as seen without announcing it
     backfilled: bool
+    #: the earliest time known for it: its first source date or the first poll that found it, whichever is earlier
+    published_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

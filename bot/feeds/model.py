@@ -26,9 +26,9 @@ class FeedEntry:
     content_html: str
     #: a plain-text teaser
     summary_text: str
-    #: when the summary was first seen (aware UTC)
+    #: the earliest time known of the summary: its source date or when the bot first saw it (aware UTC)
     published: datetime
-    #: when the summary was last edited (aware UTC)
+    #: when the summary was last edited: its source date (aware UTC), never before `published`
     updated: datetime
     #: categories of the paper, e.g. ("cs.LG", "stat.ML")
     categories: tuple[str, ...] = ()

@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine, Row
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from bot.decide import PollPlan, day_start, month_start
+from bot.decide import PollPlan, day_start, first_published, month_start
 from bot.errors import StoreError
 from bot.records import (
     Attempt,
@@ -42,7 +42,7 @@ from bot.store.digests import DigestStore
 log = logging.getLogger(__name__)
 
 #: the newest migration; `Store.open` upgrades any older database to it
-HEAD_REVISION = "0001"
+HEAD_REVISION = "0002"
 _MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 
 
@@ -179,6 +179,7 @@ def _stored_from_row(row: Row[Any]) -> StoredSummary:
         version=m["version"],
         changed_at=m["changed_at"],
         backfilled=m["backfilled"],
+        published_at=m.get("published_at"),
     )
 
 
@@ -464,6 +465,7 @@ class Store(DigestStore):
                         "version": 1,
                         "edited_at": s.edited_at,
                         "first_seen_at": now,
+                        "published_at": first_published(s.edited_at, now),
                         "changed_at": now,
                         "backfilled": s.guid in plan.backfilled,
                     }
@@ -496,7 +498,8 @@ class Store(DigestStore):
             edited_ids: dict[str, int] = {}
             for s in plan.edited:
                 row = conn.execute(
-                    sa.select(t.summaries.c.id, t.summaries.c.version).where(t.summaries.c.guid == s.guid)
+                    sa.select(t.summaries.c.id, t.summaries.c.version, t.summaries.c.published_at, t.summaries.c.first_seen_at)
+                    .where(t.summaries.c.guid == s.guid)
                 ).one()
                 version = row.version + 1
                 edited_ids[s.guid] = row.id
@@ -515,6 +518,7 @@ class Store(DigestStore):
                         content_hash=s.content_hash,
                         version=version,
                         edited_at=s.edited_at,
+                        published_at=first_published(s.edited_at, row.published_at or row.first_seen_at),
                         changed_at=now,
                     )
                 )

@@ -93,6 +93,9 @@ summaries = Table(
     Column("version", Integer, nullable=False, default=1),
     Column("edited_at", UtcDateTime, nullable=False),
     Column("first_seen_at", UtcDateTime, nullable=False),
+    # The feeds' published date: the earliest time known for the summary (its first source date or the
+    # bot's first sight, whichever came first). Null only in rows no poll has written since migration 0002.
+    Column("published_at", UtcDateTime),
     Column("changed_at", UtcDateTime, nullable=False),
     # True when the first poll of its source only marked it as seen (not news).
     Column("backfilled", Boolean, nullable=False, default=False),
