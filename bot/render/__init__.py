@@ -106,7 +106,7 @@ class Renderer:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self._html = HtmlRenderer(settings.render.site_base_url)
+        self._html = HtmlRenderer(settings.render.site_base_url, settings.render.image_hosts)
         self._text = TextRenderer()
         self.templates = Templates(settings.render.templates_dir)
 

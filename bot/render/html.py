@@ -19,6 +19,7 @@ from markdown_it.renderer import RendererHTML
 from markdown_it.token import Token
 from markdown_it.utils import EnvType, OptionsDict
 
+from bot.render.images import allowed_hosts, drop_empty_paragraphs, filter_images
 from bot.render.markdown import MAX_SOURCE_CHARS, absolute_url, clean_chars, make_markdown, resolve_links
 
 MATHML_NS = "http://www.w3.org/1998/Math/MathML"
@@ -165,8 +166,10 @@ def _math_rule(display: bool, open_: str, close: str) -> Any:
 class HtmlRenderer:
     """Markdown + LaTeX → sanitised HTML, with the parser and sanitiser built once."""
 
-    def __init__(self, site_base_url: str) -> None:
+    def __init__(self, site_base_url: str, image_hosts: Sequence[str] = ()) -> None:
         self.site_base_url = site_base_url
+        #: hosts images may be shown from (any other image becomes a link: no tracking pixels)
+        self.image_hosts = allowed_hosts(image_hosts, site_base_url)
         self._md = make_markdown()
         for name, display, open_, close in (
             ("math_inline", False, "$", "$"),
@@ -184,6 +187,6 @@ class HtmlRenderer:
         tokens = self._md.parse(source, env)
         resolve_links(tokens, self.site_base_url)
         raw = self._md.renderer.render(tokens, self._md.options, env)
-        clean = self._cleaner.clean(raw)
+        clean = drop_empty_paragraphs(filter_images(self._cleaner.clean(raw), self.image_hosts))
         # html5ever writes U+00A0 as &nbsp;, an entity XML does not know.
         return clean_chars(clean.replace("&nbsp;", "&#160;")).strip()

@@ -122,10 +122,9 @@ class TextRenderer:
             elif t == "hardbreak":
                 parts.append("\n")
             elif t == "image":
-                # Alt text only: the image itself cannot travel in plain text.
-                alt = self._inline(child.children or [])
-                if alt.strip():
-                    parts.append(alt)
+                # Dropped, alt text too: plain text has no image for it to describe, and alt texts
+                # are mostly file names ("screen shot 2017-06-02 at 10 24 45 am").
+                continue
             elif t == "html_inline":
                 opened = _HIDDEN_OPEN.match(child.content)
                 if opened:
