@@ -100,7 +100,7 @@ def test_entry_dates_never_put_updated_before_published() -> None:
 
 
 def test_migration_0002_dates_existing_summaries(db_url: str, tmp_path: Path) -> None:
-    """Rows written before the column existed get the earliest of their first version's date and first sight."""
+    """Rows written before the column existed get the earliest of their first version's date and first sight; old renders go."""
     from alembic import command
     from alembic.config import Config
 
@@ -136,9 +136,16 @@ def test_migration_0002_dates_existing_summaries(db_url: str, tmp_path: Path) ->
                         ).bindparams(when),
                         {"sid": sid, "version": version, "when": edited},
                     )
+            conn.execute(
+                sa.text("INSERT INTO renders (summary_id, content_hash, html, text, rendered_at) VALUES (1, 'h', '<p></p>', 'alt', :when)").bindparams(when),
+                {"when": seen},
+            )
         assert migrate(engine)
         with engine.connect() as conn:
             rows = dict(conn.execute(sa.select(sa.column("id"), sa.column("published_at", UtcDateTime())).select_from(sa.table("summaries"))).all())
+            renders = conn.execute(sa.text("SELECT COUNT(*) FROM renders")).scalar()
     finally:
         engine.dispose()
     assert rows == {1: seen - timedelta(days=30), 2: seen}
+    # Made by an older renderer: rendered again on next use.
+    assert renders == 0

@@ -36,7 +36,7 @@ JSONFEED_VERSION = "https://jsonfeed.org/version/1.1"
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 #: bump when the output format changes, so fingerprints of old files stop matching
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 #: the namespaces an RSS document declares at its root (feedgen: atom, content; dc extension: dc)
 _RSS_NSMAP = {"atom": ATOM_NS, "content": CONTENT_NS, "dc": DC_NS}

@@ -8,6 +8,10 @@ Until now the feeds dated an entry by the poll that first found it, so every
 summary of a first poll shared one date. Existing rows get the earliest time
 known of them: the source date of their first stored version, or the poll that
 found them, whichever is earlier (bot.decide.first_published).
+
+The render cache is emptied: it is keyed by the summary's text only, and the
+renderer of this revision writes different HTML and text (images from other
+hosts become links, no alt text in plain text, no empty paragraphs).
 """
 
 from __future__ import annotations
@@ -33,6 +37,8 @@ def upgrade() -> None:
         " (SELECT MIN(v.edited_at) FROM summary_versions v WHERE v.summary_id = summaries.id)"
     )
     op.execute("UPDATE summaries SET published_at = first_seen_at WHERE published_at IS NULL OR published_at > first_seen_at")
+    # Rendered again on next use, by the renderer of this revision.
+    op.execute("DELETE FROM renders")
 
 
 def downgrade() -> None:
