@@ -118,7 +118,7 @@ class RenderSettings:
     tweet_teaser_chars: int = _s(200, "Longest teaser of an X post before fitting to 280 weighted characters.", minimum=0)
     hashtags: Mapping[str, str] = _s(DEFAULT_HASHTAGS, "Map of arXiv category to hashtag, e.g. cs.LG = \"#MachineLearning\".")
     fixed_hashtags: tuple[str, ...] = _s((), "Hashtags added to every X post, e.g. [\"#ShortScience\"].")
-    image_hosts: tuple[str, ...] = _s(("i.imgur.com",), "Hosts images may be attached from.")
+    image_hosts: tuple[str, ...] = _s(("i.imgur.com",), "Hosts images may come from: attached to posts, shown in feeds (the site itself too; others become links).")
     image_max_bytes: int = _s(5_000_000, "Largest image attached, in bytes.", minimum=1)
     image_timeout_seconds: float = _s(10.0, "Seconds allowed for each step of fetching an image to attach (connect, each read).", minimum=0.1)
 
