@@ -55,6 +55,7 @@ def feed_entries(app: App, *, force: bool = False, fetch: bool = True) -> list[F
             updated=updated,
             categories=content.categories(s, d),
             paper_url=paper_url(d, s.summary.arxiv_id),
+            first_seen=s.first_seen_at,
         )
     need = stale_entries(light.values(), app.settings, force=force)
     wanted = [sid for sid, e in light.items() if e.guid in need]

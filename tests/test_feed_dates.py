@@ -77,7 +77,9 @@ def test_a_summary_seen_appearing_is_published_when_it_appeared_or_at_its_earlie
     appeared = clock.now
     # One whose pubDate lies after the poll that finds it (the site's clock runs ahead), one dated earlier.
     ahead = Item(key="journals/corr/2611.00001", title="Ahead", edited=appeared + timedelta(minutes=5))
-    late = Item(key="journals/corr/2611.00002", title="Late", edited=appeared - timedelta(days=3))
+    # ...and one that shows up late with a date older than the summaries already seen
+    # (the site lists a summary only once it has 2 votes).
+    late = Item(key="journals/corr/2611.00002", title="Late", edited=datetime(2026, 9, 1, tzinfo=UTC))
     source.body = site_feed([ahead, late, *feed])
     poll(app)
     clock.advance(days=1)
@@ -89,6 +91,10 @@ def test_a_summary_seen_appearing_is_published_when_it_appeared_or_at_its_earlie
     assert atom[ahead.guid] == (appeared, clock.now)
     assert atom[late.guid] == (late.edited, late.edited)
     assert atom[feed[0].guid] == (feed[0].edited, feed[0].edited)
+    # The feed lists by discovery, so the late one lands on the open archive page, not in a full one.
+    assert list(atom) == [ahead.guid, late.guid, *(it.guid for it in feed)]
+    archive = etree.parse(str(settings.public_dir / "archive" / "1.atom")).getroot()
+    assert [e.findtext(f"{ATOM}id") for e in archive.iter(f"{ATOM}entry")] == [*(it.guid for it in reversed(feed)), late.guid, ahead.guid]
 
 
 def test_entry_dates_never_put_updated_before_published() -> None:

@@ -67,8 +67,10 @@ def _url(base: str, path: str) -> str:
 
 def _newest_first(entries: Iterable[FeedEntry]) -> list[FeedEntry]:
     # Newest by first-seen time, so an edit updates an entry in place instead
-    # of bumping it to the top; the guid breaks ties deterministically.
-    return sorted(entries, key=lambda e: (e.published, e.guid), reverse=True)
+    # of bumping it to the top, and a summary that shows up late with an old
+    # date lands on the open archive page, never in a full one. Entries seen by
+    # one poll go by date; the guid breaks ties deterministically.
+    return sorted(entries, key=lambda e: (e.first_seen or e.published, e.published, e.guid), reverse=True)
 
 
 def _unique(entries: Iterable[FeedEntry]) -> list[FeedEntry]:
@@ -94,7 +96,8 @@ def plan_feeds(entries: Iterable[FeedEntry], settings: Settings) -> list[FeedFil
     files: list[FeedFile] = []
     # Floats and strings pickle fast, datetimes do not; computed once per entry,
     # though an entry sits in several files (main, categories, archive). The
-    # first-seen time never changes for a guid, so it is left out.
+    # first-seen time never changes for a guid, and published moves only with
+    # an edit (which moves updated), so both are left out.
     ident = [(e.guid, e.updated.timestamp(), e.categories, e.paper_url) for e in newest]
 
     def feed(

@@ -34,6 +34,8 @@ class FeedEntry:
     categories: tuple[str, ...] = ()
     #: the paper's page, e.g. https://arxiv.org/abs/1803.08494
     paper_url: str | None = None
+    #: when the bot first saw the summary (aware UTC): orders the feeds and the archive; None: `published`
+    first_seen: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
