@@ -212,8 +212,8 @@ def first_published(source_date: datetime, known_since: datetime) -> datetime:
 def entry_dates(published_at: datetime | None, first_seen_at: datetime, edited_at: datetime) -> tuple[datetime, datetime]:
     """(published, updated) of a summary's feed entry: the earliest known time and the latest edit.
 
-    `published_at` is None only for rows no poll has written since it was
-    introduced (migration 0002 fills them); it is then derived the same way.
+    `published_at` is the stored value (migration 0002 and every poll fill it;
+    None is derived the same way, as a fallback).
     Updated is never before published (a source date may lag the bot's clock).
     """
     published = published_at if published_at is not None else first_published(edited_at, first_seen_at)

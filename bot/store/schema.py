@@ -94,7 +94,8 @@ summaries = Table(
     Column("edited_at", UtcDateTime, nullable=False),
     Column("first_seen_at", UtcDateTime, nullable=False),
     # The feeds' published date: the earliest time known for the summary (its first source date or the
-    # bot's first sight, whichever came first). Null only in rows no poll has written since migration 0002.
+    # bot's first sight, whichever came first). Nullable only so migration 0002 could add it in place on
+    # SQLite (a table rebuild there would cascade-delete); the migration and every poll fill it.
     Column("published_at", UtcDateTime),
     Column("changed_at", UtcDateTime, nullable=False),
     # True when the first poll of its source only marked it as seen (not news).
