@@ -101,7 +101,7 @@ def unauthorized(*, path: str = "/api/v1/statuses", method: str = "POST") -> Fau
 
 
 def unprocessable(message: str = "Validation failed: Text character limit of 500 exceeded") -> Fault:
-    return Fault(status=422, body={"error": message})
+    return Fault(status=422, body={"error": message}, path="/api/v1/statuses")
 
 
 def held() -> Fault:

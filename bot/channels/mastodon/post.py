@@ -186,8 +186,12 @@ def fit_status(
 
 def _shrink(f: StatusFields, name: str, fits: Callable[[StatusFields], bool]) -> StatusFields:
     """`f` with field `name` cut (between words, with …) to the longest that fits, or emptied."""
-    short, _ = shorten(getattr(f, name), lambda t: fits(dataclasses.replace(f, **{name: t})))
-    return dataclasses.replace(f, **{name: short})
+    def with_value(value: str) -> StatusFields:
+        changes: dict[str, Any] = {name: value}
+        return dataclasses.replace(f, **changes)
+
+    short, _ = shorten(getattr(f, name), lambda t: fits(with_value(t)))
+    return with_value(short)
 
 
 # --------------------------------------------------------------------------- the post of a summary

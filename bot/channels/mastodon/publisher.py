@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 import requests
@@ -190,10 +191,7 @@ class MastodonPublisher:
         oldest = since - timedelta(minutes=1) if since is not None else None
         max_id: Any = None
         for _ in range(RECONCILE_MAX_PAGES if since is not None else 1):
-            page = self._call(
-                lambda max_id=max_id: self._client.account_statuses(account_id, limit=PAGE_SIZE, max_id=max_id),
-                sending=False,
-            )
+            page = self._call(partial(self._client.account_statuses, account_id, limit=PAGE_SIZE, max_id=max_id), sending=False)
             statuses = list(page or ())
             for status in statuses:
                 if _carries_link(status, post.link):
@@ -232,7 +230,7 @@ class MastodonPublisher:
                 return media
             self._sleep(1.0)
             media_id = _field(media, "id")
-            media = self._call(lambda media_id=media_id: self._client.media(media_id), sending=False)
+            media = self._call(partial(self._client.media, media_id), sending=False)
         if _field(media, "url"):
             return media
         raise PermanentPublishError("Mastodon had not processed the image after 10 seconds")
