@@ -384,9 +384,11 @@ def test_fitting_drops_hashtags_first_then_cuts_the_teaser_between_words() -> No
 def test_the_content_warning_counts_towards_the_limit() -> None:
     plain = "word " * 200
     with_cw = MastodonSettings(spoiler_text="Long content warning " * 3)
-    rendered = mastodon_post(Templates(), summary(), None, plain, settings=with_cw, render=RenderSettings())
-    assert status_length(rendered.post.text, spoiler_text=with_cw.spoiler_text) <= 500
-    assert mastodon_length(rendered.post.text, with_cw.spoiler_text) <= 500
+    tight = StatusLimits(max_characters=200)
+    rendered = mastodon_post(Templates(), summary(), None, plain, settings=with_cw, render=RenderSettings(), limits=tight)
+    assert status_length(rendered.post.text) > 200 - len(with_cw.spoiler_text) - 10
+    assert status_length(rendered.post.text, spoiler_text=with_cw.spoiler_text) <= 200
+    assert mastodon_length(rendered.post.text, with_cw.spoiler_text) <= 200
 
 
 def test_a_post_that_cannot_fit_is_a_render_error() -> None:
