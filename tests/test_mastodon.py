@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import socket
+import subprocess
+import sys
+import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -14,6 +19,7 @@ from conftest import FakeClock
 from fake_mastodon import (
     FakeMastodon,
     Fault,
+    held,
     mastodon_length,
     rate_limited,
     server_error,
@@ -117,6 +123,56 @@ def test_a_retry_after_a_lost_answer_gets_the_original_status(fake: FakeMastodon
     again = p.publish(post())
     assert again.post_id == fake.statuses[0]["id"]
     assert len(fake.statuses) == 1
+
+
+def test_the_key_holds_for_the_servers_window_only(fake: FakeMastodon, clock: FakeClock) -> None:
+    # Why reconciliation reads back first and resends only within 55 minutes.
+    p = publisher(fake, clock)
+    p.publish(post())
+    clock.advance(minutes=61)
+    p.publish(post())
+    assert len(fake.statuses) == 2
+
+
+def test_a_held_answer_leaves_the_status_made_while_the_client_waits(fake: FakeMastodon, clock: FakeClock) -> None:
+    fake.fail(held())
+    outcome: list[object] = []
+    worker = threading.Thread(target=lambda: outcome.append(publisher(fake, clock).publish(post())))
+    worker.start()
+    for _ in range(500):
+        if fake.held:
+            break
+        time.sleep(0.01)
+    assert fake.held == 1 and len(fake.statuses) == 1 and outcome == []
+    fake.release()
+    worker.join(10)
+    assert outcome and getattr(outcome[0], "post_id", None) == fake.statuses[0]["id"]
+
+
+def test_the_stand_in_refuses_a_status_over_the_limit_as_mastodon_does(fake: FakeMastodon, clock: FakeClock) -> None:
+    text = "x" * 480 + " " + LINK  # 480 + 1 + 23 as Mastodon counts: 504
+    with pytest.raises(PermanentPublishError, match="Text character limit of 500 exceeded"):
+        publisher(fake, clock).publish(post(text))
+    publisher(fake, clock).publish(post("x" * 476 + " " + LINK))
+    assert len(fake.statuses) == 1
+
+
+def test_the_stand_in_runs_as_a_process() -> None:
+    script = Path(__file__).with_name("fake_mastodon.py")
+    proc = subprocess.Popen([sys.executable, str(script), "--port", "0", "--token", TOKEN], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        port = int(proc.stdout.readline())
+        base = f"http://127.0.0.1:{port}"
+        p = MastodonPublisher(api_base_url=base, access_token=TOKEN, timeout=5.0)
+        published = p.publish(post())
+        posts = httpx.get(f"{base}/_fake/posts", timeout=5.0).json()
+        assert [s["id"] for s in posts] == [published.post_id]
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        if proc.stdout is not None:
+            proc.stdout.close()
 
 
 # ---- errors ----
