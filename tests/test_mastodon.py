@@ -437,6 +437,16 @@ def test_fitting_drops_hashtags_first_then_cuts_the_teaser_between_words() -> No
     assert teaser.endswith("word…")
 
 
+def test_a_long_word_is_dropped_whole_rather_than_cut() -> None:
+    plain = "Intro " + "x" * 300 + " outro"
+    tight = StatusLimits(max_characters=250)
+    rendered = mastodon_post(Templates(), summary(), None, plain, settings=MastodonSettings(), render=RenderSettings(), limits=tight)
+    assert rendered.post.text.split("\n\n")[1] == "Intro…"
+    # Also where the teaser is first cut to teaser_chars (300).
+    roomy = mastodon_post(Templates(), summary(), None, plain, settings=MastodonSettings(), render=RenderSettings())
+    assert roomy.post.text.split("\n\n")[1] == "Intro…"
+
+
 def test_the_content_warning_counts_towards_the_limit() -> None:
     plain = "word " * 200
     with_cw = MastodonSettings(spoiler_text="Long content warning " * 3)

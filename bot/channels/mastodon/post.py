@@ -26,6 +26,7 @@ from bot.render import RenderedPost, authors_line
 from bot.render.posts import (
     NAME_MAX,
     TITLE_MAX,
+    cut_at,
     cut_words,
     extract_urls_with_indices,
     finish,
@@ -190,8 +191,32 @@ def _shrink(f: StatusFields, name: str, fits: Callable[[StatusFields], bool]) ->
         changes: dict[str, Any] = {name: value}
         return dataclasses.replace(f, **changes)
 
-    short, _ = shorten(getattr(f, name), lambda t: fits(with_value(t)))
-    return with_value(short)
+    return with_value(_cut_between_words(getattr(f, name), lambda t: fits(with_value(t))))
+
+
+def _teaser(prose: str, most: int) -> str:
+    """The summary's prose cut to `most` characters between words (only its head can survive: no need to scan the rest)."""
+    if len(prose) <= most:
+        return prose
+    return _cut_between_words(prose[: most + 1], lambda t: len(t) <= most)
+
+
+def _cut_between_words(text: str, fits: Callable[[str], bool]) -> str:
+    """The longest cut of `text` at a space (with …) that fits; only a text without one that fits is cut between characters."""
+    if fits(text):
+        return text
+    cuts = [i for i in range(1, len(text)) if text[i].isspace() and not text[i - 1].isspace()]
+    lo, hi, best = 0, len(cuts) - 1, None
+    while lo <= hi:  # fits() is monotone enough in the cut: a shorter text counts less
+        mid = (lo + hi) // 2
+        if fits(cut_at(text, cuts[mid])):
+            best, lo = cuts[mid], mid + 1
+        else:
+            hi = mid - 1
+    if best is not None:
+        return cut_at(text, best)
+    # One run without spaces (CJK, say): between characters (never inside a grapheme), as X posts do.
+    return shorten(text, fits)[0]
 
 
 # --------------------------------------------------------------------------- the post of a summary
@@ -221,7 +246,7 @@ def mastodon_post(
     fields = StatusFields(
         title=field(summary.title, TITLE_MAX),
         credit=field(paper_credit(details), NAME_MAX),
-        teaser=cut_words(prose, settings.teaser_chars),
+        teaser=_teaser(prose, settings.teaser_chars),
         author=field(summary.author, NAME_MAX) or "Anonymous",
         link=link,
         hashtags=tuple(hashtags_for(categories, render)),
