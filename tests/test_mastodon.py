@@ -39,10 +39,10 @@ from bot.channels.mastodon.post import (
     status_length,
 )
 from bot.channels.mastodon.publisher import MastodonPublisher, alt_text, idempotency_key
+from bot.channels.mastodon.publisher import image_fetcher as bound_image_fetcher
 from bot.channels.mastodon.settings import ENV_VARS, MastodonSettings
 from bot.errors import AuthPublishError, PermanentPublishError, RenderError, TransientPublishError
 from bot.publishers.base import Publisher
-from bot.publishers.images import fetch_image
 from bot.records import PaperDetails, Post, Summary
 from bot.render.templates import Templates
 from bot.settings import RenderSettings, Settings
@@ -327,9 +327,18 @@ def test_check_with_a_bad_token_is_an_auth_error(fake: FakeMastodon, clock: Fake
 
 
 def image_fetcher(fake: FakeMastodon) -> Any:
-    settings = Settings(render=RenderSettings(image_hosts=("127.0.0.1",), image_timeout_seconds=5.0))
-    client = httpx.Client()
-    return lambda url: fetch_image(url, settings, client)
+    return bound_image_fetcher(Settings(render=RenderSettings(image_hosts=("127.0.0.1",), image_timeout_seconds=5.0)))
+
+
+def test_built_from_settings(fake: FakeMastodon, clock: FakeClock) -> None:
+    channel = MastodonSettings(visibility="unlisted", language="de", spoiler_text="CW", images=True)
+    settings = Settings(render=RenderSettings(image_hosts=("127.0.0.1",)))
+    p = MastodonPublisher.from_settings(channel, settings, api_base_url=fake.url, access_token=TOKEN, now=clock)
+    fake.files["/img/figure.png"] = (200, "image/png", png())
+    p.publish(post(image_url=f"{fake.url}/img/figure.png"))
+    form = fake.requests_to("POST", "/api/v1/statuses")[0].form()
+    assert (form["visibility"], form["language"], form["spoiler_text"]) == ("unlisted", "de", "CW")
+    assert len(fake.media) == 1
 
 
 def test_an_image_is_uploaded_with_alt_text_and_attached(fake: FakeMastodon, clock: FakeClock) -> None:

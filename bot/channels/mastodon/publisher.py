@@ -23,6 +23,7 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
 
+import httpx
 import requests
 from mastodon import (
     Mastodon,
@@ -35,9 +36,12 @@ from mastodon import (
 )
 
 from bot.channels.mastodon.post import CHANNEL, StatusLimits, limits_from_instance
+from bot.channels.mastodon.settings import MastodonSettings
 from bot.errors import AuthPublishError, ConfigError, PermanentPublishError, PublishError, TransientPublishError
+from bot.publishers.images import fetch_image
 from bot.publishers.transport import never_sent, redact
 from bot.records import Post, Published
+from bot.settings import Settings
 from bot.sources.fetch import parse_retry_after
 
 log = logging.getLogger(__name__)
@@ -119,6 +123,28 @@ class MastodonPublisher:
             mastodon_version=ASSUMED_VERSION,
             version_check_mode="created",
             session=self._session,
+        )
+
+    @classmethod
+    def from_settings(
+        cls,
+        channel: MastodonSettings,
+        settings: Settings,
+        *,
+        api_base_url: str,
+        access_token: str,
+        now: Callable[[], datetime] = _utcnow,
+    ) -> MastodonPublisher:
+        """The publisher the settings describe (the variables passed in, until Env declares them)."""
+        return cls(
+            api_base_url=api_base_url,
+            access_token=access_token,
+            timeout=channel.timeout_seconds,
+            visibility=channel.visibility,
+            language=channel.language,
+            spoiler_text=channel.spoiler_text,
+            now=now,
+            fetch_image=image_fetcher(settings) if channel.images else None,
         )
 
     # ---- the Publisher interface ----
@@ -300,6 +326,18 @@ class MastodonPublisher:
         if sending:
             kind += "; nothing was sent" if unsent else "; the post may or may not have gone out"
         return TransientPublishError(redact(f"Mastodon API {kind}", self._secrets), maybe_sent=sending and not unsent)
+
+
+def image_fetcher(settings: Settings) -> ImageFetcher:
+    """The project's image fetcher (allowed hosts, size and type checks) with one HTTP client, made on first use."""
+    client: list[httpx.Client] = []
+
+    def fetch(url: str) -> tuple[bytes, str]:
+        if not client:
+            client.append(httpx.Client(timeout=settings.render.image_timeout_seconds))
+        return fetch_image(url, settings, client[0])
+
+    return fetch
 
 
 def alt_text(post: Post) -> str:
