@@ -296,6 +296,19 @@ def test_reconcile_after_a_held_answer_finds_the_status_and_posts_nothing(fake: 
     assert len(fake.requests_to("POST", "/api/v1/statuses")) == 1
 
 
+def test_reconcile_ignores_an_earlier_status_of_the_same_summary(fake: FakeMastodon, clock: FakeClock) -> None:
+    # The summary was posted before; an edit republished it, and that delivery crashed.
+    earlier = fake.add_status(TEXT.replace("grows", "grew"))
+    clock.advance(days=2)
+    since = clock.now
+    clock.advance(hours=2)
+    assert publisher(fake, clock).reconcile(post(), since=since) is None
+    clock.advance(hours=-1, minutes=-50)
+    resent = publisher(fake, clock).reconcile(post(), since=since)
+    assert resent is not None and resent.post_id != earlier["id"]
+    assert len(fake.statuses) == 2
+
+
 def test_reconcile_that_cannot_read_back_to_since_proves_nothing(fake: FakeMastodon, clock: FakeClock) -> None:
     since = clock.now
     for n in range(25 * 40 + 5):

@@ -217,15 +217,18 @@ class MastodonPublisher:
         oldest = since - timedelta(minutes=1) if since is not None else None
         max_id: Any = None
         for _ in range(RECONCILE_MAX_PAGES if since is not None else 1):
-            page = self._call(partial(self._client.account_statuses, account_id, limit=PAGE_SIZE, max_id=max_id), sending=False)
+            page = self._call(
+                partial(self._client.account_statuses, account_id, limit=PAGE_SIZE, max_id=max_id, exclude_reblogs=True),
+                sending=False,
+            )
             statuses = list(page or ())
             for status in statuses:
-                if _carries_link(status, post.link):
+                # A status older than the delivery announced the summary before (an edit republishes it): not ours.
+                if _carries_link(status, post.link) and not _older(status, oldest):
                     return _published(status), True
             if not statuses:
                 return None, True
-            created = _as_datetime(_field(statuses[-1], "created_at"))
-            if oldest is not None and created is not None and created < oldest:
+            if _older(statuses[-1], oldest):
                 return None, True
             max_id = _field(statuses[-1], "id")
         return None, False
@@ -363,6 +366,11 @@ def _carries_link(status: Any, link: str) -> bool:
         if isinstance(value, str) and link in html.unescape(value):
             return True
     return False
+
+
+def _older(status: Any, oldest: datetime | None) -> bool:
+    created = _as_datetime(_field(status, "created_at"))
+    return oldest is not None and created is not None and created < oldest
 
 
 def _field(value: Any, key: str) -> Any:
