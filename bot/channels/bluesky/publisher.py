@@ -162,14 +162,20 @@ class BlueskyPublisher:
             data, media_type = self._fetch_image(post.image_url)
             if len(data) > THUMB_MAX_BYTES:
                 raise PermanentPublishError(f"image of {len(data)} bytes is over the card's {THUMB_MAX_BYTES}", status=None, code=None)
+            # Raw bytes as httpx's `content`: the SDK's upload_blob passes them as `data`, which httpx deprecates.
             out = self._call(
                 "Bluesky refused the image upload",
-                lambda: self._client.com.atproto.repo.upload_blob(data, headers={"Content-Type": media_type}),
+                lambda: self._client.invoke_procedure(
+                    "com.atproto.repo.uploadBlob", content=data, headers={"Content-Type": media_type}, output_encoding="application/json"
+                ),
             )
         except PublishError as exc:
             log.warning("Bluesky post goes out without its card image: %s", self._redact(str(exc)))
             return None
-        blob: dict[str, Any] = out.blob.model_dump(by_alias=True, mode="json")
+        blob = out.content.get("blob") if isinstance(out.content, dict) else None
+        if not isinstance(blob, dict):
+            log.warning("Bluesky post goes out without its card image: the upload's answer has no blob")
+            return None
         return blob
 
     def _web_url(self, key: str) -> str:
