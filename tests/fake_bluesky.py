@@ -30,8 +30,7 @@ from typing import Any
 from urllib.parse import quote
 
 import regex
-
-from fake_x import Answer, Fault, FakeHTTPServer, Recorded, json_answer
+from fake_x import Answer, FakeHTTPServer, Fault, Recorded, json_answer
 
 XRPC = "/xrpc/"
 TID_RE = regex.compile(r"[234567abcdefghij][234567abcdefghijklmnopqrstuvwxyz]{12}")

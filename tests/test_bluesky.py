@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 import regex
+from fake_bluesky import FakeBluesky, held_after_create, invalid_request, rate_limited, server_error
+from fake_x import Fault, png
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -29,8 +31,6 @@ from bot.errors import AuthPublishError, ConfigError, PermanentPublishError, Tra
 from bot.records import PaperDetails, Post, Summary
 from bot.render.templates import Templates
 from bot.settings import RenderSettings
-from fake_bluesky import FakeBluesky, held_after_create, invalid_request, rate_limited, server_error
-from fake_x import Fault, png
 
 LINK = "https://www.shortscience.org/paper?bibtexKey=journals/corr/HeZRS15#joseph"
 NOW = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)

@@ -149,9 +149,13 @@ def fit_post(render: Callable[[BlueskyFields], str], fields: BlueskyFields) -> t
         if fits(text_of(f)):
             break
         value = getattr(f, name)
-        short = word_cut(value, lambda t, name=name: fits(text_of(dataclasses.replace(f, **{name: t}))))  # type: ignore[misc]
+
+        def ok(candidate: str, name: str = name, f: BlueskyFields = f) -> bool:
+            return fits(text_of(_with(f, name, candidate)))
+
+        short = word_cut(value, ok)
         warnings.append(f"{name} {'shortened' if short else 'dropped'} to fit {GRAPHEMES_MAX} graphemes")
-        f = dataclasses.replace(f, **{name: short})
+        f = _with(f, name, short)
     text = text_of(f)
     if not fits(text):
         raise RenderError(
@@ -159,6 +163,11 @@ def fit_post(render: Callable[[BlueskyFields], str], fields: BlueskyFields) -> t
             f"({graphemes(text)} graphemes with everything else removed): shorten the template's fixed text"
         )
     return text, f, warnings
+
+
+def _with(f: BlueskyFields, name: str, value: str) -> BlueskyFields:
+    changes: dict[str, Any] = {name: value}
+    return dataclasses.replace(f, **changes)
 
 
 def render_post(
