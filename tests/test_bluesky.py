@@ -417,6 +417,18 @@ def test_every_post_fits_and_its_facets_cover_exactly_link_and_tags(
     assert starts == sorted(starts)
 
 
+def test_the_byte_limit_binds_where_graphemes_are_long() -> None:
+    family = "👨\u200d👩\u200d👧\u200d👦"  # one grapheme, 25 bytes
+    teaser = family * 250  # a word boundary between any two
+    rendered = render_post(
+        TEMPLATES, summary("Families", "A", LINK), None, teaser, channel=BlueskySettings(teaser_chars=400), render=RenderSettings()
+    )
+    text = rendered.post.text
+    assert graphemes(text) < GRAPHEMES_MAX  # the graphemes would have allowed more
+    assert BYTES_MAX - 30 <= len(text.encode("utf-8")) <= BYTES_MAX
+    assert text.endswith(LINK) and "teaser shortened to fit 300 graphemes" in rendered.warnings
+
+
 @settings(max_examples=200, deadline=None)
 @given(text=texts, limit=st.integers(min_value=0, max_value=120))
 def test_word_cuts_never_split_a_grapheme(text: str, limit: int) -> None:
