@@ -12,6 +12,7 @@ appear in what it raises or logs.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -80,6 +81,8 @@ class BlueskyPublisher:
         self._client.on_session_change(self._session_changed)
         self._did: str | None = None
         self._started = False
+        # Threads sharing a publisher must not each log in (the PDS counts logins per account).
+        self._session_lock = threading.Lock()
 
     # ---- the Publisher interface ----
 
@@ -193,8 +196,12 @@ class BlueskyPublisher:
 
     def _start(self) -> None:
         """Take up the saved session once; log in only without one that belongs to this account."""
-        if self._started:
-            return
+        with self._session_lock:
+            if not self._started:
+                self._take_up_session()
+                self._started = True
+
+    def _take_up_session(self) -> None:
         saved = self._vault.load()
         session: Session | None = None
         if saved:
@@ -206,7 +213,6 @@ class BlueskyPublisher:
             self._client.login(session_string=saved, fetch_bsky_profile=False)
         else:
             self._login()
-        self._started = True
 
     def _login(self) -> None:
         log.info("Bluesky: logging in as @%s", self._handle)
@@ -221,6 +227,10 @@ class BlueskyPublisher:
 
     def _renew(self) -> None:
         """Refresh the session with its refresh token; log in again when the PDS refuses that too."""
+        with self._session_lock:
+            self._renew_locked()
+
+    def _renew_locked(self) -> None:
         try:
             # The SDK refreshes by itself only when the token's own expiry says so; a PDS that
             # revoked it earlier answers ExpiredToken, and the SDK has no public call for that.
