@@ -20,10 +20,11 @@ from bot.channels.bluesky.post import (
     GRAPHEMES_MAX,
     facets,
     graphemes,
+    problems,
     render_post,
     word_cut,
 )
-from bot.channels.bluesky.publisher import BlueskyPublisher
+from bot.channels.bluesky.publisher import BlueskyPublisher, make_publisher
 from bot.channels.bluesky.settings import BlueskySettings, check_settings
 from bot.channels.bluesky.tid import TID_PATTERN, record_key, tid, tid_parts
 from bot.channels.bluesky.vault import MemoryVault
@@ -352,6 +353,15 @@ def test_check_with_bad_credentials_is_an_auth_error(pds: FakeBluesky) -> None:
         publisher(pds, app_password="nope-nope-nope").check()
 
 
+def test_make_publisher_reads_the_settings_it_will_be_wired_to(pds: FakeBluesky) -> None:
+    from types import SimpleNamespace
+
+    env = SimpleNamespace(bluesky_service_url=pds.url, bluesky_handle=pds.handle, bluesky_app_password=pds.password)
+    pub = make_publisher(SimpleNamespace(env=env, bluesky=BlueskySettings(langs=("fr",))), vault=MemoryVault(), now=lambda: NOW)
+    pub.publish(a_post())
+    assert creates(pds)[0].json()["record"]["langs"] == ["fr"]
+
+
 def test_langs_setting_is_checked() -> None:
     check_settings(BlueskySettings(langs=("en", "pt-BR")))
     with pytest.raises(ConfigError, match="1 to 3"):
@@ -427,6 +437,8 @@ def test_the_byte_limit_binds_where_graphemes_are_long() -> None:
     assert graphemes(text) < GRAPHEMES_MAX  # the graphemes would have allowed more
     assert BYTES_MAX - 30 <= len(text.encode("utf-8")) <= BYTES_MAX
     assert text.endswith(LINK) and "teaser shortened to fit 300 graphemes" in rendered.warnings
+    assert problems(text) == []
+    assert problems(text + family * 20) == [f"post is not a valid Bluesky post ({graphemes(text) + 20}/300 graphemes, {len(text.encode()) + 500}/3000 bytes)"]
 
 
 @settings(max_examples=200, deadline=None)

@@ -70,6 +70,13 @@ def fits(text: str) -> bool:
     return bool(text) and len(text.encode("utf-8")) <= BYTES_MAX and graphemes(text) <= GRAPHEMES_MAX
 
 
+def problems(text: str) -> list[str]:
+    """What Bluesky would refuse in `text` (for `preview` and post_warnings); empty when it fits."""
+    if fits(text):
+        return []
+    return [f"post is not a valid Bluesky post ({graphemes(text)}/{GRAPHEMES_MAX} graphemes, {len(text.encode('utf-8'))}/{BYTES_MAX} bytes)"]
+
+
 def word_cut(text: str, ok: Callable[[str], bool], *, scan: int | None = None) -> str:
     """The longest head of `text` cut at a word boundary (with "…") for which ok() holds; '' if none.
 

@@ -327,3 +327,24 @@ def _session_trouble(exc: BaseException) -> bool:
         return True
     status = _status(exc)
     return status == 401 or (status == 400 and _xrpc_error(exc) in _SESSION_ERRORS)
+
+
+def make_publisher(
+    settings: Any,
+    *,
+    vault: SessionVault,
+    now: Callable[[], datetime] = _utcnow,
+    fetch_image: Callable[[str], tuple[bytes, str]] | None = None,
+) -> BlueskyPublisher:
+    """The live publisher from the bot's Settings (``env.bluesky_*`` and the ``bluesky`` section): the registry's one line."""
+    env, channel = settings.env, settings.bluesky
+    return BlueskyPublisher(
+        service_url=env.bluesky_service_url,
+        handle=env.bluesky_handle,
+        app_password=env.bluesky_app_password,
+        vault=vault,
+        timeout=channel.timeout_seconds,
+        langs=channel.langs,
+        now=now,
+        fetch_image=fetch_image if channel.images else None,
+    )
