@@ -102,6 +102,8 @@ class FakeBluesky(FakeHTTPServer):
         self.blobs: dict[str, tuple[str, bytes]] = {}
         self.sessions_created = 0
         self.refreshes = 0
+        #: every token pair handed out (createSession and refreshSession answers), in order
+        self.issued: list[dict[str, Any]] = []
         self._serial = itertools.count(1)
         self._access: dict[str, bool] = {}  # token → still good
         self._refresh: dict[str, bool] = {}
@@ -111,6 +113,7 @@ class FakeBluesky(FakeHTTPServer):
         self.blobs.clear()
         self.sessions_created = 0
         self.refreshes = 0
+        self.issued.clear()
         self._access.clear()
         self._refresh.clear()
 
@@ -140,6 +143,7 @@ class FakeBluesky(FakeHTTPServer):
         refresh = self._jwt("com.atproto.refresh", 90 * 86400)
         self._access[access] = True
         self._refresh[refresh] = True
+        self.issued.append({"accessJwt": access, "refreshJwt": refresh})
         return {"accessJwt": access, "refreshJwt": refresh, "handle": self.handle, "did": self.did, "active": True}
 
     def _bearer(self, request: Recorded) -> str | None:

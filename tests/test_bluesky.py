@@ -80,7 +80,7 @@ def test_publish_sends_the_record_under_its_key_with_facets_card_and_langs(pds: 
     (request,) = creates(pds)
     session = pds.requests_to("POST", "/xrpc/com.atproto.server.createSession")
     assert len(session) == 1
-    assert request.headers["authorization"].startswith("Bearer ey")
+    assert request.headers["authorization"] == "Bearer " + pds.issued[0]["accessJwt"]
     body = request.json()
     key = record_key(post)
     assert body["rkey"] == key and TID_PATTERN.fullmatch(key)
@@ -162,7 +162,11 @@ def test_an_expired_access_token_is_refreshed_not_logged_in_again(pds: FakeBlues
 
     assert pds.refreshes == 1 and pds.sessions_created == 1
     assert len(pds.records) == 2
+    refresh = pds.requests_to("POST", "/xrpc/com.atproto.server.refreshSession")[0]
+    assert refresh.headers["authorization"] == "Bearer " + pds.issued[0]["refreshJwt"]
+    assert creates(pds)[-1].headers["authorization"] == "Bearer " + pds.issued[1]["accessJwt"]
     assert vault.session != before and vault.saves == 2  # the rotated tokens are kept
+    assert pds.issued[1]["refreshJwt"] in (vault.session or "")
 
 
 def test_the_sdk_refreshes_a_token_whose_own_expiry_has_come(pds: FakeBluesky) -> None:
