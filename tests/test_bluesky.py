@@ -309,6 +309,15 @@ def test_rate_limit_waits_until_the_reset_time(pds: FakeBluesky) -> None:
     assert pds.requests_to("GET", "/xrpc/com.atproto.repo.getRecord") == []
 
 
+def test_a_rate_limited_login_waits_too(pds: FakeBluesky) -> None:
+    reset = int(time.time()) + 300
+    pds.fail(rate_limited(reset, nsid="com.atproto.server.createSession"))
+    with pytest.raises(TransientPublishError) as info:
+        publisher(pds).publish(a_post())
+    assert info.value.retry_at == datetime.fromtimestamp(reset, UTC)
+    assert creates(pds) == []
+
+
 def test_a_5xx_without_the_record_is_transient(pds: FakeBluesky) -> None:
     pds.fail(server_error(503))
     with pytest.raises(TransientPublishError) as info:
