@@ -42,7 +42,7 @@ from bot.store.digests import DigestStore
 log = logging.getLogger(__name__)
 
 #: the newest migration; `Store.open` upgrades any older database to it
-HEAD_REVISION = "0002"
+HEAD_REVISION = "0003"
 _MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 
 

@@ -283,3 +283,13 @@ rate_limits = Table(
     Column("count", Integer, nullable=False, default=0),
 )
 
+
+# A channel's saved login session (Bluesky's), encrypted: it holds live tokens
+# (bot.store.sessions). One row per channel, replaced at each login or refresh.
+channel_sessions = Table(
+    "channel_sessions",
+    metadata,
+    Column("channel", String(32), primary_key=True),
+    Column("data", Text, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
