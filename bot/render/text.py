@@ -39,7 +39,7 @@ _TAG_START = re.compile(r"<(?=[A-Za-z/!?])")
 # definition) keep their words, and headings or list markers that lost their line break become one.
 _LINK_LEFT = re.compile(r"\[([^\[\]\n]{1,500})\](?:\((?:[^()\s]|\([^()\s]*\)){0,2000}\)|\[[^\[\]\n]{0,200}\])")
 _HEADING_LEFT = re.compile(r"(?:^|(?<=\s))#{1,6}(?=\s)")
-_BULLET_LEFT = re.compile(r"(?:^|(?<=\s))[*+](?=\s)")
+_BULLET_LEFT = re.compile(r"(?:^|(?<=\s))\*(?=\s)")
 _HIDDEN_OPEN = re.compile(r"<(script|style|iframe|textarea|title|noscript|template)\b[^>]*(?<!/)>", re.I)
 
 _strip_html = nh3.Cleaner(tags=set(), clean_content_tags={"script", "style", "iframe", "object", "noscript", "template", "textarea", "title"})
