@@ -167,6 +167,19 @@ def test_too_many_formulas_are_shown_as_source_still_sanitised(renderer: Rendere
     assert "<script" not in out and "alert" not in out
     within = html(renderer, " ".join(["$x^2$"] * MAX_MATH_SPANS))
     assert within.count("<math") == MAX_MATH_SPANS
+    # The plain text takes the same cheap path: markup dropped, not converted (no "x²").
+    plain = renderer.text(summary(" ".join(["$x^2$"] * (MAX_MATH_SPANS + 1))))
+    assert plain == " ".join(["x2"] * (MAX_MATH_SPANS + 1))
+
+
+def test_too_much_tex_is_shown_as_source(renderer: Renderer) -> None:
+    from bot.render.markdown import MAX_MATH_CHARS
+
+    formula = "x^{" + "{" * 50 + "y" + "}" * 50 + "}"
+    count = MAX_MATH_CHARS // len(formula) + 1
+    out = html(renderer, " ".join([f"${formula}$"] * count))
+    assert "<math" not in out and out.count('<code class="tex">') == count
+    assert "<math" in html(renderer, " ".join([f"${formula}$"] * (count - 1)))
 
 
 def test_too_many_tags_are_removed_before_sanitising(renderer: Renderer) -> None:

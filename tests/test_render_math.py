@@ -64,7 +64,11 @@ def to_latex(node: Node) -> str:
 _UNSUP = {v: "−" if k == "-" else k for k, v in _SUP.items()}
 _UNSUB = {v: "−" if k == "-" else k for k, v in _SUB.items()}
 _TOKENS = re.compile(
-    "(?P<ident>[A-Za-z0-9]+)|(?P<sup>[" + "".join(_UNSUP) + "]+)|(?P<sub>[" + "".join(_UNSUB) + "]+)|(?P<sym>[-+−·/√^_()])|(?P<space>\\s+)"
+    "(?P<ident>[A-Za-z0-9]+)|(?P<sup>["
+    + "".join(_UNSUP)
+    + "]+)|(?P<sub>["
+    + "".join(_UNSUB)
+    + "]+)|(?P<sym>[-+−·/√^_()])|(?P<space>\\s+)"
 )
 
 

@@ -116,12 +116,14 @@ def resolve_links(tokens: list[Token], base: str) -> None:
 
 # ---------------------------------------------------------------------------- cost bounds
 # A summary is rendered once per version, but one hostile summary must not hold a poll for
-# seconds: 30,000 "$x^2$" cost 2-3 s of MathML conversion, 30,000 nested <div> 2 s in the HTML
+# seconds: 30,000 "$x^2$" cost 2-3 s of MathML conversion (about 10 µs a TeX character), 30,000 nested <div> 2 s in the HTML
 # sanitiser (its tree building is quadratic in nesting). Past these bounds the cheap fallback is
 # taken: math shown as its source (HTML) or with its markup dropped (text), tags removed.
 
 #: most math spans converted per summary; past it, every formula of the summary is shown as source
 MAX_MATH_SPANS = 1000
+#: most TeX characters converted per summary (the busiest real summaries hold about 2,000)
+MAX_MATH_CHARS = 20_000
 #: most HTML tags per summary; past it, the summary's tags are removed before parsing
 MAX_TAGS = 2000
 
@@ -137,21 +139,26 @@ def bound_tags(source: str) -> str:
     return _ANY_TAG.sub("", source).replace("<", "&lt;")
 
 
-def math_spans(tokens: list[Token]) -> int:
-    """How many formulas (inline and display) the parsed summary holds."""
-    count = 0
+def math_size(tokens: list[Token]) -> tuple[int, int]:
+    """How many formulas (inline and display) the parsed summary holds, and their TeX's total length."""
+    count = chars = 0
     for token in tokens:
         if token.type.startswith("math_block"):
-            count += 1
+            count, chars = count + 1, chars + len(token.content)
         elif token.children:
-            count += sum(1 for child in token.children if child.type.startswith("math_inline"))
-    return count
+            for child in token.children:
+                if child.type.startswith("math_inline"):
+                    count, chars = count + 1, chars + len(child.content)
+    return count, chars
 
 
 def math_within_bounds(tokens: list[Token]) -> bool:
-    """Whether the summary's formulas may be converted (at most MAX_MATH_SPANS); warns when not."""
-    count = math_spans(tokens)
-    if count <= MAX_MATH_SPANS:
+    """Whether the summary's formulas may be converted (MAX_MATH_SPANS, MAX_MATH_CHARS); warns when not."""
+    count, chars = math_size(tokens)
+    if count <= MAX_MATH_SPANS and chars <= MAX_MATH_CHARS:
         return True
-    log.warning("summary holds %d formulas (more than %d): its math is shown as source", count, MAX_MATH_SPANS)
+    log.warning(
+        "summary holds %d formulas of %d characters (bounds: %d, %d): its math is shown as source",
+        count, chars, MAX_MATH_SPANS, MAX_MATH_CHARS,
+    )  # fmt: skip
     return False

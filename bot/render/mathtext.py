@@ -23,13 +23,21 @@ MAX_DEPTH = 60
 
 _TOKEN = re.compile(r"\\[A-Za-z]+\*?|\\.|[{}^_&]|\s+|[^\\{}^_&\s]", re.S)
 
-_SUP = dict(zip("0123456789+-−=()abcdefghijklmnoprstuvwxyzABDEGHIJKLMNOPRTUVWβγδθφχ", "⁰¹²³⁴⁵⁶⁷⁸⁹⁺⁻⁻⁼⁽⁾ᵃᵇᶜᵈᵉᶠᵍʰⁱʲᵏˡᵐⁿᵒᵖʳˢᵗᵘᵛʷˣʸᶻᴬᴮᴰᴱᴳᴴᴵᴶᴷᴸᴹᴺᴼᴾᴿᵀᵁⱽᵂᵝᵞᵟᶿᵠᵡ", strict=True))
+_SUP = dict(
+    zip(
+        "0123456789+-−=()abcdefghijklmnoprstuvwxyzABDEGHIJKLMNOPRTUVWβγδθφχ",
+        "⁰¹²³⁴⁵⁶⁷⁸⁹⁺⁻⁻⁼⁽⁾ᵃᵇᶜᵈᵉᶠᵍʰⁱʲᵏˡᵐⁿᵒᵖʳˢᵗᵘᵛʷˣʸᶻᴬᴮᴰᴱᴳᴴᴵᴶᴷᴸᴹᴺᴼᴾᴿᵀᵁⱽᵂᵝᵞᵟᶿᵠᵡ",
+        strict=True,
+    )
+)
 _SUB = dict(zip("0123456789+-−=()aehijklmnoprstuvxβγρφχ", "₀₁₂₃₄₅₆₇₈₉₊₋₋₌₍₎ₐₑₕᵢⱼₖₗₘₙₒₚᵣₛₜᵤᵥₓᵦᵧᵨᵩᵪ", strict=True))
 #: one symbol: a word or number (with accents and Unicode scripts), or one character
 _SCRIPTS = "[" + "".join(_SUP.values()) + "".join(_SUB.values()) + "]*"
 _ATOM = r"(?:[^\W\d_]+|[0-9]+(?:\.[0-9]+)?|[^\s(){}\[\]^_])[\u0300-\u036f\u20d0-\u20ff]*"
 # ...then scripts (which bind tighter than "/") and at most one argument list: "Δ_K", "q(xⱼ)", "x²".
-_SIMPLE = re.compile(_ATOM + _SCRIPTS + r"(?:[_^](?:" + _ATOM + r"|\((?:[^()]|\([^()]*\))*\)))*(?:\([^()]*\))?" + _SCRIPTS)
+_SIMPLE = re.compile(
+    _ATOM + _SCRIPTS + r"(?:[_^](?:" + _ATOM + r"|\((?:[^()]|\([^()]*\))*\)))*(?:\([^()]*\))?" + _SCRIPTS
+)
 _TRAILING_SCRIPTS = re.compile(_SCRIPTS + "$")
 _SCRIPT_CHARS = set(_SUP.values()) | set(_SUB.values())
 _BARE = re.compile(r"(?:[^\W\d_]+|[0-9]+(?:\.[0-9]+)?|[^\s(){}\[\]])[\u0300-\u036f\u20d0-\u20ff]*")
@@ -39,9 +47,32 @@ _OPERATORS = set("+-−=<>,;:/·×÷±∓*!|‖⌊⌋⌈⌉") | set(_OPEN) | set
 _TERMS = set("∑∏∐∫∬∭∮⋃⋂⨁⨂⨀√∛∜∇∂∞∅")
 
 # Two-argument macros whose second argument is what a reader sees (MathJax/KaTeX extensions).
-_KEEP_SECOND = {"href", "style", "class", "cssId", "htmlClass", "htmlId", "htmlStyle", "htmlData", "texttip", "mathtip", "toggle"}
+_KEEP_SECOND = {
+    "href",
+    "style",
+    "class",
+    "cssId",
+    "htmlClass",
+    "htmlId",
+    "htmlStyle",
+    "htmlData",
+    "texttip",
+    "mathtip",
+    "toggle",
+}
 # Housekeeping: numbering, labels, loading; nothing of them is maths.
-_DROP_WITH_ARG = {"label", "tag", "require", "hspace", "vspace", "phantom", "hphantom", "vphantom", "color", "pagecolor"}
+_DROP_WITH_ARG = {
+    "label",
+    "tag",
+    "require",
+    "hspace",
+    "vspace",
+    "phantom",
+    "hphantom",
+    "vphantom",
+    "color",
+    "pagecolor",
+}
 _DROP = {"nonumber", "notag", "left", "right", "big", "Big", "bigg", "Bigg", "bigl", "bigr", "Bigl", "Bigr", "biggl", "biggr",
          "Biggl", "Biggr", "middle", "displaystyle", "textstyle", "scriptstyle", "scriptscriptstyle", "limits", "nolimits"}  # fmt: skip
 _TEXT = {"text", "textrm", "textbf", "textit", "textsf", "texttt", "textnormal", "mbox", "hbox", "mathrm", "mathit", "mathsf",
@@ -213,7 +244,11 @@ class _Converter:
             return self.macro(tok[1:].rstrip("*") or tok[1:])
         if tok == "-":
             tok = "−"
-        return [_Piece(tok, "op" if tok in _OPERATORS or (unicodedata.category(tok) == "Sm" and tok not in _TERMS) else "atom")]
+        return [
+            _Piece(
+                tok, "op" if tok in _OPERATORS or (unicodedata.category(tok) == "Sm" and tok not in _TERMS) else "atom"
+            )
+        ]
 
     def macro(self, name: str) -> list[_Piece]:
         if name in _FRACTIONS:
@@ -243,7 +278,9 @@ class _Converter:
         if name in ("begin", "end"):
             env = self.raw_argument()
             if env.startswith(("pmatrix", "bmatrix", "Bmatrix", "vmatrix", "cases")):
-                return [_Piece({"p": "(", "b": "[", "B": "{", "v": "|", "c": "{"}[env[0]] if name == "begin" else "", "op")]
+                return [
+                    _Piece({"p": "(", "b": "[", "B": "{", "v": "|", "c": "{"}[env[0]] if name == "begin" else "", "op")
+                ]
             return []
         if name in _TEXT:
             return [_Piece(join(self.argument()), "atom")]
@@ -256,11 +293,20 @@ class _Converter:
             return [_Piece(" ", "space")]
         if not name.isalpha():
             # \{ \} \, \; \! \% \$ \# \& \_ \|
-            return [_Piece({",": " ", ";": " ", ":": " ", "!": "", " ": " ", "|": "‖"}.get(name, name), "atom" if name in "#$%&_" else "op")]
+            return [
+                _Piece(
+                    {",": " ", ";": " ", ":": " ", "!": "", " ": " ", "|": "‖"}.get(name, name),
+                    "atom" if name in "#$%&_" else "op",
+                )
+            ]
         text = _pylatexenc("\\" + name)
         if not text.strip():
             return [_Piece(" ", "space")] if text else []
-        kind = "op" if len(text) == 1 and text not in _TERMS and (text in _OPERATORS or unicodedata.category(text) == "Sm") else "atom"
+        kind = (
+            "op"
+            if len(text) == 1 and text not in _TERMS and (text in _OPERATORS or unicodedata.category(text) == "Sm")
+            else "atom"
+        )
         return [_Piece(text, kind)]
 
     def bracket_argument(self) -> str:
@@ -300,7 +346,9 @@ def join(pieces: list[_Piece]) -> str:
             i = index[id(piece)]
             before = solid[i - 1] if i > 0 else None
             after = solid[i + 1] if i + 1 < len(solid) else None
-            touches_before = before is not None and (before.kind != "op" or before.text in ("/", "·", "×", "÷") or _bracket(before.text) == "Pe")
+            touches_before = before is not None and (
+                before.kind != "op" or before.text in ("/", "·", "×", "÷") or _bracket(before.text) == "Pe"
+            )
             touches_after = after is not None and (after.kind != "op" or _bracket(after.text) == "Ps")
             if touches_before or touches_after:
                 text = f"({text})" + ("·" if touches_after else "")
@@ -327,7 +375,9 @@ def strip_tex(tex: str) -> str:
 # In prose (TeX outside $…$): citations, links and housekeeping written as in a paper.
 # PROSE_CITE: a citation, group 1 its comma-separated keys (also used by the HTML renderer).
 PROSE_CITE = re.compile(r"\\(?:" + "|".join(sorted(_CITES)) + r")\*?(?:\[[^\]\n]{0,200}\])*\{([^{}\n]{0,500})\}")
-_PROSE_KEEP_SECOND = re.compile(r"\\(?:" + "|".join(sorted(_KEEP_SECOND)) + r")\{[^{}\n]{0,2000}\}\{([^{}\n]{0,2000})\}")
+_PROSE_KEEP_SECOND = re.compile(
+    r"\\(?:" + "|".join(sorted(_KEEP_SECOND)) + r")\{[^{}\n]{0,2000}\}\{([^{}\n]{0,2000})\}"
+)
 _PROSE_DROP = re.compile(r"\\(?:label|tag|require|unicode)\*?\{[^{}\n]{0,500}\}|\\(?:nonumber|notag)(?![A-Za-z])")
 
 
