@@ -1,7 +1,7 @@
 """Summary Markdown + LaTeX to readable plain text (posts, the text part of e-mails).
 
-Markdown markers, HTML and entities go; math becomes Unicode via pylatexenc
-(``$\\mathbb{R}^{128}$`` → ``ℝ^128``). Paragraphs are separated by one blank
+Markdown markers, HTML and entities go; math becomes Unicode with its grouping
+kept (``$\\mathbb{R}^{128}$`` → ``ℝ¹²⁸``, see mathtext). Paragraphs are separated by one blank
 line; code blocks are kept verbatim, each line indented by four spaces (the
 only text that may keep ``$``, ``#`` or backslashes, and how the post teaser
 recognises and skips them). No I/O.
