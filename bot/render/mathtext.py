@@ -80,6 +80,11 @@ _TEXT = {"text", "textrm", "textbf", "textit", "textsf", "texttt", "textnormal",
 # Fonts and accents pylatexenc turns into Unicode (ℝ, 𝐱, ŷ) when the argument is a plain symbol.
 _STYLED = {"mathbb", "mathcal", "mathfrak", "mathscr", "mathbf", "boldsymbol", "bm", "hat", "widehat", "tilde", "widetilde",
            "bar", "overline", "vec", "dot", "ddot", "acute", "grave", "breve", "check", "mathring"}  # fmt: skip
+# A matrix's brackets, by the environment's first letter (pmatrix, bmatrix, Bmatrix, vmatrix, cases).
+_MATRIX_BRACKETS = {
+    "begin": {"p": "(", "b": "[", "B": "{", "v": "|", "c": "{"},
+    "end": {"p": ")", "b": "]", "B": "}", "v": "|", "c": ""},
+}
 _FRACTIONS = {"frac", "dfrac", "tfrac", "cfrac"}
 _CITES = {"cite", "citep", "citet", "citealp", "citealt", "citeauthor", "citeyear", "parencite", "textcite", "autocite"}
 
@@ -263,6 +268,15 @@ class _Converter:
             if root is None:
                 root = script(index, "^").lstrip("^") + "√" if all(c in _SUP for c in index) else f"root{wrap(index)}"
             return [_Piece(root + radicand, "root")]
+        if name in ("begin", "end"):
+            env = self.raw_argument()
+            if env.startswith(("pmatrix", "bmatrix", "Bmatrix", "vmatrix", "cases")):
+                return [_Piece(_MATRIX_BRACKETS[name][env[0]], "op")]
+            return []
+        return self.other_macro(name)
+
+    def other_macro(self, name: str) -> list[_Piece]:
+        """Macros that style, link, cite or number, and symbols."""
         if name in _KEEP_SECOND:
             self.raw_argument()
             return [_group(self.argument())]
@@ -275,22 +289,15 @@ class _Converter:
             return [_Piece(unicode_char(self.raw_argument()), "atom")]
         if name in _CITES:
             return [_Piece(cite_text(self.raw_argument()), "atom")]
-        if name in ("begin", "end"):
-            env = self.raw_argument()
-            if env.startswith(("pmatrix", "bmatrix", "Bmatrix", "vmatrix", "cases")):
-                return [
-                    _Piece({"p": "(", "b": "[", "B": "{", "v": "|", "c": "{"}[env[0]] if name == "begin" else "", "op")
-                ]
-            return []
         if name in _TEXT:
             return [_Piece(join(self.argument()), "atom")]
         if name in _STYLED:
             inner = self.raw_argument() if self.peek_nonspace() == "{" else (self.next() or "")
             if re.fullmatch(r"[A-Za-z0-9]{1,8}|\\[A-Za-z]+", inner):
                 return [_Piece(_pylatexenc(f"\\{name}{{{inner}}}"), "atom")]
-            return [_group(_Converter(inner).sequence(closing=False))]
-        if name == "\\":
-            return [_Piece(" ", "space")]
+            return [_group(self.inner(inner))]
+        if name == "\\":  # a new row of a matrix, cases or aligned equations
+            return [_Piece("; ", "op")]
         if not name.isalpha():
             # \{ \} \, \; \! \% \$ \# \& \_ \|
             return [
@@ -314,7 +321,13 @@ class _Converter:
         out: list[str] = []
         while (tok := self.next()) is not None and tok != "]":
             out.append(tok)
-        return join(_Converter("".join(out)).sequence(closing=False))
+        return join(self.inner("".join(out)))
+
+    def inner(self, tex: str) -> list[_Piece]:
+        """A piece of source converted on its own, at this depth (nesting stays bounded)."""
+        converter = _Converter(tex)
+        converter.depth = self.depth
+        return converter.sequence(closing=False)
 
 
 def _group(pieces: list[_Piece]) -> _Piece:
@@ -354,7 +367,7 @@ def join(pieces: list[_Piece]) -> str:
                 text = f"({text})" + ("·" if touches_after else "")
                 glued = touches_after
         out.append(text)
-    return re.sub(r"\s+", " ", "".join(out)).strip()
+    return re.sub(r"\s+", " ", "".join(out)).replace(" ;", ";").strip(" ;")
 
 
 def tex_to_text(tex: str) -> str:
