@@ -131,3 +131,62 @@ def test_bad_latex_never_raises(renderer: Renderer) -> None:
     for tex in [r"\begin{x}", "}{", r"\left(", "^" * 50, "{" * 500, r"\newcommand{\x}{\x}\x", "\\" * 9]:
         out = html(renderer, f"a ${tex}$ b")
         assert "a" in out
+
+
+# --------------------------------------------------------------- issue 14 point 4, issue 13 point 11
+
+
+def _visible(mathml: str) -> str:
+    """The text a reader sees in MathML: everything but the TeX annotation."""
+    return re.sub(r"<[^>]+>", "", re.sub(r"<annotation.*?</annotation>", "", mathml, flags=re.S))
+
+
+def test_citation_links_to_the_papers_page(renderer: Renderer) -> None:
+    out = html(renderer, r"As shown by \cite{journals/tnn/BengioSF94}, gradients vanish.")
+    assert '<a href="https://site.example/paper?bibtexKey=journals/tnn/BengioSF94" rel="nofollow noopener noreferrer">[BengioSF94]</a>' in out
+    assert "\\cite" not in out and "{journals" not in out
+
+
+def test_equation_housekeeping_is_not_shown(renderer: Renderer) -> None:
+    out = html(renderer, r"$$a = b \nonumber \label{eq:x} \tag{3} \notag \cite{conf/x/Key20}$$")
+    seen = _visible(out)
+    assert seen.replace(" ", "") == "a=b[Key20]", seen
+    assert "<math" in out
+
+
+def test_refused_link_keeps_only_its_text(renderer: Renderer) -> None:
+    out = html(renderer, "[m1](javascript:alert(1)) and [d](data:text/html,x)")
+    assert out == "<p>m1 and d</p>"
+
+
+def test_too_many_formulas_are_shown_as_source_still_sanitised(renderer: Renderer) -> None:
+    from bot.render.markdown import MAX_MATH_SPANS
+
+    out = html(renderer, " ".join(["$x^2$"] * (MAX_MATH_SPANS + 1)) + " <script>alert(1)</script>")
+    assert "<math" not in out and out.count('<code class="tex">$x^2$</code>') == MAX_MATH_SPANS + 1
+    assert "<script" not in out and "alert" not in out
+    within = html(renderer, " ".join(["$x^2$"] * MAX_MATH_SPANS))
+    assert within.count("<math") == MAX_MATH_SPANS
+    # The plain text takes the same cheap path: markup dropped, not converted (no "x²").
+    plain = renderer.text(summary(" ".join(["$x^2$"] * (MAX_MATH_SPANS + 1))))
+    assert plain == " ".join(["x2"] * (MAX_MATH_SPANS + 1))
+
+
+def test_too_much_tex_is_shown_as_source(renderer: Renderer) -> None:
+    from bot.render.markdown import MAX_MATH_CHARS
+
+    formula = "x^{" + "{" * 50 + "y" + "}" * 50 + "}"
+    count = MAX_MATH_CHARS // len(formula) + 1
+    out = html(renderer, " ".join([f"${formula}$"] * count))
+    assert "<math" not in out and out.count('<code class="tex">') == count
+    assert "<math" in html(renderer, " ".join([f"${formula}$"] * (count - 1)))
+
+
+def test_too_many_tags_are_removed_before_sanitising(renderer: Renderer) -> None:
+    from bot.render.markdown import MAX_TAGS
+
+    nested = "<div>" * (MAX_TAGS + 1) + "deep <script>alert(1)</script> <img src=x onerror=alert(2)>"
+    out = html(renderer, nested + " a<b")
+    # The tags are gone (a script's words stay as harmless text), a lone "<" stays text.
+    assert out == "<p>deep alert(1)  a&lt;b</p>"
+    assert renderer.text(summary(nested)).startswith("deep")

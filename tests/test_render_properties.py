@@ -37,6 +37,9 @@ HOSTILE = [
     "[x](javascript:alert(1))", "<svg onload=alert(1)>", "<iframe src=//e.example>", "\r\n", "\r", "\x00", "\x1b",
     '<div style="x" onclick="y">z</div>', "<style>*{}</style>", "<a href='&#106;avascript:x'>j</a>",
     "@elonmusk", "＠jack", LINK, "https://t.co/x", "\ufeff", "\u200d", "<!-- c -->", "<math><mi>x</mi></math>",
+    "[m1](javascript:alert(1))", "[d](data:text/html,x)", "[t][ref]", "\n\n[ref]: vbscript:x\n\n", "#### Tasks * **Item**:",
+    r"\href{javascript:x}{t}", r"$\style{color:red}{x}$", r"\cite{journals/tnn/BengioSF94}", r"$\label{a} \nonumber$",
+    "\u200e", "\u200f", "\u061c", "\u200b",
 ]
 UNICODE = [
     "研究は重要です", "한국어 문장", "👩‍👩‍👧‍👦", "🇩🇪🇫🇷", "🏴󠁧󠁢󠁳󠁣󠁴󠁿", "👍🏽", "é", "e\u0301", "ﬁ", "\u2028", "x" * 300,
@@ -176,3 +179,5 @@ def test_plain_text_has_no_markup_math_or_entities(text: str) -> None:
     assert not _ENTITY.search(prose), prose
     assert "**" not in prose
     assert not re.search(r"(^|\n)#{1,6}\s", out), out
+    assert not re.search(r"\]\((?:javascript|data|vbscript):|\\cite|\\href|\\nonumber|<cit\.>|[\u200e\u200f\u061c]", out), out
+    assert not re.search(r"(?<![@＠])\u200b", out), ascii(out)

@@ -11,12 +11,10 @@ import hashlib
 import re
 from urllib.parse import urljoin, urlsplit
 
+from bot.render.markdown import clean_chars
+
 #: everything XML 1.0 forbids (C0 controls but TAB/LF/CR, lone surrogates, U+FFFE/U+FFFF)
 _XML_INVALID = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
-#: C1 controls and DEL: legal XML but "discouraged", and never meant in a title
-_C1 = re.compile("[\x7f-\x9f]")
-#: explicit bidi embeddings, overrides and isolates (the "RTL override" spoofing trick), LRM/RLM/ALM, and a stray BOM
-_BIDI = re.compile("[\u202a-\u202e\u2066-\u2069\u200e\u200f\u061c\ufeff]")
 #: something that looks like an HTML tag in what must be plain text (validators flag HTML in titles)
 _TAG = re.compile(r"</?[A-Za-z!][^<>]*>")
 #: href/src attributes whose value is not absolute (the renderer should never leave one)
@@ -39,7 +37,8 @@ def clean_line(text: str, *, limit: int, fallback: str = "") -> str:
     if len(text) > limit * 4:
         # Cleaning never grows text, so cut early and keep hostile megabytes cheap.
         text = text[: limit * 4]
-    text = _BIDI.sub("", _C1.sub("", strip_xml_invalid(text)))
+    # C1 controls, bidi overrides and marks, zero-width spaces: the one cleaner every output uses.
+    text = clean_chars(strip_xml_invalid(text))
     # Until none is left: removing "<b>" from "<img src=x onerror=f()<b>>" makes a new, whole tag.
     # Each pass removes at least one "<", so this ends.
     while _TAG.search(text):
@@ -52,7 +51,7 @@ def clean_line(text: str, *, limit: int, fallback: str = "") -> str:
 
 def clean_html(html: str, base: str) -> str:
     """Sanitised HTML made XML-safe, with any relative href/src made absolute against `base`."""
-    html = strip_xml_invalid(html)
+    html = clean_chars(strip_xml_invalid(html))
 
     def absolute(match: re.Match[str]) -> str:
         url = match.group(3)

@@ -11,16 +11,27 @@ import html as htmllib
 import re
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import quote
 from xml.etree.ElementTree import Element, SubElement, tostring
 
 import nh3
 from latex2mathml.converter import convert_to_element
+from markdown_it.common.utils import escapeHtml
 from markdown_it.renderer import RendererHTML
 from markdown_it.token import Token
 from markdown_it.utils import EnvType, OptionsDict
 
 from bot.render.images import allowed_hosts, drop_empty_paragraphs, filter_images
-from bot.render.markdown import MAX_SOURCE_CHARS, absolute_url, clean_chars, make_markdown, resolve_links
+from bot.render.markdown import (
+    MAX_SOURCE_CHARS,
+    absolute_url,
+    bound_tags,
+    clean_chars,
+    make_markdown,
+    math_within_bounds,
+    resolve_links,
+)
+from bot.render.mathtext import PROSE_CITE, cite_text, tidy_tex
 
 MATHML_NS = "http://www.w3.org/1998/Math/MathML"
 
@@ -128,7 +139,8 @@ def tex_to_mathml(tex: str, *, display: bool) -> str | None:
     if len(tex) > MAX_TEX_CHARS:
         return None
     try:
-        math = convert_to_element(tex, display="block" if display else "inline")
+        # Numbering and labels would show as letters; a citation as its key spelt out.
+        math = convert_to_element(tidy_tex(tex), display="block" if display else "inline")
     except Exception:
         # latex2mathml raises many unrelated types (and RecursionError on deep
         # nesting); every one of them means "show the source".
@@ -154,11 +166,35 @@ def _tex_fallback(source: str) -> str:
 def _math_rule(display: bool, open_: str, close: str) -> Any:
     def render(self: RendererHTML, tokens: Sequence[Token], idx: int, options: OptionsDict, env: EnvType) -> str:
         tex = tokens[idx].content.strip()
-        mathml = tex_to_mathml(tex, display=display)
+        mathml = tex_to_mathml(tex, display=display) if env.get("convert_math", True) else None
         out = mathml if mathml is not None else _tex_fallback(f"{open_}{tex}{close}")
         if tokens[idx].block:
             return f"<p>{out}</p>\n" if mathml is None else f"{out}\n"
         return out
+
+    return render
+
+
+def _cite_rule(site_base_url: str) -> Any:
+    """Text with ``\\cite{key}`` made a link to the paper's ShortScience page, "[Key]"."""
+    base = site_base_url.rstrip("/")
+
+    def render(self: RendererHTML, tokens: Sequence[Token], idx: int, options: OptionsDict, env: EnvType) -> str:
+        content = tokens[idx].content
+        if "\\" not in content:
+            return escapeHtml(content)
+        out, pos = [], 0
+        for m in PROSE_CITE.finditer(content):
+            out.append(escapeHtml(content[pos : m.start()]))
+            keys = [k.strip() for k in m.group(1).split(",") if k.strip()]
+            links = [
+                f'<a href="{htmllib.escape(base + "/paper?bibtexKey=" + quote(k, safe="/:.-_"))}">{htmllib.escape(cite_text(k))}</a>'
+                for k in keys
+            ]
+            out.append(" ".join(links) or "[ref]")
+            pos = m.end()
+        out.append(escapeHtml(content[pos:]))
+        return "".join(out)
 
     return render
 
@@ -178,13 +214,15 @@ class HtmlRenderer:
             ("math_block_label", True, "$$", "$$"),
         ):
             self._md.add_render_rule(name, _math_rule(display, open_, close))
+        self._md.add_render_rule("text", _cite_rule(site_base_url))
         self._cleaner = make_cleaner(site_base_url)
 
     def render(self, source: str) -> str:
         """The sanitised HTML fragment of one summary's Markdown."""
-        source = clean_chars(source[:MAX_SOURCE_CHARS])
+        source = bound_tags(clean_chars(source[:MAX_SOURCE_CHARS]))
         env: dict[str, Any] = {}
         tokens = self._md.parse(source, env)
+        env["convert_math"] = math_within_bounds(tokens)
         resolve_links(tokens, self.site_base_url)
         raw = self._md.renderer.render(tokens, self._md.options, env)
         clean = drop_empty_paragraphs(filter_images(self._cleaner.clean(raw), self.image_hosts))

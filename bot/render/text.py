@@ -1,7 +1,7 @@
 """Summary Markdown + LaTeX to readable plain text (posts, the text part of e-mails).
 
-Markdown markers, HTML and entities go; math becomes Unicode via pylatexenc
-(``$\\mathbb{R}^{128}$`` → ``ℝ^128``). Paragraphs are separated by one blank
+Markdown markers, HTML and entities go; math becomes Unicode with its grouping
+kept (``$\\mathbb{R}^{128}$`` → ``ℝ¹²⁸``, see mathtext). Paragraphs are separated by one blank
 line; code blocks are kept verbatim, each line indented by four spaces (the
 only text that may keep ``$``, ``#`` or backslashes, and how the post teaser
 recognises and skips them). No I/O.
@@ -12,12 +12,14 @@ from __future__ import annotations
 import html as htmllib
 import logging
 import re
+from collections.abc import Callable
 
 import nh3
 from markdown_it.token import Token
 from pylatexenc.latex2text import LatexNodes2Text
 
-from bot.render.markdown import MAX_SOURCE_CHARS, clean_chars, make_markdown
+from bot.render.markdown import MAX_SOURCE_CHARS, bound_tags, clean_chars, make_markdown, math_within_bounds
+from bot.render.mathtext import MathTextError, prose_tex, strip_tex, tex_to_text
 
 #: longest TeX handed to pylatexenc; longer formulas lose their markup instead
 MAX_TEX_CHARS = 4000
@@ -33,7 +35,11 @@ _HEADING_MARK = re.compile(r"^#{1,6}(?=\s|$)\s*", re.M)
 # characters by the site's feed); currency ("$5") is kept.
 _STRAY_DOLLARS = re.compile(r"\$+(?!\d)")
 _TAG_START = re.compile(r"<(?=[A-Za-z/!?])")
-_TEX_SPECIALS = re.compile(r"[{}^_]")
+# Markdown a parser left as text: links it refused (javascript:, data:, a reference without its
+# definition) keep their words, and headings or list markers that lost their line break become one.
+_LINK_LEFT = re.compile(r"\[([^\[\]\n]{1,500})\](?:\((?:[^()\s]|\([^()\s]*\)){0,2000}\)|\[[^\[\]\n]{0,200}\])")
+_HEADING_LEFT = re.compile(r"(?:^|(?<=\s))#{1,6}(?=\s)")
+_BULLET_LEFT = re.compile(r"(?:^|(?<=\s))\*(?=\s)")
 _HIDDEN_OPEN = re.compile(r"<(script|style|iframe|textarea|title|noscript|template)\b[^>]*(?<!/)>", re.I)
 
 _strip_html = nh3.Cleaner(tags=set(), clean_content_tags={"script", "style", "iframe", "object", "noscript", "template", "textarea", "title"})
@@ -55,18 +61,17 @@ class TextRenderer:
         """One formula as readable Unicode, never with a backslash command left."""
         tex = tex[:MAX_TEX_CHARS]
         try:
-            out = self._latex.latex_to_text(tex)
-            if "%s" in out and "%s" not in tex:
-                # pylatexenc's placeholder for an argument the author left out ("\\frac{").
-                out = out.replace("%s", "")
-        except Exception:
-            # pylatexenc is tolerant but not infallible (deep nesting); drop the markup instead.
-            out = _MACRO.sub(lambda m: m.group(1) if m.group(1).isalpha() else "", tex)
-            out = _TEX_SPECIALS.sub("", out)
+            out = tex_to_text(tex)
+        except (MathTextError, RecursionError):
+            out = strip_tex(tex)
         out = _STRAY_DOLLARS.sub("", self._no_macros(out))
         out = _EMPHASIS_RUN.sub(lambda m: m.group(0)[0], out)  # "**" would read as Markdown
         # "a<b>c" is math, not a tag: a space keeps it from reading as one.
         return _TAG_START.sub("< ", out)
+
+    def cheap_tex(self, tex: str) -> str:
+        """A formula with its markup dropped, not converted: past MAX_MATH_SPANS a summary gets only this."""
+        return _TAG_START.sub("< ", _STRAY_DOLLARS.sub("", strip_tex(tex[:MAX_TEX_CHARS])))
 
     def _no_macros(self, text: str) -> str:
         # Whatever pylatexenc leaves (or prose that uses \alpha without $) loses its backslash.
@@ -89,9 +94,12 @@ class TextRenderer:
 
     def _prose(self, text: str) -> str:
         text = _EMPHASIS_RUN.sub("", _html_to_text(text))
+        if "[" in text:
+            text = _LINK_LEFT.sub(r"\1", text)
+        text = _BULLET_LEFT.sub("\n•", _HEADING_LEFT.sub("\n", text))
         if "$" in text:
             text = self._stray_math(text)
-        return self._no_macros(text)
+        return self._no_macros(prose_tex(text))
 
     def _stray_math(self, text: str) -> str:
         # An unmatched "$": treat what follows as TeX, the way the site's MathJax would.
@@ -101,7 +109,7 @@ class TextRenderer:
         head, rest = text[: start.start()], text[start.end() :]
         return head + self.tex(_STRAY_DOLLARS.sub("", rest))
 
-    def _inline(self, children: list[Token]) -> str:
+    def _inline(self, children: list[Token], tex: Callable[[str], str]) -> str:
         parts: list[str] = []
         hidden = ""  # inside inline <script>/<style>: its text is not prose
         for child in children:
@@ -116,7 +124,7 @@ class TextRenderer:
                 # Kept verbatim (backslashes and all) but tags still go: plain text carries none.
                 parts.append(_html_to_text(child.content))
             elif t in ("math_inline", "math_inline_double"):
-                parts.append(self.tex(child.content))
+                parts.append(tex(child.content))
             elif t in ("softbreak",):
                 parts.append(" ")
             elif t == "hardbreak":
@@ -135,8 +143,9 @@ class TextRenderer:
 
     def render(self, source: str) -> str:
         """The plain text of one summary's Markdown."""
-        source = clean_chars(source[:MAX_SOURCE_CHARS])
+        source = bound_tags(clean_chars(source[:MAX_SOURCE_CHARS]))
         tokens = self._md.parse(source, {})
+        tex = self.tex if math_within_bounds(tokens) else self.cheap_tex
         blocks: list[str] = []
         counters: list[int | None] = []
         pending_marker = ""
@@ -159,7 +168,7 @@ class TextRenderer:
             elif t == "list_item_close":
                 pending_marker = ""
             elif t == "inline":
-                line = _collapse(self._inline(token.children or []))
+                line = _collapse(self._inline(token.children or [], tex))
                 if line:
                     if pending_marker and list_run and blocks:
                         # Items of one list stay on consecutive lines.
@@ -175,7 +184,7 @@ class TextRenderer:
                     blocks.append("\n".join(lines))
                     list_run = False
             elif t in ("math_block", "math_block_label"):
-                formula = _collapse(self.tex(token.content))
+                formula = _collapse(tex(token.content))
                 if formula:
                     blocks.append(pending_marker + formula)
                     pending_marker = ""
