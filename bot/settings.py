@@ -277,6 +277,12 @@ class Settings:
     def feed_url(self) -> str:
         return self.env.shortscience_feed_url or str(sample_feed_path())
 
+    @property
+    def polls_bundled_sample(self) -> bool:
+        """Whether the source is the bundled sample feed (its paper details are bundled too: no arXiv)."""
+        url = self.env.shortscience_feed_url.removeprefix("file://")
+        return not url or Path(url).resolve() == sample_feed_path().resolve()
+
     def channel(self, name: str) -> ChannelSettings:
         value = getattr(self, name, None)
         if not isinstance(value, ChannelSettings):

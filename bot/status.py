@@ -41,6 +41,23 @@ def _safe_db_url(url: str) -> str:
     return _redact_url(url)
 
 
+def _paper_trouble(app: App, now: datetime) -> list[str]:
+    """arXiv's last error (while it lasts) and the papers posts went out without: both cost posts their authors and hashtags."""
+    from bot.content import ARXIV_JOB
+    from bot.wording import plural
+
+    out = []
+    job = app.store.jobs().get(ARXIV_JOB) or {}
+    if job.get("last_error"):
+        out.append(f"  arXiv failed {_when(job.get('last_run_at'), now)} (last ok {_when(job.get('last_ok_at'), now)}): {job['last_error'][:300]}")
+    missing = app.store.papers_without_details()
+    if missing:
+        why = "arxiv.enabled is off" if app.arxiv is None else "fetched again at the next feeds build or digest"
+        shown = ", ".join(missing[:10]) + (", …" if len(missing) > 10 else "")
+        out.append(f"  {plural(len(missing), 'paper')} without details (no authors, no hashtags; {why}): {shown}")
+    return out
+
+
 def render_status(app: App) -> str:
     from bot.publishers import channel_mode
 
@@ -94,7 +111,11 @@ def render_status(app: App) -> str:
                 code = f" HTTP {a.http_status}" if a.http_status else ""
                 code += f" code {a.code}" if a.code is not None else ""
                 out.append(f"      {a.at.strftime('%Y-%m-%d %H:%M')} {a.outcome}{code}: {a.message[:200]}")
-    else:
+    papers = _paper_trouble(app, now)
+    if papers:
+        out.append("needs attention (paper details):")
+        out.extend(papers)
+    if not attention and not papers:
         out.append("needs attention: nothing")
     from bot.digest import digest_status
 
