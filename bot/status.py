@@ -14,6 +14,7 @@ from bot.decide import estimated_cost
 from bot.errors import ConfigError, MailError, PublishError, SourceError
 from bot.records import DeliveryState, StoredSummary, Summary
 from bot.settings import CHANNELS
+from bot.wording import plural
 
 if TYPE_CHECKING:
     from bot.app import App
@@ -44,7 +45,6 @@ def _safe_db_url(url: str) -> str:
 def _paper_trouble(app: App, now: datetime) -> list[str]:
     """arXiv's last error (while it lasts) and the papers posts went out without: both cost posts their authors and hashtags."""
     from bot.content import ARXIV_JOB
-    from bot.wording import plural
 
     out = []
     job = app.store.jobs().get(ARXIV_JOB) or {}
@@ -65,7 +65,7 @@ def render_status(app: App) -> str:
     store = app.store
     now = app.clock()
     out = [f"ShortScience feed bot — status at {now.strftime('%Y-%m-%d %H:%M:%S')} UTC", ""]
-    out.append(f"database: {_safe_db_url(s.database_url)} ({store.count_summaries()} summaries)")
+    out.append(f"database: {_safe_db_url(s.database_url)} ({plural(store.count_summaries(), 'summary')})")
     out.append("")
     out.append("sources:")
     sources = store.all_sources() or []

@@ -57,6 +57,12 @@ def test_quick_start_offline_posts_carry_authors_and_hashtags(workdir: Path) -> 
     assert "Khosla et al." in posts["2004.11362"] and "#MachineLearning" in posts["2004.11362"]
     status = bot(workdir, "status").stdout
     assert "needs attention: nothing" in status
+    # The digest the subscribe page promises shows the papers' authors, offline too.
+    preview = bot(workdir, "digest", "preview", "--out", str(workdir)).stdout
+    assert "3 summaries first seen" in preview
+    digest_text = (workdir / "digest-preview.txt").read_text()
+    assert "Yuxin Wu and Kaiming He" in digest_text and "Computer Vision and Pattern Recognition (cs.CV)" in digest_text
+    assert "Yuxin Wu and Kaiming He" in (workdir / "digest-preview.html").read_text()
     # The same again: deterministic, whatever the machine.
     shutil.rmtree(workdir / "var")
     bot(workdir, "run", "--once", "--backfill", "3")
