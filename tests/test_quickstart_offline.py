@@ -57,10 +57,13 @@ def test_quick_start_offline_posts_carry_authors_and_hashtags(workdir: Path) -> 
     assert "Khosla et al." in posts["2004.11362"] and "#MachineLearning" in posts["2004.11362"]
     status = bot(workdir, "status").stdout
     assert "needs attention: nothing" in status
+    # Category feeds are named for people in feed readers: the name, with the code.
+    atom = (workdir / "var" / "public" / "category" / "cs.LG.atom").read_text()
+    assert "<title>ShortScience.org summaries: Machine Learning (cs.LG)</title>" in atom
     # The digest the subscribe page promises shows the papers' authors, offline too.
     preview = bot(workdir, "digest", "preview", "--out", str(workdir)).stdout
     assert "3 summaries first seen" in preview
-    digest_text = (workdir / "digest-preview.txt").read_text()
+    digest_text = " ".join((workdir / "digest-preview.txt").read_text().split())  # long lines are wrapped
     assert "Yuxin Wu and Kaiming He" in digest_text and "Computer Vision and Pattern Recognition (cs.CV)" in digest_text
     assert "Yuxin Wu and Kaiming He" in (workdir / "digest-preview.html").read_text()
     # The same again: deterministic, whatever the machine.
