@@ -50,11 +50,14 @@ def _paper_trouble(app: App, now: datetime) -> list[str]:
     job = app.store.jobs().get(ARXIV_JOB) or {}
     if job.get("last_error"):
         out.append(f"  arXiv failed {_when(job.get('last_run_at'), now)} (last ok {_when(job.get('last_ok_at'), now)}): {job['last_error'][:300]}")
-    missing = app.store.papers_without_details()
+    # With arXiv turned off (arxiv.enabled = false) no paper has details, by the operator's choice.
+    missing = app.store.papers_without_details() if app.arxiv is not None else []
     if missing:
-        why = "arxiv.enabled is off" if app.arxiv is None else "fetched again at the next feeds build or digest"
         shown = ", ".join(missing[:10]) + (", …" if len(missing) > 10 else "")
-        out.append(f"  {plural(len(missing), 'paper')} without details (no authors, no hashtags; {why}): {shown}")
+        out.append(
+            f"  {plural(len(missing), 'paper')} without details (their posts had no authors, no hashtags; "
+            f"asked again when a feeds build or a digest needs them): {shown}"
+        )
     return out
 
 
