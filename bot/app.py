@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from bot.settings import Settings
 
 if TYPE_CHECKING:
-    from bot.arxiv import ArxivClient
+    from bot.arxiv import PaperSource
     from bot.feeds import FragmentCache
     from bot.mail import DigestComposer, Mailer
     from bot.publishers.base import Publisher
@@ -37,7 +37,7 @@ class App:
         store: Store | None = None,
         source: Source | None = None,
         publishers: Mapping[str, Publisher] | None = None,
-        arxiv: ArxivClient | bool | None = True,
+        arxiv: PaperSource | bool | None = True,
         mailer: Mailer | None = None,
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
@@ -45,7 +45,7 @@ class App:
         self.clock = clock
         self._publishers: dict[str, Publisher] = dict(publishers or {})
         self._overrides: dict[str, Any] = {"store": store, "source": source, "mailer": mailer}
-        # arxiv: True = build from settings, False/None = no enrichment, or a client.
+        # arxiv: True = build from settings, False/None = no enrichment, or a client (PaperSource).
         self._arxiv = arxiv
         #: set after an arXiv failure: enrichment is skipped until then (bot.content)
         self.arxiv_down_until: datetime | None = None
@@ -79,12 +79,15 @@ class App:
         return Renderer(self.settings)
 
     @cached_property
-    def arxiv(self) -> ArxivClient | None:
+    def arxiv(self) -> PaperSource | None:
+        """Where paper details come from: arXiv, or for the bundled sample feed its bundled details (no network)."""
         if self._arxiv is True:
             if not self.settings.arxiv.enabled:
                 return None
-            from bot.arxiv import ArxivClient
+            from bot.arxiv import ArxivClient, BundledPapers
 
+            if self.settings.polls_bundled_sample:
+                return BundledPapers()
             return ArxivClient(self.settings)
         return self._arxiv or None
 

@@ -8,11 +8,14 @@ are the pipeline's business.
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from types import TracebackType
+from typing import Protocol
 from urllib.parse import urlencode
 
 import httpx
@@ -39,6 +42,16 @@ _PREFIX = re.compile(r"^(?:arxiv:|(?:https?://)?(?:[a-z0-9-]+\.)*arxiv\.org/(?:a
 
 # arXiv reports a bad request as an <entry> whose <id> points into its error docs.
 _ERROR_ID_MARK = "arxiv.org/api/errors"
+
+
+class PaperSource(Protocol):
+    """Where paper details come from: the arXiv API, or the details bundled with the sample feed."""
+
+    def fetch(self, ids: Sequence[str]) -> dict[str, PaperDetails]:
+        """Details of the papers `ids` name, by normalised id; unknown ids are absent. SourceError on failure."""
+        ...
+
+    def close(self) -> None: ...
 
 
 class ArxivError(SourceError):
@@ -291,3 +304,38 @@ class ArxivClient:
                 raise SourceError(timed_out)
             chunks.append(chunk)
         return b"".join(chunks)
+
+
+def bundled_papers_path() -> Path:
+    """The paper details of the bundled sample feed's papers (bot/data/sample-papers.json)."""
+    return Path(__file__).parent / "data" / "sample-papers.json"
+
+
+class BundledPapers:
+    """Paper details read from a JSON file instead of arXiv: the bundled sample feed's papers.
+
+    The quick start polls the bundled sample; answering its papers from a file
+    keeps it offline and its posts the same on every machine. Ids the file does
+    not hold are "not found", as arXiv would answer an unknown id.
+    """
+
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = path or bundled_papers_path()
+        raw = json.loads(self.path.read_text(encoding="utf-8"))["papers"]
+        self._papers = {
+            key: PaperDetails(
+                arxiv_id=key,
+                title=v["title"],
+                authors=tuple(v["authors"]),
+                published=_parse_time(v.get("published", "")),
+                categories=tuple(v["categories"]),
+            )
+            for key, v in raw.items()
+        }
+
+    def fetch(self, ids: Sequence[str]) -> dict[str, PaperDetails]:
+        wanted = (normalise_arxiv_id(i) for i in ids)
+        return {i: self._papers[i] for i in wanted if i is not None and i in self._papers}
+
+    def close(self) -> None:
+        """Nothing to close: kept for the PaperSource interface."""

@@ -83,7 +83,42 @@ def command(f: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-@click.group(context_settings=CONTEXT)
+class UsageLine(click.ClickException):
+    """A usage error shown as every other error: one line `error: …` on stderr, exit 2."""
+
+    exit_code = 2
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"error: {self.format_message()}", err=True)
+
+
+def _one_line(exc: click.UsageError) -> UsageLine:
+    where = exc.ctx.command_path if exc.ctx is not None else "python -m bot"
+    return UsageLine(f"{exc.format_message().rstrip('.')} (see `{where} --help`)")
+
+
+class BotGroup(click.Group):
+    """The top-level group: click's three-line usage errors become the README's one `error:` line."""
+
+    def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None, **extra: Any) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except click.exceptions.NoArgsIsHelpError:
+            raise  # no command at all: the help text is the answer
+        except click.UsageError as exc:
+            raise _one_line(exc) from None
+
+    def invoke(self, ctx: click.Context) -> Any:
+        # Unknown commands and a subcommand's bad arguments are raised in here.
+        try:
+            return super().invoke(ctx)
+        except click.exceptions.NoArgsIsHelpError:
+            raise
+        except click.UsageError as exc:
+            raise _one_line(exc) from None
+
+
+@click.group(cls=BotGroup, context_settings=CONTEXT)
 @click.option("--config", metavar="PATH", help="Settings file (default: $BOT_CONFIG or config/bot.toml).")
 @click.option("--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False), help="Override log.level.")
 @click.option("--log-format", type=click.Choice(["text", "json"]), help="Override log.format: text lines or JSON lines.")

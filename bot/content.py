@@ -22,6 +22,8 @@ log = logging.getLogger(__name__)
 
 #: after an arXiv failure, how long this process publishes without trying arXiv again
 ARXIV_PAUSE = timedelta(minutes=15)
+#: the name arXiv fetches are recorded under in the store's jobs table (shown by `status`)
+ARXIV_JOB = "arxiv"
 
 
 def paper_details(
@@ -45,12 +47,15 @@ def paper_details(
             # costing every post of this pass the full wait.
             app.arxiv_down_until = now + ARXIV_PAUSE
             log.warning("paper details unavailable, publishing without them (arXiv skipped for %s): %s", ARXIV_PAUSE, exc)
+            # Kept for `status` (another process): the error, until a later fetch works.
+            app.store.record_job(ARXIV_JOB, now=now, ok=False, error=str(exc))
             fetched = dict(getattr(exc, "found", {}) or {})
             if fetched:
                 app.store.put_papers(fetched, [], now=now)
                 found.update(fetched)
         else:
             app.store.put_papers(fetched, [m for m in missing if m not in fetched], now=app.clock())
+            app.store.record_job(ARXIV_JOB, now=app.clock(), ok=True, info={"fetched": len(fetched), "asked": len(missing)})
             found.update(fetched)
     return found
 

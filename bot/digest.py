@@ -65,6 +65,7 @@ from bot.render import authors_line
 from bot.render.posts import cut_sentences, paper_url
 from bot.render.text import teaser_source
 from bot.store.digests import SendOutcome, SendRecorder
+from bot.wording import plural
 
 if TYPE_CHECKING:
     from apscheduler.schedulers.base import BaseScheduler
@@ -184,7 +185,7 @@ def build_digest(app: App, period: DigestPeriod, *, now: datetime) -> StoredDige
         if made is None:  # pragma: no cover - the unique period_end guarantees it exists
             raise MailError(f"digest for {_period_text(app, period.start, period.end)} could not be created")
     else:
-        log.info("digest #%d built: %d summaries, %d recipients", made.issue, len(items), made.recipients)
+        log.info("digest #%d built: %s, %s", made.issue, plural(len(items), "summary"), plural(made.recipients, "recipient"))
     return made
 
 
@@ -331,11 +332,11 @@ def _send_pass(
     released, doubtful = store.release_abandoned_sends(now=app.clock(), dead_workers=holder_is_dead)
     if doubtful:
         log.warning(
-            "digest #%d: %d sends were being handed over when their process stopped: sending them again with the "
-            "same Message-ID (possibly duplicated after a crash)", stored.issue, doubtful,
+            "digest #%d: %s handed over when their process stopped: sending them again with the "
+            "same Message-ID (possibly duplicated after a crash)", stored.issue, plural(doubtful, "send was", "sends were") + " being",
         )
     if released:
-        log.info("digest #%d: %d sends claimed by a stopped process are pending again", stored.issue, released)
+        log.info("digest #%d: %s claimed by a stopped process pending again", stored.issue, plural(released, "send is", "sends are"))
 
     comp = app.composer
     items = _items_of(stored)
@@ -427,7 +428,7 @@ def _describe(app: App, stored: StoredDigest, tally: SendTally | None = None) ->
     current = app.store.stored_digest(stored.id)
     head = (
         f"digest #{stored.issue} ({_period_text(app, stored.period_start, stored.period_end)}, "
-        f"{len(stored.items)} summaries, {stored.recipients} recipients)"
+        f"{plural(len(stored.items), 'summary')}, {plural(stored.recipients, 'recipient')})"
     )
     if tally is not None:
         parts = [f"{tally.sent} sent", f"{tally.failed} failed", f"{tally.retrying} retrying"]
@@ -543,7 +544,7 @@ def preview_digest(app: App, *, out_dir: str | None = None) -> str:
     note = "" if items or not app.settings.digest.skip_empty else " (empty: with digest.skip_empty it would not be sent)"
     return "\n".join(
         [
-            f"digest #{issue.issue} so far: {len(items)} summaries first seen since {period.start:%Y-%m-%d %H:%M} UTC{note}; "
+            f"digest #{issue.issue} so far: {plural(len(items), 'summary')} first seen since {period.start:%Y-%m-%d %H:%M} UTC{note}; "
             f"it goes out at {ends:%Y-%m-%d %H:%M} UTC",
             f"subject: {message['Subject']}",
             f"html: {written[0]}",

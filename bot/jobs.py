@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from bot import content
 from bot.errors import BotError
+from bot.wording import plural
 
 if TYPE_CHECKING:
     from bot.app import App
@@ -94,7 +95,7 @@ def build_feeds(app: App, *, force: bool = False, mirror: bool = False) -> str:
         with httpx.Client(timeout=10) as client:
             for problem in ping_websub(hub, report.hub_topics, client):
                 log.warning("websub: %s", problem)
-    parts = [f"{len(report.changed)} files written", f"{report.unchanged} unchanged"]
+    parts = [f"{plural(len(report.changed), 'file')} written", f"{report.unchanged} unchanged"]
     if report.removed:
         parts.append(f"{len(report.removed)} removed")
     if hub and report.hub_topics:

@@ -53,7 +53,8 @@ def poll(
                 source.url, now=now, fetch=fetch,
                 next_poll_at=next_poll_time(now, interval=interval, jitter=jitter, fresh_until=fetch.fresh_until),
             )
-            log.info("poll %s: not modified", source.url)
+            # DEBUG: the caller (command or scheduler job) reports the poll's line, once.
+            log.debug("poll %s: not modified", source.url)
             return PollReport(source=source.url, status=fetch.status)
 
         from bot.sources.parse import parse_feed
@@ -110,5 +111,5 @@ def poll(
         backfilled=len(plan.backfilled),
         new_ids=tuple(ids.values()),
     )
-    log.info("%s", report.describe())
+    log.debug("%s", report.describe())  # reported by the caller, once
     return report

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from bot.wording import plural
+
 
 def content_hash(title: str, author: str, text: str) -> str:
     """The hash that tells an edit from an unchanged summary (not the date)."""
@@ -234,7 +236,7 @@ class PollReport:
         seen = f" ({self.backfilled} older ones marked as seen on this first poll)" if self.backfilled else ""
         return (
             f"poll {self.source}: {self.new} new{seen}, {self.edited} edited, {self.unchanged} unchanged, "
-            f"{self.queued} deliveries queued, {len(self.problems)} items skipped"
+            f"{plural(self.queued, 'delivery')} queued, {plural(len(self.problems), 'item')} skipped"
         )
 
 

@@ -252,6 +252,8 @@ def _lead(app: App, stop: threading.Event, still_leader: Callable[[], bool]) -> 
             except Exception:
                 log.exception("%s job crashed", name)
 
+        # APScheduler names a job after its function ("Added job ..." and every run's log line).
+        job.__name__ = job.__qualname__ = name
         return job
 
     # Explicit misfire/coalesce/max_instances: the defaults skip a run that is 1 s late.

@@ -277,6 +277,12 @@ class Settings:
     def feed_url(self) -> str:
         return self.env.shortscience_feed_url or str(sample_feed_path())
 
+    @property
+    def polls_bundled_sample(self) -> bool:
+        """Whether the source is the bundled sample feed (its paper details are bundled too: no arXiv)."""
+        url = self.env.shortscience_feed_url.removeprefix("file://")
+        return not url or Path(url).resolve() == sample_feed_path().resolve()
+
     def channel(self, name: str) -> ChannelSettings:
         value = getattr(self, name, None)
         if not isinstance(value, ChannelSettings):
@@ -423,6 +429,12 @@ def _check_semantics(s: Settings) -> None:
     url = s.env.database_url
     if url and not (url.startswith(("sqlite:", "postgres://", "postgresql:", "postgresql+psycopg:"))):
         raise ConfigError("setting DATABASE_URL is invalid: expected sqlite:///path or postgresql://…")
+    folder = _sqlite_folder(url)
+    if folder is not None and not folder.is_dir():
+        # Refused rather than created: a typo in the path would otherwise start an empty database.
+        raise ConfigError(
+            f"setting DATABASE_URL is invalid: the folder {str(folder)!r} of its SQLite file does not exist (create it first)"
+        )
     hh, _, mm = s.digest.time.partition(":")
     if not (hh.isdigit() and mm.isdigit() and 0 <= int(hh) < 24 and 0 <= int(mm) < 60):
         raise ConfigError(f"setting digest.time = {s.digest.time!r} is invalid: expected HH:MM")
@@ -438,6 +450,16 @@ def _check_semantics(s: Settings) -> None:
     for tag in s.render.fixed_hashtags:
         if not tag.startswith("#") or len(tag) < 2 or any(c.isspace() for c in tag):
             raise ConfigError(f"setting render.fixed_hashtags = {tag!r} is invalid: expected hashtags like '#ShortScience'")
+
+
+def _sqlite_folder(url: str) -> Path | None:
+    """The folder an explicit sqlite:///path URL puts its file in (None: not SQLite, in memory, or a file: URI)."""
+    if not url.startswith("sqlite") or ":///" not in url:
+        return None
+    path = url.split(":///", 1)[1].split("?", 1)[0]
+    if not path or path == ":memory:" or path.startswith("file:"):
+        return None
+    return Path(path).parent
 
 
 def load_settings(
@@ -475,7 +497,10 @@ def load_settings(
             raise ConfigError(f"settings file {path}: {exc}") from None
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError(f"settings file {path} cannot be read: {exc}") from None
-    elif config_path is not None or "BOT_CONFIG" in environ:
+    elif config_path is not None:
+        # Name what the operator typed: the command's option, not the variable it overrides.
+        raise ConfigError(f"option --config {str(path)!r} is invalid: no such file")
+    elif "BOT_CONFIG" in environ:
         raise ConfigError(f"setting BOT_CONFIG = {str(path)!r} is invalid: no such file")
 
     sections: dict[str, Any] = {}

@@ -14,6 +14,7 @@ from bot.decide import estimated_cost
 from bot.errors import ConfigError, MailError, PublishError, SourceError
 from bot.records import DeliveryState, StoredSummary, Summary
 from bot.settings import CHANNELS
+from bot.wording import plural
 
 if TYPE_CHECKING:
     from bot.app import App
@@ -41,6 +42,25 @@ def _safe_db_url(url: str) -> str:
     return _redact_url(url)
 
 
+def _paper_trouble(app: App, now: datetime) -> list[str]:
+    """arXiv's last error (while it lasts) and the papers posts went out without: both cost posts their authors and hashtags."""
+    from bot.content import ARXIV_JOB
+
+    out = []
+    job = app.store.jobs().get(ARXIV_JOB) or {}
+    if job.get("last_error"):
+        out.append(f"  arXiv failed {_when(job.get('last_run_at'), now)} (last ok {_when(job.get('last_ok_at'), now)}): {job['last_error'][:300]}")
+    # With arXiv turned off (arxiv.enabled = false) no paper has details, by the operator's choice.
+    missing = app.store.papers_without_details() if app.arxiv is not None else []
+    if missing:
+        shown = ", ".join(missing[:10]) + (", …" if len(missing) > 10 else "")
+        out.append(
+            f"  {plural(len(missing), 'paper')} without details (their posts had no authors, no hashtags; "
+            f"asked again when a feeds build or a digest needs them): {shown}"
+        )
+    return out
+
+
 def render_status(app: App) -> str:
     from bot.publishers import channel_mode
 
@@ -48,7 +68,7 @@ def render_status(app: App) -> str:
     store = app.store
     now = app.clock()
     out = [f"ShortScience feed bot — status at {now.strftime('%Y-%m-%d %H:%M:%S')} UTC", ""]
-    out.append(f"database: {_safe_db_url(s.database_url)} ({store.count_summaries()} summaries)")
+    out.append(f"database: {_safe_db_url(s.database_url)} ({plural(store.count_summaries(), 'summary')})")
     out.append("")
     out.append("sources:")
     sources = store.all_sources() or []
@@ -94,7 +114,11 @@ def render_status(app: App) -> str:
                 code = f" HTTP {a.http_status}" if a.http_status else ""
                 code += f" code {a.code}" if a.code is not None else ""
                 out.append(f"      {a.at.strftime('%Y-%m-%d %H:%M')} {a.outcome}{code}: {a.message[:200]}")
-    else:
+    papers = _paper_trouble(app, now)
+    if papers:
+        out.append("needs attention (paper details):")
+        out.extend(papers)
+    if not attention and not papers:
         out.append("needs attention: nothing")
     from bot.digest import digest_status
 

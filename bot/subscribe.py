@@ -28,6 +28,7 @@ from bot.errors import MailError
 from bot.mail.tokens import PATHS, InvalidToken, make_token, max_age, read_token
 from bot.records import SubscriberState
 from bot.render.templates import template_dirs
+from bot.wording import category_label
 
 if TYPE_CHECKING:
     from bot.app import App
@@ -77,6 +78,7 @@ class Pages:
         self.settings = app.settings
         loaders: list[jinja2.BaseLoader] = [jinja2.FileSystemLoader(d) for d in template_dirs(app.settings.render.templates_dir)]
         self.env = jinja2.Environment(loader=jinja2.ChoiceLoader(loaders), autoescape=True, undefined=jinja2.StrictUndefined)
+        self.env.filters["category_label"] = category_label
         d = app.settings.digest
         self.schedule = DigestSchedule.parse(d.day_of_week, d.time, d.timezone)
 

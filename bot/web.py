@@ -30,6 +30,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from bot.feeds.build import MANIFEST
 from bot.render.templates import template_dirs
 from bot.settings import Settings
+from bot.wording import category_label
 
 #: what each served file is (nothing else under public_dir is served)
 CONTENT_TYPES = {
@@ -115,7 +116,7 @@ def list_feeds(root: Path) -> list[FeedLink]:
     if category.is_dir():
         for path in sorted(category.iterdir(), key=lambda p: (p.stem.casefold(), p.suffix)):
             if path.suffix in CONTENT_TYPES and not path.name.startswith(".") and path.is_file():
-                add(f"category/{path.name}", f"Category {path.stem}")
+                add(f"category/{path.name}", category_label(path.stem))
     archive = root / "archive"
     if archive.is_dir():
         pages = [p for p in archive.iterdir() if p.suffix == ".atom" and p.stem.isdigit() and p.is_file()]
@@ -196,6 +197,8 @@ def create_app(
     max_age = settings.web.feed_max_age_seconds
     loaders: list[jinja2.BaseLoader] = [jinja2.FileSystemLoader(d) for d in template_dirs(settings.render.templates_dir)]
     env = jinja2.Environment(loader=jinja2.ChoiceLoader(loaders), autoescape=True, undefined=jinja2.StrictUndefined)
+    # The index points newcomers to the digest's form when this process serves it.
+    subscribe_url = "/subscribe" if any(getattr(r, "path", None) == "/subscribe" for r in extra_routes) else ""
 
     async def index(request: Request) -> Response:
         feeds = await anyio.to_thread.run_sync(list_feeds, root)
@@ -207,6 +210,7 @@ def create_app(
             main=[f for f in feeds if f.path.startswith("feed.")],
             categories=[f for f in feeds if f.path.startswith("category/")],
             archive=[f for f in feeds if f.path.startswith("archive/")],
+            subscribe_url=subscribe_url,
         )
         return HTMLResponse(page, headers={"Cache-Control": f"public, max-age={max_age}"})
 

@@ -114,11 +114,13 @@ def test_json_log_lines(env: dict[str, str], tmp_path: Path) -> None:
     feed = tmp_path / "feed.xml"
     feed.write_bytes(site_feed([Item("c/1")]))
     env["SHORTSCIENCE_FEED_URL"] = str(feed)
-    r = bot(env, "--log-format", "json", "poll")
+    r = bot(env, "--log-format", "json", "run", "--once", "--backfill", "1")
     records = [json.loads(line) for line in r.stderr.splitlines() if line.strip()]
     assert records, r.stderr
     assert all({"time", "level", "logger", "message"} <= rec.keys() for rec in records)
-    assert any(rec["logger"] == "bot.pipeline" and "1 new" in rec["message"] for rec in records)
+    assert any(rec["logger"] == "bot.dispatcher" and "sent on twitter" in rec["message"] for rec in records)
+    # The poll's line is the command's output (stdout), not a log record as well.
+    assert "1 new" in r.stdout and not any("1 new" in rec["message"] for rec in records)
 
 
 def test_bad_argument_exits_2(env: dict[str, str]) -> None:

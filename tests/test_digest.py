@@ -191,7 +191,11 @@ def test_digest_reaches_exactly_the_right_subscribers_with_every_header(room: Ne
     assert [m for m in re.findall(r"Paper k\d", text_all)] == ["Paper k2", "Paper k3", "Paper k1"]
     text_cv, _ = parts(got["Vision@example.net"][0])
     assert re.findall(r"^\d\. Paper k\d", text_cv, flags=re.M) == ["1. Paper k2", "2. Paper k3"]
-    assert "Ada Lovelace and Alan Turing" in text_cv and "cs.CV" in text_cv
+    assert "Ada Lovelace and Alan Turing" in text_cv and "Computer Vision and Pattern Recognition (cs.CV)" in text_cv
+    # The subscribe page promises authors: the HTML part shows them too.
+    _, html_cv = parts(got["Vision@example.net"][0])
+    doc = lxml.html.fromstring(html_cv)
+    assert [p.text_content() for p in doc.find_class("authors")] == ["Ada Lovelace and Alan Turing"] * 2
 
 
 def test_sending_a_period_again_mails_nobody_twice(room: Newsroom, server: SmtpTestServer) -> None:
@@ -333,7 +337,7 @@ def test_550_fails_and_bounces_after_k_issues(room: Newsroom, server: SmtpTestSe
     assert sub is not None and sub.state.value == "bounced" and "550" in (sub.last_error or "")
     room.publish(news(("k3", 1, None)), at=MONDAY + timedelta(days=8))
     room.clock.now = MONDAY + timedelta(days=14)
-    assert "1 recipients" in send_digest(room.app)
+    assert "1 recipient)" in send_digest(room.app)
     assert server.recipients().count("gone@example.net") == 0
     assert server.recipients().count("ok@example.net") == 3
     # Importing it again changes nothing: bounced stays bounced.

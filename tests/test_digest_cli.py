@@ -120,14 +120,14 @@ def test_digest_send_preview_and_status(cli: Run, tmp_path: Path, db_url: str) -
     cli("subscribers", "add", "a@example.org", "--confirmed")
     cli("subscribers", "add", "pending@example.org")
     preview = cli("digest", "preview", "--out", str(tmp_path / "preview")).output
-    assert "digest #1 so far: 1 summaries first seen since" in preview
+    assert "digest #1 so far: 1 summary first seen since" in preview
     html_path = re.search(r"^html: (\S+)$", preview, re.M)
     text_path = re.search(r"^text: (\S+)$", preview, re.M)
     assert html_path and text_path
     assert "Attention Is All You Need" in Path(text_path.group(1)).read_text()
     assert "<html" in Path(html_path.group(1)).read_text()
     sent = cli("digest", "send", "--now").output
-    assert re.search(r"digest #1 \(.*, 1 summaries, 1 recipients\): 1 sent, 0 failed, 0 retrying, 0 skipped", sent), sent
+    assert re.search(r"digest #1 \(.*, 1 summary, 1 recipient\): 1 sent, 0 failed, 0 retrying, 0 skipped", sent), sent
     assert "nothing new to send" in cli("digest", "send").output or "no new summaries" in cli("digest", "send").output
     status = cli("status").output
     section = status[status.index("digest:"):]

@@ -46,6 +46,9 @@ def test_quick_start_runs_on_a_fresh_copy(tmp_path: Path) -> None:
     assert "var/outbox/twitter.jsonl" in out and "var/outbox/facebook.jsonl" in out
     lines = [json.loads(x) for x in (copy / "var" / "outbox" / "twitter.jsonl").read_text().splitlines()]
     assert len(lines) == 3 and all(x["url"] in x["text"] for x in lines)
+    # The sample's paper details came with the package: authors and hashtags without arXiv.
+    assert any(x["text"].startswith("Group Normalization (Wu & He)") and "#ComputerVision" in x["text"] for x in lines)
+    assert "paper details unavailable" not in r.stderr
     for name in ("feed.rss", "feed.atom", "feed.json"):
         assert (copy / "var" / "public" / name).stat().st_size > 1000
     # Installed without -e: the templates and the sample feed came along in the package.

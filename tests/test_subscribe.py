@@ -100,6 +100,10 @@ def test_the_form(site: Site) -> None:
     honeypot = doc.xpath("//input[@name='website']")[0]
     assert honeypot.get("tabindex") == "-1" and "hp" in honeypot.getparent().get("class")
     assert doc.xpath("//input[@name='category']/@value")[:3] == ["cs.LG", "stat.ML", "cs.CV"]
+    # People read names; the form still sends the codes.
+    labels = [" ".join(label.text_content().split()) for label in doc.find_class("choice")]
+    assert labels[:3] == ["Machine Learning (cs.LG)", "Machine Learning (stat.ML)", "Computer Vision and Pattern Recognition (cs.CV)"]
+    assert "Neurons and Cognition (q-bio.NC)" in labels
     assert r.headers["cache-control"] == "no-store" and r.headers["referrer-policy"] == "no-referrer"
     assert "frame-ancestors 'none'" in r.headers["content-security-policy"]
     assert "set-cookie" not in r.headers
@@ -115,7 +119,7 @@ def test_subscribe_then_confirm_with_the_emailed_link(site: Site) -> None:
     assert sub is not None and sub.state.value == "pending"
     confirmed = site.confirm(site.confirmation_link("Reader@example.org"))
     assert confirmed.status_code == 200 and "You are subscribed" in confirmed.text
-    assert "with summaries in cs.CV" in text_of(confirmed)
+    assert "with summaries in Computer Vision and Pattern Recognition (cs.CV)" in text_of(confirmed)
     sub = site.room.app.store.subscriber("reader@example.org")
     assert sub is not None and sub.state.value == "confirmed" and sub.categories == ("cs.CV",)
     assert sub.consent_source == "web"

@@ -127,6 +127,19 @@ def test_index_lists_every_feed_with_autodiscovery(client: TestClient, public: P
     assert {"/feed.atom", "/category/cs.LG.rss", "/archive/3.atom"} <= {a.get("href") for a in page.xpath("//body//a")}
 
 
+def test_index_links_to_the_subscribe_page_and_names_categories(public: Path) -> None:
+    async def form(request: object) -> PlainTextResponse:
+        return PlainTextResponse("the form")
+
+    settings = make_settings(public)
+    page = html.fromstring(TestClient(create_app(settings, extra_routes=[Route("/subscribe", form)])).get("/").text)
+    assert page.xpath("//body//a[@href='/subscribe']")
+    assert "Machine Learning (cs.LG) (RSS" in page.text_content()
+    # A web process without the subscription pages does not link to them.
+    bare = html.fromstring(TestClient(create_app(settings)).get("/").text)
+    assert not bare.xpath("//a[@href='/subscribe']")
+
+
 def test_index_escapes_the_feed_title(public: Path) -> None:
     settings = make_settings(public)
     hostile = Settings(env=settings.env, feeds=FeedSettings(title="<script>alert(1)</script>"), web=settings.web)

@@ -23,6 +23,7 @@ from bot.feeds.clean import safe_names
 from bot.feeds.model import BuildReport, FeedEntry
 from bot.feeds.serialize import DOCUMENTS, FORMAT_VERSION, FeedMeta, FragmentCache, clean_categories
 from bot.settings import Settings
+from bot.wording import category_label
 
 #: the manifest of the last build: fingerprint of each file written (a dotfile: the web process never serves it)
 MANIFEST = ".feeds-manifest.json"
@@ -145,7 +146,8 @@ def plan_feeds(entries: Iterable[FeedEntry], settings: Settings) -> list[FeedFil
         stems = safe_names(set(by_category))
         for category in sorted(by_category):
             chosen, idents = by_category[category]
-            feed(f"category/{stems[category]}", f"{fs.title}: {category}", f"{fs.description} Category {category}.", chosen, idents)
+            label = category_label(category)  # what a feed reader shows: the name, with the code
+            feed(f"category/{stems[category]}", f"{fs.title}: {label}", f"{fs.description} Category {label}.", chosen, idents)
 
     for page in range(1, pages + 1):
         meta = FeedMeta(

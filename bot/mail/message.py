@@ -39,6 +39,7 @@ from bot.mail.base import HEADERS_POLICY, Email, RecipientRefused, crlf_only, do
 from bot.render.markdown import clean_chars
 from bot.render.templates import template_dirs
 from bot.settings import Settings
+from bot.wording import category_label
 
 DIGEST_HTML = "digest.html.j2"
 DIGEST_TEXT = "digest.txt.j2"
@@ -455,12 +456,12 @@ class ComposedDigest:
 
 
 def _meta(item: DigestItem) -> str:
-    """'Summary by Jane Doe · 12 votes · cs.LG, cs.CV' (plain text; templates escape it)."""
+    """'Summary by Jane Doe · 12 votes · Machine Learning (cs.LG), …' (plain text; templates escape it)."""
     parts = [f"Summary by {one_line(item.summary_author) or 'Anonymous'}"]
     if item.votes is not None:
         parts.append(f"{item.votes} vote" if item.votes == 1 else f"{item.votes} votes")
     if item.categories:
-        parts.append(", ".join(item.categories))
+        parts.append(", ".join(category_label(c) for c in item.categories))
     return " · ".join(parts)
 
 

@@ -16,7 +16,7 @@ from typing import Protocol
 
 import httpx
 
-from bot.errors import SourceError
+from bot.errors import ConfigError, SourceError
 from bot.records import FetchResult, SourceState
 
 
@@ -182,5 +182,6 @@ def make_source(url: str, *, timeout: float, max_bytes: int, user_agent: str) ->
     if url.startswith(("http://", "https://")):
         return HttpSource(url, timeout=timeout, max_bytes=max_bytes, user_agent=user_agent)
     if "://" in url and not url.startswith("file://"):
-        raise SourceError(f"SHORTSCIENCE_FEED_URL = {url!r}: expected an http(s):// URL or a file path")
+        # A bad setting, not a failing source: exit 2 like every other bad setting.
+        raise ConfigError(f"setting SHORTSCIENCE_FEED_URL = {url!r} is invalid: expected an http(s):// URL or a file path")
     return FileSource(url, max_bytes=max_bytes)

@@ -663,6 +663,17 @@ class Store(DigestStore):
             rows = conn.execute(_SELECT_PAPERS.where(t.papers.c.arxiv_id.in_(list(arxiv_ids))))
             return dict(_paper_from_row(r) for r in rows)
 
+    def papers_without_details(self) -> list[str]:
+        """arXiv ids of stored summaries whose paper details were never fetched (arXiv failed or was off)."""
+        query = (
+            sa.select(t.summaries.c.arxiv_id).distinct()
+            .outerjoin(t.papers, t.papers.c.arxiv_id == t.summaries.c.arxiv_id)
+            .where(t.summaries.c.arxiv_id.is_not(None), t.papers.c.arxiv_id.is_(None))
+            .order_by(t.summaries.c.arxiv_id)
+        )
+        with self.tx() as conn:
+            return [r[0] for r in conn.execute(query)]
+
     def put_papers(self, found: Mapping[str, PaperDetails], missing: Sequence[str], *, now: datetime) -> None:
         keys = list(found) + [m for m in missing if m not in found]
         if not keys:
