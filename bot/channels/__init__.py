@@ -1,46 +1,52 @@
-"""Channels by name: the registry that builds each channel's publisher.
+"""The channels: one line per channel below; everything else reads this registry.
 
-A new network is one module implementing ``Publisher`` (base.py) and one
-line in ``_LIVE`` below. A channel without credentials, or any channel under
-``BOT_DRY_RUN=1``, gets the dry-run publisher that writes to the outbox.
+A channel is one package under bot/channels/<name>/ exporting a ``Channel``
+spec (spec.py): settings section, environment variables, templates,
+rendering, live publisher, length measure. Settings, rendering, the
+dispatcher, `status`, `check`, `preview`, the docs generator and the tests
+read it from here; no other module names a channel (tests/test_channels.py
+checks). Shared pieces live beside the packages: the publisher protocol
+(base.py), the dry-run outbox (dryrun.py), the HTTP transport, image
+fetching and the fake publisher. See docs/channels.md to add one.
+
+A channel without credentials, or any channel under ``BOT_DRY_RUN=1``, gets
+the dry-run publisher that writes to <outbox>/<name>.jsonl.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
+from types import MappingProxyType
 
-from bot.publishers.base import Publisher
-from bot.publishers.dryrun import DryRunPublisher
-from bot.settings import CHANNELS, Settings
+from bot.channels import facebook, twitter
+from bot.channels.base import Publisher
+from bot.channels.dryrun import DryRunPublisher
+from bot.channels.spec import Channel, SessionStore
+from bot.errors import ConfigError
+from bot.settings import Settings
+
+#: every channel, in the order `status` shows them and the settings file lists them
+REGISTRY: Mapping[str, Channel] = MappingProxyType({c.name: c for c in (
+    twitter.CHANNEL,
+    facebook.CHANNEL,
+)})
+
+#: the channels' names
+CHANNELS: tuple[str, ...] = tuple(REGISTRY)
 
 
-def _twitter(settings: Settings, now: Callable[[], datetime]) -> Publisher:
-    from bot.publishers.twitter import TwitterPublisher
-
-    return TwitterPublisher(settings, now=now)
-
-
-def _facebook(settings: Settings, now: Callable[[], datetime]) -> Publisher:
-    from bot.publishers.facebook import FacebookPublisher
-
-    return FacebookPublisher(settings, now=now)
-
-
-#: channel → (the environment fields it needs, factory of its live publisher)
-_LIVE: dict[str, tuple[tuple[str, ...], Callable[[Settings, Callable[[], datetime]], Publisher]]] = {
-    "twitter": (
-        ("twitter_api_key", "twitter_api_secret", "twitter_access_token", "twitter_access_token_secret"),
-        _twitter,
-    ),
-    "facebook": (("facebook_page_id", "facebook_page_access_token"), _facebook),
-}
+def channel_spec(name: str) -> Channel:
+    """The channel called `name`; ConfigError for one the registry does not list."""
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise ConfigError(f"unknown channel {name!r}; expected one of {', '.join(CHANNELS)}") from None
 
 
 def missing_credentials(settings: Settings, channel: str) -> list[str]:
     """The variables a channel still needs to go live (empty when it has them all)."""
-    needed, _ = _LIVE[channel]
-    return [name.upper() for name in needed if not getattr(settings.env, name)]
+    return channel_spec(channel).missing(settings.env)
 
 
 def channel_mode(settings: Settings, channel: str) -> tuple[bool, str]:
@@ -57,8 +63,13 @@ def enabled_channels(settings: Settings) -> list[str]:
     return [c for c in CHANNELS if settings.channel(c).enabled]
 
 
-def build_publisher(settings: Settings, channel: str, *, now: Callable[[], datetime]) -> Publisher:
+def build_publisher(
+    settings: Settings, channel: str, *, now: Callable[[], datetime], sessions: SessionStore | None = None
+) -> Publisher:
+    """The channel's live publisher, or its dry-run one. `sessions`: where a publisher that logs in keeps
+    its session (the app hands in a database-backed store once a channel needs one)."""
+    spec = channel_spec(channel)
     live, _ = channel_mode(settings, channel)
     if live:
-        return _LIVE[channel][1](settings, now)
+        return spec.publisher(settings, now, sessions)
     return DryRunPublisher(channel, settings.outbox_dir, now=now)
