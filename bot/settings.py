@@ -16,10 +16,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, get_origin, get_type_hints
+from typing import TYPE_CHECKING, Any, get_origin, get_type_hints
 from urllib.parse import unquote, urlsplit
 
 from bot.errors import ConfigError
+
+if TYPE_CHECKING:
+    from bot.channels.spec import Channel, EnvVar
 
 
 def _s(default: Any, help: str, *, choices: tuple[str, ...] = (), minimum: float | None = None) -> Any:
@@ -192,7 +195,7 @@ class Env:
     digest_from: str = _s("", "Digest sender address.")
     #: the channels' own variables (declared by each channel: bot/channels/), by field name
     #: (the variable's name lower-cased); read as attributes: ``env.<channel>_api_key``
-    channel_vars: Mapping[str, str] = field(default_factory=dict, metadata={"help": "", "channel_vars": True})
+    channel_vars: Mapping[str, str] = field(default_factory=dict)
 
     def __init__(self, **values: Any) -> None:
         """Core values by field name; a channel's variables by theirs (unset ones at their defaults)."""
@@ -321,14 +324,14 @@ class Settings:
         return tuple(v for v in values if v and len(v) >= 4)
 
 
-def _registry() -> Mapping[str, Any]:
+def _registry() -> Mapping[str, Channel]:
     """The channel registry (bot/channels/), imported on first use: its packages import this module."""
     from bot.channels import REGISTRY
 
     return REGISTRY
 
 
-def channel_env_vars() -> list[Any]:
+def channel_env_vars() -> list[EnvVar]:
     """Every channel's environment variables (EnvVar), in the registry's order."""
     return [var for spec in _registry().values() for var in spec.env]
 
