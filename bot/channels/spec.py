@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from bot.records import PaperDetails, Post, Summary
-from bot.settings import ChannelSettings, Settings
+from bot.settings import ChannelSettings, Env, Settings
 
 if TYPE_CHECKING:
     from bot.channels.base import Publisher
@@ -186,6 +186,6 @@ class Channel:
         """The dry-run outbox file's name (under BOT_OUTBOX_DIR)."""
         return f"{self.name}.jsonl"
 
-    def missing(self, env: Any) -> list[str]:
+    def missing(self, env: Env) -> list[str]:
         """The variables it still needs to go live (empty when all are set)."""
         return [name for name in self.live_needs if not getattr(env, name.lower())]
