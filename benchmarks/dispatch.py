@@ -103,8 +103,8 @@ def environment(data_dir: Path, db_url: str, api_url: str, feed: Path) -> dict[s
 def worker(env: dict[str, str], barrier: Any, results: Any, profile: bool) -> None:
     """One worker process: get ready, wait for the others, drain the outbox, report."""
     from bot.app import build_app
+    from bot.channels.twitter.fitting import parse_tweet
     from bot.dispatcher import Dispatcher
-    from bot.render.posts import parse_tweet
     from bot.settings import load_settings
 
     app = build_app(load_settings(env), arxiv=False)

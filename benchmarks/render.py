@@ -31,9 +31,9 @@ sys.path.insert(0, str(ROOT))
 
 from bot import content  # noqa: E402
 from bot.app import build_app  # noqa: E402
+from bot.channels import CHANNELS  # noqa: E402
 from bot.pipeline import poll  # noqa: E402
 from bot.records import PaperDetails  # noqa: E402
-from bot.render import CHANNEL_TEMPLATES  # noqa: E402
 from bot.settings import load_settings  # noqa: E402
 
 
@@ -63,7 +63,7 @@ def main() -> int:
             renderer = app.renderer
             # Warm Jinja's template cache and the libraries' lazy tables, as a running bot has them.
             content.renders(app, stored)
-            for channel in CHANNEL_TEMPLATES:
+            for channel in CHANNELS:
                 renderer.post(channel, stored[0].summary, None)
 
             print(f"{'summary':<44} {'chars':>6} {'first ms':>9} {'posts ms':>9}")
@@ -81,7 +81,7 @@ def main() -> int:
                     first_t.append(time.perf_counter() - t)
 
                     t = time.perf_counter()
-                    for channel in CHANNEL_TEMPLATES:
+                    for channel in CHANNELS:
                         renderer.post(channel, summary, paper, text=x)
                     post_t.append(time.perf_counter() - t)
                 first, post = statistics.median(first_t), statistics.median(post_t)

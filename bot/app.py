@@ -15,9 +15,9 @@ from bot.settings import Settings
 
 if TYPE_CHECKING:
     from bot.arxiv import PaperSource
+    from bot.channels.base import Publisher
     from bot.feeds import FragmentCache
     from bot.mail import DigestComposer, Mailer
-    from bot.publishers.base import Publisher
     from bot.render import Renderer
     from bot.sources.fetch import Source
     from bot.store import Store
@@ -67,7 +67,7 @@ class App:
 
     def publisher(self, channel: str) -> Publisher:
         if channel not in self._publishers:
-            from bot.publishers import build_publisher
+            from bot.channels import build_publisher
 
             self._publishers[channel] = build_publisher(self.settings, channel, now=self.clock)
         return self._publishers[channel]

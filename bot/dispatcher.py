@@ -22,6 +22,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from bot import content
+from bot.channels import CHANNELS, enabled_channels
 from bot.claims import claimant_id, holder_is_dead, running
 from bot.decide import Pacing, pacing_wait, retry_time
 from bot.errors import (
@@ -33,9 +34,7 @@ from bot.errors import (
     StoreError,
     TransientPublishError,
 )
-from bot.publishers import enabled_channels
 from bot.records import Attempt, Delivery, DeliveryClaim, DeliveryState, Post
-from bot.settings import CHANNELS
 
 if TYPE_CHECKING:
     from bot.app import App

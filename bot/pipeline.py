@@ -11,9 +11,9 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
+from bot.channels import enabled_channels
 from bot.decide import next_poll_time, plan_poll, retry_time
 from bot.errors import SourceError
-from bot.publishers import enabled_channels
 from bot.records import PollReport
 
 if TYPE_CHECKING:

@@ -183,7 +183,7 @@ def run_once(app: App, *, backfill: int | None = None, progress: Callable[[int, 
 
 
 def where_things_went(app: App) -> list[str]:
-    from bot.publishers import channel_mode, enabled_channels
+    from bot.channels import channel_mode, enabled_channels
 
     out = []
     for channel in enabled_channels(app.settings):

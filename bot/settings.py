@@ -15,10 +15,14 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, get_origin, get_type_hints
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, get_origin, get_type_hints
 from urllib.parse import unquote, urlsplit
 
 from bot.errors import ConfigError
+
+if TYPE_CHECKING:
+    from bot.channels.spec import Channel, EnvVar
 
 
 def _s(default: Any, help: str, *, choices: tuple[str, ...] = (), minimum: float | None = None) -> Any:
@@ -79,7 +83,7 @@ class DatabaseSettings:
 
 @dataclass(frozen=True)
 class ChannelSettings:
-    """[channels.<name>]: one social channel (twitter, facebook)."""
+    """[channels.<name>]: what every social channel has; each channel's package subclasses it (bot/channels/)."""
 
     enabled: bool = _s(True, "Whether new summaries are queued for this channel.")
     min_interval_minutes: int = _s(0, "Least minutes between two posts on this channel (0: no pacing).", minimum=0)
@@ -88,25 +92,6 @@ class ChannelSettings:
     price_per_post: float = _s(0.0, "Estimated cost of one post, in USD, for the month's cost shown by `status`.", minimum=0)
     republish_on_edit: bool = _s(False, "Post again when a summary is edited (overrides source.on_edit for this channel).")
     images: bool = _s(False, "Attach the summary's first image (from an allowed host) to the post.")
-
-
-@dataclass(frozen=True)
-class TwitterSettings(ChannelSettings):
-    """[channels.twitter]: posts on X."""
-
-    price_per_post: float = _s(0.20, "Estimated cost of one post, in USD (X charges about $0.20 for a post with a URL).", minimum=0)
-    thread: bool = _s(False, "Continue the teaser over numbered replies (a thread) instead of one post.")
-    thread_max_replies: int = _s(3, "Most replies of a thread.", minimum=1)
-    reconcile_read: bool = _s(False, "On reconciliation, also read the account's recent posts (costs API reads).")
-    timeout_seconds: float = _s(30.0, "Seconds to wait for each X API answer (a post that times out may still have gone out: reconciliation tells).", minimum=0.1)
-
-
-@dataclass(frozen=True)
-class FacebookSettings(ChannelSettings):
-    """[channels.facebook]: posts on the Facebook Page."""
-
-    teaser_chars: int = _s(600, "Longest teaser of a Page post, cut at a sentence boundary.", minimum=50)
-    timeout_seconds: float = _s(30.0, "Seconds to wait for each Graph API answer (a post that times out may still have gone out: reconciliation tells).", minimum=0.1)
 
 
 @dataclass(frozen=True)
@@ -189,7 +174,7 @@ class LogSettings:
     format: str = _s("text", "Log line format.", choices=("text", "json"))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Env:
     """Deployment values and secrets, from the environment (DESIGN.md §4).
 
@@ -208,37 +193,50 @@ class Env:
     port: int = _s(8000, "Web process port.", minimum=1)
     smtp_url: str = _s("", "smtp://user:pass@host:port (smtps:// for TLS, ?starttls=1); unset: e-mails go to the outbox.")
     digest_from: str = _s("", "Digest sender address.")
-    twitter_api_key: str = _s("", "X OAuth 1.0a consumer key.")
-    twitter_api_secret: str = _s("", "X OAuth 1.0a consumer secret.")
-    twitter_access_token: str = _s("", "X OAuth 1.0a access token.")
-    twitter_access_token_secret: str = _s("", "X OAuth 1.0a access token secret.")
-    facebook_page_id: str = _s("", "The Facebook Page's id.")
-    facebook_page_access_token: str = _s("", "A Page access token with pages_manage_posts and pages_read_engagement.")
-    facebook_graph_version: str = _s("v26.0", "Graph API version used in request paths.")
-    twitter_api_base_url: str = _s("https://api.twitter.com", "X API host (staging, a proxy, a local test server).")
-    facebook_graph_url: str = _s("https://graph.facebook.com/", "Graph API host, same use.")
+    #: the channels' own variables (declared by each channel: bot/channels/), by field name
+    #: (the variable's name lower-cased); read as attributes: ``env.<channel>_api_key``
+    channel_vars: Mapping[str, str] = field(default_factory=dict)
+
+    def __init__(self, **values: Any) -> None:
+        """Core values by field name; a channel's variables by theirs (unset ones at their defaults)."""
+        declared = {v.field: v for v in channel_env_vars()}
+        own = {f.name for f in fields(Env)}
+        chan = dict(values.pop("channel_vars", {}))
+        for name in [n for n in values if n not in own]:
+            if name not in declared:
+                raise TypeError(f"Env() got an unexpected keyword argument {name!r}")
+            chan[name] = values.pop(name)
+        for f in fields(Env):
+            if f.name == "channel_vars":
+                continue
+            if f.name in values:
+                value = values[f.name]
+            else:
+                factory: Any = f.default_factory
+                value = f.default if factory is dataclasses.MISSING else factory()
+            object.__setattr__(self, f.name, value)
+        full = {name: chan.get(name, var.default) for name, var in declared.items()}
+        object.__setattr__(self, "channel_vars", MappingProxyType(full))
+
+    def __getattr__(self, name: str) -> str:
+        # Only called for names that are not fields: a channel's variable.
+        try:
+            return self.__dict__["channel_vars"][name]
+        except KeyError:
+            raise AttributeError(f"Env has no variable {name!r}") from None
 
 
-#: variables whose values never appear in logs, status or errors
-SECRET_FIELDS = (
-    "secret_key",
-    "twitter_api_key",
-    "twitter_api_secret",
-    "twitter_access_token",
-    "twitter_access_token_secret",
-    "facebook_page_access_token",
-)
+#: core variables whose values never appear in logs, status or errors (channels declare theirs)
+CORE_SECRET_FIELDS = ("secret_key",)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Settings:
     """All settings: the file's sections and the environment."""
 
     source: SourceSettings = field(default_factory=SourceSettings)
     dispatch: DispatchSettings = field(default_factory=DispatchSettings)
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
-    twitter: TwitterSettings = field(default_factory=TwitterSettings)
-    facebook: FacebookSettings = field(default_factory=FacebookSettings)
     render: RenderSettings = field(default_factory=RenderSettings)
     arxiv: ArxivSettings = field(default_factory=ArxivSettings)
     feeds: FeedSettings = field(default_factory=FeedSettings)
@@ -246,6 +244,38 @@ class Settings:
     web: WebSettings = field(default_factory=WebSettings)
     log: LogSettings = field(default_factory=LogSettings)
     env: Env = field(default_factory=Env)
+    #: each channel's [channels.<name>] section, in the registry's order; also read as ``settings.<name>``
+    channels: Mapping[str, ChannelSettings] = field(default_factory=dict)
+
+    def __init__(self, **sections: Any) -> None:
+        """Sections by name (source=…, env=…); a channel's section by the channel's name (<channel>=…)."""
+        registry = _registry()
+        own = {f.name for f in fields(Settings)}
+        chan = dict(sections.pop("channels", {}))
+        for name in [n for n in sections if n not in own]:
+            if name not in registry:
+                raise TypeError(f"Settings() got an unexpected keyword argument {name!r}")
+            chan[name] = sections.pop(name)
+        for f in fields(Settings):
+            if f.name != "channels":
+                factory: Any = f.default_factory
+                object.__setattr__(self, f.name, sections[f.name] if f.name in sections else factory())
+        full: dict[str, ChannelSettings] = {}
+        for name, spec in registry.items():
+            value = chan.pop(name, None) or spec.settings()
+            if not isinstance(value, spec.settings):
+                raise TypeError(f"settings of channel {name!r} must be a {spec.settings.__name__}, not {type(value).__name__}")
+            full[name] = value
+        if chan:
+            raise TypeError(f"unknown channel {next(iter(chan))!r}; expected one of {', '.join(registry)}")
+        object.__setattr__(self, "channels", MappingProxyType(full))
+
+    def __getattr__(self, name: str) -> Any:
+        # Only called for names that are not fields: a channel's section, typed by its package.
+        try:
+            return self.__dict__["channels"][name]
+        except KeyError:
+            raise AttributeError(f"Settings has no section {name!r}") from None
 
     # ---- derived values (one place, so every command agrees) ----
 
@@ -284,14 +314,14 @@ class Settings:
         return not url or Path(url).resolve() == sample_feed_path().resolve()
 
     def channel(self, name: str) -> ChannelSettings:
-        value = getattr(self, name, None)
-        if not isinstance(value, ChannelSettings):
-            raise ConfigError(f"unknown channel {name!r}; expected one of {', '.join(CHANNELS)}")
-        return value
+        try:
+            return self.channels[name]
+        except KeyError:
+            raise ConfigError(f"unknown channel {name!r}; expected one of {', '.join(self.channels)}") from None
 
     def secrets(self) -> tuple[str, ...]:
         """Every secret value that is set, so logs and messages can redact them."""
-        values = [getattr(self.env, name) for name in SECRET_FIELDS]
+        values = [getattr(self.env, name) for name in secret_fields()]
         for url in (self.env.smtp_url, self.env.database_url):
             password = urlsplit(url).password if url else None
             if password:
@@ -300,16 +330,52 @@ class Settings:
         return tuple(v for v in values if v and len(v) >= 4)
 
 
-#: the channels the bot knows, in the order `status` shows them
-CHANNELS = ("twitter", "facebook")
+def _registry() -> Mapping[str, Channel]:
+    """The channel registry (bot/channels/), imported on first use: its packages import this module."""
+    from bot.channels import REGISTRY
 
-#: the settings-file sections and the dataclass of each
-SECTIONS: dict[str, type] = {
+    return REGISTRY
+
+
+def channel_env_vars() -> list[EnvVar]:
+    """Every channel's environment variables (EnvVar), in the registry's order."""
+    return [var for spec in _registry().values() for var in spec.env]
+
+
+def secret_fields() -> tuple[str, ...]:
+    """The fields of Env whose values never appear in logs, status or errors."""
+    return (*CORE_SECRET_FIELDS, *(v.field for v in channel_env_vars() if v.secret))
+
+
+def sections() -> dict[str, type]:
+    """The settings-file sections and the dataclass of each; channels' from the registry, after [database]."""
+    out: dict[str, type] = {}
+    for name, cls in _SECTIONS.items():
+        out[name] = cls
+        if name == "database":
+            out.update({spec.section: spec.settings for spec in _registry().values()})
+    return out
+
+
+def _section_attr(section: str) -> str:
+    """The Settings attribute of a section: [channels.<name>] is settings.channels[<name>] (also settings.<name>)."""
+    return section.removeprefix("channels.")
+
+
+def __getattr__(name: str) -> tuple[str, ...]:
+    # The names other modules imported when channels were fixed: now read from the registry.
+    if name == "CHANNELS":
+        return tuple(_registry())
+    if name == "SECRET_FIELDS":
+        return secret_fields()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+#: the settings-file sections that are not channels, and the dataclass of each
+_SECTIONS: dict[str, type] = {
     "source": SourceSettings,
     "dispatch": DispatchSettings,
     "database": DatabaseSettings,
-    "channels.twitter": TwitterSettings,
-    "channels.facebook": FacebookSettings,
     "render": RenderSettings,
     "arxiv": ArxivSettings,
     "feeds": FeedSettings,
@@ -317,7 +383,6 @@ SECTIONS: dict[str, type] = {
     "web": WebSettings,
     "log": LogSettings,
 }
-_SECTION_ATTR = {"channels.twitter": "twitter", "channels.facebook": "facebook"}
 
 
 def sample_feed_path() -> Path:
@@ -328,11 +393,20 @@ def sample_feed_path() -> Path:
 def iter_settings() -> list[tuple[str, dataclasses.Field[Any]]]:
     """Every setting as (dotted name, field): file settings, then variables."""
     out: list[tuple[str, dataclasses.Field[Any]]] = []
-    for section, cls in SECTIONS.items():
+    for section, cls in sections().items():
         for f in fields(cls):
             out.append((f"{section}.{f.name}", f))
-    for f in fields(Env):
-        out.append((f.name.upper(), f))
+    for name, (f, _) in _env_declarations().items():
+        out.append((name.upper(), f))
+    return out
+
+
+def _env_declarations() -> dict[str, tuple[dataclasses.Field[Any], Any]]:
+    """Every variable as field name → (its declaration, its type): Env's own, then the channels'."""
+    hints = get_type_hints(Env)
+    out = {f.name: (f, hints[f.name]) for f in fields(Env) if f.name != "channel_vars"}
+    for var in channel_env_vars():
+        out[var.field] = (_s(var.default, var.help), str)
     return out
 
 
@@ -410,13 +484,14 @@ def _build(cls: type, section: str, raw: Mapping[str, Any], *, from_env: bool = 
 
 def _check_semantics(s: Settings) -> None:
     """Checks that need more than one value or a parser."""
-    for name in ("public_base_url", "twitter_api_base_url", "facebook_graph_url", "smtp_url", "database_url"):
+    urls = ["public_base_url", *(v.field for v in channel_env_vars() if v.url)]
+    for name in (*urls, "smtp_url", "database_url"):
         try:
             _ = urlsplit(getattr(s.env, name)).port  # parses host and port: "[::1" or ":notaport" raise here
         except ValueError:
             # No value in the message: SMTP_URL and DATABASE_URL may carry a password.
             raise ConfigError(f"setting {name.upper()} is invalid: bad host or port") from None
-    for name in ("public_base_url", "twitter_api_base_url", "facebook_graph_url"):
+    for name in urls:
         value = getattr(s.env, name)
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.netloc:
@@ -484,9 +559,9 @@ def load_settings(
         else:
             environ = dict(os.environ)
 
-    env_fields = {f.name for f in fields(Env)}
-    env_raw = {f.lower(): v for f, v in environ.items() if f.lower() in env_fields and f.isupper() and v != ""}
-    env = _build(Env, "environment", env_raw, from_env=True)
+    declared = _env_declarations()
+    env_raw = {f.lower(): v for f, v in environ.items() if f.lower() in declared and f.isupper() and v != ""}
+    env = Env(**{name: _convert(name.upper(), *declared[name], raw, from_env=True) for name, raw in env_raw.items()})
 
     path = Path(config_path or env.bot_config)
     file_raw: dict[str, Any] = {}
@@ -503,22 +578,23 @@ def load_settings(
     elif "BOT_CONFIG" in environ:
         raise ConfigError(f"setting BOT_CONFIG = {str(path)!r} is invalid: no such file")
 
-    sections: dict[str, Any] = {}
+    known = sections()
+    values: dict[str, Any] = {}
     channels = file_raw.pop("channels", {})
     if not isinstance(channels, dict):
         raise ConfigError(f"settings file {path}: [channels] must be a table of channel tables")
     for name, table in channels.items():
         file_raw[f"channels.{name}"] = table
     for key, table in file_raw.items():
-        if key not in SECTIONS:
+        if key not in known:
             raise ConfigError(
-                f"settings file {path}: unknown section [{key}]; expected one of: {', '.join('[' + s + ']' for s in SECTIONS)}"
+                f"settings file {path}: unknown section [{key}]; expected one of: {', '.join('[' + s + ']' for s in known)}"
             )
         if not isinstance(table, dict):
             raise ConfigError(f"settings file {path}: [{key}] must be a table")
-        sections[_SECTION_ATTR.get(key, key)] = _build(SECTIONS[key], key, table)
+        values[_section_attr(key)] = _build(known[key], key, table)
 
-    settings = Settings(env=env, **sections)
+    settings = Settings(env=env, **values)
     _check_semantics(settings)
     return settings
 
@@ -541,7 +617,10 @@ def describe_settings() -> str:
 
 def with_overrides(settings: Settings, section: str, **values: Any) -> Settings:
     """A copy of `settings` with some values of one section replaced (tests, CLI flags)."""
-    attr = _SECTION_ATTR.get(section, section)
+    attr = _section_attr(section)
+    if attr in settings.channels:
+        changed = dataclasses.replace(settings.channels[attr], **values)
+        return dataclasses.replace(settings, channels={**settings.channels, attr: changed})
     current = getattr(settings, attr)
     return dataclasses.replace(settings, **{attr: dataclasses.replace(current, **values)})
 
@@ -556,7 +635,7 @@ def example_toml() -> str:
         "# uncomment and change what you need. Secrets and deployment values are environment",
         "# variables (see README.md), never this file.",
     ]
-    for section, cls in SECTIONS.items():
+    for section, cls in sections().items():
         out.append("")
         out.append(f"[{section}]")
         for f in fields(cls):

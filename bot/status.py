@@ -10,10 +10,10 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from bot.channels import CHANNELS
 from bot.decide import estimated_cost
 from bot.errors import ConfigError, MailError, PublishError, SourceError
 from bot.records import DeliveryState, StoredSummary, Summary
-from bot.settings import CHANNELS
 from bot.wording import plural
 
 if TYPE_CHECKING:
@@ -62,7 +62,7 @@ def _paper_trouble(app: App, now: datetime) -> list[str]:
 
 
 def render_status(app: App) -> str:
-    from bot.publishers import channel_mode
+    from bot.channels import channel_mode
 
     s = app.settings
     store = app.store
@@ -136,7 +136,7 @@ def render_status(app: App) -> str:
 
 def run_check(app: App) -> tuple[bool, list[str]]:
     """Database reachable; each live channel answers an authenticated call. Resumes channels that work again."""
-    from bot.publishers import channel_mode, enabled_channels
+    from bot.channels import channel_mode, enabled_channels
 
     lines = []
     ok = True
@@ -170,8 +170,8 @@ def run_check(app: App) -> tuple[bool, list[str]]:
 
 
 def _preview_one(app: App, summary: Summary, text: str | None = None) -> list[str]:
-    from bot.publishers import enabled_channels
-    from bot.render import post_warnings, tweet_weight
+    from bot.channels import channel_spec, enabled_channels
+    from bot.render import post_warnings
 
     details = None
     notes: list[str] = []
@@ -185,14 +185,11 @@ def _preview_one(app: App, summary: Summary, text: str | None = None) -> list[st
     lines = [f"=== {summary.title} — by {summary.author}", f"    {summary.link}", *notes]
     for channel in enabled_channels(app.settings):
         post = app.renderer.post(channel, summary, details, text=text)
-        if channel == "twitter":
-            weights = [tweet_weight(post.text), *[tweet_weight(r) for r in post.replies]]
-            lines.append(f"--- {channel} ({weights[0]}/280 weighted{', thread of ' + str(len(weights)) if post.replies else ''})")
-        else:
-            lines.append(f"--- {channel} ({len(post.text)} characters; link field: {post.link})")
+        measure = channel_spec(channel).measure
+        lines.append(f"--- {channel} ({measure.describe(post)})")
         lines.append(post.text)
         for i, reply in enumerate(post.replies, 2):
-            lines.append(f"  [reply {i}, {tweet_weight(reply)}/280] {reply}")
+            lines.append(f"  [reply {i}, {measure.count(reply)}/{measure.limit}] {reply}")
         for w in post_warnings(post):
             lines.append(f"  warning: {w}")
     return lines

@@ -97,7 +97,7 @@ def test_facebook_reconciliation_reads_back_to_when_the_delivery_was_queued() ->
     from fake_graph import FakeGraph
     from procs_util import PAGE_ID, PAGE_TOKEN
 
-    from bot.publishers.facebook import FacebookPublisher
+    from bot.channels.facebook.publisher import FacebookPublisher
     from bot.records import Post
     from bot.settings import load_settings
 

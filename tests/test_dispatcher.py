@@ -11,10 +11,10 @@ import sqlalchemy as sa
 from conftest import FakeClock
 from feeds_util import items, site_feed
 
+from bot.channels.fake import FakePublisher
 from bot.dispatcher import Dispatcher
 from bot.errors import AuthPublishError, PermanentPublishError, TransientPublishError
 from bot.pipeline import poll
-from bot.publishers.fake import FakePublisher
 from bot.records import Delivery, DeliveryState, Post
 from bot.settings import Settings, with_overrides
 from bot.status import render_status, run_check

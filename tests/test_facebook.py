@@ -17,11 +17,12 @@ import pytest
 from fake_graph import FakeGraph, graph_error, html_error, posted_then_dropped
 from fake_x import Fault, png
 
+from bot.channels.base import Publisher
+from bot.channels.facebook.publisher import FacebookPublisher
+from bot.channels.facebook.settings import FacebookSettings
 from bot.errors import AuthPublishError, ConfigError, PermanentPublishError, PublishError, TransientPublishError
-from bot.publishers.base import Publisher
-from bot.publishers.facebook import FacebookPublisher
 from bot.records import Post, Published
-from bot.settings import Env, FacebookSettings, RenderSettings, Settings
+from bot.settings import Env, RenderSettings, Settings
 
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 PAGE = "123456789"
@@ -376,7 +377,7 @@ def test_the_sdk_import_warning_is_silenced_narrowly() -> None:
     """facebook-sdk's invalid escape warns when its source is compiled; importing us must not."""
     with tempfile.TemporaryDirectory() as cache:
         env = {**os.environ, "PYTHONPYCACHEPREFIX": cache}  # force a fresh compile of facebook-sdk
-        ours = subprocess.run([sys.executable, "-W", "error", "-c", "import bot.publishers.facebook"], env=env, capture_output=True, text=True, check=False)
+        ours = subprocess.run([sys.executable, "-W", "error", "-c", "import bot.channels.facebook.publisher"], env=env, capture_output=True, text=True, check=False)
         assert ours.returncode == 0, ours.stderr
     with tempfile.TemporaryDirectory() as cache:
         env = {**os.environ, "PYTHONPYCACHEPREFIX": cache}

@@ -1,4 +1,4 @@
-"""Finding a summary's first image and fetching it within limits (bot/publishers/images.py)."""
+"""Finding a summary's first image and fetching it within limits (bot/channels/images.py)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import httpx
 import pytest
 from fake_x import png
 
+from bot.channels.images import fetch_image, first_image_url, sniff_image_type
 from bot.errors import PermanentPublishError
-from bot.publishers.images import fetch_image, first_image_url, sniff_image_type
 from bot.settings import RenderSettings, Settings
 
 BASE = "https://www.shortscience.org"

@@ -30,6 +30,7 @@ from fake_x import png
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from bot.channels.base import Publisher
 from bot.channels.mastodon.post import (
     StatusFields,
     StatusLimits,
@@ -42,7 +43,6 @@ from bot.channels.mastodon.publisher import MastodonPublisher, alt_text, idempot
 from bot.channels.mastodon.publisher import image_fetcher as bound_image_fetcher
 from bot.channels.mastodon.settings import ENV_VARS, MastodonSettings
 from bot.errors import AuthPublishError, PermanentPublishError, RenderError, TransientPublishError
-from bot.publishers.base import Publisher
 from bot.records import PaperDetails, Post, Summary
 from bot.render.templates import Templates
 from bot.settings import RenderSettings, Settings

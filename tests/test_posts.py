@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 from twitter_text import parse_tweet
 
+from bot.channels.twitter.fitting import tweet_weight
 from bot.errors import ConfigError, RenderError
 from bot.records import PaperDetails, Summary
-from bot.render import Renderer, hashtags_for, paper_credit, post_warnings, tweet_weight
+from bot.render import Renderer, hashtags_for, paper_credit, post_warnings
 from bot.render.posts import cut_sentences
 from bot.settings import Settings, with_overrides
 

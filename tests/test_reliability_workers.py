@@ -29,7 +29,7 @@ from procs_util import (
     x_posts_per_link,
 )
 
-from bot.publishers.twitter import UNKNOWN_POST_ID
+from bot.channels.twitter.publisher import UNKNOWN_POST_ID
 from bot.records import DeliveryState
 from bot.store import Store
 

@@ -117,7 +117,7 @@ WEIGHED = st.lists(
 @given(text=WEIGHED)
 def test_the_fast_weight_never_counts_below_x(text: str) -> None:
     # Fitting trusts it: a post whose bound fits 280 is sent without asking twitter-text.
-    from bot.render.posts import estimated_weight
+    from bot.channels.twitter.fitting import estimated_weight
 
     assert estimated_weight(text) >= parse_tweet(text).weightedLength
 
@@ -139,7 +139,7 @@ def test_weighing_word_by_word_finds_the_urls_of_the_whole_text(text: str) -> No
 
     from twitter_text import extract_urls_with_indices
 
-    from bot.render.posts import _span_weight, estimated_weight
+    from bot.channels.twitter.fitting import _span_weight, estimated_weight
 
     whole = unicodedata.normalize("NFC", text).replace("\r\n", "\n").replace("\r", "\n")
     weight, pos = 0, 0

@@ -24,11 +24,12 @@ from fake_x import (
     unauthorized,
 )
 
+from bot.channels.base import Publisher
+from bot.channels.twitter.publisher import UNKNOWN_POST_ID, TwitterPublisher
+from bot.channels.twitter.settings import TwitterSettings
 from bot.errors import AuthPublishError, PermanentPublishError, PublishError, TransientPublishError
-from bot.publishers.base import Publisher
-from bot.publishers.twitter import UNKNOWN_POST_ID, TwitterPublisher
 from bot.records import Post, Published
-from bot.settings import Env, RenderSettings, Settings, TwitterSettings
+from bot.settings import Env, RenderSettings, Settings
 
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 KEY, KEY_SECRET, TOKEN, TOKEN_SECRET = "ck-SECRETMARKER-1", "cs-SECRETMARKER-2", "at-SECRETMARKER-3", "as-SECRETMARKER-4"

@@ -12,34 +12,26 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
+from bot.channels.spec import PostContext, RenderedPost
 from bot.errors import RenderError
 from bot.records import PaperDetails, Post, Summary
 from bot.render.html import HtmlRenderer, tex_to_mathml
 from bot.render.markdown import absolute_url
 from bot.render.posts import (
-    FACEBOOK_MAX,
     NAME_MAX,
     TITLE_MAX,
-    TweetFields,
-    cut_sentences,
     cut_words,
-    finish,
     first_image,
-    fit_tweet,
     hashtags_for,
     no_mentions,
     one_line,
     paper_credit,
     paper_url,
-    thread_replies,
-    tweet_valid,
-    tweet_weight,
 )
 from bot.render.templates import Templates
-from bot.render.text import TextRenderer, teaser_source
+from bot.render.text import TextRenderer
 from bot.settings import Settings
 
 __all__ = [
@@ -50,11 +42,8 @@ __all__ = [
     "paper_credit",
     "post_warnings",
     "tex_to_mathml",
-    "tweet_valid",
-    "tweet_weight",
 ]
 
-CHANNEL_TEMPLATES = {"twitter": "tweet.txt.j2", "facebook": "facebook.txt.j2"}
 FEED_ENTRY_TEMPLATE = "feed_entry.html.j2"
 
 # Bounded, so a long-running scheduler does not grow it; `preview` reads it right after rendering.
@@ -62,22 +51,14 @@ _WARNINGS: OrderedDict[Post, tuple[str, ...]] = OrderedDict()
 _WARNINGS_MAX = 512
 
 
-@dataclass(frozen=True, slots=True)
-class RenderedPost:
-    """A post and what had to give for it to fit."""
-
-    post: Post
-    #: human-readable, e.g. "teaser shortened to fit 280 weighted characters"
-    warnings: tuple[str, ...] = ()
-
-
 def post_warnings(post: Post) -> list[str]:
     """Warnings of a post this process rendered (see Renderer.render_post), plus checks of the post itself."""
+    from bot.channels import REGISTRY
+
     found = list(_WARNINGS.get(post, ()))
-    if post.channel == "twitter":
-        for text in (post.text, *post.replies):
-            if not tweet_valid(text):
-                found.append(f"post is not a valid X post (weight {tweet_weight(text)}/280)")
+    spec = REGISTRY.get(post.channel)
+    if spec is not None:
+        found.extend(spec.check_post(post))
     return found
 
 
@@ -130,13 +111,22 @@ class Renderer:
         self, channel: str, summary: Summary, details: PaperDetails | None = None, *, text: str | None = None
     ) -> RenderedPost:
         """Like post(), with the warnings of what was shortened or dropped to fit."""
-        if channel not in CHANNEL_TEMPLATES:
-            raise RenderError(f"no post template for channel {channel!r}; expected one of {', '.join(CHANNEL_TEMPLATES)}")
+        from bot.channels import REGISTRY
+
+        spec = REGISTRY.get(channel)
+        if spec is None:
+            raise RenderError(f"no post template for channel {channel!r}; expected one of {', '.join(REGISTRY)}")
         plain = self.text(summary) if text is None else text
-        if channel == "twitter":
-            rendered = self._tweet(summary, details, plain)
-        else:
-            rendered = self._facebook(summary, details, plain)
+        ctx = PostContext(
+            summary=summary,
+            details=details,
+            plain=plain,
+            variables=self._context(summary, details),
+            settings=self.settings,
+            templates=self.templates,
+            image_url=self._image(channel, summary),
+        )
+        rendered = spec.render(ctx)
         _remember(rendered.post, rendered.warnings)
         return rendered
 
@@ -164,61 +154,6 @@ class Renderer:
         if not self.settings.channel(channel).images:
             return None
         return first_image(summary.text, self.settings.render.image_hosts)
-
-    def _tweet(self, summary: Summary, details: PaperDetails | None, plain: str) -> RenderedPost:
-        ctx = self._context(summary, details)
-        if not ctx["link"]:
-            raise RenderError(f"summary {summary.guid!r} has no link to post")
-        prose = no_mentions(one_line(teaser_source(plain).replace(ctx["link"], "")))
-        teaser = cut_words(prose, self.settings.render.tweet_teaser_chars)
-        fields = TweetFields(
-            title=ctx["title"],
-            credit=ctx["credit"],
-            teaser=teaser,
-            author=ctx["author"],
-            link=ctx["link"],
-            hashtags=tuple(ctx["hashtags"]),
-        )
-
-        def render(f: TweetFields) -> str:
-            return self.templates.render(CHANNEL_TEMPLATES["twitter"], {**ctx, **f.context()})
-
-        text, used, warnings = fit_tweet(render, fields)
-        replies: tuple[str, ...] = ()
-        tw = self.settings.twitter
-        if tw.thread:
-            # The first post's teaser may come out whole or cut; the replies carry on from there.
-            first = used.teaser[:-1] if used.teaser.endswith("…") and used.teaser != prose else used.teaser
-            rest = prose[len(first) :] if prose.startswith(first) else ""
-            replies, more = thread_replies(rest, tw.thread_max_replies)
-            warnings.extend(more)
-        post = Post(
-            channel="twitter",
-            summary_guid=summary.guid,
-            text=text,
-            link=ctx["link"],
-            replies=replies,
-            image_url=self._image("twitter", summary),
-        )
-        return RenderedPost(post, tuple(warnings))
-
-    def _facebook(self, summary: Summary, details: PaperDetails | None, plain: str) -> RenderedPost:
-        ctx = self._context(summary, details)
-        prose = no_mentions(one_line(teaser_source(plain)))
-        teaser = cut_sentences(prose, self.settings.facebook.teaser_chars)
-        warnings: list[str] = []
-        text = finish(self.templates.render(CHANNEL_TEMPLATES["facebook"], {**ctx, "teaser": teaser}))
-        if len(text) > FACEBOOK_MAX:
-            text = cut_words(text, FACEBOOK_MAX)
-            warnings.append(f"post cut to Facebook's {FACEBOOK_MAX} characters")
-        post = Post(
-            channel="facebook",
-            summary_guid=summary.guid,
-            text=text,
-            link=ctx["link"],
-            image_url=self._image("facebook", summary),
-        )
-        return RenderedPost(post, tuple(warnings))
 
     # -------------------------------------------------------------- feed entries
 

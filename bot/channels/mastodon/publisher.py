@@ -35,11 +35,11 @@ from mastodon import (
     MastodonUnauthorizedError,
 )
 
+from bot.channels.images import fetch_image
 from bot.channels.mastodon.post import CHANNEL, StatusLimits, limits_from_instance
 from bot.channels.mastodon.settings import MastodonSettings
+from bot.channels.transport import never_sent, redact
 from bot.errors import AuthPublishError, ConfigError, PermanentPublishError, PublishError, TransientPublishError
-from bot.publishers.images import fetch_image
-from bot.publishers.transport import never_sent, redact
 from bot.records import Post, Published
 from bot.settings import Settings
 from bot.sources.fetch import parse_retry_after

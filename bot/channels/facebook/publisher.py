@@ -19,9 +19,9 @@ from typing import Any
 import httpx
 import requests
 
+from bot.channels.images import fetch_image
+from bot.channels.transport import HostAdapter, never_sent, redact, settle_environment
 from bot.errors import AuthPublishError, ConfigError, PermanentPublishError, PublishError, TransientPublishError
-from bot.publishers.images import fetch_image
-from bot.publishers.transport import HostAdapter, never_sent, redact, settle_environment
 from bot.records import Post, Published
 from bot.settings import Settings
 from bot.sources.fetch import parse_retry_after
