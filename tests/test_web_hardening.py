@@ -4,6 +4,7 @@ server (aiosmtpd); the process itself as a real `python -m bot web`."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import random
@@ -262,36 +263,53 @@ def test_token_commands_refuse_without_a_key_and_the_quick_start_needs_none(tmp_
     assert "DEVELOPMENT MODE" in r.stderr
 
 
-def _get(url: str) -> tuple[int, str]:
+def _open(request: str | urllib.request.Request) -> tuple[int, str]:
     try:
-        with urllib.request.urlopen(url, timeout=5) as resp:
+        with urllib.request.urlopen(request, timeout=10) as resp:
             return resp.status, resp.read().decode()
     except urllib.error.HTTPError as exc:
         return exc.code, ""
 
 
-def test_web_binds_host_redacts_tokens_and_exits_0_on_sigterm(tmp_path: Path) -> None:
+@contextlib.contextmanager
+def web_process(tmp_path: Path, host: str, **extra: str) -> Iterator[tuple[subprocess.Popen[bytes], str, Path]]:
+    """A real `python -m bot web` (development mode) on host:a free port; yields it, its base URL and its log."""
     port = free_port()
     log = tmp_path / "web.log"
-    env = web_env(tmp_path, HOST="127.0.0.2", PORT=str(port), BOT_DEV="1")
+    env = web_env(tmp_path, HOST=host, PORT=str(port), BOT_DEV="1", **extra)
     with log.open("w") as out:
         p = subprocess.Popen([sys.executable, "-m", "bot", "web"], env=env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
     try:
         wait_until(lambda: "Uvicorn running" in log.read_text() or p.poll() is not None, timeout=60, why=log.read_text)
         assert p.poll() is None, log.read_text()
-        assert "DEVELOPMENT MODE" in log.read_text()
-        assert _get(f"http://127.0.0.2:{port}/healthz")[0] in (200, 503)
-        with pytest.raises(OSError), socket.create_connection(("127.0.0.1", port), timeout=2):
-            pass  # HOST=127.0.0.2: nothing listens on 127.0.0.1
-        status, _ = _get(f"http://127.0.0.2:{port}/unsubscribe?token=SeCrEtToKeN.abc.def")
-        assert status == 400
-        wait_until(lambda: "/unsubscribe?token=" in log.read_text(), timeout=10, why=log.read_text)
-        p.send_signal(signal.SIGTERM)
-        assert p.wait(timeout=30) == 0, log.read_text()
+        yield p, f"http://{host}:{port}", log
     finally:
         if p.poll() is None:
             p.kill()
             p.wait()
+
+
+def test_the_web_process_ignores_forwarded_for_from_an_untrusted_peer(tmp_path: Path) -> None:
+    rng = random.Random(1)
+    with web_process(tmp_path, "127.0.0.1") as (_, base, log):
+        codes = []
+        for i in range(12):
+            body = f"email=x{i}%40example.org&website=".encode()
+            request = urllib.request.Request(f"{base}/subscribe", data=body, method="POST",
+                                             headers={"X-Forwarded-For": random_ip(rng)})
+            codes.append(_open(request)[0])
+    assert codes == [200] * 10 + [429, 429], log.read_text()[-2000:]
+
+
+def test_web_binds_host_redacts_tokens_and_exits_0_on_sigterm(tmp_path: Path) -> None:
+    with web_process(tmp_path, "127.0.0.2") as (p, base, log):
+        assert "DEVELOPMENT MODE" in log.read_text()
+        assert _open(f"{base}/healthz")[0] in (200, 503)
+        with pytest.raises(OSError), socket.create_connection(("127.0.0.1", int(base.rsplit(":", 1)[1])), timeout=2):
+            pass  # HOST=127.0.0.2: nothing listens on 127.0.0.1
+        assert _open(f"{base}/unsubscribe?token=SeCrEtToKeN.abc.def")[0] == 400
+        wait_until(lambda: "/unsubscribe?token=" in log.read_text(), timeout=10, why=log.read_text)
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(timeout=30) == 0, log.read_text()
     text = log.read_text()
     assert "SeCrEtToKeN" not in text and "/unsubscribe?token=[redacted]" in text
-
