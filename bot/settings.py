@@ -208,7 +208,7 @@ class Env:
     bot_dev: bool = _s(False, "1: development mode: without SECRET_KEY, tokens use a public development key (never in production).")
     port: int = _s(8000, "Web process port.", minimum=1)
     host: str = _s("0.0.0.0", "Address the web process binds (127.0.0.1: only this machine).")
-    forwarded_allow_ips: str = _s("", "Comma-separated proxy IPs/CIDRs whose X-Forwarded-For is trusted (none: the socket's peer is the client).")
+    forwarded_allow_ips: str = _s("", "Proxies whose X-Forwarded-For is believed: IPs/CIDRs, comma-separated, or * (every peer is the router, as on Heroku); none: the socket's peer is the client.")
     smtp_url: str = _s("", "smtp://user:pass@host:port (smtps:// for TLS, ?starttls=1); unset: e-mails go to the outbox.")
     digest_from: str = _s("", "Digest sender address.")
     twitter_api_key: str = _s("", "X OAuth 1.0a consumer key.")
@@ -407,9 +407,9 @@ def _build(cls: type, section: str, raw: Mapping[str, Any], *, from_env: bool = 
 
 def _check_semantics(s: Settings) -> None:
     """Checks that need more than one value or a parser."""
-    from bot.webguard import trusted_networks
+    from bot.webguard import trusted_proxies
 
-    trusted_networks(s.env.forwarded_allow_ips)  # ConfigError naming a bad entry, at start-up
+    trusted_proxies(s.env.forwarded_allow_ips)  # ConfigError naming a bad entry, at start-up
     for name in ("public_base_url", "twitter_api_base_url", "facebook_graph_url", "smtp_url", "database_url"):
         try:
             _ = urlsplit(getattr(s.env, name)).port  # parses host and port: "[::1" or ":notaport" raise here

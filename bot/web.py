@@ -30,7 +30,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from bot.feeds.build import MANIFEST
 from bot.render.templates import template_dirs
 from bot.settings import Settings
-from bot.webguard import ProxyHeaders, SecurityHeaders, trusted_networks
+from bot.webguard import ProxyHeaders, SecurityHeaders, trusted_proxies
 
 #: what each served file is (nothing else under public_dir is served)
 CONTENT_TYPES = {
@@ -249,7 +249,7 @@ def create_app(
     ]
     middleware = [
         # Outermost: the client address every handler (the per-client limits) sees.
-        Middleware(ProxyHeaders, trusted=trusted_networks(settings.env.forwarded_allow_ips)),
+        Middleware(ProxyHeaders, trusted=trusted_proxies(settings.env.forwarded_allow_ips)),
         Middleware(SecurityHeaders),
         Middleware(MergeVary),
         Middleware(GZipMiddleware, minimum_size=500),

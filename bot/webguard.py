@@ -9,7 +9,8 @@ from __future__ import annotations
 import ipaddress
 import logging
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
+from dataclasses import dataclass
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -28,30 +29,47 @@ SECURITY_HEADERS: tuple[tuple[str, str], ...] = (
 )
 
 
-def trusted_networks(setting: str) -> tuple[Network, ...]:
-    """FORWARDED_ALLOW_IPS ("10.0.0.1, 10.1.0.0/16") as networks; ConfigError naming a bad entry."""
-    out = []
+@dataclass(frozen=True, slots=True)
+class TrustedProxies:
+    """FORWARDED_ALLOW_IPS, parsed: whose X-Forwarded-For is believed."""
+
+    #: the proxies' addresses
+    networks: tuple[Network, ...] = ()
+    #: "*": every peer is a proxy (a host reachable only through its router, as on Heroku);
+    #: the hops inside X-Forwarded-For are still judged by `networks` alone
+    any_peer: bool = False
+
+    def trusts_peer(self, host: str) -> bool:
+        return self.any_peer or self.trusts_hop(host)
+
+    def trusts_hop(self, host: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(host)
+        except ValueError:
+            return False
+        return any(ip in net for net in self.networks)
+
+
+def trusted_proxies(setting: str) -> TrustedProxies:
+    """FORWARDED_ALLOW_IPS ("10.0.0.1, 10.1.0.0/16", or "*") parsed; ConfigError naming a bad entry."""
+    networks = []
+    any_peer = False
     for entry in (e.strip() for e in setting.split(",")):
         if not entry:
             continue
+        if entry == "*":
+            any_peer = True
+            continue
         try:
-            out.append(ipaddress.ip_network(entry, strict=False))
+            networks.append(ipaddress.ip_network(entry, strict=False))
         except ValueError:
             raise ConfigError(
-                f"setting FORWARDED_ALLOW_IPS = {setting!r} is invalid: {entry!r} is not an IP address or CIDR network"
+                f"setting FORWARDED_ALLOW_IPS = {setting!r} is invalid: {entry!r} is not an IP address, a CIDR network or *"
             ) from None
-    return tuple(out)
+    return TrustedProxies(tuple(networks), any_peer)
 
 
-def _is_trusted(host: str, trusted: Sequence[Network]) -> bool:
-    try:
-        ip = ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return any(ip in net for net in trusted)
-
-
-def client_address(peer: str, forwarded_for: Iterable[str], trusted: Sequence[Network]) -> str:
+def client_address(peer: str, forwarded_for: Iterable[str], trusted: TrustedProxies) -> str:
     """The client's address: the socket's peer, unless that peer is a trusted proxy.
 
     A proxy such as Heroku's router appends the address it saw to whatever
@@ -59,23 +77,22 @@ def client_address(peer: str, forwarded_for: Iterable[str], trusted: Sequence[Ne
     walk from the right past trusted proxies and take the first other address.
     The leftmost entries are whatever the client chose to write.
     """
-    if not trusted or not _is_trusted(peer, trusted):
+    if not trusted.trusts_peer(peer):
         return peer
     hops = [h.strip() for value in forwarded_for for h in value.split(",")]
+    hops = [h for h in hops if h]
     for hop in reversed(hops):
-        if not hop:
-            continue
-        if not _is_trusted(hop, trusted):
+        if not trusted.trusts_hop(hop):
             return hop
-    return hops[0] if hops and hops[0] else peer  # every hop is a trusted proxy: the farthest one
+    return hops[0] if hops else peer  # every hop is a trusted proxy: the farthest one
 
 
 class ProxyHeaders:
     """Sets the ASGI scope's client from X-Forwarded-For, believed only from trusted proxies."""
 
-    def __init__(self, app: ASGIApp, trusted: Sequence[Network]) -> None:
+    def __init__(self, app: ASGIApp, trusted: TrustedProxies) -> None:
         self.app = app
-        self.trusted = tuple(trusted)
+        self.trusted = trusted
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] in ("http", "websocket") and scope.get("client"):

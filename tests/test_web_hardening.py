@@ -33,7 +33,7 @@ from bot.errors import ConfigError
 from bot.mail.tokens import signed_link
 from bot.subscribe import routes
 from bot.web import create_app
-from bot.webguard import SECURITY_HEADERS, client_address, redact_token, trusted_networks
+from bot.webguard import SECURITY_HEADERS, client_address, redact_token, trusted_proxies
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", StarletteDeprecationWarning)
@@ -100,14 +100,18 @@ def test_behind_a_trusted_proxy_the_address_it_appended_is_the_client(tmp_path: 
 
 
 def test_client_address_walks_from_the_right_past_trusted_proxies() -> None:
-    trusted = trusted_networks("10.0.0.0/8,2001:db8::/32")
+    trusted = trusted_proxies("10.0.0.0/8,2001:db8::/32")
     assert client_address("203.0.113.5", ["1.2.3.4"], trusted) == "203.0.113.5"  # untrusted peer: its header is ignored
     assert client_address("10.0.0.1", ["1.2.3.4, 198.51.100.9"], trusted) == "198.51.100.9"
     assert client_address("10.0.0.1", ["1.2.3.4, 198.51.100.9, 10.0.0.7"], trusted) == "198.51.100.9"
     assert client_address("10.0.0.1", ["1.2.3.4", "198.51.100.9"], trusted) == "198.51.100.9"  # two header lines
     assert client_address("2001:db8::1", ["198.51.100.9"], trusted) == "198.51.100.9"
     assert client_address("10.0.0.1", [], trusted) == "10.0.0.1"
-    assert client_address("10.0.0.1", ["1.2.3.4"], ()) == "10.0.0.1"  # nothing trusted: the default
+    assert client_address("10.0.0.1", ["1.2.3.4"], trusted_proxies("")) == "10.0.0.1"  # nothing trusted: the default
+    # "*" (Heroku: only the router reaches the dyno): the right-most entry, whatever the client wrote before it.
+    anyone = trusted_proxies("*")
+    assert client_address("172.16.5.5", ["6.6.6.6, 198.51.100.9"], anyone) == "198.51.100.9"
+    assert client_address("172.16.5.5", [], anyone) == "172.16.5.5"
 
 
 def test_a_bad_forwarded_allow_ips_stops_the_bot_naming_it(tmp_path: Path) -> None:
