@@ -1,7 +1,8 @@
 """What stands between the internet and the web app: who the client is, the security headers, the access log.
 
-Three small ASGI steps and the pure decisions behind them. They own no route and
-touch nothing in the store; ``bot.jobs.serve_web`` puts them around the app.
+Two small ASGI steps (``bot.web.create_app`` puts them around every route), a filter for
+uvicorn's access log (added by ``bot.jobs.serve_web``) and the pure decisions behind them.
+They own no route and touch nothing in the store.
 """
 
 from __future__ import annotations
