@@ -45,7 +45,41 @@ class Ctx:
             )
             self.redact = redactor.redact
             self._settings = settings
+            if settings.env.bot_dev:
+                import logging
+
+                logging.getLogger("bot").warning(
+                    "BOT_DEV=1: DEVELOPMENT MODE. Without SECRET_KEY, subscription links are signed with a public "
+                    "key and anyone can forge them. Never set BOT_DEV on a server."
+                )
         return self._settings
+
+    def require_signing_key(self) -> None:
+        """Exit 2 with one line unless subscription tokens can be signed (SECRET_KEY, or BOT_DEV=1)."""
+        from bot.mail.tokens import require_signing_key
+
+        require_signing_key(self.settings)
+
+    def without_keyless_digest(self) -> None:
+        """`run`, `worker`, `dispatch`: a digest is mailed with signed links, so with live mail a missing
+        SECRET_KEY stops the command at start; without live mail (outbox only) the digest is left off."""
+        from bot.errors import ConfigError
+        from bot.mail.tokens import require_signing_key
+        from bot.settings import with_overrides
+
+        settings = self.settings
+        if not settings.digest.enabled:
+            return
+        if settings.env.smtp_url and not settings.env.bot_dry_run:
+            require_signing_key(settings)
+            return
+        try:
+            require_signing_key(settings)
+        except ConfigError:
+            import logging
+
+            logging.getLogger("bot").warning("the weekly digest is off: SECRET_KEY is not set (or set BOT_DEV=1)")
+            self._settings = with_overrides(settings, "digest", enabled=False)
 
     @property
     def app(self) -> App:
@@ -145,6 +179,8 @@ def run(ctx: Ctx, once: bool, backfill: int | None) -> None:
     """Run the scheduler: poll, dispatch, feeds, weekly digest."""
     from bot.scheduler import run_once, run_scheduler
 
+    if not once:  # --once sends no digest: the quick start needs no key
+        ctx.without_keyless_digest()
     if once:
         summary = run_once(ctx.app, backfill=backfill, progress=_progress("storing summaries"))
         click.echo(summary)
@@ -169,6 +205,7 @@ def dispatch(ctx: Ctx) -> None:
     """Publish what is due, then exit."""
     from bot.scheduler import dispatch_job, where_things_went
 
+    ctx.without_keyless_digest()
     click.echo(dispatch_job(ctx.app))
     for line in where_things_went(ctx.app)[:-1]:
         click.echo("  " + line)
@@ -180,6 +217,7 @@ def worker(ctx: Ctx) -> None:
     """Drain the outbox continuously (run any number)."""
     from bot.scheduler import run_worker
 
+    ctx.without_keyless_digest()
     run_worker(ctx.app)
 
 
@@ -201,10 +239,10 @@ def feeds_build(ctx: Ctx, force: bool) -> None:
 @main.command(context_settings=CONTEXT)
 @command
 def web(ctx: Ctx) -> None:
-    """Serve the feeds and subscription pages (PORT)."""
+    """Serve the feeds and subscription pages (HOST, PORT; needs SECRET_KEY)."""
     from bot.jobs import serve_web
 
-    serve_web(ctx.app)
+    serve_web(ctx.app)  # refuses to start (exit 2) without SECRET_KEY or BOT_DEV=1
 
 
 # ------------------------------------------------------------------- operators
@@ -300,6 +338,7 @@ def digest_send(ctx: Ctx, now_: bool) -> None:
     """Send the digest of the period (sending a period again mails nobody twice)."""
     from bot.digest import send_digest
 
+    ctx.require_signing_key()
     click.echo(send_digest(ctx.app, end_now=now_, progress=_progress("sending digest")))
 
 
@@ -310,6 +349,7 @@ def digest_preview(ctx: Ctx, out: str | None) -> None:
     """Write the HTML and text of the next digest to files."""
     from bot.digest import preview_digest
 
+    ctx.require_signing_key()
     click.echo(preview_digest(ctx.app, out_dir=out))
 
 
@@ -327,6 +367,8 @@ def subscribers_add(ctx: Ctx, email: str, confirmed: bool, categories: tuple[str
     """Add a subscriber (sends a confirmation e-mail unless --confirmed)."""
     from bot.digest import add_subscriber
 
+    if not confirmed:  # mails a signed confirmation link
+        ctx.require_signing_key()
     click.echo(add_subscriber(ctx.app, email, confirmed=confirmed, categories=categories, source="cli"))
 
 
@@ -359,6 +401,8 @@ def subscribers_import(ctx: Ctx, file: str, confirmed: bool) -> None:
     """Import addresses from a CSV file (column 'email', optional 'categories')."""
     from bot.digest import import_subscribers
 
+    if not confirmed:  # mails signed confirmation links
+        ctx.require_signing_key()
     click.echo(import_subscribers(ctx.app, file, confirmed=confirmed))
 
 

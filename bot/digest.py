@@ -47,6 +47,7 @@ from bot.decide import (
 )
 from bot.errors import BotError, ConfigError, MailError, PermanentMailError, StoreError
 from bot.mail import (
+    AddressNotSupported,
     ComposedDigest,
     Digest,
     DigestItem,
@@ -60,6 +61,7 @@ from bot.mail import (
     signed_link,
 )
 from bot.mail.message import check_address, digest_message_id, format_period
+from bot.mail.tokens import subscription_version
 from bot.records import SendClaim, StoredDigest, StoredSummary, Subscriber, SubscriberState
 from bot.render import authors_line
 from bot.render.posts import cut_sentences, paper_url
@@ -81,6 +83,15 @@ class SubscriberError(BotError):
     """A subscriber command cannot do what was asked (invalid address, an address that left the list)."""
 
 
+class AddressTooLong(SubscriberError):
+    """An address over SMTP's limits (RFC 5321 4.5.3.1); `reason` says which part, for the form's message."""
+
+    def __init__(self, text: str, reason: str) -> None:
+        super().__init__(f"not a valid e-mail address: {text!r}: {reason}")
+        #: one sentence a person filling in the form understands
+        self.reason = reason
+
+
 # ------------------------------------------------------------------ addresses
 
 
@@ -89,16 +100,33 @@ def validate_address(raw: str) -> str:
     from email_validator import EmailNotValidError, validate_email
 
     text = raw.strip()
+    local, _, domain = text.rpartition("@")
+    # Checked before email-validator too, whose own messages for these are not for the form.
+    if (reason := _too_long(local, domain if domain.isascii() else "")) is not None:
+        raise AddressTooLong(text, reason)
     try:
-        address = validate_email(text, check_deliverability=False).normalized
+        found = validate_email(text, check_deliverability=False)
     except EmailNotValidError as exc:
         raise SubscriberError(f"not a valid e-mail address: {text!r}: {exc}") from None
+    address = found.normalized
+    if (reason := _too_long(found.local_part, found.ascii_domain or found.domain)) is not None:
+        raise AddressTooLong(text, reason)
     try:
         check_address(address)
     except RecipientRefused:
         # Quoted local parts and the like: valid, but we keep To to one plain addr-spec.
         raise SubscriberError(f"not an e-mail address we can send to: {text!r} (quoted or unusual characters)") from None
     return address
+
+
+def _too_long(local: str, ascii_domain: str) -> str | None:
+    """Why an address is over SMTP's limits (RFC 5321 4.5.3.1, in octets; the domain in the ASCII form
+    it is sent in), or None: servers refuse such addresses."""
+    if len(local.encode("utf-8")) > 64:
+        return "the part before the @ is longer than 64 characters (bytes)"
+    if len(ascii_domain) > 253 or any(len(label) > 63 for label in ascii_domain.split(".")):
+        return "the part after the @ is too long (at most 253 characters, and 63 between two dots)"
+    return None
 
 
 def clean_categories(values: Sequence[str]) -> tuple[str, ...]:
@@ -284,7 +312,8 @@ class _Recorder:
             error=None if error is None else f"{kind}: {error}"[:1000],
             possibly_duplicated=kind == "maybe_delivered",
             released=kind == "not_sent",
-            refused=kind == "refused",
+            # A server unable to take the address said nothing about the mailbox: no bounce.
+            refused=kind == "refused" and not isinstance(error, AddressNotSupported),
         )
         return outcome, state == "sent" and claim.failures > 0
 
@@ -657,7 +686,7 @@ def digest_status(app: App) -> list[str]:
 def send_confirmation(app: App, subscriber: Subscriber) -> str:
     """Mail the double opt-in link; MailError if it cannot go out now. Returns where it went."""
     now = app.clock()
-    link = signed_link(app.settings, "confirm", subscriber.address, now=now)
+    link = signed_link(app.settings, "confirm", subscriber.address, now=now, version=subscription_version(subscriber))
     email = app.composer.confirmation(subscriber.address, link, now=now)
     app.mailer.send(email)
     app.store.confirmation_sent(subscriber.id, now=now)

@@ -147,18 +147,35 @@ def health(app: App) -> HealthInfo:
 
 
 def serve_web(app: App) -> None:
-    """`web`: the feeds, the subscription pages and /healthz, with uvicorn on $PORT."""
+    """`web`: the feeds, the subscription pages and /healthz, with uvicorn on $HOST:$PORT.
+
+    Refuses to start (ConfigError, exit 2) when subscription links cannot be signed.
+    SIGTERM and SIGINT stop it cleanly with exit 0, as they stop `run`.
+    """
+    import signal
+
     import uvicorn
 
+    from bot.mail.tokens import require_signing_key
     from bot.subscribe import routes
     from bot.web import create_app
+    from bot.webguard import TokenRedactingFilter
 
+    require_signing_key(app.settings)
     web_app = create_app(app.settings, health=lambda: health(app), extra_routes=routes(app))
+    # Client addresses come from bot.webguard.ProxyHeaders (FORWARDED_ALLOW_IPS), not uvicorn's own.
+    config = uvicorn.Config(web_app, host=app.settings.env.host, port=app.settings.env.port, log_level="info",
+                            proxy_headers=False)
+    logging.getLogger("uvicorn.access").addFilter(TokenRedactingFilter())  # after Config set logging up
+    server = uvicorn.Server(config)
+    # uvicorn re-raises the stop signal once it has shut down; with the default handler
+    # that kills the process (exit 143). These handlers make that re-raise a no-op.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda signum, frame: None)
     stop = threading.Event()
     if app.settings.web.feeds_refresh_seconds:
         threading.Thread(target=FeedMirror(app, stop).run, name="feeds-mirror", daemon=True).start()
     try:
-        uvicorn.run(web_app, host="0.0.0.0", port=app.settings.env.port, log_level="info", proxy_headers=True,
-                    forwarded_allow_ips="*")
+        server.run()
     finally:
         stop.set()

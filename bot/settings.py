@@ -189,8 +189,11 @@ class Env:
     bot_outbox_dir: str = _s("", "Where dry-run posts and e-mails go (default: $BOT_DATA_DIR/outbox).")
     bot_public_dir: str = _s("", "Where feeds are written (default: $BOT_DATA_DIR/public).")
     public_base_url: str = _s("http://localhost:8000", "Absolute base URL of the web process (feed self links, unsubscribe links).")
-    secret_key: str = _s("", "Signs subscription tokens; required outside dry-run.")
+    secret_key: str = _s("", "Signs subscription tokens; required by web, digest and subscriber commands (unless BOT_DEV=1).")
+    bot_dev: bool = _s(False, "1: development mode: without SECRET_KEY, tokens use a public development key (never in production).")
     port: int = _s(8000, "Web process port.", minimum=1)
+    host: str = _s("0.0.0.0", "Address the web process binds (127.0.0.1: only this machine).")
+    forwarded_allow_ips: str = _s("", "Proxies whose X-Forwarded-For is believed: IPs/CIDRs, comma-separated, or * (every peer is the router, as on Heroku); none: the socket's peer is the client.")
     smtp_url: str = _s("", "smtp://user:pass@host:port (smtps:// for TLS, ?starttls=1); unset: e-mails go to the outbox.")
     digest_from: str = _s("", "Digest sender address.")
     #: the channels' own variables (declared by each channel: bot/channels/), by field name
@@ -484,6 +487,9 @@ def _build(cls: type, section: str, raw: Mapping[str, Any], *, from_env: bool = 
 
 def _check_semantics(s: Settings) -> None:
     """Checks that need more than one value or a parser."""
+    from bot.webguard import trusted_proxies
+
+    trusted_proxies(s.env.forwarded_allow_ips)  # ConfigError naming a bad entry, at start-up
     urls = ["public_base_url", *(v.field for v in channel_env_vars() if v.url)]
     for name in (*urls, "smtp_url", "database_url"):
         try:

@@ -23,9 +23,17 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from bot.decide import DigestSchedule
-from bot.digest import SubscriberError, send_confirmation, validate_address
+from bot.digest import AddressTooLong, SubscriberError, send_confirmation, validate_address
 from bot.errors import MailError
-from bot.mail.tokens import PATHS, InvalidToken, make_token, max_age, read_token
+from bot.mail.tokens import (
+    PATHS,
+    InvalidToken,
+    make_token,
+    max_age,
+    read_token,
+    read_versioned_token,
+    subscription_version,
+)
 from bot.records import SubscriberState
 from bot.render.templates import template_dirs
 from bot.wording import category_label
@@ -37,18 +45,12 @@ log = logging.getLogger(__name__)
 
 #: largest form body read (an address and a few categories need far less)
 MAX_FORM_BYTES = 16_384
+#: most fields a form may have (ours have an address, a honeypot and the categories)
+MAX_FORM_FIELDS = 100
 
-#: every page: nothing cached (links carry tokens), no referrer (the URL holds a token),
-#: nothing framed, nothing loaded from elsewhere
-HEADERS = {
-    "Cache-Control": "no-store",
-    "Referrer-Policy": "no-referrer",
-    "X-Content-Type-Options": "nosniff",
-    "X-Frame-Options": "DENY",
-    "Content-Security-Policy": (
-        "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
-    ),
-}
+#: the subscription pages: nothing cached (links carry tokens); the security headers
+#: every page gets come from bot.webguard.SecurityHeaders
+HEADERS = {"Cache-Control": "no-store"}
 
 
 class _BadForm(Exception):
@@ -67,7 +69,14 @@ async def _form(request: Request) -> dict[str, list[str]]:
         body += chunk
         if len(body) > MAX_FORM_BYTES:
             raise _BadForm(413, "the form is too large")
-    return parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True, max_num_fields=100)
+    try:
+        text = body.decode("utf-8")
+        # errors="strict": a percent-escaped byte that is not UTF-8 must not become U+FFFD.
+        return parse_qs(text, keep_blank_values=True, max_num_fields=MAX_FORM_FIELDS, encoding="utf-8", errors="strict")
+    except UnicodeDecodeError:
+        raise _BadForm(400, "the form is not valid UTF-8: please type the address again") from None
+    except ValueError:  # parse_qs: more than max_num_fields
+        raise _BadForm(400, "the form has too many fields") from None
 
 
 class Pages:
@@ -133,10 +142,12 @@ class Pages:
             return self.page("page_subscribe.html.j2", state="sent", address=raw.strip()[:320])
         try:
             address = validate_address(raw)
-        except SubscriberError:
+        except SubscriberError as exc:
+            error = "That does not look like an e-mail address. Please check it."
+            if isinstance(exc, AddressTooLong):
+                error = f"That address is too long to be mailed: {exc.reason}."
             return self.page("page_subscribe.html.j2", 400, state="form", address=raw.strip()[:320],
-                             error="That does not look like an e-mail address. Please check it.",
-                             categories=self._choices(wanted))
+                             error=error, categories=self._choices(wanted))
         client = request.client.host if request.client else "unknown"
         return await self._run(lambda: self._request(address, wanted, client))
 
@@ -173,13 +184,20 @@ class Pages:
     def _confirm(self, token: str, *, post: bool) -> Response:
         now = self.app.clock()
         try:
-            address = read_token(self.settings, "confirm", token, max_age=max_age(self.settings, "confirm"), now=now)
+            address, version = read_versioned_token(self.settings, "confirm", token, max_age=max_age(self.settings, "confirm"), now=now)
         except InvalidToken as exc:
             return self.page("page_confirm.html.j2", 400, state="expired" if exc.expired else "invalid")
         store = self.app.store
-        subscriber = store.confirm_subscriber(address, now=now, source="web") if post else store.subscriber(address)
+        subscriber = store.subscriber(address)
         if subscriber is None:
             return self.page("page_confirm.html.j2", 400, state="unknown")
+        if version != subscription_version(subscriber):
+            # Mailed before the address unsubscribed (or bounced): that consent was withdrawn since.
+            return self.page("page_confirm.html.j2", 400, state="superseded")
+        if post:
+            subscriber = store.confirm_subscriber(address, now=now, source="web")
+            if subscriber is None:
+                return self.page("page_confirm.html.j2", 400, state="unknown")
         if not post and (subscriber.state is not SubscriberState.CONFIRMED or subscriber.requested_categories is not None):
             return self.page("page_confirm.html.j2", state="ask", address=subscriber.address,
                              action_url=f"/confirm?token={quote(token, safe='')}")

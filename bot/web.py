@@ -30,6 +30,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from bot.feeds.build import MANIFEST
 from bot.render.templates import template_dirs
 from bot.settings import Settings
+from bot.webguard import ProxyHeaders, SecurityHeaders, trusted_proxies
 from bot.wording import category_label
 
 #: what each served file is (nothing else under public_dir is served)
@@ -239,7 +240,6 @@ def create_app(
             "Last-Modified": formatdate(st.st_mtime, usegmt=True),
             "Cache-Control": f"public, max-age={max_age}",
             "Vary": "Accept-Encoding",
-            "X-Content-Type-Options": "nosniff",
         }
         if _not_modified(request, etag, st.st_mtime):
             return Response(status_code=304, headers=headers)
@@ -251,5 +251,12 @@ def create_app(
         *extra_routes,
         Route("/{path:path}", feed_file, methods=["GET", "HEAD"]),
     ]
-    return Starlette(routes=routes, middleware=[Middleware(MergeVary), Middleware(GZipMiddleware, minimum_size=500)])
+    middleware = [
+        # Outermost: the client address every handler (the per-client limits) sees.
+        Middleware(ProxyHeaders, trusted=trusted_proxies(settings.env.forwarded_allow_ips)),
+        Middleware(SecurityHeaders),
+        Middleware(MergeVary),
+        Middleware(GZipMiddleware, minimum_size=500),
+    ]
+    return Starlette(routes=routes, middleware=middleware)
 

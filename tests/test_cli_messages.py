@@ -96,6 +96,7 @@ def test_run_once_prints_the_poll_line_once(env: dict[str, str]) -> None:
 @pytest.mark.slow
 def test_scheduler_jobs_have_names(env: dict[str, str], tmp_path: Path) -> None:
     log = tmp_path / "run.log"
+    env = {**env, "SECRET_KEY": "jobs-test-key-" + "k" * 32}  # without a key the digest jobs are off
     with log.open("w") as out:
         p = subprocess.Popen([sys.executable, "-m", "bot", "run"], env=env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
         try:

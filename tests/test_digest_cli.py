@@ -28,7 +28,7 @@ def cli(tmp_path: Path, db_url: str) -> Iterator[Run]:
     config = tmp_path / "bot.toml"
     config.write_text("[arxiv]\nenabled = false\n")
     env = {"BOT_DATA_DIR": str(tmp_path / "var"), "BOT_CONFIG": str(config), "DATABASE_URL": db_url,
-           "PUBLIC_BASE_URL": "https://bot.example.org", "SMTP_URL": "", "BOT_DRY_RUN": "", "SECRET_KEY": "",
+           "PUBLIC_BASE_URL": "https://bot.example.org", "SMTP_URL": "", "BOT_DRY_RUN": "", "SECRET_KEY": "cli-test-secret-key-0123456789",
            "DIGEST_FROM": "ShortScience weekly <digest@example.org>"}
     runner = CliRunner()
 

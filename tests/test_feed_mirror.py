@@ -110,7 +110,8 @@ def test_a_web_process_on_its_own_disk_serves_the_feeds(make_app: Any, settings:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TWITTER_", "FACEBOOK_", "BOT_", "SMTP_", "DATABASE_URL"))}
-    env.update(DATABASE_URL=db_url, BOT_DATA_DIR=str(tmp_path / "web-dyno"), PORT=str(port), BOT_DRY_RUN="1")
+    env.update(DATABASE_URL=db_url, BOT_DATA_DIR=str(tmp_path / "web-dyno"), PORT=str(port), BOT_DRY_RUN="1",
+               SECRET_KEY="mirror-test-secret-key-0123456789")
     log = (tmp_path / "web.log").open("wb")
     proc = subprocess.Popen([sys.executable, "-m", "bot", "web"], env=env, cwd=Path(__file__).resolve().parent.parent,
                             stdout=log, stderr=subprocess.STDOUT)

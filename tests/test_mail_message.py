@@ -257,7 +257,8 @@ def test_bad_link_is_refused(composer: DigestComposer) -> None:
 def test_non_ascii_is_encoded_correctly(tmp_path: Path) -> None:
     settings = make_settings(
         tmp_path,
-        {"DIGEST_FROM": "Kurzwissenschaft Ü <digest@example.org>", "PUBLIC_BASE_URL": "https://bot.example.org"},
+        {"DIGEST_FROM": "Kurzwissenschaft Ü <digest@example.org>", "PUBLIC_BASE_URL": "https://bot.example.org",
+         "SECRET_KEY": "message-test-secret-key-0123"},
         digest={"list_name": "Wöchentlich"},
     )
     title = "Über Aufmerksamkeit — 注意力 is all you need 🧠"
@@ -383,7 +384,7 @@ def test_period_is_shown_in_the_digest_time_zone(tmp_path: Path) -> None:
 
 
 def test_sender_falls_back_to_the_public_host(tmp_path: Path) -> None:
-    settings = make_settings(tmp_path, {"PUBLIC_BASE_URL": "https://bot.example.org"})
+    settings = make_settings(tmp_path, {"PUBLIC_BASE_URL": "https://bot.example.org", "SECRET_KEY": "message-test-secret-key-0123"})
     _, msg, _ = send_to(DigestComposer(settings), settings, digest(item(1)))
     assert msg["From"] == "ShortScience weekly <shortscience-weekly@bot.example.org>"
     assert msg["Message-ID"].endswith("@bot.example.org>")

@@ -30,8 +30,8 @@ from bot.mail import (
     SmtpMailer,
     make_mailer,
 )
-from bot.mail.base import MaybeDelivered
-from bot.mail.smtp import SmtpConfig
+from bot.mail.base import AddressNotSupported, MaybeDelivered
+from bot.mail.smtp import SmtpConfig, ascii_address
 from bot.settings import Settings
 
 NOW = datetime(2026, 11, 10, 8, 0, tzinfo=UTC)
@@ -248,14 +248,41 @@ def test_non_ascii_address_goes_out_with_smtputf8(tmp_path: Path, smtp: Callable
     assert received["To"] == "jürgen@exämple.org"
 
 
-def test_non_ascii_address_without_smtputf8_is_refused(tmp_path: Path, smtp: Callable[..., SmtpMailer], composer: DigestComposer) -> None:
+def test_non_ascii_local_part_without_smtputf8_is_not_supported(tmp_path: Path, smtp: Callable[..., SmtpMailer], composer: DigestComposer) -> None:
     with SmtpTestServer(smtputf8=False) as server:
         mailer = smtp(server.url())
         u, a = make_emails(composer, ["jürgen@exämple.org", "a@example.net"])
-        with pytest.raises(RecipientRefused, match="SMTPUTF8"):
+        # Not a RecipientRefused: the server said nothing about the mailbox, so it is no bounce.
+        with pytest.raises(AddressNotSupported, match="SMTPUTF8") as caught:
             mailer.send(u)
+        assert not isinstance(caught.value, RecipientRefused)
         mailer.send(a)
         assert server.recipients() == ["a@example.net"]
+
+
+def test_idn_domain_goes_as_punycode_without_smtputf8(tmp_path: Path, smtp: Callable[..., SmtpMailer], composer: DigestComposer) -> None:
+    with SmtpTestServer(smtputf8=False) as server:
+        mailer = smtp(server.url())
+        (sent,) = make_emails(composer, ["leser@bücher.example"])
+        mailer.send(sent)
+        assert server.recipients() == ["leser@xn--bcher-kva.example"]
+        received = email.message_from_bytes(server.messages[0].data, policy=policy.default)
+        assert received["To"] == "leser@xn--bcher-kva.example"  # the header matches the envelope
+        assert received["Message-ID"] == sent.message_id
+
+
+def test_idn_domain_stays_unicode_with_smtputf8(tmp_path: Path, smtp: Callable[..., SmtpMailer], composer: DigestComposer) -> None:
+    with SmtpTestServer(smtputf8=True) as server:
+        mailer = smtp(server.url())
+        (sent,) = make_emails(composer, ["leser@bücher.example"])
+        mailer.send(sent)
+        assert server.recipients() == ["leser@bücher.example"]
+
+
+def test_ascii_address_forms() -> None:
+    assert ascii_address("a@example.org") == "a@example.org"
+    assert ascii_address("a@bücher.example") == "a@xn--bcher-kva.example"
+    assert ascii_address("jürgen@example.org") is None
 
 
 def test_unreachable_server_is_transient(tmp_path: Path, smtp: Callable[..., SmtpMailer], composer: DigestComposer) -> None:

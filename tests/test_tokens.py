@@ -10,7 +10,7 @@ from conftest import make_settings
 from itsdangerous import TimestampSigner
 
 from bot.errors import BotError, ConfigError
-from bot.mail.tokens import InvalidToken, make_token, max_age, read_token, signed_link
+from bot.mail.tokens import InvalidToken, make_token, max_age, read_token, signed_link, using_dev_key
 from bot.settings import Settings
 
 NOW = datetime(2026, 11, 9, 8, 0, tzinfo=UTC)
@@ -100,13 +100,27 @@ def test_secret_key_required_when_mail_is_live(tmp_path: Path) -> None:
     live = make_settings(tmp_path, {"SMTP_URL": "smtp://127.0.0.1:2525"})
     with pytest.raises(ConfigError, match="SECRET_KEY"):
         make_token(live, "unsubscribe", ADDRESS)
-    # Without live mail (no SMTP_URL) previews still work, with a development key.
-    offline = make_settings(tmp_path)
-    token = make_token(offline, "unsubscribe", ADDRESS)
-    assert read_token(offline, "unsubscribe", token, max_age=None) == ADDRESS
-    # ...which a real deployment's key does not accept.
+    # Development mode does not lift it while mail is live: the development key is public.
+    with pytest.raises(ConfigError, match="SECRET_KEY"):
+        make_token(make_settings(tmp_path, {"SMTP_URL": "smtp://127.0.0.1:2525", "BOT_DEV": "1"}), "unsubscribe", ADDRESS)
+
+
+def test_secret_key_required_without_live_mail_too(tmp_path: Path) -> None:
+    # No SMTP_URL (or BOT_DRY_RUN=1) used to mean a built-in public key: forgeable links.
+    for env in ({}, {"BOT_DRY_RUN": "1"}):
+        with pytest.raises(ConfigError, match="SECRET_KEY is required"):
+            make_token(make_settings(tmp_path, env), "unsubscribe", ADDRESS)
+
+
+def test_development_mode_uses_a_key_no_deployment_accepts(tmp_path: Path) -> None:
+    dev = make_settings(tmp_path, {"BOT_DEV": "1"})
+    assert using_dev_key(dev)
+    token = make_token(dev, "unsubscribe", ADDRESS)
+    assert read_token(dev, "unsubscribe", token, max_age=None) == ADDRESS
     with pytest.raises(InvalidToken):
         read_token(make_settings(tmp_path, {"SECRET_KEY": "real-key-123456789"}), "unsubscribe", token, max_age=None)
+    # A real key wins over development mode.
+    assert not using_dev_key(make_settings(tmp_path, {"BOT_DEV": "1", "SECRET_KEY": "real-key-123456789"}))
 
 
 def test_tokens_are_itsdangerous_default_signatures(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -8,7 +8,15 @@ time or through a ``MailerPool`` whose ``Handover`` lets the caller keep records
 
 from __future__ import annotations
 
-from bot.mail.base import Email, Mailer, MaybeDelivered, RecipientRefused, RecordingMailer, SenderRefused
+from bot.mail.base import (
+    AddressNotSupported,
+    Email,
+    Mailer,
+    MaybeDelivered,
+    RecipientRefused,
+    RecordingMailer,
+    SenderRefused,
+)
 from bot.mail.message import ComposedDigest, Digest, DigestComposer, DigestItem, confirmation_email
 from bot.mail.outbox import OutboxMailer
 from bot.mail.smtp import Handover, MailerPool, NotSent, SendReport, SmtpMailer
@@ -16,6 +24,7 @@ from bot.mail.tokens import InvalidToken, make_token, read_token, signed_link
 from bot.settings import Settings
 
 __all__ = [
+    "AddressNotSupported",
     "ComposedDigest",
     "Digest",
     "DigestComposer",

@@ -11,7 +11,9 @@ Errors a mailer raises (bot.errors plus two refinements defined here)::
     │   └── MaybeDelivered      the message was handed over (final dot sent) and the answer
     │                           was lost: the server may have it; a retry may duplicate it
     ├── PermanentMailError
-    │   └── RecipientRefused    5xx at RCPT or DATA: counts toward bouncing the address
+    │   ├── RecipientRefused    5xx at RCPT or DATA: counts toward bouncing the address
+    │   └── AddressNotSupported this server cannot take the address (a non-ASCII local part
+    │                           without SMTPUTF8): fails the send, not counted as a bounce
     └── SenderRefused           the server refuses *us* (login, sender, TLS): no message can
                                 go out until the operator fixes it; the recipient is not at fault
 
@@ -43,6 +45,13 @@ class RecipientRefused(PermanentMailError):
         super().__init__(message)
         #: the SMTP reply code, when there was one
         self.code = code
+
+
+class AddressNotSupported(PermanentMailError):
+    """The server cannot take this address at all (no SMTPUTF8 for a non-ASCII local part).
+
+    Nothing was said about the mailbox, so it does not count toward bouncing it.
+    """
 
 
 class MaybeDelivered(TransientMailError):

@@ -24,11 +24,43 @@ from typing import Protocol
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from bot.errors import ConfigError, MailError, TransientMailError
-from bot.mail.base import Email, Mailer, MaybeDelivered, RecipientRefused, SenderRefused, smtp_data
+from bot.mail.base import AddressNotSupported, Email, Mailer, MaybeDelivered, RecipientRefused, SenderRefused, smtp_data
 from bot.mail.message import sender
 from bot.settings import Settings
 
 _TRUE = ("1", "true", "yes", "on")
+
+
+def ascii_address(address: str) -> str | None:
+    """`address` with its domain in IDNA (punycode) form, for servers without SMTPUTF8; None when the
+    part before the @ is not ASCII (no ASCII form exists for it)."""
+    local, _, domain = address.rpartition("@")
+    if not local.isascii():
+        return None
+    if domain.isascii():
+        return address
+    from email_validator import EmailNotValidError, validate_email
+
+    try:
+        # The IDNA 2008 (UTS #46) form email-validator computed when the address came in.
+        return validate_email(address, check_deliverability=False).ascii_email
+    except EmailNotValidError:
+        return None
+
+
+def _replace_to_header(data: bytes, old: str, new: str) -> bytes:
+    """The message with `old` replaced by `new` in its To header (the header block only)."""
+    end = data.find(b"\r\n\r\n")
+    head, body = (data, b"") if end < 0 else (data[:end + 2], data[end + 2:])
+    old_b, new_b = old.encode("utf-8"), new.encode("ascii")
+    for prefix in (b"\r\nTo: ", b"\r\nTo: <"):
+        at = head.find(prefix + old_b)
+        if at >= 0:
+            start = at + len(prefix)
+            return head[:start] + new_b + head[start + len(old_b):] + body
+    if head.startswith(b"To: " + old_b):
+        return b"To: " + new_b + head[4 + len(old_b):] + body
+    return data
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +136,8 @@ class SmtpMailer:
         self.local_hostname = self.envelope_from.rpartition("@")[2] or "localhost"
         self.ssl_context = ssl_context or ssl.create_default_context()
         self._conn: smtplib.SMTP | None = None
+        #: the sender for a server without SMTPUTF8 (None: it has no ASCII form)
+        self.envelope_from_ascii = ascii_address(self.envelope_from)
         self._lock = threading.Lock()
         #: connections opened so far (logs, tests)
         self.connections_opened = 0
@@ -210,12 +244,14 @@ class SmtpMailer:
         stage = "MAIL FROM"
         try:
             if utf8 and not conn.has_extn("smtputf8"):
-                raise RecipientRefused(f"{where}: the address is not ASCII and the server lacks SMTPUTF8")
+                to, data = self._ascii_envelope(to, data, where)
+                utf8 = False
             # Both addresses are plain addr-specs checked where they came in (DIGEST_FROM,
             # check_address), so the commands are written directly: smtplib's mail() and
             # rcpt() would parse each address again, a good part of a message's CPU.
             conn.command_encoding = "utf-8" if utf8 else "ascii"
-            conn.putcmd("mail", f"FROM:<{self.envelope_from}>" + (" SMTPUTF8 BODY=8BITMIME" if utf8 else ""))
+            envelope_from = self.envelope_from if utf8 else self.envelope_from_ascii
+            conn.putcmd("mail", f"FROM:<{envelope_from}>" + (" SMTPUTF8 BODY=8BITMIME" if utf8 else ""))
             code, reply = conn.getreply()
             if code != 250:
                 self._refused(where, stage, code, reply)
@@ -243,6 +279,16 @@ class SmtpMailer:
             ) from None
         if code != 250:
             self._refused(where, "end of DATA", code, reply)
+
+    def _ascii_envelope(self, to: str, data: bytes, where: str) -> tuple[str, bytes]:
+        """Both addresses in their ASCII form (IDNA domains), for a server without SMTPUTF8, and the
+        message with its To header to match; AddressNotSupported / SenderRefused if one has none."""
+        if self.envelope_from_ascii is None:
+            raise SenderRefused(f"{where}: the sender address {self.envelope_from!r} is not ASCII and the server lacks SMTPUTF8")
+        to_ascii = ascii_address(to)
+        if to_ascii is None:
+            raise AddressNotSupported(f"{where}: the part before the @ is not ASCII and the server lacks SMTPUTF8")
+        return to_ascii, _replace_to_header(data, to, to_ascii)
 
     def _refused(self, where: str, stage: str, code: int, reply: bytes) -> None:
         message = f"{where}: {stage} refused: {self._reply(code, reply)}"

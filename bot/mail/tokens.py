@@ -9,6 +9,7 @@ in an old digest must still work. Time is passed in (``now``) for tests.
 from __future__ import annotations
 
 import functools
+import hashlib
 import hmac
 import re
 from datetime import UTC, datetime
@@ -20,6 +21,7 @@ from itsdangerous.encoding import base64_decode, base64_encode, int_to_bytes, wa
 from itsdangerous.signer import SigningAlgorithm
 
 from bot.errors import BotError, ConfigError
+from bot.records import Subscriber
 from bot.settings import Settings
 
 Purpose = Literal["confirm", "unsubscribe", "preferences"]
@@ -30,10 +32,9 @@ _URL_SAFE = re.compile(r"[A-Za-z0-9_.-]*")
 #: the web process's paths for each purpose; each takes ?token=
 PATHS: dict[Purpose, str] = {"confirm": "/confirm", "unsubscribe": "/unsubscribe", "preferences": "/preferences"}
 
-# Only used while mail cannot reach anyone (dry-run, or no SMTP_URL): lets
-# previews and local runs work without a SECRET_KEY. Never used with live mail.
+# Only in development mode (BOT_DEV=1) without a SECRET_KEY, and never with live mail:
+# it is public, so anyone could forge a link signed with it.
 _DEV_KEY = "insecure-dev-key-mail-is-not-live"
-
 
 class InvalidToken(BotError):
     """A subscription link's token is forged, damaged, for another purpose, or expired."""
@@ -85,11 +86,43 @@ class _ClockSigner(TimestampSigner):
 
 
 def _secret(settings: Settings) -> str:
-    if settings.env.secret_key:
-        return settings.env.secret_key
-    if settings.env.bot_dry_run or not settings.env.smtp_url:
+    env = settings.env
+    if env.secret_key:
+        return env.secret_key
+    live_mail = bool(env.smtp_url) and not env.bot_dry_run
+    if env.bot_dev and not live_mail:
         return _DEV_KEY
-    raise ConfigError("setting SECRET_KEY is required when e-mail is sent (SMTP_URL is set): it signs subscription links")
+    if live_mail:
+        raise ConfigError("setting SECRET_KEY is required when e-mail is sent (SMTP_URL is set): it signs subscription "
+                          "links; BOT_DEV=1 does not replace it")
+    raise ConfigError("setting SECRET_KEY is required: it signs subscription links (set a long random string; "
+                      "for local development only, BOT_DEV=1 uses a public key)")
+
+
+def require_signing_key(settings: Settings) -> None:
+    """ConfigError (exit 2) unless tokens can be signed: a command that makes or checks them calls this at start."""
+    _secret(settings)
+
+
+def using_dev_key(settings: Settings) -> bool:
+    """True when tokens are signed with the public development key (say so loudly)."""
+    try:
+        return _secret(settings) == _DEV_KEY
+    except ConfigError:
+        return False
+
+
+def subscription_version(subscriber: Subscriber) -> str:
+    """What a confirm token is bound to: it changes when the address unsubscribes or bounces.
+
+    A confirm link mailed before an unsubscribe must not subscribe the address again;
+    one mailed after (the owner asked again) must. "" while neither happened, so links
+    made before this binding existed keep working for pending addresses.
+    """
+    marks = [at.isoformat() for at in (subscriber.unsubscribed_at, subscriber.bounced_at) if at is not None]
+    if not marks:
+        return ""
+    return hashlib.blake2s("|".join(marks).encode(), digest_size=6).hexdigest()
 
 
 def _signer(settings: Settings, purpose: Purpose, now: datetime | None) -> _ClockSigner:
@@ -104,18 +137,26 @@ def _cached_signer(secret: str, purpose: Purpose, now: datetime | None) -> _Cloc
     return _ClockSigner(secret, salt=f"shortscience-bot/{purpose}", now=now, algorithm=_HmacSha1())
 
 
-def make_token(settings: Settings, purpose: Purpose, address: str, *, now: datetime | None = None) -> str:
+def make_token(settings: Settings, purpose: Purpose, address: str, *, now: datetime | None = None, version: str = "") -> str:
     """A URL-safe token carrying `address`, signed for `purpose` (at `now`, default the real time).
 
     The address travels base64url-encoded (no JSON, no compression: a digest
     makes two tokens per message, so they must be cheap): payload.time.signature.
+    `version` (confirm tokens: subscription_version) travels after a NUL, which no address holds.
     """
-    payload = base64_encode(address.encode("utf-8"))
+    payload = base64_encode((address + "\0" + version if version else address).encode("utf-8"))
     return _signer(settings, purpose, now).sign(payload).decode("ascii")
 
 
 def read_token(settings: Settings, purpose: Purpose, token: str, *, max_age: int | None, now: datetime | None = None) -> str:
     """The address a token carries; InvalidToken if forged, for another purpose, or older than max_age seconds."""
+    return read_versioned_token(settings, purpose, token, max_age=max_age, now=now)[0]
+
+
+def read_versioned_token(
+    settings: Settings, purpose: Purpose, token: str, *, max_age: int | None, now: datetime | None = None
+) -> tuple[str, str]:
+    """The address and the version a token carries (see make_token); InvalidToken as read_token."""
     signer = _signer(settings, purpose, now)
     try:
         if max_age is None:
@@ -126,14 +167,14 @@ def read_token(settings: Settings, purpose: Purpose, token: str, *, max_age: int
             age = (now or datetime.now(UTC)) - signed_at
             if age.total_seconds() > max_age:
                 raise InvalidToken(f"this {purpose} link has expired", expired=True)
-        address = base64_decode(payload).decode("utf-8")
+        address, _, version = base64_decode(payload).decode("utf-8").partition("\0")
     except SignatureExpired:  # pragma: no cover - ages are checked above
         raise InvalidToken(f"this {purpose} link has expired", expired=True) from None
     except (BadSignature, ValueError):
         raise InvalidToken(f"this {purpose} link is not valid") from None
     if not address:
         raise InvalidToken(f"this {purpose} link is not valid")
-    return address
+    return address, version
 
 
 def max_age(settings: Settings, purpose: Purpose) -> int | None:
@@ -141,9 +182,9 @@ def max_age(settings: Settings, purpose: Purpose) -> int | None:
     return settings.digest.confirm_ttl_hours * 3600 if purpose == "confirm" else None
 
 
-def signed_link(settings: Settings, purpose: Purpose, address: str, *, now: datetime | None = None) -> str:
+def signed_link(settings: Settings, purpose: Purpose, address: str, *, now: datetime | None = None, version: str = "") -> str:
     """The absolute link for `purpose`, e.g. https://bot.example.org/unsubscribe?token=…"""
-    token = make_token(settings, purpose, address, now=now)
+    token = make_token(settings, purpose, address, now=now, version=version)
     # A token is base64url and dots, nothing a URL needs quoted (checked rather than quoted: cheaper).
     if not _URL_SAFE.fullmatch(token):
         token = quote(token, safe="")
