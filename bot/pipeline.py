@@ -48,10 +48,12 @@ def poll(
 
     try:
         fetch = source.fetch(state, now=now)
+        # The next poll counts from the end of this download, which may have taken a while.
+        fetched_at = app.clock()
         if fetch.body is None:
             store.record_not_modified(
                 source.url, now=now, fetch=fetch,
-                next_poll_at=next_poll_time(now, interval=interval, jitter=jitter, fresh_until=fetch.fresh_until),
+                next_poll_at=next_poll_time(fetched_at, interval=interval, jitter=jitter, fresh_until=fetch.fresh_until),
             )
             log.info("poll %s: not modified", source.url)
             return PollReport(source=source.url, status=fetch.status)
@@ -61,8 +63,9 @@ def poll(
         parsed = parse_feed(fetch.body, source.url, content_type=fetch.content_type, min_votes=settings.source.min_votes)
     except SourceError as exc:
         failures = state.failures + 1
+        # From when it failed, not when it started: a "next try" already past would poll again at once.
         at = retry_time(
-            now, failures,
+            app.clock(), failures,
             base=settings.source.backoff_base_seconds, maximum=settings.source.backoff_max_seconds,
             platform_time=exc.retry_after,
         )
@@ -95,7 +98,7 @@ def poll(
 
     ids = store.apply_poll(
         source.url, plan, now=now, fetch=fetch,
-        next_poll_at=next_poll_time(now, interval=interval, jitter=jitter, fresh_until=fetch.fresh_until),
+        next_poll_at=next_poll_time(fetched_at, interval=interval, jitter=jitter, fresh_until=fetch.fresh_until),
         problems=parsed.problems, progress=step,
     )
     report = PollReport(

@@ -49,6 +49,7 @@ class SourceSettings:
     poll_interval_minutes: int = _s(15, "Minutes between two polls of the feed.", minimum=1)
     poll_jitter_seconds: int = _s(30, "Random delay added to each poll, so many bots do not hit the site at once.", minimum=0)
     timeout_seconds: float = _s(20.0, "Connect and read timeout of one feed download, in seconds.", minimum=0.1)
+    download_deadline_seconds: float = _s(60.0, "Longest one whole feed download may take, in seconds (timeout_seconds bounds each read); past it the poll fails and is retried.", minimum=0.1)
     max_bytes: int = _s(50_000_000, "Largest feed body accepted, in bytes; a larger one is an error.", minimum=1024)
     min_votes: int = _s(0, "Summaries with fewer votes than this are ignored (the site already drops <= 1).", minimum=0)
     backfill: int = _s(0, "How many of the newest items the first poll of a source publishes (the rest are marked seen).", minimum=0)

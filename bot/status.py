@@ -181,7 +181,8 @@ def render_preview(app: App, *, guid: str | None, feed: str | None, limit: int) 
         from bot.sources.fetch import make_source
         from bot.sources.parse import parse_feed
 
-        src = make_source(feed, timeout=app.settings.source.timeout_seconds, max_bytes=app.settings.source.max_bytes, user_agent=app.settings.source.user_agent)
+        src = make_source(feed, timeout=app.settings.source.timeout_seconds, max_bytes=app.settings.source.max_bytes, user_agent=app.settings.source.user_agent,
+                          deadline=app.settings.source.download_deadline_seconds)
         fetched = src.fetch(SourceState(url=feed), now=app.clock())
         parsed = parse_feed(fetched.body or b"", feed, content_type=fetched.content_type, min_votes=app.settings.source.min_votes)
         summaries = sorted(parsed.summaries, key=lambda x: x.edited_at, reverse=True)[:limit]

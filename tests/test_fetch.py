@@ -123,3 +123,12 @@ def test_header_parsers() -> None:
     assert parse_fresh_until("public, max-age=3600", NOW) == NOW + timedelta(hours=1)
     assert parse_fresh_until("no-cache, max-age=3600", NOW) is None
     assert parse_fresh_until("max-age=99999999", NOW) == NOW + timedelta(days=1)
+
+
+def test_a_server_that_drips_fails_the_download_at_its_deadline() -> None:
+    """Each read comes well within the timeout; the whole download may still not take longer than the deadline."""
+    with ScriptedServer(Reply(200, FEED, RSS, drip=0.2)) as srv:
+        src = HttpSource(srv.url + "/rss.xml", timeout=5, max_bytes=1_000_000, user_agent="test-bot", deadline=1.0)
+        _OPEN.append(src)
+        with pytest.raises(SourceError, match=r"rss\.xml: the download took longer than 1 s \(source\.download_deadline_seconds\)"):
+            src.fetch(SourceState(url="x"), now=NOW)

@@ -10,6 +10,7 @@ import email.utils
 import hashlib
 import os
 import re
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Protocol
@@ -76,10 +77,14 @@ class HttpSource:
         timeout: float,
         max_bytes: int,
         user_agent: str,
+        deadline: float | None = None,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.url = url
         self.max_bytes = max_bytes
+        #: seconds the whole download may take (the timeout bounds each read only: a server
+        #: that drips a byte a second would otherwise hold the poll as long as it likes)
+        self.deadline = deadline
         self._client = httpx.Client(
             timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
             headers={"User-Agent": user_agent, "Accept": "application/rss+xml, application/atom+xml, application/feed+json, application/xml;q=0.9, */*;q=0.5"},
@@ -104,8 +109,9 @@ class HttpSource:
             headers["If-None-Match"] = state.etag
         if state.last_modified:
             headers["If-Modified-Since"] = state.last_modified
+        started = time.monotonic()
         try:
-            with self._client.stream("GET", self.url, headers=headers) as response:
+            with self._client.stream("GET", self.url, headers=headers, timeout=self._request_timeout()) as response:
                 if response.status_code == 304:
                     return FetchResult(
                         body=None,
@@ -130,6 +136,8 @@ class HttpSource:
                 chunks: list[bytes] = []
                 size = 0
                 for chunk in response.iter_bytes():
+                    if self.deadline is not None and time.monotonic() - started > self.deadline:
+                        raise self._past_deadline()
                     size += len(chunk)
                     if size > self.max_bytes:
                         raise SourceError(f"{self.url}: body is over the limit of {self.max_bytes} bytes (source.max_bytes)")
@@ -143,11 +151,24 @@ class HttpSource:
                     content_type=ctype or None,
                 )
         except httpx.TimeoutException:
+            if self.deadline is not None and time.monotonic() - started > self.deadline:
+                raise self._past_deadline() from None
             raise SourceError(f"{self.url}: no answer within {self._timeout:g} s (source.timeout_seconds)") from None
         except httpx.RemoteProtocolError as exc:
             raise SourceError(f"{self.url}: the connection broke off: {exc}") from None
         except httpx.HTTPError as exc:
             raise SourceError(f"{self.url}: {type(exc).__name__}: {exc}") from None
+
+
+    def _request_timeout(self) -> httpx.Timeout:
+        # No single wait may outlast the whole deadline either.
+        each = self._timeout if self.deadline is None else min(self._timeout, self.deadline)
+        return httpx.Timeout(each, connect=min(each, 10.0))
+
+    def _past_deadline(self) -> SourceError:
+        return SourceError(
+            f"{self.url}: the download took longer than {self.deadline:g} s (source.download_deadline_seconds); given up"
+        )
 
 
 class FileSource:
@@ -178,9 +199,11 @@ class FileSource:
         return FetchResult(body=body, etag=etag, last_modified=stamp, status=200)
 
 
-def make_source(url: str, *, timeout: float, max_bytes: int, user_agent: str) -> HttpSource | FileSource:
+def make_source(
+    url: str, *, timeout: float, max_bytes: int, user_agent: str, deadline: float | None = None
+) -> HttpSource | FileSource:
     if url.startswith(("http://", "https://")):
-        return HttpSource(url, timeout=timeout, max_bytes=max_bytes, user_agent=user_agent)
+        return HttpSource(url, timeout=timeout, max_bytes=max_bytes, user_agent=user_agent, deadline=deadline)
     if "://" in url and not url.startswith("file://"):
         raise SourceError(f"SHORTSCIENCE_FEED_URL = {url!r}: expected an http(s):// URL or a file path")
     return FileSource(url, max_bytes=max_bytes)
