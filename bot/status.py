@@ -80,7 +80,10 @@ def render_status(app: App) -> str:
         today, month, last = store.sent_counts(channel, now=now)
         cost = estimated_cost(month, cs.price_per_post) if live else 0.0
         caps = f"daily cap {cs.daily_cap or 'off'}, monthly cap {cs.monthly_cap or 'off'}, min interval {cs.min_interval_minutes or 'off'}{' min' if cs.min_interval_minutes else ''}"
-        out.append(f"    posts today {today}, this month {month}" + (f" (est. ${cost:.2f} at ${cs.price_per_post:.2f}/post)" if live else " (dry-run: no cost)"))
+        # X bills reads too: reconciliation after a crash reads the account's posts back.
+        read_price = getattr(cs, "read_price", None)
+        reads = f", reading back ${read_price:.3f}/post read" if read_price is not None and not getattr(cs, "reconcile_resend", False) else ""
+        out.append(f"    posts today {today}, this month {month}" + (f" (est. ${cost:.2f} at ${cs.price_per_post:.2f}/post{reads})" if live else " (dry-run: no cost)"))
         out.append(f"    pacing: {caps}; last post {_when(last, now)}; next due {_when(store.next_due(channel), now)}")
     attention = store.deliveries(states=[DeliveryState.UNCERTAIN.value, DeliveryState.FAILED.value, DeliveryState.DEAD.value], limit=50)
     out.append("")
