@@ -86,6 +86,7 @@ def poll(
         first_poll=first,
         backfill=settings.source.backfill if backfill is None else backfill,
         channels=channels,
+        limit=settings.source.max_new_per_poll,
     )
     total = len(plan.new) or 1
     done = 0
@@ -112,6 +113,10 @@ def poll(
         first_poll=first,
         backfilled=len(plan.backfilled),
         new_ids=tuple(ids.values()),
+        held=len(plan.held),
     )
-    log.info("%s", report.describe())
+    if plan.held:
+        log.warning("%s", report.describe())
+    else:
+        log.info("%s", report.describe())
     return report

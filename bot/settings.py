@@ -52,6 +52,7 @@ class SourceSettings:
     download_deadline_seconds: float = _s(60.0, "Longest one whole feed download may take, in seconds (timeout_seconds bounds each read); past it the poll fails and is retried.", minimum=0.1)
     max_bytes: int = _s(50_000_000, "Largest feed body accepted, in bytes; a larger one is an error.", minimum=1024)
     min_votes: int = _s(0, "Summaries with fewer votes than this are ignored (the site already drops <= 1).", minimum=0)
+    max_new_per_poll: int = _s(20, "Flood guard: most new summaries one later poll queues for the social channels (the newest); the rest are held, in the feeds but not posted, until `release` (0: no limit).", minimum=0)
     backfill: int = _s(0, "How many of the newest items the first poll of a source publishes (the rest are marked seen).", minimum=0)
     on_edit: str = _s("update", "What an edited summary does: 'update' its feed entry only, or 'republish' it on every channel.", choices=("update", "republish"))
     backoff_base_seconds: int = _s(60, "First wait after a failed poll; doubles with each further failure.", minimum=1)

@@ -52,6 +52,7 @@ def render_status(app: App) -> str:
     out.append("")
     out.append("sources:")
     sources = store.all_sources() or []
+    held = store.held_counts()
     if not sources:
         out.append(f"  {s.feed_url}: never polled (run `python -m bot poll` or `run`)")
     for src in sources:
@@ -60,6 +61,10 @@ def render_status(app: App) -> str:
         out.append(f"    last poll: {_when(src.last_poll_at, now)} — {result}, HTTP {src.last_status or '-'}")
         out.append(f"    last good poll: {_when(src.last_ok_at, now)}; next poll: {_when(src.next_poll_at, now)}")
         out.append(f"    summaries seen: {src.items_seen}")
+        if held.get(src.url):
+            out.append(f"    HELD by the flood guard: {held[src.url]} new summaries in the feeds but not posted"
+                       f" (more than source.max_new_per_poll = {s.source.max_new_per_poll} in one poll);"
+                       f" `python -m bot release --source {src.url}` queues them, `--discard` lets them go")
         if src.last_error:
             label = "last error" if src.failures else "skipped items"
             out.append(f"    {label}: {src.last_error[:500]}")

@@ -14,7 +14,7 @@ from bot.app import build_app
 from bot.errors import SourceError
 from bot.pipeline import poll
 from bot.records import FetchResult, SourceState
-from bot.settings import Settings
+from bot.settings import Settings, with_overrides
 
 # --- one XML-invalid character (point 9) ------------------------------------------------------------
 
@@ -93,3 +93,60 @@ def test_the_next_poll_after_a_slow_good_download_counts_from_its_end(
     poll(app)
     state = app.store.source_state("memory://slow")
     assert state.next_poll_at is not None and state.next_poll_at >= clock() + timedelta(minutes=interval)
+
+
+# --- the flood guard (point 8) ----------------------------------------------------------------------
+
+
+def _flood(make_app: Any, settings: Settings, clock: FakeClock, new: int) -> tuple[Any, list[Any]]:
+    """A source polled once (nothing queued), then found with `new` more summaries."""
+    feed = items(new + 2)
+    app, source = make_app(site_feed(feed[new:]), settings=settings)
+    poll(app)
+    clock.advance(minutes=15)
+    source.body = site_feed(feed)
+    return app, feed[:new]
+
+
+def test_the_flood_guard_queues_the_newest_and_holds_the_rest(make_app: Any, settings: Settings, clock: FakeClock) -> None:
+    assert settings.source.max_new_per_poll == 20  # the default
+    app, new = _flood(make_app, settings, clock, 25)
+    report = poll(app)
+    assert (report.new, report.queued, report.held) == (25, 40, 5)
+    assert "5 older new ones held by the flood guard" in report.describe() and "python -m bot release" in report.describe()
+    assert {d.guid for d in app.store.deliveries()} == {s.guid for s in new[:20]}
+    # Held ones are stored as any other: the feeds list them.
+    assert {s.guid for s in new} <= {s.summary.guid for s in app.store.latest_summaries(with_text=False)}
+    assert app.store.held_counts() == {"memory://feed": 5}
+    # Polling again holds nothing more and queues nothing.
+    source_again = poll(app)
+    assert source_again.status == 304 and app.store.held_counts() == {"memory://feed": 5}
+
+
+def test_release_queues_the_newest_held_first_then_the_rest(make_app: Any, settings: Settings, clock: FakeClock) -> None:
+    app, new = _flood(make_app, settings, clock, 25)
+    poll(app)
+    before = {d.id for d in app.store.deliveries()}
+    done = app.store.release_held(now=clock(), channels=["twitter", "facebook"], source="memory://feed", limit=2)
+    assert (done.summaries, done.deliveries, done.still_held) == (2, 4, 3)
+    released = [d for d in app.store.deliveries(limit=1000) if d.id not in before]
+    assert {d.guid for d in released} == {new[20].guid, new[21].guid}
+    assert all(d.state.value == "pending" for d in released)
+    assert app.store.release_held(now=clock(), channels=["twitter"], source="elsewhere").summaries == 0
+    done = app.store.release_held(now=clock(), channels=["twitter"], discard=True)
+    assert (done.summaries, done.deliveries, done.still_held) == (3, 0, 0)
+    assert app.store.held_counts() == {}
+    assert len(app.store.deliveries(limit=1000)) == 44
+
+
+def test_the_first_poll_keeps_its_backfill_rule_whatever_the_flood_guard(make_app: Any, settings: Settings, clock: FakeClock) -> None:
+    app, _ = make_app(site_feed(items(40)), settings=settings)
+    report = poll(app, backfill=30)
+    assert (report.backfilled, report.queued, report.held) == (10, 60, 0)
+    assert app.store.held_counts() == {}
+
+
+def test_no_flood_guard_with_a_limit_of_zero(make_app: Any, settings: Settings, clock: FakeClock) -> None:
+    app, _ = _flood(make_app, with_overrides(settings, "source", max_new_per_poll=0), clock, 25)
+    report = poll(app)
+    assert (report.queued, report.held) == (50, 0)
