@@ -10,10 +10,11 @@ import email.utils
 import hashlib
 import os
 import re
-import time
+import socket
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import httpx
 
@@ -91,6 +92,9 @@ class HttpSource:
             follow_redirects=True,
             max_redirects=5,
             transport=transport,
+            # A new connection per poll (polls are minutes apart anyway): the deadline's watchdog
+            # learns each connection's socket when it is opened.
+            limits=httpx.Limits(max_keepalive_connections=0),
         )
         self._timeout = timeout
 
@@ -109,56 +113,61 @@ class HttpSource:
             headers["If-None-Match"] = state.etag
         if state.last_modified:
             headers["If-Modified-Since"] = state.last_modified
-        started = time.monotonic()
+        watchdog = _Watchdog(self.deadline)
         try:
-            with self._client.stream("GET", self.url, headers=headers, timeout=self._request_timeout()) as response:
-                if response.status_code == 304:
-                    return FetchResult(
-                        body=None,
-                        etag=response.headers.get("ETag", state.etag),
-                        last_modified=response.headers.get("Last-Modified", state.last_modified),
-                        fresh_until=parse_fresh_until(response.headers.get("Cache-Control"), now),
-                        status=304,
-                    )
-                if response.status_code in (429, 503) or response.status_code >= 500:
-                    raise SourceError(
-                        f"{self.url}: server answered HTTP {response.status_code}",
-                        retry_after=parse_retry_after(response.headers.get("Retry-After"), now),
-                    )
-                if response.status_code != 200:
-                    raise SourceError(f"{self.url}: server answered HTTP {response.status_code}; expected 200")
-                ctype = response.headers.get("Content-Type", "")
-                if ctype and not any(k in ctype.lower() for k in _FEED_TYPES):
-                    raise SourceError(f"{self.url}: content type {ctype!r} is not a feed")
-                declared = response.headers.get("Content-Length")
-                if declared and declared.isdigit() and int(declared) > self.max_bytes:
-                    raise SourceError(f"{self.url}: body of {declared} bytes is over the limit of {self.max_bytes} bytes (source.max_bytes)")
-                chunks: list[bytes] = []
-                size = 0
-                for chunk in response.iter_bytes():
-                    if self.deadline is not None and time.monotonic() - started > self.deadline:
-                        raise self._past_deadline()
-                    size += len(chunk)
-                    if size > self.max_bytes:
-                        raise SourceError(f"{self.url}: body is over the limit of {self.max_bytes} bytes (source.max_bytes)")
-                    chunks.append(chunk)
-                return FetchResult(
-                    body=b"".join(chunks),
-                    etag=response.headers.get("ETag"),
-                    last_modified=response.headers.get("Last-Modified"),
-                    fresh_until=parse_fresh_until(response.headers.get("Cache-Control"), now),
-                    status=200,
-                    content_type=ctype or None,
-                )
-        except httpx.TimeoutException:
-            if self.deadline is not None and time.monotonic() - started > self.deadline:
-                raise self._past_deadline() from None
-            raise SourceError(f"{self.url}: no answer within {self._timeout:g} s (source.timeout_seconds)") from None
-        except httpx.RemoteProtocolError as exc:
-            raise SourceError(f"{self.url}: the connection broke off: {exc}") from None
+            with watchdog:
+                return self._download(headers, state, now, watchdog)
         except httpx.HTTPError as exc:
+            if watchdog.fired:
+                raise self._past_deadline() from None
+            if isinstance(exc, httpx.TimeoutException):
+                raise SourceError(f"{self.url}: no answer within {self._timeout:g} s (source.timeout_seconds)") from None
+            if isinstance(exc, httpx.RemoteProtocolError):
+                raise SourceError(f"{self.url}: the connection broke off: {exc}") from None
             raise SourceError(f"{self.url}: {type(exc).__name__}: {exc}") from None
 
+    def _download(self, headers: dict[str, str], state: SourceState, now: datetime, watchdog: _Watchdog) -> FetchResult:
+        with self._client.stream(
+            "GET", self.url, headers=headers, timeout=self._request_timeout(), extensions={"trace": watchdog.trace}
+        ) as response:
+            if response.status_code == 304:
+                return FetchResult(
+                    body=None,
+                    etag=response.headers.get("ETag", state.etag),
+                    last_modified=response.headers.get("Last-Modified", state.last_modified),
+                    fresh_until=parse_fresh_until(response.headers.get("Cache-Control"), now),
+                    status=304,
+                )
+            if response.status_code in (429, 503) or response.status_code >= 500:
+                raise SourceError(
+                    f"{self.url}: server answered HTTP {response.status_code}",
+                    retry_after=parse_retry_after(response.headers.get("Retry-After"), now),
+                )
+            if response.status_code != 200:
+                raise SourceError(f"{self.url}: server answered HTTP {response.status_code}; expected 200")
+            ctype = response.headers.get("Content-Type", "")
+            if ctype and not any(k in ctype.lower() for k in _FEED_TYPES):
+                raise SourceError(f"{self.url}: content type {ctype!r} is not a feed")
+            declared = response.headers.get("Content-Length")
+            if declared and declared.isdigit() and int(declared) > self.max_bytes:
+                raise SourceError(f"{self.url}: body of {declared} bytes is over the limit of {self.max_bytes} bytes (source.max_bytes)")
+            chunks: list[bytes] = []
+            size = 0
+            for chunk in response.iter_bytes():
+                if watchdog.fired:
+                    raise self._past_deadline()
+                size += len(chunk)
+                if size > self.max_bytes:
+                    raise SourceError(f"{self.url}: body is over the limit of {self.max_bytes} bytes (source.max_bytes)")
+                chunks.append(chunk)
+            return FetchResult(
+                body=b"".join(chunks),
+                etag=response.headers.get("ETag"),
+                last_modified=response.headers.get("Last-Modified"),
+                fresh_until=parse_fresh_until(response.headers.get("Cache-Control"), now),
+                status=200,
+                content_type=ctype or None,
+            )
 
     def _request_timeout(self) -> httpx.Timeout:
         # No single wait may outlast the whole deadline either.
@@ -169,6 +178,58 @@ class HttpSource:
         return SourceError(
             f"{self.url}: the download took longer than {self.deadline:g} s (source.download_deadline_seconds); given up"
         )
+
+
+class _Watchdog:
+    """Ends a download at its deadline, wherever it is: connecting, TLS, headers or body.
+
+    httpx has no overall timeout and a dripping server keeps every single read short, so a
+    timer shuts the connection's socket down; the blocked read then fails and `fired` says why.
+    """
+
+    def __init__(self, seconds: float | None) -> None:
+        self.fired = False
+        self._lock = threading.Lock()
+        self._sockets: list[socket.socket] = []
+        self._timer = threading.Timer(seconds, self._fire) if seconds is not None else None
+        if self._timer is not None:
+            self._timer.daemon = True
+
+    def __enter__(self) -> _Watchdog:
+        if self._timer is not None:
+            self._timer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+
+    def trace(self, event: str, info: dict[str, Any]) -> None:
+        """httpcore's trace hook: keep the socket of each connection it opens."""
+        if event != "connection.connect_tcp.complete":
+            return
+        stream = info.get("return_value")
+        sock = stream.get_extra_info("socket") if stream is not None else None
+        if isinstance(sock, socket.socket):
+            with self._lock:
+                self._sockets.append(sock)
+                fired = self.fired
+            if fired:
+                _shut(sock)
+
+    def _fire(self) -> None:
+        with self._lock:
+            self.fired = True
+            sockets = list(self._sockets)
+        for sock in sockets:
+            _shut(sock)
+
+
+def _shut(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass  # already closed: nothing left to stop
 
 
 class FileSource:
