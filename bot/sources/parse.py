@@ -133,14 +133,18 @@ def _valid_char_ref(match: re.Match[bytes]) -> bytes:
 def _without_broken_items(body: bytes, error: etree.XMLSyntaxError, collector: _Collector) -> Any:
     """The site's feed parsed without the items that are not well-formed on their own; one problem each.
 
-    Each item is tried between the document's head and tail; the head or tail itself broken (or no
-    item to blame) is an error of the whole feed, as before.
+    Each item is tried between the document's head and tail; the head or tail itself broken (a
+    DOCTYPE with entities, say), or no item to blame, is an error of the whole feed, as before.
     """
     spans = [(m.start(), m.end()) for m in _SITE_ITEM.finditer(body)]
     whole = SourceError(f"{collector.source}: {_describe_xml_error(error)}")
     if not spans:
         raise whole from None
     head, tail = body[: spans[0][0]], body[spans[-1][1]:]
+    try:
+        etree.fromstring(head + tail, _xml_parser())
+    except etree.XMLSyntaxError:
+        raise whole from None  # the document around the items is broken: no item is to blame
     kept: list[bytes] = []
     for start, end in spans:
         item = body[start:end]
