@@ -150,3 +150,34 @@ def test_no_flood_guard_with_a_limit_of_zero(make_app: Any, settings: Settings, 
     app, _ = _flood(make_app, with_overrides(settings, "source", max_new_per_poll=0), clock, 25)
     report = poll(app)
     assert (report.queued, report.held) == (50, 0)
+
+
+def test_the_held_column_migration_keeps_existing_summaries_unheld(db_url: str) -> None:
+    """A database made before the flood guard (revision 0001) is upgraded in place, its summaries not held."""
+    import sqlalchemy as sa
+    from alembic import command
+    from alembic.config import Config
+
+    from bot.store import _MIGRATIONS, Store, make_engine
+
+    engine = make_engine(db_url)
+    try:
+        with engine.begin() as conn:
+            cfg = Config()
+            cfg.set_main_option("script_location", str(_MIGRATIONS))
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "0001")
+            conn.execute(sa.text("INSERT INTO sources (url, failures, items_seen) VALUES ('memory://feed', 0, 1)"))
+            conn.execute(sa.text(
+                "INSERT INTO summaries (source_id, guid, title, author, text, link, categories, content_hash, version,"
+                " edited_at, first_seen_at, changed_at, backfilled)"
+                " VALUES (1, 'g', 'T', 'a', 'x', 'https://x/g', '[]', 'h', 1, '2026-01-01', '2026-01-01', '2026-01-01', false)"
+            ))
+    finally:
+        engine.dispose()
+    store = Store.open(db_url)
+    try:
+        assert store.held_counts() == {}
+        assert store.summary_by_guid("g") is not None
+    finally:
+        store.close()
