@@ -22,6 +22,7 @@ from lxml import etree
 
 from bot.errors import SourceError, SourceItemError
 from bot.records import ParseResult, Summary
+from bot.sources.xmlchars import drop_xml_invalid, site_item_guid, site_item_spans
 
 __all__ = ["parse_feed"]
 
@@ -31,13 +32,6 @@ __all__ = ["parse_feed"]
 # every ASCII-compatible encoding (UTF-8, ISO-8859-x, Windows-125x: no multi-byte sequence contains a
 # byte below 0x20) and loses nothing a reader could see; it is skipped for UTF-16/32 bodies.
 _C0_BYTES = bytes([*range(0x00, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20)])
-# The same characters written as references (&#11;, &#xFFFE;), just as ill-formed.
-_CHAR_REF = re.compile(rb"&#([0-9]{1,8}|[xX][0-9a-fA-F]{1,8});")
-_XML_DECLARATION = re.compile(rb"\s*<\?xml\s[^>]*\?>")
-_DECLARED_ENCODING = re.compile(rb"""encoding\s*=\s*["']([A-Za-z0-9._-]+)["']""")
-# The site's items, to tell which one is ill-formed: an <item> holds no nested <item>.
-_SITE_ITEM = re.compile(rb"<item(?=[\s>])(?:(?!</item\s*>).)*</item\s*>", re.S)
-_SITE_GUID = re.compile(rb"<guid[^>]*>([^<]*)</guid", re.S)
 
 # Titles and authors become headers and one-line post texts: no control characters at all, and no
 # explicit bidi embedding, override or isolate (U+202A-202E, U+2066-2069): one left open in an author
@@ -80,7 +74,7 @@ def parse_feed(body: bytes, source: str, *, content_type: str | None = None, min
         return _parse_json_feed(body, collector)
 
     if b"\x00" not in body[:4]:
-        body = _drop_xml_invalid(body)
+        body = drop_xml_invalid(body.translate(None, _C0_BYTES))
     root: Any = None
     xml_error: etree.XMLSyntaxError | None = None
     try:
@@ -101,42 +95,13 @@ def parse_feed(body: bytes, source: str, *, content_type: str | None = None, min
     return _parse_generic(body, content_type, collector, xml_error)
 
 
-def _drop_xml_invalid(body: bytes) -> bytes:
-    """The body without characters XML 1.0 cannot carry, raw or as references (ASCII-compatible bodies only).
-
-    One such character in one summary would otherwise make the whole document ill-formed.
-    """
-    body = body.translate(None, _C0_BYTES)
-    if _is_utf8(body[:256]):
-        # U+FFFE and U+FFFF as UTF-8: only in a UTF-8 body are these three bytes those characters.
-        body = body.replace(b"\xef\xbf\xbe", b"").replace(b"\xef\xbf\xbf", b"")
-    return _CHAR_REF.sub(_valid_char_ref, body)
-
-
-def _is_utf8(head: bytes) -> bool:
-    """Whether the document says (or, saying nothing, defaults to) UTF-8."""
-    declaration = _XML_DECLARATION.match(head.removeprefix(b"\xef\xbb\xbf"))
-    encoding = _DECLARED_ENCODING.search(declaration.group(0)) if declaration else None
-    return encoding is None or encoding.group(1).lower().replace(b"-", b"") == b"utf8"
-
-
-def _valid_char_ref(match: re.Match[bytes]) -> bytes:
-    digits = match.group(1)
-    try:
-        code = int(digits[1:], 16) if digits[:1] in (b"x", b"X") else int(digits)
-    except ValueError:
-        return match.group(0)
-    valid = code in (0x9, 0xA, 0xD) or 0x20 <= code <= 0xD7FF or 0xE000 <= code <= 0xFFFD or 0x10000 <= code <= 0x10FFFF
-    return match.group(0) if valid else b""
-
-
 def _without_broken_items(body: bytes, error: etree.XMLSyntaxError, collector: _Collector) -> Any:
     """The site's feed parsed without the items that are not well-formed on their own; one problem each.
 
     Each item is tried between the document's head and tail; the head or tail itself broken (a
     DOCTYPE with entities, say), or no item to blame, is an error of the whole feed, as before.
     """
-    spans = [(m.start(), m.end()) for m in _SITE_ITEM.finditer(body)]
+    spans = site_item_spans(body)
     whole = SourceError(f"{collector.source}: {_describe_xml_error(error)}")
     if not spans:
         raise whole from None
@@ -151,9 +116,7 @@ def _without_broken_items(body: bytes, error: etree.XMLSyntaxError, collector: _
         try:
             etree.fromstring(head + item + tail, _xml_parser())
         except etree.XMLSyntaxError as exc:
-            guid = _SITE_GUID.search(item)
-            name = html.unescape(guid.group(1).decode("utf-8", "replace")).strip() if guid else None
-            collector.problem(name, f"not well-formed XML: {_XML_POSITION.sub('', exc.msg or str(exc))}: left out")
+            collector.problem(site_item_guid(item), f"not well-formed XML: {_XML_POSITION.sub('', exc.msg or str(exc))}: left out")
             continue
         kept.append(item)
     if len(kept) == len(spans):
