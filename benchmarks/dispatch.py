@@ -66,6 +66,9 @@ enabled = false
 enabled = false
 [channels.facebook]
 enabled = false
+[channels.twitter]
+daily_cap = 0
+monthly_cap = 0
 """
 
 

@@ -63,7 +63,10 @@ class App:
         if self._overrides["source"] is not None:
             return self._overrides["source"]  # type: ignore[no-any-return,unused-ignore]
         s = self.settings.source
-        return make_source(self.settings.feed_url, timeout=s.timeout_seconds, max_bytes=s.max_bytes, user_agent=s.user_agent)
+        return make_source(
+            self.settings.feed_url, timeout=s.timeout_seconds, max_bytes=s.max_bytes, user_agent=s.user_agent,
+            deadline=s.download_deadline_seconds,
+        )
 
     def publisher(self, channel: str) -> Publisher:
         if channel not in self._publishers:

@@ -276,6 +276,22 @@ def skip(ctx: Ctx, delivery_id: int) -> None:
 
 
 @main.command(context_settings=CONTEXT)
+@click.option("--source", metavar="URL", help="Only summaries of this source (as `status` names it).")
+@click.option("--limit", type=click.IntRange(min=1), metavar="N", help="Only the N newest held summaries.")
+@click.option("--discard", is_flag=True, help="Never post them: stop holding them without queueing anything.")
+@command
+def release(ctx: Ctx, source: str | None, limit: int | None, discard: bool) -> None:
+    """Queue the summaries the flood guard held (or --discard them)."""
+    from bot.channels import enabled_channels
+
+    app = ctx.app
+    channels = enabled_channels(app.settings)
+    done = app.store.release_held(now=app.clock(), channels=channels, source=source, limit=limit, discard=discard)
+    what = "discarded (never posted)" if discard else f"released: {done.deliveries} deliveries queued on {', '.join(channels) or 'no channel'}"
+    click.echo(f"{done.summaries} held summaries {what}; {done.still_held} still held")
+
+
+@main.command(context_settings=CONTEXT)
 @command
 def check(ctx: Ctx) -> None:
     """Check the database and each channel's credentials."""

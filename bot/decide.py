@@ -31,6 +31,8 @@ class PollPlan:
     backfilled: frozenset[str]
     #: (guid, channel, revision) deliveries to create; revision 0 = first post, n = republished edit
     queue: tuple[tuple[str, str, int], ...]
+    #: the guids of new summaries the flood guard holds back from the social channels (stored, not queued)
+    held: frozenset[str] = frozenset()
 
 
 def plan_poll(
@@ -40,6 +42,7 @@ def plan_poll(
     first_poll: bool,
     backfill: int,
     channels: Mapping[str, bool],
+    limit: int = 0,
 ) -> PollPlan:
     """Classify a poll's items against what the store knows.
 
@@ -47,6 +50,10 @@ def plan_poll(
     enabled channel to whether it republishes edits. Identity is the guid and
     change is the content hash: the feed's date moves on every edit, so a tool
     that compares dates would repost every edit.
+
+    `limit` (0: none) is the flood guard of a later poll: of more new summaries
+    than that, only the newest `limit` are queued and the rest are held (a
+    first poll has its backfill rule instead).
     """
     new: list[Summary] = []
     edited: list[Summary] = []
@@ -67,6 +74,9 @@ def plan_poll(
     new.sort(key=lambda s: s.edited_at, reverse=True)
     published_new = new if not first_poll else new[: max(backfill, 0)]
     backfilled = frozenset(s.guid for s in new[len(published_new):]) if first_poll else frozenset()
+    held: frozenset[str] = frozenset()
+    if not first_poll and limit > 0 and len(new) > limit:
+        published_new, held = new[:limit], frozenset(s.guid for s in new[limit:])
 
     queue: list[tuple[str, str, int]] = []
     # Oldest first, so the outbox publishes in the order the site did.
@@ -78,7 +88,7 @@ def plan_poll(
         for channel, republish in channels.items():
             if republish:
                 queue.append((summary.guid, channel, version))
-    return PollPlan(tuple(new), tuple(edited), unchanged, backfilled, tuple(queue))
+    return PollPlan(tuple(new), tuple(edited), unchanged, backfilled, tuple(queue), held)
 
 
 def backoff_delay(

@@ -33,6 +33,31 @@ class RedactingFilter(logging.Filter):
         return True
 
 
+def _control_escapes() -> dict[int, str]:
+    table = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F, *range(0x80, 0xA0))}
+    table.update({ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t", 0x2028: "\\u2028", 0x2029: "\\u2029"})
+    return table
+
+
+_CONTROL_ESCAPES = _control_escapes()
+_JSON_LINE_BREAKS = {0x85: "\\u0085", 0x2028: "\\u2028", 0x2029: "\\u2029"}
+
+
+def escape_controls(text: str) -> str:
+    """Control characters (C0, C1, DEL, CR, LF, U+2028/9) as backslash escapes: one record, one line."""
+    return text.translate(_CONTROL_ESCAPES)
+
+
+class TextFormatter(logging.Formatter):
+    """One line per record: a GUID or server text with a newline in it cannot forge a log line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        # A copy: other handlers (and pytest's caplog) keep the record as it was.
+        escaped = logging.makeLogRecord(record.__dict__)
+        escaped.msg, escaped.args = escape_controls(record.getMessage()), None
+        return super().format(escaped)
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         data = {
@@ -43,7 +68,8 @@ class JsonFormatter(logging.Formatter):
         }
         if record.exc_text or record.exc_info:
             data["error"] = record.exc_text or self.formatException(record.exc_info)  # type: ignore[arg-type]
-        return json.dumps(data, ensure_ascii=False)
+        # JSON escapes C0 itself; NEL and U+2028/9 stay raw with ensure_ascii=False, and some viewers break lines there.
+        return json.dumps(data, ensure_ascii=False).translate(_JSON_LINE_BREAKS)
 
 
 def setup_logging(level: str, fmt: str, secrets: Sequence[str]) -> RedactingFilter:
@@ -53,7 +79,7 @@ def setup_logging(level: str, fmt: str, secrets: Sequence[str]) -> RedactingFilt
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%Y-%m-%d %H:%M:%S"))
+        handler.setFormatter(TextFormatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%Y-%m-%d %H:%M:%S"))
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

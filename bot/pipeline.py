@@ -15,6 +15,7 @@ from bot.channels import enabled_channels
 from bot.decide import next_poll_time, plan_poll, retry_time
 from bot.errors import SourceError
 from bot.records import PollReport
+from bot.wording import plural
 
 if TYPE_CHECKING:
     from bot.app import App
@@ -48,10 +49,12 @@ def poll(
 
     try:
         fetch = source.fetch(state, now=now)
+        # The next poll counts from the end of this download, which may have taken a while.
+        fetched_at = app.clock()
         if fetch.body is None:
             store.record_not_modified(
                 source.url, now=now, fetch=fetch,
-                next_poll_at=next_poll_time(now, interval=interval, jitter=jitter, fresh_until=fetch.fresh_until),
+                next_poll_at=next_poll_time(fetched_at, interval=interval, jitter=jitter, fresh_until=fetch.fresh_until),
             )
             # DEBUG: the caller (command or scheduler job) reports the poll's line, once.
             log.debug("poll %s: not modified", source.url)
@@ -62,8 +65,9 @@ def poll(
         parsed = parse_feed(fetch.body, source.url, content_type=fetch.content_type, min_votes=settings.source.min_votes)
     except SourceError as exc:
         failures = state.failures + 1
+        # From when it failed, not when it started: a "next try" already past would poll again at once.
         at = retry_time(
-            now, failures,
+            app.clock(), failures,
             base=settings.source.backoff_base_seconds, maximum=settings.source.backoff_max_seconds,
             platform_time=exc.retry_after,
         )
@@ -84,6 +88,7 @@ def poll(
         first_poll=first,
         backfill=settings.source.backfill if backfill is None else backfill,
         channels=channels,
+        limit=settings.source.max_new_per_poll,
     )
     total = len(plan.new) or 1
     done = 0
@@ -96,7 +101,7 @@ def poll(
 
     ids = store.apply_poll(
         source.url, plan, now=now, fetch=fetch,
-        next_poll_at=next_poll_time(now, interval=interval, jitter=jitter, fresh_until=fetch.fresh_until),
+        next_poll_at=next_poll_time(fetched_at, interval=interval, jitter=jitter, fresh_until=fetch.fresh_until),
         problems=parsed.problems, progress=step,
     )
     report = PollReport(
@@ -110,6 +115,13 @@ def poll(
         first_poll=first,
         backfilled=len(plan.backfilled),
         new_ids=tuple(ids.values()),
+        held=len(plan.held),
     )
+    if plan.held:
+        # Said whoever polled: the operator must know posts are waiting for them.
+        log.warning(
+            "poll %s: the flood guard held %s (source.max_new_per_poll); `python -m bot release` queues them",
+            source.url, plural(len(plan.held), "new summary", "new summaries"),
+        )
     log.debug("%s", report.describe())  # reported by the caller, once
     return report

@@ -227,6 +227,8 @@ class PollReport:
     #: new summaries a first poll only marked as seen
     backfilled: int = 0
     new_ids: tuple[int, ...] = field(default=())
+    #: new summaries the flood guard held back from the social channels
+    held: int = 0
 
     def describe(self) -> str:
         if self.status == 0:
@@ -234,9 +236,13 @@ class PollReport:
         if self.status == 304:
             return f"poll {self.source}: not modified (nothing parsed, nothing queued)"
         seen = f" ({self.backfilled} older ones marked as seen on this first poll)" if self.backfilled else ""
+        held = (
+            f"; {self.held} older new ones held by the flood guard (source.max_new_per_poll), not posted:"
+            " `python -m bot release` queues them" if self.held else ""
+        )
         return (
             f"poll {self.source}: {self.new} new{seen}, {self.edited} edited, {self.unchanged} unchanged, "
-            f"{plural(self.queued, 'delivery')} queued, {plural(len(self.problems), 'item')} skipped"
+            f"{plural(self.queued, 'delivery')} queued, {plural(len(self.problems), 'item')} skipped{held}"
         )
 
 

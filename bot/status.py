@@ -72,6 +72,7 @@ def render_status(app: App) -> str:
     out.append("")
     out.append("sources:")
     sources = store.all_sources() or []
+    held = store.held_counts()
     if not sources:
         out.append(f"  {s.feed_url}: never polled (run `python -m bot poll` or `run`)")
     for src in sources:
@@ -80,6 +81,10 @@ def render_status(app: App) -> str:
         out.append(f"    last poll: {_when(src.last_poll_at, now)} — {result}, HTTP {src.last_status or '-'}")
         out.append(f"    last good poll: {_when(src.last_ok_at, now)}; next poll: {_when(src.next_poll_at, now)}")
         out.append(f"    summaries seen: {src.items_seen}")
+        if held.get(src.url):
+            out.append(f"    HELD by the flood guard: {held[src.url]} new summaries in the feeds but not posted"
+                       f" (more than source.max_new_per_poll = {s.source.max_new_per_poll} in one poll);"
+                       f" `python -m bot release --source {src.url}` queues them, `--discard` lets them go")
         if src.last_error:
             label = "last error" if src.failures else "skipped items"
             out.append(f"    {label}: {src.last_error[:500]}")
@@ -100,7 +105,10 @@ def render_status(app: App) -> str:
         today, month, last = store.sent_counts(channel, now=now)
         cost = estimated_cost(month, cs.price_per_post) if live else 0.0
         caps = f"daily cap {cs.daily_cap or 'off'}, monthly cap {cs.monthly_cap or 'off'}, min interval {cs.min_interval_minutes or 'off'}{' min' if cs.min_interval_minutes else ''}"
-        out.append(f"    posts today {today}, this month {month}" + (f" (est. ${cost:.2f} at ${cs.price_per_post:.2f}/post)" if live else " (dry-run: no cost)"))
+        # X bills reads too: reconciliation after a crash reads the account's posts back.
+        read_price = getattr(cs, "read_price", None)
+        reads = f", reading back ${read_price:.3f}/post read" if read_price is not None and not getattr(cs, "reconcile_resend", False) else ""
+        out.append(f"    posts today {today}, this month {month}" + (f" (est. ${cost:.2f} at ${cs.price_per_post:.2f}/post{reads})" if live else " (dry-run: no cost)"))
         out.append(f"    pacing: {caps}; last post {_when(last, now)}; next due {_when(store.next_due(channel), now)}")
     attention = store.deliveries(states=[DeliveryState.UNCERTAIN.value, DeliveryState.FAILED.value, DeliveryState.DEAD.value], limit=50)
     out.append("")
@@ -202,7 +210,8 @@ def render_preview(app: App, *, guid: str | None, feed: str | None, limit: int) 
         from bot.sources.fetch import make_source
         from bot.sources.parse import parse_feed
 
-        src = make_source(feed, timeout=app.settings.source.timeout_seconds, max_bytes=app.settings.source.max_bytes, user_agent=app.settings.source.user_agent)
+        src = make_source(feed, timeout=app.settings.source.timeout_seconds, max_bytes=app.settings.source.max_bytes, user_agent=app.settings.source.user_agent,
+                          deadline=app.settings.source.download_deadline_seconds)
         fetched = src.fetch(SourceState(url=feed), now=app.clock())
         parsed = parse_feed(fetched.body or b"", feed, content_type=fetched.content_type, min_votes=app.settings.source.min_votes)
         summaries = sorted(parsed.summaries, key=lambda x: x.edited_at, reverse=True)[:limit]

@@ -3,7 +3,9 @@
 A threaded http.server on 127.0.0.1 that answers as X documents:
 ``POST /2/tweets`` (201, rate-limit headers, 403 for a repeat of identical
 text), ``GET /2/users/me``, ``GET /2/users/:id/tweets`` (links rewritten to
-t.co, text HTML-escaped, as X returns it) and ``POST /2/media/upload``. A
+t.co with ``entities.urls`` expanding them, text HTML-escaped, newest first,
+``start_time``/``end_time``, pages of ``max_results`` 5-100 with
+``meta.next_token``, as X returns it) and ``POST /2/media/upload``. A
 queue of faults makes it misbehave (429, 403 duplicate, 401, 503, a dropped
 connection after the post was made, a slow answer, an answer held back after
 the post was made until the test releases it). Every request is kept in
@@ -33,6 +35,7 @@ import time
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, ClassVar
 from urllib.parse import parse_qs, urlsplit
@@ -484,6 +487,7 @@ class FakeX(FakeHTTPServer):
             "text": text,
             "in_reply_to_tweet_id": (body.get("reply") or {}).get("in_reply_to_tweet_id"),
             "media_ids": (body.get("media") or {}).get("media_ids", []),
+            "created_at": time.time(),
         }
         self.posts.append(post)
         return json_answer(
@@ -506,21 +510,76 @@ class FakeX(FakeHTTPServer):
         )
 
     def _timeline(self, request: Recorded, user_id: str) -> Answer:
+        """GET /2/users/:id/tweets as X documents it: newest first, max_results 5-100, start_time /
+        end_time (RFC 3339), pagination_token / meta.next_token, tweet.fields (entities with t.co
+        links expanded, referenced_tweets, created_at), exclude=retweets,replies."""
         if user_id != self.user["id"]:
             return json_answer(200, {"meta": {"result_count": 0}})
-        limit = int(request.query.get("max_results", ["10"])[0])
-        newest = list(reversed(self.posts))[:limit]
-        data = [{"edit_history_tweet_ids": [p["id"]], "id": p["id"], "text": x_rendering(p["text"])} for p in newest]
+        query = {k: v[0] for k, v in request.query.items()}
+        limit = int(query.get("max_results", "10"))
+        if not 5 <= limit <= 100:
+            message = f"The `max_results` query parameter value [{limit}] is not between 5 and 100"
+            return json_answer(400, {"errors": [{"parameters": {"max_results": [str(limit)]}, "message": message}],
+                                     "title": "Invalid Request", "detail": "One or more parameters to your request was invalid.",
+                                     "type": "https://api.twitter.com/2/problems/invalid-request"})
+        start, end = (_rfc3339(query[k]) if k in query else None for k in ("start_time", "end_time"))
+        fields = set(query.get("tweet.fields", "").split(",")) - {""}
+        exclude = set(query.get("exclude", "").split(",")) - {""}
+        newest = []
+        for p in reversed(self.posts):
+            created = p.setdefault("created_at", time.time())
+            if (start is not None and created < start) or (end is not None and created > end):
+                continue
+            if "replies" in exclude and p.get("in_reply_to_tweet_id"):
+                continue
+            newest.append(p)
+        offset = int(query.get("pagination_token", "0") or 0)
+        page = newest[offset : offset + limit]
+        data = [self._tweet_json(p, fields) for p in page]
         meta: dict[str, Any] = {"result_count": len(data)}
         if data:
             meta.update(newest_id=data[0]["id"], oldest_id=data[-1]["id"])
+        if offset + limit < len(newest):
+            meta["next_token"] = str(offset + limit)
         return json_answer(200, {"data": data, "meta": meta} if data else {"meta": meta}, self._rate_headers())
+
+    def _tweet_json(self, post: dict[str, Any], fields: set[str]) -> dict[str, Any]:
+        if "rendered" not in post:
+            # Shortened once, when first shown, and the same ever after (as on X).
+            post["rendered"], post["urls"] = x_rendering_with_urls(post["text"])
+        tweet: dict[str, Any] = {"edit_history_tweet_ids": [post["id"]], "id": post["id"], "text": post["rendered"]}
+        if "entities" in fields and post["urls"]:
+            tweet["entities"] = {"urls": post["urls"]}
+        if "referenced_tweets" in fields and post.get("in_reply_to_tweet_id"):
+            tweet["referenced_tweets"] = [{"type": "replied_to", "id": post["in_reply_to_tweet_id"]}]
+        if "created_at" in fields:
+            tweet["created_at"] = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(post["created_at"]))
+        return tweet
 
 
 def x_rendering(text: str) -> str:
     """A post's text as X's API returns it: links as t.co, and &, <, > escaped."""
-    shortened = _URL.sub(lambda m: f"https://t.co/fake{next(_TCO):06d}", text)
-    return html.escape(shortened, quote=False)
+    return x_rendering_with_urls(text)[0]
+
+
+def x_rendering_with_urls(text: str) -> tuple[str, list[dict[str, Any]]]:
+    """The text as X returns it, and its `entities.urls` (each t.co link with the URL it stands for)."""
+    urls: list[dict[str, Any]] = []
+    out: list[str] = []
+    last = 0
+    for match in _URL.finditer(text):
+        out.append(html.escape(text[last : match.start()], quote=False))
+        short = f"https://t.co/fake{next(_TCO):06d}"
+        at = sum(len(part) for part in out)
+        urls.append({"start": at, "end": at + len(short), "url": short, "expanded_url": match.group(0), "display_url": match.group(0).split("://", 1)[1][:24]})
+        out.append(short)
+        last = match.end()
+    out.append(html.escape(text[last:], quote=False))
+    return "".join(out), urls
+
+
+def _rfc3339(value: str) -> float:
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
 
 
 def png(width: int = 1, height: int = 1) -> bytes:

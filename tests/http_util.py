@@ -20,6 +20,8 @@ class Reply:
     delay: float = 0.0
     #: send the headers, then only this many body bytes, then close (a truncated body)
     truncate_at: int | None = None
+    #: send the body one byte every this many seconds (a server that drips), until the client leaves
+    drip: float = 0.0
 
 
 class ScriptedServer:
@@ -53,6 +55,16 @@ class ScriptedServer:
                     self.send_header(k, v)
                 self.send_header("Content-Length", str(len(reply.body)))
                 self.end_headers()
+                if reply.drip:
+                    try:
+                        for i in range(len(reply.body)):
+                            self.wfile.write(reply.body[i : i + 1])
+                            self.wfile.flush()
+                            time.sleep(reply.drip)
+                    except OSError:
+                        pass  # the client gave up: what the test wants
+                    self.close_connection = True
+                    return
                 if reply.truncate_at is not None:
                     self.wfile.write(reply.body[: reply.truncate_at])
                     self.wfile.flush()

@@ -59,7 +59,10 @@ def bot_env(
 ) -> dict[str, str]:
     """The environment of a deployment whose X and Facebook are the given stand-ins."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TWITTER_", "FACEBOOK_", "BOT_", "SMTP_", "DATABASE_URL"))}
-    sections: dict[str, dict[str, Any]] = {"arxiv": {"enabled": False}, "digest": {"enabled": False}}
+    # X's default caps (50 a day) would hold back the hundreds of posts these tests make.
+    sections: dict[str, dict[str, Any]] = {
+        "arxiv": {"enabled": False}, "digest": {"enabled": False}, "channels.twitter": {"daily_cap": 0, "monthly_cap": 0},
+    }
     for section, values in (config or {}).items():
         sections.setdefault(section, {}).update(values)
     env.update(

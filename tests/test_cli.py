@@ -40,7 +40,7 @@ def test_help_lists_every_command_with_one_line(env: dict[str, str]) -> None:
     out = bot(env, "--help").stdout
     commands = out.split("Commands:", 1)[1].splitlines()
     listed = {line.split()[0] for line in commands if line.strip()}
-    assert listed == {"check", "db", "digest", "dispatch", "feeds", "poll", "preview", "retry", "run", "skip", "status",
+    assert listed == {"check", "db", "digest", "dispatch", "feeds", "poll", "preview", "release", "retry", "run", "skip", "status",
                       "subscribers", "web", "worker"}
     for line in commands:
         if line.strip():
@@ -142,3 +142,27 @@ def test_check_tries_the_smtp_login(env: dict[str, str]) -> None:
         bad = bot(env, "check", code=1)
         assert f"e-mail: FAILED: SMTP 127.0.0.1:{server.port}: login refused: 535" in bad.stdout
         assert "wrong-password" not in bad.stdout + bad.stderr
+
+
+def test_held_summaries_are_shown_by_status_and_queued_by_release(env: dict[str, str], tmp_path: Path) -> None:
+    from feeds_util import items
+
+    feed = tmp_path / "feed.xml"
+    summaries = items(8)
+    feed.write_bytes(site_feed(summaries[6:]))
+    env["SHORTSCIENCE_FEED_URL"] = str(feed)
+    (tmp_path / "bot.toml").write_text("[arxiv]\nenabled = false\n[source]\nmax_new_per_poll = 4\n")
+    bot(env, "poll")
+    feed.write_bytes(site_feed(summaries))
+    polled = bot(env, "poll")
+    assert "6 new" in polled.stdout and "8 deliveries queued" in polled.stdout and "2 older new ones held" in polled.stdout
+    status = bot(env, "status").stdout
+    assert "HELD by the flood guard: 2 new summaries" in status and f"python -m bot release --source {feed}" in status
+    released = bot(env, "release", "--source", str(feed))
+    assert released.stdout.strip() == "2 held summaries released: 4 deliveries queued on twitter, facebook; 0 still held"
+    assert "HELD" not in bot(env, "status").stdout
+    store = store_of(env)
+    try:
+        assert {d.guid for d in store.deliveries(limit=100)} == {s.guid for s in summaries[:6]}
+    finally:
+        store.close()

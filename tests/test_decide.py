@@ -47,6 +47,18 @@ def test_first_poll_marks_seen_and_queues_only_newest_n_oldest_first() -> None:
     assert plan_poll(items, {}, first_poll=True, backfill=0, channels=CHANNELS).queue == ()
 
 
+def test_flood_guard_queues_the_newest_limit_and_holds_the_rest_of_a_later_poll() -> None:
+    items = [s(f"g{i}", hours=i) for i in range(6)]  # g0 newest
+    plan = plan_poll(items, {}, first_poll=False, backfill=0, channels={"twitter": False}, limit=2)
+    assert plan.queue == (("g1", "twitter", 0), ("g0", "twitter", 0))
+    assert plan.held == {f"g{i}" for i in range(2, 6)} and plan.backfilled == frozenset()
+    assert plan_poll(items, {}, first_poll=False, backfill=0, channels=CHANNELS, limit=6).held == frozenset()
+    assert plan_poll(items, {}, first_poll=False, backfill=0, channels=CHANNELS, limit=0).held == frozenset()
+    # A first poll has its own rule: backfill, the rest seen; nothing held.
+    first = plan_poll(items, {}, first_poll=True, backfill=4, channels={"twitter": False}, limit=2)
+    assert len(first.queue) == 4 and first.held == frozenset()
+
+
 def test_duplicate_guid_in_one_poll_counts_once() -> None:
     plan = plan_poll([s("a"), s("a", "other")], {}, first_poll=False, backfill=0, channels={"twitter": False})
     assert len(plan.new) == 1 and plan.queue == (("a", "twitter", 0),)

@@ -123,3 +123,48 @@ def test_header_parsers() -> None:
     assert parse_fresh_until("public, max-age=3600", NOW) == NOW + timedelta(hours=1)
     assert parse_fresh_until("no-cache, max-age=3600", NOW) is None
     assert parse_fresh_until("max-age=99999999", NOW) == NOW + timedelta(days=1)
+
+
+def test_a_server_that_drips_fails_the_download_at_its_deadline() -> None:
+    """Each read comes well within the timeout; the whole download may still not take longer than the deadline."""
+    with ScriptedServer(Reply(200, FEED, RSS, drip=0.2)) as srv:
+        src = HttpSource(srv.url + "/rss.xml", timeout=5, max_bytes=1_000_000, user_agent="test-bot", deadline=1.0)
+        _OPEN.append(src)
+        with pytest.raises(SourceError, match=r"rss\.xml: the download took longer than 1 s \(source\.download_deadline_seconds\)"):
+            src.fetch(SourceState(url="x"), now=NOW)
+
+
+def test_a_server_that_drips_its_headers_fails_at_the_deadline_too() -> None:
+    """No body read to check the clock between: the deadline still ends the download (no read times out)."""
+    import socket
+    import threading
+    import time
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def drip() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(4096)
+            try:
+                for byte in b"HTTP/1.1 200 OK\r\nContent-Type: application/rss+xml\r\nX-Padding: " + b"a" * 1000:
+                    if stop.is_set():
+                        return
+                    conn.sendall(bytes([byte]))
+                    time.sleep(0.2)
+            except OSError:
+                pass  # the client gave up
+
+    thread = threading.Thread(target=drip, daemon=True)
+    thread.start()
+    try:
+        src = HttpSource(f"http://127.0.0.1:{listener.getsockname()[1]}/rss.xml", timeout=5, max_bytes=1_000_000,
+                         user_agent="test-bot", deadline=1.0)
+        _OPEN.append(src)
+        with pytest.raises(SourceError, match=r"the download took longer than 1 s \(source\.download_deadline_seconds\)"):
+            src.fetch(SourceState(url="x"), now=NOW)
+    finally:
+        stop.set()
+        listener.close()
+        thread.join(timeout=5)

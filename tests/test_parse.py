@@ -221,6 +221,11 @@ def test_billion_laughs_is_not_expanded() -> None:
         # libxml2 (2.14 here) refuses the declarations outright: a clean error for the whole feed.
         assert str(exc).startswith("site: not well-formed XML")
         return
+    if not result.summaries:
+        # Or the item using the entities is refused alone (libxml2's amplification limit), as one problem.
+        (problem,) = result.problems
+        assert "k/1#a: not well-formed XML" in problem
+        return
     (summary,) = result.summaries
     assert "lollol" not in summary.title
 

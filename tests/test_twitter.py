@@ -230,9 +230,58 @@ def test_errors_are_translated_at_the_edge(fake: FakeX) -> None:
 # ---- reconciliation ----
 
 
-def test_reconcile_after_a_crash_mid_post_proves_it_without_a_second_post(fake: FakeX) -> None:
+def test_reconcile_finds_the_post_on_the_timeline_by_its_link_and_sends_nothing(fake: FakeX) -> None:
     fake.fail(posted_then_dropped())
     p = publisher(fake)
+    queued = datetime.now(UTC) - timedelta(minutes=1)
+    with pytest.raises(TransientPublishError):
+        p.publish(post())
+    other = publisher(fake).publish(post("Another summary, posted later https://example.org/x"))
+
+    proof = p.reconcile(post(), since=queued)
+
+    assert proof == Published(post_id=fake.posts[0]["id"], url=f"https://x.com/i/web/status/{fake.posts[0]['id']}")
+    assert proof.post_id != other.post_id
+    # The proof is the read-back: the text is never sent a second time.
+    assert len(fake.requests_to("POST", "/2/tweets")) == 2 and len(fake.posts) == 2
+    [timeline] = fake.requests_to("GET", "/2/users/1/tweets")
+    assert timeline.query["max_results"] == ["100"]
+    assert timeline.query["start_time"] == [(queued - timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M:%SZ")]
+    assert "entities" in timeline.query["tweet.fields"][0].split(",")
+
+
+def test_reconcile_sends_a_post_the_timeline_shows_absent(fake: FakeX) -> None:
+    fake.fail(Fault(status=503, drop=True))  # dropped before X did anything
+    p = publisher(fake)
+    queued = datetime.now(UTC) - timedelta(minutes=1)
+    with pytest.raises(TransientPublishError):
+        p.publish(post())
+    publisher(fake).publish(post("Another summary https://example.org/x"))
+
+    proof = p.reconcile(post(), since=queued)
+
+    assert proof is not None
+    assert [x["text"] for x in fake.posts] == ["Another summary https://example.org/x", TEXT]
+    assert proof.post_id == fake.posts[1]["id"]
+
+
+def test_reconcile_without_proof_either_way_sends_nothing_and_waits_for_the_operator(fake: FakeX) -> None:
+    fake.fail(Fault(status=503, drop=True))
+    p = publisher(fake)
+    with pytest.raises(TransientPublishError):
+        p.publish(post())
+    # No queue time: the read cannot show the post absent.
+    assert p.reconcile(post()) is None
+    # Reading back to the queue time would take more pages than a reconciliation reads.
+    fake.posts.extend({"id": str(10**18 + i), "text": f"post {i}", "in_reply_to_tweet_id": None, "media_ids": []} for i in range(1001))
+    assert p.reconcile(post(), since=datetime.now(UTC) - timedelta(minutes=1)) is None
+    assert len(fake.requests_to("GET", "/2/users/1/tweets")) == 1 + 10
+    assert len(fake.requests_to("POST", "/2/tweets")) == 1 and not [x for x in fake.posts if x["text"] == TEXT]
+
+
+def test_reconcile_resend_fallback_takes_duplicate_content_as_proof(fake: FakeX) -> None:
+    fake.fail(posted_then_dropped())
+    p = publisher(fake, reconcile_resend=True)
     with pytest.raises(TransientPublishError):
         p.publish(post())
     assert len(fake.posts) == 1  # it did go out
@@ -242,11 +291,12 @@ def test_reconcile_after_a_crash_mid_post_proves_it_without_a_second_post(fake: 
     assert proof == Published(post_id=UNKNOWN_POST_ID)
     assert len(fake.posts) == 1
     assert [r.json() for r in fake.requests_to("POST", "/2/tweets")] == [{"text": TEXT}, {"text": TEXT}]
+    assert not fake.requests_to("GET", "/2/users/1/tweets")
 
 
-def test_reconcile_reads_the_timeline_for_the_real_id(fake: FakeX) -> None:
+def test_reconcile_resend_fallback_reads_the_timeline_for_the_real_id(fake: FakeX) -> None:
     fake.fail(posted_then_dropped())
-    p = publisher(fake, reconcile_read=True)
+    p = publisher(fake, reconcile_resend=True, reconcile_read=True)
     with pytest.raises(TransientPublishError):
         p.publish(post())
     other = publisher(fake).publish(post("Another summary, posted later https://example.org/x"))
@@ -255,11 +305,22 @@ def test_reconcile_reads_the_timeline_for_the_real_id(fake: FakeX) -> None:
 
     assert proof is not None
     assert proof.post_id == fake.posts[0]["id"] != other.post_id
-    assert proof.url == f"https://x.com/i/web/status/{fake.posts[0]['id']}"
     [timeline] = fake.requests_to("GET", "/2/users/1/tweets")
     assert timeline.query["max_results"] == ["20"]
-    assert fake.requests_to("GET", "/2/users/me")
     assert len(fake.posts) == 2
+
+
+def test_reconcile_resend_fallback_sends_a_post_that_never_went_out(fake: FakeX) -> None:
+    fake.fail(Fault(status=503, drop=True))  # dropped before X did anything
+    p = publisher(fake, reconcile_resend=True)
+    with pytest.raises(TransientPublishError):
+        p.publish(post())
+    assert fake.posts == []
+
+    proof = p.reconcile(post())
+
+    assert proof is not None
+    assert [p_["id"] for p_ in fake.posts] == [proof.post_id]
 
 
 def test_reconcile_matches_text_that_x_escaped_and_shortened(fake: FakeX) -> None:
@@ -270,19 +331,6 @@ def test_reconcile_matches_text_that_x_escaped_and_shortened(fake: FakeX) -> Non
         p.publish(post(text))
     proof = p.reconcile(post(text))
     assert proof is not None and proof.post_id == fake.posts[0]["id"]
-
-
-def test_reconcile_sends_a_post_that_never_went_out(fake: FakeX) -> None:
-    fake.fail(Fault(status=503, drop=True))  # dropped before X did anything
-    p = publisher(fake)
-    with pytest.raises(TransientPublishError):
-        p.publish(post())
-    assert fake.posts == []
-
-    proof = p.reconcile(post())
-
-    assert proof is not None
-    assert [p_["id"] for p_ in fake.posts] == [proof.post_id]
 
 
 def test_reconcile_completes_a_thread_whose_first_post_went_out(fake: FakeX) -> None:
@@ -314,12 +362,18 @@ def test_reconcile_continues_a_thread_after_the_replies_that_went_out(fake: Fake
 
 
 def test_reconcile_raises_what_publish_would(fake: FakeX) -> None:
+    fake.fail(unauthorized(method="GET", path="/2/users/me"))
+    with pytest.raises(AuthPublishError):
+        publisher(fake).reconcile(post(), since=datetime.now(UTC))
+    fake.fail(dataclasses.replace(server_error(503, path="/2/users/1/tweets"), method="GET"))
+    with pytest.raises(TransientPublishError):
+        publisher(fake).reconcile(post(), since=datetime.now(UTC))
     fake.fail(unauthorized())
     with pytest.raises(AuthPublishError):
-        publisher(fake).reconcile(post())
+        publisher(fake, reconcile_resend=True).reconcile(post())
     fake.fail(server_error(503))
     with pytest.raises(TransientPublishError):
-        publisher(fake).reconcile(post())
+        publisher(fake, reconcile_resend=True).reconcile(post())
     assert fake.posts == []
 
 
@@ -467,11 +521,13 @@ def test_the_stand_in_runs_as_a_process() -> None:
             p = TwitterPublisher(settings_for(base), now=lambda: NOW)
             with pytest.raises(TransientPublishError):
                 p.publish(post())
-            assert p.reconcile(post()) == Published(post_id=UNKNOWN_POST_ID)
+            posted = call(f"{base}/_fake/posts")
+            assert [x["text"] for x in posted] == [TEXT]
+            proof = p.reconcile(post(), since=datetime.now(UTC) - timedelta(minutes=1))
+            assert proof is not None and proof.post_id == posted[0]["id"]
 
-            assert [x["text"] for x in call(f"{base}/_fake/posts")] == [TEXT]
             made = call(f"{base}/_fake/requests")
-            assert [(r["method"], r["path"]) for r in made] == [("POST", "/2/tweets")] * 2
+            assert [(r["method"], r["path"]) for r in made] == [("POST", "/2/tweets"), ("GET", "/2/users/me"), ("GET", "/2/users/1/tweets")]
         finally:
             process.terminate()
             process.wait(timeout=5)

@@ -10,9 +10,11 @@ import email.utils
 import hashlib
 import os
 import re
+import socket
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import httpx
 
@@ -76,16 +78,23 @@ class HttpSource:
         timeout: float,
         max_bytes: int,
         user_agent: str,
+        deadline: float | None = None,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.url = url
         self.max_bytes = max_bytes
+        #: seconds the whole download may take (the timeout bounds each read only: a server
+        #: that drips a byte a second would otherwise hold the poll as long as it likes)
+        self.deadline = deadline
         self._client = httpx.Client(
             timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
             headers={"User-Agent": user_agent, "Accept": "application/rss+xml, application/atom+xml, application/feed+json, application/xml;q=0.9, */*;q=0.5"},
             follow_redirects=True,
             max_redirects=5,
             transport=transport,
+            # A new connection per poll (polls are minutes apart anyway): the deadline's watchdog
+            # learns each connection's socket when it is opened.
+            limits=httpx.Limits(max_keepalive_connections=0),
         )
         self._timeout = timeout
 
@@ -104,50 +113,123 @@ class HttpSource:
             headers["If-None-Match"] = state.etag
         if state.last_modified:
             headers["If-Modified-Since"] = state.last_modified
+        watchdog = _Watchdog(self.deadline)
         try:
-            with self._client.stream("GET", self.url, headers=headers) as response:
-                if response.status_code == 304:
-                    return FetchResult(
-                        body=None,
-                        etag=response.headers.get("ETag", state.etag),
-                        last_modified=response.headers.get("Last-Modified", state.last_modified),
-                        fresh_until=parse_fresh_until(response.headers.get("Cache-Control"), now),
-                        status=304,
-                    )
-                if response.status_code in (429, 503) or response.status_code >= 500:
-                    raise SourceError(
-                        f"{self.url}: server answered HTTP {response.status_code}",
-                        retry_after=parse_retry_after(response.headers.get("Retry-After"), now),
-                    )
-                if response.status_code != 200:
-                    raise SourceError(f"{self.url}: server answered HTTP {response.status_code}; expected 200")
-                ctype = response.headers.get("Content-Type", "")
-                if ctype and not any(k in ctype.lower() for k in _FEED_TYPES):
-                    raise SourceError(f"{self.url}: content type {ctype!r} is not a feed")
-                declared = response.headers.get("Content-Length")
-                if declared and declared.isdigit() and int(declared) > self.max_bytes:
-                    raise SourceError(f"{self.url}: body of {declared} bytes is over the limit of {self.max_bytes} bytes (source.max_bytes)")
-                chunks: list[bytes] = []
-                size = 0
-                for chunk in response.iter_bytes():
-                    size += len(chunk)
-                    if size > self.max_bytes:
-                        raise SourceError(f"{self.url}: body is over the limit of {self.max_bytes} bytes (source.max_bytes)")
-                    chunks.append(chunk)
-                return FetchResult(
-                    body=b"".join(chunks),
-                    etag=response.headers.get("ETag"),
-                    last_modified=response.headers.get("Last-Modified"),
-                    fresh_until=parse_fresh_until(response.headers.get("Cache-Control"), now),
-                    status=200,
-                    content_type=ctype or None,
-                )
-        except httpx.TimeoutException:
-            raise SourceError(f"{self.url}: no answer within {self._timeout:g} s (source.timeout_seconds)") from None
-        except httpx.RemoteProtocolError as exc:
-            raise SourceError(f"{self.url}: the connection broke off: {exc}") from None
+            with watchdog:
+                return self._download(headers, state, now, watchdog)
         except httpx.HTTPError as exc:
+            if watchdog.fired:
+                raise self._past_deadline() from None
+            if isinstance(exc, httpx.TimeoutException):
+                raise SourceError(f"{self.url}: no answer within {self._timeout:g} s (source.timeout_seconds)") from None
+            if isinstance(exc, httpx.RemoteProtocolError):
+                raise SourceError(f"{self.url}: the connection broke off: {exc}") from None
             raise SourceError(f"{self.url}: {type(exc).__name__}: {exc}") from None
+
+    def _download(self, headers: dict[str, str], state: SourceState, now: datetime, watchdog: _Watchdog) -> FetchResult:
+        with self._client.stream(
+            "GET", self.url, headers=headers, timeout=self._request_timeout(), extensions={"trace": watchdog.trace}
+        ) as response:
+            if response.status_code == 304:
+                return FetchResult(
+                    body=None,
+                    etag=response.headers.get("ETag", state.etag),
+                    last_modified=response.headers.get("Last-Modified", state.last_modified),
+                    fresh_until=parse_fresh_until(response.headers.get("Cache-Control"), now),
+                    status=304,
+                )
+            if response.status_code in (429, 503) or response.status_code >= 500:
+                raise SourceError(
+                    f"{self.url}: server answered HTTP {response.status_code}",
+                    retry_after=parse_retry_after(response.headers.get("Retry-After"), now),
+                )
+            if response.status_code != 200:
+                raise SourceError(f"{self.url}: server answered HTTP {response.status_code}; expected 200")
+            ctype = response.headers.get("Content-Type", "")
+            if ctype and not any(k in ctype.lower() for k in _FEED_TYPES):
+                raise SourceError(f"{self.url}: content type {ctype!r} is not a feed")
+            declared = response.headers.get("Content-Length")
+            if declared and declared.isdigit() and int(declared) > self.max_bytes:
+                raise SourceError(f"{self.url}: body of {declared} bytes is over the limit of {self.max_bytes} bytes (source.max_bytes)")
+            chunks: list[bytes] = []
+            size = 0
+            for chunk in response.iter_bytes():
+                if watchdog.fired:
+                    raise self._past_deadline()
+                size += len(chunk)
+                if size > self.max_bytes:
+                    raise SourceError(f"{self.url}: body is over the limit of {self.max_bytes} bytes (source.max_bytes)")
+                chunks.append(chunk)
+            return FetchResult(
+                body=b"".join(chunks),
+                etag=response.headers.get("ETag"),
+                last_modified=response.headers.get("Last-Modified"),
+                fresh_until=parse_fresh_until(response.headers.get("Cache-Control"), now),
+                status=200,
+                content_type=ctype or None,
+            )
+
+    def _request_timeout(self) -> httpx.Timeout:
+        # No single wait may outlast the whole deadline either.
+        each = self._timeout if self.deadline is None else min(self._timeout, self.deadline)
+        return httpx.Timeout(each, connect=min(each, 10.0))
+
+    def _past_deadline(self) -> SourceError:
+        return SourceError(
+            f"{self.url}: the download took longer than {self.deadline:g} s (source.download_deadline_seconds); given up"
+        )
+
+
+class _Watchdog:
+    """Ends a download at its deadline, wherever it is: connecting, TLS, headers or body.
+
+    httpx has no overall timeout and a dripping server keeps every single read short, so a
+    timer shuts the connection's socket down; the blocked read then fails and `fired` says why.
+    """
+
+    def __init__(self, seconds: float | None) -> None:
+        self.fired = False
+        self._lock = threading.Lock()
+        self._sockets: list[socket.socket] = []
+        self._timer = threading.Timer(seconds, self._fire) if seconds is not None else None
+        if self._timer is not None:
+            self._timer.daemon = True
+
+    def __enter__(self) -> _Watchdog:
+        if self._timer is not None:
+            self._timer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+
+    def trace(self, event: str, info: dict[str, Any]) -> None:
+        """httpcore's trace hook: keep the socket of each connection it opens."""
+        if event != "connection.connect_tcp.complete":
+            return
+        stream = info.get("return_value")
+        sock = stream.get_extra_info("socket") if stream is not None else None
+        if isinstance(sock, socket.socket):
+            with self._lock:
+                self._sockets.append(sock)
+                fired = self.fired
+            if fired:
+                _shut(sock)
+
+    def _fire(self) -> None:
+        with self._lock:
+            self.fired = True
+            sockets = list(self._sockets)
+        for sock in sockets:
+            _shut(sock)
+
+
+def _shut(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass  # already closed: nothing left to stop
 
 
 class FileSource:
@@ -178,9 +260,11 @@ class FileSource:
         return FetchResult(body=body, etag=etag, last_modified=stamp, status=200)
 
 
-def make_source(url: str, *, timeout: float, max_bytes: int, user_agent: str) -> HttpSource | FileSource:
+def make_source(
+    url: str, *, timeout: float, max_bytes: int, user_agent: str, deadline: float | None = None
+) -> HttpSource | FileSource:
     if url.startswith(("http://", "https://")):
-        return HttpSource(url, timeout=timeout, max_bytes=max_bytes, user_agent=user_agent)
+        return HttpSource(url, timeout=timeout, max_bytes=max_bytes, user_agent=user_agent, deadline=deadline)
     if "://" in url and not url.startswith("file://"):
         # A bad setting, not a failing source: exit 2 like every other bad setting.
         raise ConfigError(f"setting SHORTSCIENCE_FEED_URL = {url!r} is invalid: expected an http(s):// URL or a file path")

@@ -22,6 +22,7 @@ from lxml import etree
 
 from bot.errors import SourceError, SourceItemError
 from bot.records import ParseResult, Summary
+from bot.sources.xmlchars import drop_xml_invalid, site_item_guid, site_item_spans
 
 __all__ = ["parse_feed"]
 
@@ -73,7 +74,7 @@ def parse_feed(body: bytes, source: str, *, content_type: str | None = None, min
         return _parse_json_feed(body, collector)
 
     if b"\x00" not in body[:4]:
-        body = body.translate(None, _C0_BYTES)
+        body = drop_xml_invalid(body.translate(None, _C0_BYTES))
     root: Any = None
     xml_error: etree.XMLSyntaxError | None = None
     try:
@@ -81,8 +82,9 @@ def parse_feed(body: bytes, source: str, *, content_type: str | None = None, min
     except etree.XMLSyntaxError as exc:
         xml_error = exc
         # The site's own feed must be well-formed: better one clear error than a guessed-at recovery.
+        # What is still broken inside one item costs that item only (a problem line), not the poll.
         if b"xmlns:shortscience" in body[:4096]:
-            raise SourceError(f"{source}: {_describe_xml_error(exc)}") from None
+            root = _without_broken_items(body, exc, collector)
     if root is not None and root.tag == "rss":
         channel = root.find("channel")
         namespace = _site_namespace(channel.nsmap if channel is not None else root.nsmap)
@@ -91,6 +93,38 @@ def parse_feed(body: bytes, source: str, *, content_type: str | None = None, min
                 raise SourceError(f"{source}: not a feed: <rss> has no <channel>")
             return _parse_site_rss(channel, namespace, collector)
     return _parse_generic(body, content_type, collector, xml_error)
+
+
+def _without_broken_items(body: bytes, error: etree.XMLSyntaxError, collector: _Collector) -> Any:
+    """The site's feed parsed without the items that are not well-formed on their own; one problem each.
+
+    Each item is tried between the document's head and tail; the head or tail itself broken (a
+    DOCTYPE with entities, say), or no item to blame, is an error of the whole feed, as before.
+    """
+    spans = site_item_spans(body)
+    whole = SourceError(f"{collector.source}: {_describe_xml_error(error)}")
+    if not spans:
+        raise whole from None
+    head, tail = body[: spans[0][0]], body[spans[-1][1]:]
+    try:
+        etree.fromstring(head + tail, _xml_parser())
+    except etree.XMLSyntaxError:
+        raise whole from None  # the document around the items is broken: no item is to blame
+    kept: list[bytes] = []
+    for start, end in spans:
+        item = body[start:end]
+        try:
+            etree.fromstring(head + item + tail, _xml_parser())
+        except etree.XMLSyntaxError as exc:
+            collector.problem(site_item_guid(item), f"not well-formed XML: {_XML_POSITION.sub('', exc.msg or str(exc))}: left out")
+            continue
+        kept.append(item)
+    if len(kept) == len(spans):
+        raise whole from None
+    try:
+        return etree.fromstring(head + b"\n".join(kept) + tail, _xml_parser())
+    except etree.XMLSyntaxError as exc:
+        raise SourceError(f"{collector.source}: {_describe_xml_error(exc)}") from None
 
 
 def _xml_parser() -> etree.XMLParser:

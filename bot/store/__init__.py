@@ -38,11 +38,12 @@ from bot.records import (
 )
 from bot.store import schema as t
 from bot.store.digests import DigestStore
+from bot.store.held import HeldStore
 
 log = logging.getLogger(__name__)
 
 #: the newest migration; `Store.open` upgrades any older database to it
-HEAD_REVISION = "0003"
+HEAD_REVISION = "0004"
 _MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 
 
@@ -320,7 +321,7 @@ _MARK_SENT = (
 _ATTEMPT = t.attempts.insert()
 
 
-class Store(DigestStore):
+class Store(DigestStore, HeldStore):
     """The bot's database. Every method is one transaction."""
 
     def __init__(self, engine: Engine) -> None:
@@ -468,6 +469,7 @@ class Store(DigestStore):
                         "published_at": first_published(s.edited_at, now),
                         "changed_at": now,
                         "backfilled": s.guid in plan.backfilled,
+                        "held": s.guid in plan.held,
                     }
                     for s in plan.new
                 ]

@@ -23,6 +23,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.types import TypeDecorator
 
@@ -100,6 +101,9 @@ summaries = Table(
     Column("changed_at", UtcDateTime, nullable=False),
     # True when the first poll of its source only marked it as seen (not news).
     Column("backfilled", Boolean, nullable=False, default=False),
+    # True while the flood guard holds it (more new summaries in one poll than source.max_new_per_poll):
+    # in the feeds and the digest, but no social delivery until `release` queues it.
+    Column("held", Boolean, nullable=False, default=False, server_default=false()),
     Index("ix_summaries_first_seen", "first_seen_at"),
     Index("ix_summaries_edited", "edited_at"),
 )

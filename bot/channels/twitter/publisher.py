@@ -12,7 +12,7 @@ import logging
 import re
 import unicodedata
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -31,8 +31,13 @@ log = logging.getLogger(__name__)
 #: the host tweepy 4.17 hard-codes; our adapter sends it to TWITTER_API_BASE_URL
 TWEEPY_HOST = "https://api.twitter.com/"
 
-#: post_id of a reconciled post whose id X did not tell (reconcile_read off, or not found)
+#: post_id of a post reconciled by re-sending whose id X did not tell (reconcile_read off, or not found)
 UNKNOWN_POST_ID = "unknown (duplicate confirmed)"
+
+#: a reconciliation reads at most READ_PAGES pages of READ_PAGE_SIZE posts (X's largest page) back to the queue time
+READ_PAGES = 10
+READ_PAGE_SIZE = 100
+READ_CLOCK_MARGIN = timedelta(minutes=5)
 
 _DUPLICATE = "duplicate content"
 _URL = re.compile(r"https?://\S+", re.IGNORECASE)
@@ -83,10 +88,29 @@ class TwitterPublisher:
         return self._finish_thread(first_id, post)
 
     def reconcile(self, post: Post, *, since: datetime | None = None) -> Published | None:
-        """Send the identical text again: X refuses it as a duplicate exactly when the first one went out.
+        """Proof from the account's own posts since the delivery was queued (`since`).
 
-        (`since` is not needed: X's duplicate check looks back further than any retry.)
+        Found there: sent, with its id. Positively absent (every post back to `since` was
+        read): sent fresh now. Otherwise (no `since`, the read stopped short): None, for the
+        operator. Re-sending the identical text and taking X's "duplicate content" refusal as
+        proof is only a fallback the operator turns on (`reconcile_resend`): X does not
+        guarantee that check, and when it does not fire the re-send is a second post.
         """
+        if self._settings.twitter.reconcile_resend:
+            return self._reconcile_by_resend(post)
+        timeline = self._read_timeline(since)
+        found = timeline.find(post)
+        if found is not None:
+            log.info("X timeline shows the post is out: %s", found)
+            return self._finish_thread(found, post, reconciling=True, timeline=timeline)
+        if timeline.complete:
+            log.info("X timeline since %s does not hold the post: sending it now", since)
+            return self.publish(post)
+        log.warning("X timeline read stopped before %s without finding the post: no proof either way", since)
+        return None
+
+    def _reconcile_by_resend(self, post: Post) -> Published | None:
+        """The fallback: send the identical text again; X refuses it as a duplicate when the first one went out."""
         try:
             # The image is uploaded again (an upload is not a post): if the text was never
             # out, the post that goes out now is the same one publish would have made.
@@ -137,11 +161,19 @@ class TwitterPublisher:
             raise TransientPublishError("X accepted the post but returned no id (it may be out)", status=201, code=None, maybe_sent=True)
         return str(post_id)
 
-    def _finish_thread(self, first_id: str, post: Post, *, reconciling: bool = False) -> Published:
+    def _finish_thread(
+        self, first_id: str, post: Post, *, reconciling: bool = False, timeline: Timeline | None = None
+    ) -> Published:
         """Post the replies of a thread after its first post; a failed reply never undoes the first."""
         reply_ids: list[str] = []
         previous = first_id
         for number, text in enumerate(post.replies, start=1):
+            already = timeline.reply(previous, text) if timeline is not None else None
+            if already is not None:
+                # This reply went out before the crash (the timeline shows it): continue after it.
+                previous = already
+                reply_ids.append(previous)
+                continue
             try:
                 try:
                     previous = self._create(text, reply_to=previous)
@@ -230,6 +262,41 @@ class TwitterPublisher:
                 return str(tweet.id)
         return None
 
+    def _read_timeline(self, since: datetime | None) -> Timeline:
+        """The account's posts since `since` (GET /2/users/:id/tweets), page by page, up to READ_PAGES pages.
+
+        Errors are raised as publish would raise them: a refused read pauses the channel (auth)
+        or is tried again later (transient), never taken as "absent".
+        """
+        tweets: list[Any] = []
+        try:
+            me = self._client.get_me(user_auth=True)
+            user_id = me.data.id
+            token: str | None = None
+            for _ in range(READ_PAGES):
+                page = self._client.get_users_tweets(
+                    user_id,
+                    max_results=READ_PAGE_SIZE,
+                    # A few minutes early: our clock and X's need not agree, and reading more is harmless.
+                    start_time=since - READ_CLOCK_MARGIN if since is not None else None,
+                    pagination_token=token,
+                    exclude=["retweets"],
+                    tweet_fields=["entities", "referenced_tweets", "created_at"],
+                    user_auth=True,
+                )
+                tweets.extend(page.data or ())
+                token = (page.meta or {}).get("next_token")
+                if not token:
+                    break
+        except tweepy.HTTPException as exc:
+            raise self._translate(exc, "X refused the timeline read") from None
+        except requests.RequestException as exc:
+            raise self._unreachable(exc) from None
+        log.info("X timeline read for reconciliation: %d posts (about $%.3f at $%.3f/post read)",
+                 len(tweets), len(tweets) * self._settings.twitter.read_price, self._settings.twitter.read_price)
+        # Only a read that reached back to `since` (no page left) can show that a post is absent.
+        return Timeline(tuple(tweets), complete=since is not None and not token)
+
     # ---- errors ----
 
     def _translate(self, exc: tweepy.HTTPException, what: str) -> PublishError:
@@ -276,6 +343,46 @@ class TwitterPublisher:
             code=None,
             maybe_sent=not unsent,
         )
+
+
+class Timeline:
+    """The account's recent posts as read back, to find one of ours by its link or its text."""
+
+    def __init__(self, tweets: Sequence[Any], *, complete: bool) -> None:
+        self.tweets = tweets
+        #: every post back to the delivery's queue time was read: what is not here was never posted
+        self.complete = complete
+
+    def find(self, post: Post) -> str | None:
+        """The id of the (first) post announcing this summary: its link among the post's links, else its text."""
+        wanted = _comparable(post.text)
+        for tweet in self.tweets:
+            if post.link and post.link in _expanded_urls(tweet):
+                return str(tweet.id)
+        for tweet in self.tweets:
+            if wanted and _comparable(html.unescape(str(tweet.text))) == wanted and _replied_to(tweet) is None:
+                return str(tweet.id)
+        return None
+
+    def reply(self, parent: str, text: str) -> str | None:
+        """The id of a post replying to `parent` with this text, if one is here."""
+        wanted = _comparable(text)
+        for tweet in self.tweets:
+            if _replied_to(tweet) == parent and _comparable(html.unescape(str(tweet.text))) == wanted:
+                return str(tweet.id)
+        return None
+
+
+def _expanded_urls(tweet: Any) -> set[str]:
+    entities = getattr(tweet, "entities", None) or {}
+    return {str(u.get("expanded_url")) for u in entities.get("urls", ()) if isinstance(u, dict) and u.get("expanded_url")}
+
+
+def _replied_to(tweet: Any) -> str | None:
+    for ref in getattr(tweet, "referenced_tweets", None) or ():
+        if getattr(ref, "type", None) == "replied_to":
+            return str(ref.id)
+    return None
 
 
 def status_url(post_id: str) -> str:
