@@ -152,7 +152,7 @@ def _y_labels(top: int) -> list[int]:
     return list(range(0, max(top, 1) + step, step))
 
 
-def _style() -> object:
+def _style() -> Any:
     from pygal.style import Style
 
     # Fonts the device has (no web font is fetched), sizes that stay legible scaled down to a phone.
@@ -211,6 +211,9 @@ def _self_contained(svg: str) -> str:
         parent = node.getparent()
         if parent is not None:
             parent.remove(node)
+    for node in root.iterdescendants():
+        # Only pygal's script used these ("activate-serie-0" in every chart): ids unique on a page of several charts.
+        node.attrib.pop("id", None)
     root.set("width", "100%")
     root.set("role", "img")
     root.attrib.pop("height", None)

@@ -238,6 +238,8 @@ def test_console_charts_are_self_contained_svg_with_a_point_per_day(known: Store
         assert legend == [name for name, _ in chart.series]
         for i in range(len(chart.series)):
             assert _points(root, i) == days, (title, i)
+    ids = [i for _, svg in charts for i in _parse(svg).xpath("//@id")]
+    assert len(ids) == len(set(ids)) == len(charts)  # one inline page of charts keeps its ids unique
 
 
 def test_names_from_the_database_are_escaped() -> None:
