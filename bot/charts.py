@@ -47,11 +47,14 @@ class Chart:
 
 def window(now: datetime, days: int) -> tuple[date, ...]:
     """The `days` UTC days ending with `now`'s, oldest first."""
+    if days < 1:
+        raise ValueError(f"a chart shows at least one day, not {days}")
     last = now.astimezone(UTC).date()
     return tuple(last - timedelta(days=days - 1 - i) for i in range(days))
 
 
-def day_start(day: date) -> datetime:
+def midnight(day: date) -> datetime:
+    """The start of a UTC day."""
     return datetime.combine(day, time(), UTC)
 
 
@@ -95,7 +98,7 @@ def _spans(row: SubscriberDates, now: datetime) -> list[tuple[str, datetime, dat
 
 def subscribers_by_state(rows: Iterable[SubscriberDates], days: Sequence[date], now: datetime) -> dict[str, list[int]]:
     """state → how many subscribers were in it at the end of each day (the last day: at `now`)."""
-    ends = [day_start(d) + DAY for d in days]
+    ends = [midnight(d) + DAY for d in days]
     # +1 where a state starts holding at a day's end, -1 where it stops: one pass per subscriber.
     delta = {s: [0] * (len(days) + 1) for s in SUBSCRIBER_STATES}
     for row in rows:
@@ -119,7 +122,7 @@ def _chart(title: str, days: Sequence[date], series: Iterable[tuple[str, Sequenc
 def build_charts(store: Store, now: datetime, days: int) -> list[Chart]:
     """The four charts over the `days` UTC days ending with `now`'s."""
     span = window(now, days)
-    start = day_start(span[0])
+    start = midnight(span[0])
     posts = daily_counts(store.posts_between(start, now), span)
     attempts = [(kind, row.at) for row in store.attempts_between(start, now) if (kind := attempt_kind(row))]
     failures = daily_counts(attempts, span, keys=("failures", "retries"))
