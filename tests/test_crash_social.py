@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from fake_bluesky import FakeBluesky, held_after_create
 from fake_mastodon import FakeMastodon
-from fake_x import Fault, FakeHTTPServer
+from fake_x import FakeHTTPServer, Fault
 from feeds_util import items, site_feed
 from procs_util import BotProcess, bot_env, exactly_once, run_bot, wait_until
 
@@ -60,7 +60,10 @@ def posts_per_link(fake: FakeHTTPServer) -> Counter[str]:
 
 def post_count(fake: FakeHTTPServer) -> int:
     with fake.lock:
-        return len(fake.statuses) if isinstance(fake, FakeMastodon) else len(fake.records)  # type: ignore[attr-defined]
+        if isinstance(fake, FakeMastodon):
+            return len(fake.statuses)
+        assert isinstance(fake, FakeBluesky)
+        return len(fake.records)
 
 
 @pytest.mark.slow

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.channels.bluesky.post import BYTES_MAX, NAME, TEMPLATE, graphemes, problems, render_post
+from bot.channels.bluesky.post import BYTES_MAX, NAME, TEMPLATE, problems, render_post
 from bot.channels.bluesky.settings import BlueskySettings
 from bot.channels.spec import PostContext, RenderedPost
 from bot.records import Post

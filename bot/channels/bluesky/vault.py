@@ -5,6 +5,7 @@ The store-backed one, encrypted, is ``bot.store.sessions.StoreSessionVault``.
 
 from __future__ import annotations
 
+
 class MemoryVault:
     """A vault in memory: for tests, and for a process that may log in once per start."""
 

@@ -9,7 +9,7 @@ from bot.channels.mastodon.settings import MastodonSettings
 from bot.channels.spec import PostContext, RenderedPost
 
 NAME = CHANNEL
-__all__ = ["NAME", "TEMPLATE", "render", "length"]
+__all__ = ["NAME", "TEMPLATE", "length", "render"]
 
 
 def render(ctx: PostContext) -> RenderedPost:
