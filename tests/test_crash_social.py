@@ -75,7 +75,7 @@ def test_sigkill_between_the_networks_accept_and_the_commit(network: FakeHTTPSer
     summaries = items(3)
     feed.write_bytes(site_feed(summaries))
     links = [s.guid for s in summaries]
-    others_off = {f"channels.{c}": {"enabled": False} for c in ALL if c != channel}
+    others_off = {f"channels.{c}": {"enabled": c == channel} for c in ALL}
     env = {**bot_env(tmp_path, db_url, feed=feed, config=others_off), **network_env(channel, fake)}
     store = Store.open(db_url)
     proc: BotProcess | None = None

@@ -29,7 +29,8 @@ from bot.status import render_preview, render_status, run_check
 
 TOKEN = "mastodon-token-0x51"
 SECRET_KEY = "a-secret-key-for-sessions"
-OTHERS_OFF = {"channels.twitter": {"enabled": False}, "channels.facebook": {"enabled": False}}
+OTHERS_OFF = {"channels.twitter": {"enabled": False}, "channels.facebook": {"enabled": False},
+              "channels.mastodon": {"enabled": True}, "channels.bluesky": {"enabled": True}}
 
 
 @pytest.fixture
@@ -97,7 +98,7 @@ def test_a_live_instance_limit_is_what_the_status_is_fitted_to(
 
 
 def test_status_lists_them_with_what_they_need(tmp_path: Path, db_url: str, clock: FakeClock) -> None:
-    app = build_app(make_settings(tmp_path, {"DATABASE_URL": db_url}), arxiv=False, clock=clock)
+    app = build_app(make_settings(tmp_path, {"DATABASE_URL": db_url}, **OTHERS_OFF), arxiv=False, clock=clock)
     try:
         out = render_status(app)
     finally:
@@ -120,7 +121,7 @@ def test_preview_shows_each_rendering_with_its_measure(tmp_path: Path, db_url: s
 
 @pytest.mark.parametrize("channel", ["mastodon", "bluesky"])
 def test_daily_cap_and_pacing_hold_for_the_new_channels(channel: str, make_app: Any, settings: Settings, clock: FakeClock) -> None:
-    settings = with_overrides(settings, f"channels.{channel}", daily_cap=2, min_interval_minutes=30)
+    settings = with_overrides(settings, f"channels.{channel}", enabled=True, daily_cap=2, min_interval_minutes=30)
     pubs = {name: FakePublisher(name) for name in ("twitter", "facebook", "mastodon", "bluesky")}
     app, _ = make_app(site_feed(items(5)), settings=settings, publishers=pubs)
     poll(app, backfill=5)
