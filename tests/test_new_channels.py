@@ -8,6 +8,7 @@ environment variables, wired by the app exactly as a deployment is.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from feeds_util import items, site_feed
 from bot.app import build_app
 from bot.channels.fake import FakePublisher
 from bot.dispatcher import Dispatcher
+from bot.errors import ConfigError
 from bot.pipeline import poll
 from bot.records import Summary
 from bot.settings import Settings, sample_feed_path, with_overrides
@@ -136,3 +138,19 @@ def test_daily_cap_and_pacing_hold_for_the_new_channels(channel: str, make_app: 
     clock.advance(hours=24)
     Dispatcher(app).run_once()
     assert len(pubs[channel].posts) == 3  # nothing dropped: paced again the next day
+
+
+def test_a_live_bluesky_channel_without_secret_key_stops_before_any_login(
+    tmp_path: Path, db_url: str, networks: tuple[FakeMastodon, FakeBluesky], clock: FakeClock
+) -> None:
+    mastodon, pds = networks
+    settings = live_settings(tmp_path, db_url, mastodon, pds)
+    settings = dataclasses.replace(settings, env=dataclasses.replace(settings.env, secret_key=""))
+    app = build_app(settings, arxiv=False, clock=clock)
+    try:
+        with pytest.raises(ConfigError, match="SECRET_KEY is required for a live Bluesky channel"):
+            app.publisher("bluesky")
+        assert app.publisher("mastodon").live  # a channel that keeps no session does not need it
+    finally:
+        app.close()
+    assert pds.sessions_created == 0

@@ -19,6 +19,7 @@ from bot.channels.bluesky.post import GRAPHEMES_MAX, graphemes
 from bot.channels.bluesky.settings import ENV, LIVE_NEEDS, BlueskySettings
 from bot.channels.bluesky.vault import MemoryVault
 from bot.channels.spec import Channel, Measure, SessionStore
+from bot.errors import ConfigError
 from bot.settings import Settings
 
 __all__ = ["CHANNEL"]
@@ -28,6 +29,9 @@ def _publisher(settings: Settings, now: Callable[[], datetime], sessions: Sessio
     # Imported here: the atproto SDK costs start-up time that dry-run never needs.
     from bot.channels.bluesky.publisher import make_publisher
 
+    if sessions is not None and not settings.env.secret_key:
+        # Refused here, before any login: the session is only ever kept encrypted.
+        raise ConfigError("setting SECRET_KEY is required for a live Bluesky channel (its login session is kept in the database, encrypted with it)")
     # Without a store (a caller outside the app) the session lasts as long as the process.
     return make_publisher(settings, vault=sessions if sessions is not None else MemoryVault(), now=now, fetch_image=_image_fetcher(settings))
 
