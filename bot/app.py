@@ -16,6 +16,7 @@ from bot.settings import Settings
 if TYPE_CHECKING:
     from bot.arxiv import PaperSource
     from bot.channels.base import Publisher
+    from bot.channels.spec import SessionStore
     from bot.feeds import FragmentCache
     from bot.mail import DigestComposer, Mailer
     from bot.render import Renderer
@@ -72,8 +73,20 @@ class App:
         if channel not in self._publishers:
             from bot.channels import build_publisher
 
-            self._publishers[channel] = build_publisher(self.settings, channel, now=self.clock)
+            self._publishers[channel] = build_publisher(self.settings, channel, now=self.clock, sessions=self.sessions(channel))
         return self._publishers[channel]
+
+    def sessions(self, channel: str) -> SessionStore:
+        """Where `channel`'s publisher keeps its login session: the database, encrypted under SECRET_KEY (made on first use)."""
+        from bot.store.sessions import LazySessionVault, StoreSessionVault
+
+        return LazySessionVault(lambda: StoreSessionVault(self.store.engine, channel, self.settings.env.secret_key, now=self.clock))
+
+    def post_limit(self, channel: str) -> int | None:
+        """The network's own length limit when the channel's live publisher reads one (a Mastodon instance's), else None."""
+        publisher = self.publisher(channel)
+        read = getattr(publisher, "post_limit", None)
+        return read() if publisher.live and callable(read) else None
 
     @cached_property
     def renderer(self) -> Renderer:

@@ -87,4 +87,4 @@ def post_for(
     details = paper_details(app, [stored], cached=papers).get(stored.summary.arxiv_id or "")
     if text is None:
         _, text = renders(app, [stored])[stored.id]
-    return app.renderer.post(channel, stored.summary, details, text=text)
+    return app.renderer.post(channel, stored.summary, details, text=text, limit=app.post_limit(channel))

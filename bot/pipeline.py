@@ -16,7 +16,6 @@ from bot.decide import next_poll_time, plan_poll, retry_time
 from bot.errors import SourceError
 from bot.records import PollReport
 from bot.store.charts import POLL_FAILED, POLL_NOT_MODIFIED, POLL_OK
-from bot.wording import plural
 
 if TYPE_CHECKING:
     from bot.app import App
@@ -121,11 +120,5 @@ def poll(
         new_ids=tuple(ids.values()),
         held=len(plan.held),
     )
-    if plan.held:
-        # Said whoever polled: the operator must know posts are waiting for them.
-        log.warning(
-            "poll %s: the flood guard held %s (source.max_new_per_poll); `python -m bot release` queues them",
-            source.url, plural(len(plan.held), "new summary", "new summaries"),
-        )
-    log.debug("%s", report.describe())  # reported by the caller, once
+    log.debug("%s", report.describe())  # reported by the caller, once (held summaries included)
     return report

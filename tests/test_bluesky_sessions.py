@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from fake_bluesky import FakeBluesky
 
 from bot.channels.bluesky.publisher import BlueskyPublisher
-from bot.channels.bluesky.vault import SessionVault
+from bot.channels.spec import SessionStore
 from bot.errors import ConfigError
 from bot.records import Post
 from bot.store import make_engine, migrate
@@ -30,7 +30,7 @@ def engine(db_url: str) -> Iterator[sa.Engine]:
 
 def test_saved_session_round_trips_and_is_stored_encrypted(engine: sa.Engine) -> None:
     vault = StoreSessionVault(engine, "bluesky", KEY)
-    assert isinstance(vault, SessionVault)
+    assert isinstance(vault, SessionStore)
     assert vault.load() is None
     vault.save(SESSION)
     vault.save(SESSION + "2")  # replaced, not added

@@ -151,7 +151,10 @@ def test_held_summaries_are_shown_by_status_and_queued_by_release(env: dict[str,
     summaries = items(8)
     feed.write_bytes(site_feed(summaries[6:]))
     env["SHORTSCIENCE_FEED_URL"] = str(feed)
-    (tmp_path / "bot.toml").write_text("[arxiv]\nenabled = false\n[source]\nmax_new_per_poll = 4\n")
+    (tmp_path / "bot.toml").write_text(
+        "[arxiv]\nenabled = false\n[source]\nmax_new_per_poll = 4\n"
+        "[channels.mastodon]\nenabled = false\n[channels.bluesky]\nenabled = false\n"
+    )
     bot(env, "poll")
     feed.write_bytes(site_feed(summaries))
     polled = bot(env, "poll")

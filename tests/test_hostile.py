@@ -151,6 +151,22 @@ def check_x_post(text: str, link: str) -> None:
     assert text.count(link) == 1
 
 
+def check_mastodon_post(text: str, link: str) -> None:
+    """Fits 500 as Mastodon counts, the link whole, no control characters."""
+    from fake_mastodon import mastodon_length
+
+    assert mastodon_length(text) <= 500 and link in text, ascii(text[:300])
+    assert not _FORBIDDEN.search(text), ascii(text[:300])
+
+
+def check_bluesky_post(text: str, link: str) -> None:
+    """At most 300 graphemes and 3,000 bytes, the link whole, no control characters."""
+    from bot.channels.bluesky.post import fits
+
+    assert fits(text) and link in text, ascii(text[:300])
+    assert not _FORBIDDEN.search(text), ascii(text[:300])
+
+
 def check_facebook_post(line: dict[str, Any], link: str) -> None:
     assert line["url"] == link
     text = line["text"]
@@ -226,6 +242,9 @@ def check_email(path: Path, links: list[str], titles: list[str]) -> None:
 @pytest.mark.slow
 def test_hostile_summaries_come_out_valid_everywhere_and_nothing_is_lost(settings: Settings, clock: FakeClock, tmp_path: Path) -> None:
     settings = with_overrides(settings, "feeds", size=100)
+    # Every channel: the newer ones too (the suite's settings leave them off).
+    for name in ("mastodon", "bluesky"):
+        settings = with_overrides(settings, f"channels.{name}", enabled=True)
     rss, rss_good, rss_rejected = hostile_site_feed()
     jf, json_good, json_rejected = hostile_json_feed()
 
@@ -263,10 +282,11 @@ def run_everything(site: Any, other: Any, settings: Settings, clock: FakeClock, 
     assert links["https://example.org/j/3"] == "https://example.org/j/3%20with%20spaces"
     # Queued exactly once per summary and channel.
     deliveries = store.deliveries(limit=1000)
-    assert sorted((d.guid, d.channel) for d in deliveries) == sorted((g, c) for g in good for c in ("twitter", "facebook"))
+    channels = ("twitter", "facebook", "mastodon", "bluesky")
+    assert sorted((d.guid, d.channel) for d in deliveries) == sorted((g, c) for g in good for c in channels)
 
     dispatched = Dispatcher(site).run_once()
-    assert dispatched.sent == 2 * len(good) and dispatched.failed == 0
+    assert dispatched.sent == len(channels) * len(good) and dispatched.failed == 0
     assert all(d.state is DeliveryState.SENT for d in store.deliveries(limit=1000))
     outbox = settings.outbox_dir
     tweets = [json.loads(x) for x in (outbox / "twitter.jsonl").read_text(encoding="utf-8").splitlines()]
@@ -276,6 +296,11 @@ def run_everything(site: Any, other: Any, settings: Settings, clock: FakeClock, 
         check_x_post(line["text"], links[line["summary_id"]])
     for line in pages:
         check_facebook_post(line, links[line["summary_id"]])
+    for name, check in (("mastodon", check_mastodon_post), ("bluesky", check_bluesky_post)):
+        posts = [json.loads(x) for x in (outbox / f"{name}.jsonl").read_text(encoding="utf-8").splitlines()]
+        assert sorted(x["summary_id"] for x in posts) == sorted(good)
+        for line in posts:
+            check(line["text"], links[line["summary_id"]])
 
     build_feeds(site)
     check_feeds(settings.public_dir, good, links)
@@ -329,7 +354,8 @@ def test_a_ten_thousand_item_feed_is_stored_and_queued_exactly_once(db_url: str,
     path.write_bytes(site_feed([*feed, *repeats]))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TWITTER_", "FACEBOOK_", "BOT_", "SMTP_", "DATABASE_"))}
     config = tmp_path / "bot.toml"
-    config.write_text("[arxiv]\nenabled = false\n")  # feeds build would ask arXiv about the newest papers
+    # feeds build would ask arXiv about the newest papers; the two channels this test counts, not the newer ones
+    config.write_text("[arxiv]\nenabled = false\n[channels.mastodon]\nenabled = false\n[channels.bluesky]\nenabled = false\n")
     env.update(BOT_DATA_DIR=str(tmp_path / "var"), DATABASE_URL=db_url, SHORTSCIENCE_FEED_URL=str(path), BOT_DRY_RUN="1", BOT_CONFIG=str(config))
 
     code, output, poll_s, poll_kib = run_measured(env, "poll", "--backfill", "10000")

@@ -41,7 +41,7 @@ from bot.channels.mastodon.post import (
 )
 from bot.channels.mastodon.publisher import MastodonPublisher, alt_text, idempotency_key
 from bot.channels.mastodon.publisher import image_fetcher as bound_image_fetcher
-from bot.channels.mastodon.settings import ENV_VARS, MastodonSettings
+from bot.channels.mastodon.settings import ENV, LIVE_NEEDS, MastodonSettings
 from bot.errors import AuthPublishError, PermanentPublishError, RenderError, TransientPublishError
 from bot.records import PaperDetails, Post, Summary
 from bot.render.templates import Templates
@@ -486,7 +486,8 @@ def test_a_post_that_cannot_fit_is_a_render_error() -> None:
 
 
 def test_the_channel_declares_its_variables() -> None:
-    assert [(name, secret) for name, _, secret in ENV_VARS] == [("MASTODON_API_BASE_URL", False), ("MASTODON_ACCESS_TOKEN", True)]
+    assert [(v.name, v.secret) for v in ENV] == [("MASTODON_API_BASE_URL", False), ("MASTODON_ACCESS_TOKEN", True)]
+    assert LIVE_NEEDS == ("MASTODON_API_BASE_URL", "MASTODON_ACCESS_TOKEN")
     assert MastodonSettings().price_per_post == 0
     assert MastodonSettings().visibility == "public"
 

@@ -153,8 +153,8 @@ def test_cut_sentences_skips_abbreviations() -> None:
 
 
 def test_unknown_channel_is_a_render_error() -> None:
-    with pytest.raises(RenderError, match="mastodon"):
-        Renderer(settings()).post("mastodon", summary())
+    with pytest.raises(RenderError, match="myspace"):
+        Renderer(settings()).post("myspace", summary())
 
 
 # ------------------------------------------------------------------ templates

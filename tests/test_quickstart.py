@@ -35,15 +35,18 @@ def test_quick_start_runs_on_a_fresh_copy(tmp_path: Path) -> None:
         REPO, copy,
         ignore=shutil.ignore_patterns(".git", ".venv", "var", "__pycache__", "*.egg-info", ".mypy_cache", ".ruff_cache", ".pytest_cache", ".hypothesis", "artifacts", "build"),
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("BOT_", "TWITTER_", "FACEBOOK_", "SMTP_", "DATABASE_URL", "SHORTSCIENCE_", "VIRTUAL_ENV"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BOT_", "TWITTER_", "FACEBOOK_", "MASTODON_", "BLUESKY_", "SMTP_", "DATABASE_URL", "SHORTSCIENCE_", "VIRTUAL_ENV"))}
     env["PATH"] = ":".join(p for p in env.get("PATH", "").split(":") if ".venv" not in p)
     command = section_command = readme_commands()[0]
     r = subprocess.run(["bash", "-c", command], cwd=copy, env=env, capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, f"{section_command!r} failed:\n{r.stdout}\n{r.stderr}"
     out = r.stdout
-    assert "3 deliveries queued" not in out  # two channels: 6
-    assert "6 deliveries queued" in out and "dispatch: 6 sent" in out
-    assert "var/outbox/twitter.jsonl" in out and "var/outbox/facebook.jsonl" in out
+    assert "3 deliveries queued" not in out  # four channels: 12
+    assert "12 deliveries queued" in out and "dispatch: 12 sent" in out
+    for name in ("twitter", "facebook", "mastodon", "bluesky"):
+        assert f"var/outbox/{name}.jsonl" in out
+        posts = [json.loads(x) for x in (copy / "var" / "outbox" / f"{name}.jsonl").read_text().splitlines()]
+        assert len(posts) == 3 and all(x["url"] in x["text"] for x in posts), name
     lines = [json.loads(x) for x in (copy / "var" / "outbox" / "twitter.jsonl").read_text().splitlines()]
     assert len(lines) == 3 and all(x["url"] in x["text"] for x in lines)
     # The sample's paper details came with the package: authors and hashtags without arXiv.

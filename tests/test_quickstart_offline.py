@@ -39,7 +39,7 @@ def workdir(tmp_path: Path) -> Path:
 
 
 def bot(cwd: Path, *args: str, extra: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("BOT_", "TWITTER_", "FACEBOOK_", "SMTP_", "DATABASE_URL", "SHORTSCIENCE_", "SECRET_KEY"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BOT_", "TWITTER_", "FACEBOOK_", "MASTODON_", "BLUESKY_", "SMTP_", "DATABASE_URL", "SHORTSCIENCE_", "SECRET_KEY"))}
     env.update(extra or {})
     r = subprocess.run([sys.executable, "-m", "bot", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, f"bot {' '.join(args)} exited {r.returncode}:\n{r.stdout}\n{r.stderr}"
@@ -51,6 +51,10 @@ def test_quick_start_offline_posts_carry_authors_and_hashtags(workdir: Path) -> 
     assert "paper details unavailable" not in r.stderr  # no arXiv request was tried
     posts = {p["summary_id"].split("#")[0].rsplit("/", 1)[-1]: p["text"] for p in map(json.loads, (workdir / "var" / "outbox" / "twitter.jsonl").read_text().splitlines())}
     assert len(posts) == 3
+    # The two newer networks get their dry-run outbox too: three posts each, each with its summary's link.
+    for name in ("mastodon", "bluesky"):
+        written = [json.loads(x) for x in (workdir / "var" / "outbox" / f"{name}.jsonl").read_text().splitlines()]
+        assert len(written) == 3 and all(x["url"] in x["text"] and x["channel"] == name for x in written), name
     group_norm = posts["1803.08494"]
     assert group_norm.startswith("Group Normalization (Wu & He)")
     assert "#ComputerVision #MachineLearning" in group_norm

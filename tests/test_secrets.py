@@ -1,11 +1,13 @@
 """Every secret set to a marker value through a full run with failures: no marker anywhere it could show
 (issue 7, reliability test 6).
 
-`python -m bot` processes run with SECRET_KEY, the four TWITTER_* values, the
-Page token and the passwords inside SMTP_URL and DATABASE_URL set to markers
-(the passwords with characters that must be URL-quoted, so both spellings are
-looked for). X answers 401, the Graph API 500 to posts and 190 to `check`, both
-are unreachable for a second `check`, the SMTP server refuses the login, the feed
+`python -m bot` processes run with every secret the settings declare (SECRET_KEY
+and each channel's secret variables, read from the registry) and the passwords
+inside SMTP_URL and DATABASE_URL set to markers (the passwords with characters
+that must be URL-quoted, so both spellings are looked for). X answers 401, the
+Graph API 500 to posts and 190 to `check`, Mastodon 401; the Bluesky PDS takes
+the app password, so the session it hands out (kept in the database) is looked
+for too; all are unreachable for a second `check`, the SMTP server refuses the login, the feed
 answers 500, the database is unreachable or its URL broken (SMTP_URL too). No
 marker may appear in any output line (text and JSON logs at DEBUG,
 `status`, `check`, error messages), in what the store keeps, or in any file
@@ -19,6 +21,7 @@ import base64
 import os
 import subprocess
 import sys
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -26,35 +29,45 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import pytest
 import sqlalchemy as sa
 from conftest import REPO
+from fake_bluesky import FakeBluesky
 from fake_graph import FakeGraph, html_error
+from fake_mastodon import FakeMastodon
 from fake_x import FakeX
 from feeds_util import items, site_feed
 from http_util import Reply, ScriptedServer
 from smtp_server import SmtpTestServer
 
+from bot.settings import secret_fields
+
 SMTP_USER = "digest-sender"
 SMTP_PASSWORD = "mk/Smtp:P@ss#0x2a"  # needs quoting in a URL: both spellings must stay hidden
 DB_PASSWORD = "mk/Db:P@ss?0x4c"
-MARKERS = {
-    "SECRET_KEY": "mkSecretKey0x51a7e",
-    "TWITTER_API_KEY": "mkTwApiKey0x7c1",
-    "TWITTER_API_SECRET": "mkTwApiSecret0x9d2",
-    "TWITTER_ACCESS_TOKEN": "1-mkTwAccessToken0x3b4",
-    "TWITTER_ACCESS_TOKEN_SECRET": "mkTwAccessSecret0x8e5",
-    "FACEBOOK_PAGE_ACCESS_TOKEN": "EAAmkFbPageToken0x6f6",
-}
+#: the shape some networks' clients expect of a value (an X access token starts with the user id)
+SHAPES = {"TWITTER_ACCESS_TOKEN": "1-{}", "FACEBOOK_PAGE_ACCESS_TOKEN": "EAA{}"}
+
+
+def marker(name: str) -> str:
+    """A value nobody could mistake: 'mkMastodonAccessToken0x…', shaped as its client expects."""
+    core = "mk" + name.title().replace("_", "") + f"0x{zlib.crc32(name.encode()):08x}"
+    return SHAPES.get(name, "{}").format(core)
+
+
+#: every secret, read from the settings (the registry's channels' secret variables), each set to a marker
+MARKERS = {name.upper(): marker(name.upper()) for name in secret_fields()}
+#: the live tokens a network handed the bot (Bluesky's stored session): as secret as the markers
+SESSION_TOKENS: dict[str, str] = {}
 
 
 def forms() -> dict[str, str]:
     """Every spelling of every secret that must never show: as set, URL-quoted, and as SMTP AUTH sends it."""
-    out = {name: value for name, value in MARKERS.items()}
+    out = {name: value for name, value in {**MARKERS, **SESSION_TOKENS}.items()}
     for name, password in (("SMTP password", SMTP_PASSWORD), ("DATABASE password", DB_PASSWORD)):
         out[name] = password
         out[f"{name}, URL-quoted"] = quote(password, safe="")
         out[f"{name}, base64"] = base64.b64encode(password.encode()).decode()
     out["SMTP AUTH PLAIN"] = base64.b64encode(f"\0{SMTP_USER}\0{SMTP_PASSWORD}".encode()).decode()
     # The distinctive middle of each marker too, in case a message cuts or re-encodes its ends.
-    out.update({f"{name} (core)": value[2:-4] for name, value in MARKERS.items()})
+    out.update({f"{name} (core)": value[2:-4] for name, value in {**MARKERS, **SESSION_TOKENS}.items()})
     return out
 
 
@@ -103,18 +116,34 @@ def stand_ins() -> Iterator[tuple[FakeX, FakeGraph, SmtpTestServer, ScriptedServ
         yield x, graph, smtp, feed  # type: ignore[misc]
 
 
+@pytest.fixture
+def social() -> Iterator[tuple[FakeMastodon, FakeBluesky]]:
+    # Mastodon refuses the marker token; the PDS takes the marker app password, so the bot
+    # logs in and keeps a session (live tokens) in the database: those must not show either.
+    with (
+        FakeMastodon(token="the-real-mastodon-token") as mastodon,
+        FakeBluesky(handle="shortscience.test", password=MARKERS["BLUESKY_APP_PASSWORD"]) as pds,
+    ):
+        yield mastodon, pds  # type: ignore[misc]
+
+
 @pytest.mark.slow
 def test_no_secret_shows_anywhere_through_a_run_full_of_failures(
-    db_url: str, tmp_path: Path, stand_ins: tuple[FakeX, FakeGraph, SmtpTestServer, ScriptedServer]
+    db_url: str,
+    tmp_path: Path,
+    stand_ins: tuple[FakeX, FakeGraph, SmtpTestServer, ScriptedServer],
+    social: tuple[FakeMastodon, FakeBluesky],
 ) -> None:
     x, graph, smtp, failing_feed = stand_ins
+    mastodon, pds = social
+    SESSION_TOKENS.clear()
     graph.fail(html_error(500, path="/"), times=2)  # the two posts of the first dispatch
     feed = tmp_path / "feed.xml"
     feed.write_bytes(site_feed(items(3)))
     config = tmp_path / "bot.toml"
     config.write_text("[arxiv]\nenabled = false\n")  # no real network from tests
     database_url = with_password(db_url, DB_PASSWORD) if db_url.startswith("postgresql") else db_url
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TWITTER_", "FACEBOOK_", "BOT_", "SMTP_", "DATABASE_", "SECRET_"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TWITTER_", "FACEBOOK_", "MASTODON_", "BLUESKY_", "BOT_", "SMTP_", "DATABASE_", "SECRET_"))}
     env.update(
         MARKERS,
         BOT_DATA_DIR=str(tmp_path / "var"),
@@ -124,6 +153,9 @@ def test_no_secret_shows_anywhere_through_a_run_full_of_failures(
         TWITTER_API_BASE_URL=x.url,
         FACEBOOK_GRAPH_URL=graph.url + "/",
         FACEBOOK_PAGE_ID="424242",
+        MASTODON_API_BASE_URL=mastodon.url,
+        BLUESKY_HANDLE=pds.handle,
+        BLUESKY_SERVICE_URL=pds.url,
         SMTP_URL=smtp.url(user=SMTP_USER, password=quote(SMTP_PASSWORD, safe="")),
         DIGEST_FROM="ShortScience weekly <digest@example.org>",
         PUBLIC_BASE_URL="https://bot.example.org",
@@ -135,7 +167,7 @@ def test_no_secret_shows_anywhere_through_a_run_full_of_failures(
     bot("poll", "--backfill", "2")
     dispatched = bot("dispatch")  # X: 401 → the channel pauses; Graph: 500 → retried later
     bot("check", expect=1)  # both refuse the credentials (X 401, Graph 190)
-    bot("check", expect=1, TWITTER_API_BASE_URL=closed, FACEBOOK_GRAPH_URL=closed + "/")
+    bot("check", expect=1, TWITTER_API_BASE_URL=closed, FACEBOOK_GRAPH_URL=closed + "/", MASTODON_API_BASE_URL=closed, BLUESKY_SERVICE_URL=closed)
     mailed = bot("digest", "send", "--now", expect=None)  # the SMTP server refuses the login
     bot("poll", expect=1, SHORTSCIENCE_FEED_URL=failing_feed.url + "/feed.xml")
     bot("run", "--once", expect=1, SHORTSCIENCE_FEED_URL=failing_feed.url + "/feed.xml")
@@ -151,10 +183,22 @@ def test_no_secret_shows_anywhere_through_a_run_full_of_failures(
     assert "PAUSED: X rejected the credentials (401)" in status and "last error" in status
     assert "(facebook) will be retried" in dispatched and "500" in dispatched
     assert graph.faults == []  # both 500s were served
-    assert any("mkTwApiKey0x7c1" in r.headers.get("authorization", "") for r in x.requests)
+    assert {"MASTODON_ACCESS_TOKEN", "BLUESKY_APP_PASSWORD", "TWITTER_API_KEY", "FACEBOOK_PAGE_ACCESS_TOKEN", "SECRET_KEY"} <= set(MARKERS)
+    assert any(MARKERS["TWITTER_API_KEY"] in r.headers.get("authorization", "") for r in x.requests)
     assert any(MARKERS["FACEBOOK_PAGE_ACCESS_TOKEN"] in (r.body.decode("latin-1") + str(r.query)) for r in graph.requests)
     assert smtp.auth_attempts and not any(ok for _, ok in smtp.auth_attempts) and "535" in mailed
     assert failing_feed.requests
+    assert "PAUSED: Mastodon API refused (401)" in status
+    assert any(r.headers.get("authorization") == "Bearer " + MARKERS["MASTODON_ACCESS_TOKEN"] for r in mastodon.requests)
+    assert pds.sessions_created == 1 and len(pds.records) == 2  # one login; the session was taken up again after
+    engine = sa.create_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT channel FROM channel_sessions")).scalars().all() == ["bluesky"]
+    finally:
+        engine.dispose()
+    tokens = [token for pair in pds.issued for token in pair.values()]
+    SESSION_TOKENS.update({f"Bluesky session token {i}": token for i, token in enumerate(tokens)})
 
     # DEBUG shows the bot's own lines, not every block rule markdown-it tries.
     assert not any("markdown_it" in output for _, output in bot.outputs)

@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from types import MappingProxyType
 
-from bot.channels import facebook, twitter
+from bot.channels import bluesky, facebook, mastodon, twitter
 from bot.channels.base import Publisher
 from bot.channels.dryrun import DryRunPublisher
 from bot.channels.spec import Channel, SessionStore
@@ -30,6 +30,8 @@ from bot.settings import Settings
 REGISTRY: Mapping[str, Channel] = MappingProxyType({c.name: c for c in (
     twitter.CHANNEL,
     facebook.CHANNEL,
+    mastodon.CHANNEL,
+    bluesky.CHANNEL,
 )})
 
 #: the channels' names

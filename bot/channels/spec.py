@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from bot.records import PaperDetails, Post, Summary
 from bot.settings import ChannelSettings, Env, Settings
@@ -66,6 +66,9 @@ class PostContext:
     templates: Templates
     #: the first allowed image of the summary when the channel's `images` setting is on
     image_url: str | None
+    #: the network's own length limit when a live publisher read it (a Mastodon instance's); None: the
+    #: channel's default (dry-run, preview). Passed in, so rendering stays pure.
+    limit: int | None = None
 
     @property
     def title(self) -> str:
@@ -119,11 +122,15 @@ class Measure:
     show_limit: bool = True
     #: show the link field (sent beside the text, as a link card)
     show_link: bool = False
+    #: more of the first post's size, e.g. "412/3000 bytes" (Bluesky's second limit)
+    detail: Callable[[str], str] | None = None
 
     def describe(self, post: Post) -> str:
         """'250/280 weighted, thread of 3' or '612 characters; link field: https://…', as `preview` shows it."""
         sizes = [self.count(post.text), *(self.count(r) for r in post.replies)]
         out = f"{sizes[0]}/{self.limit} {self.unit}" if self.show_limit else f"{sizes[0]} {self.unit}"
+        if self.detail is not None:
+            out += f", {self.detail(post.text)}"
         if post.replies:
             out += f", thread of {len(sizes)}"
         if self.show_link:
@@ -131,16 +138,23 @@ class Measure:
         return out
 
 
+@runtime_checkable
 class SessionStore(Protocol):
     """Where a publisher keeps a login session between posts and processes (e.g. Bluesky's tokens).
 
-    The integrator backs it with the database (one row per channel, value
-    never logged); a test hands in a dict-backed one.
+    The session string holds live tokens: a store keeps it and gives it back,
+    and nothing else ever sees it (never logged, never in a message). The app
+    backs it with the database, encrypted (bot.store.sessions.StoreSessionVault,
+    one row per channel); tests hand in bot.channels.bluesky.vault.MemoryVault.
     """
 
-    def load(self) -> str | None: ...
+    def load(self) -> str | None:
+        """The saved session string, or None (none saved, or unreadable: the channel logs in again)."""
+        ...
 
-    def save(self, value: str | None) -> None: ...
+    def save(self, value: str) -> None:
+        """Replace the saved session (after a login or a refresh)."""
+        ...
 
 
 #: builds a channel's live publisher: settings, the clock, and the channel's session store

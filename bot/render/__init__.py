@@ -103,12 +103,16 @@ class Renderer:
 
     # -------------------------------------------------------------------- posts
 
-    def post(self, channel: str, summary: Summary, details: PaperDetails | None = None, *, text: str | None = None) -> Post:
-        """The post `channel` sends for `summary`; `text` is self.text(summary) when the caller has it cached."""
-        return self.render_post(channel, summary, details, text=text).post
+    def post(
+        self, channel: str, summary: Summary, details: PaperDetails | None = None, *, text: str | None = None, limit: int | None = None
+    ) -> Post:
+        """The post `channel` sends for `summary`; `text` is self.text(summary) when the caller has it cached.
+
+        `limit`: the network's own length limit when a live publisher read it (PostContext.limit)."""
+        return self.render_post(channel, summary, details, text=text, limit=limit).post
 
     def render_post(
-        self, channel: str, summary: Summary, details: PaperDetails | None = None, *, text: str | None = None
+        self, channel: str, summary: Summary, details: PaperDetails | None = None, *, text: str | None = None, limit: int | None = None
     ) -> RenderedPost:
         """Like post(), with the warnings of what was shortened or dropped to fit."""
         from bot.channels import REGISTRY
@@ -125,6 +129,7 @@ class Renderer:
             settings=self.settings,
             templates=self.templates,
             image_url=self._image(channel, summary),
+            limit=limit,
         )
         rendered = spec.render(ctx)
         _remember(rendered.post, rendered.warnings)

@@ -42,7 +42,7 @@ def _utcnow() -> datetime:
 
 
 class StoreSessionVault:
-    """One channel's session in the ``channel_sessions`` table (a SessionVault)."""
+    """One channel's session in the ``channel_sessions`` table (a bot.channels.spec.SessionStore)."""
 
     def __init__(self, engine: Engine, channel: str, secret_key: str, *, now: Callable[[], datetime] = _utcnow) -> None:
         self._engine = engine
@@ -80,3 +80,22 @@ class StoreSessionVault:
         except SQLAlchemyError as exc:
             raise StoreError(f"saving the {self._channel} session failed: {type(exc).__name__}") from None
         raise StoreError(f"saving the {self._channel} session failed: the row kept changing")
+
+
+class LazySessionVault:
+    """A channel's StoreSessionVault, made on first use: a channel that never logs in never needs SECRET_KEY."""
+
+    def __init__(self, make: Callable[[], StoreSessionVault]) -> None:
+        self._make = make
+        self._vault: StoreSessionVault | None = None
+
+    def _get(self) -> StoreSessionVault:
+        if self._vault is None:
+            self._vault = self._make()
+        return self._vault
+
+    def load(self) -> str | None:
+        return self._get().load()
+
+    def save(self, value: str) -> None:
+        self._get().save(value)

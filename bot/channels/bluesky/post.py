@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 
 GRAPHEMES_MAX = 300
 BYTES_MAX = 3000
+NAME = "bluesky"
 TEMPLATE = "bluesky.txt.j2"
 COLLECTION = "app.bsky.feed.post"
 #: the link card's description, in characters (the app shows two or three lines)
@@ -214,7 +215,7 @@ def render_post(
 
     text, _, warnings = fit_post(render_text, fields)
     image = first_image(summary.text, render.image_hosts) if channel.images else None
-    post = Post(channel="bluesky", summary_guid=summary.guid, text=text, link=link, image_url=image)
+    post = Post(channel=NAME, summary_guid=summary.guid, text=text, link=link, image_url=image)
     return RenderedPost(post, tuple(warnings))
 
 

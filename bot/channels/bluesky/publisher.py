@@ -3,7 +3,7 @@
 It sends a ``Post`` and returns proof (``Published``) through the atproto
 SDK, translating its errors into ``PublishError`` subclasses at the edge;
 it never touches the store, never renders, never decides retries. The login
-session lives in a ``SessionVault``: refreshed with its refresh token when
+session lives in a ``SessionStore`` (bot/channels/spec.py): refreshed with its refresh token when
 the access token expires, a new login only when that fails (the PDS allows
 only a few dozen logins per five minutes). Secrets and session tokens never
 appear in what it raises or logs.
@@ -33,7 +33,7 @@ from atproto_server.exceptions import InvalidTokenError
 
 from bot.channels.bluesky.post import COLLECTION, record
 from bot.channels.bluesky.tid import record_key
-from bot.channels.bluesky.vault import SessionVault
+from bot.channels.spec import SessionStore
 from bot.errors import AuthPublishError, PermanentPublishError, PublishError, TransientPublishError
 from bot.records import Post, Published
 from bot.sources.fetch import parse_retry_after
@@ -65,7 +65,7 @@ class BlueskyPublisher:
         service_url: str,
         handle: str,
         app_password: str,
-        vault: SessionVault,
+        vault: SessionStore,
         timeout: float = 30.0,
         langs: Sequence[str] = ("en",),
         now: Callable[[], datetime] = _utcnow,
@@ -332,7 +332,7 @@ def _session_trouble(exc: BaseException) -> bool:
 def make_publisher(
     settings: Any,
     *,
-    vault: SessionVault,
+    vault: SessionStore,
     now: Callable[[], datetime] = _utcnow,
     fetch_image: Callable[[str], tuple[bytes, str]] | None = None,
 ) -> BlueskyPublisher:

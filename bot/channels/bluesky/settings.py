@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from bot.channels.spec import EnvVar
 from bot.errors import ConfigError
 from bot.settings import ChannelSettings, _s
 
@@ -18,16 +19,19 @@ class BlueskySettings(ChannelSettings):
     teaser_chars: int = _s(120, "Longest teaser of a post, in graphemes, before fitting to 300 (hashtags give way first, then the teaser).", minimum=0)
     timeout_seconds: float = _s(30.0, "Seconds to wait for each PDS answer (a post that times out is looked up under its record key).", minimum=0.1)
 
+    def __post_init__(self) -> None:
+        # Checked as the settings load, so a bad value stops the bot at start, not at its first post.
+        check_settings(self)
 
-#: (variable, help, secret?, default): the registry adds them to the environment settings
-ENVIRONMENT: tuple[tuple[str, str, bool, str], ...] = (
-    ("BLUESKY_HANDLE", "The Bluesky account's handle, e.g. shortscience.bsky.social.", False, ""),
-    ("BLUESKY_APP_PASSWORD", "An app password of that account (Settings → Privacy and security → App passwords).", True, ""),
-    ("BLUESKY_SERVICE_URL", "The account's PDS or entryway (Bluesky-hosted accounts: https://bsky.social).", False, "https://bsky.social"),
+
+ENV = (
+    EnvVar("BLUESKY_HANDLE", "The Bluesky account's handle, e.g. shortscience.bsky.social."),
+    EnvVar("BLUESKY_APP_PASSWORD", "An app password of that account (Settings → Privacy and security → App passwords).", secret=True),
+    EnvVar("BLUESKY_SERVICE_URL", "The account's PDS or entryway (Bluesky-hosted accounts: https://bsky.social).", default="https://bsky.social", url=True),
 )
 
 #: the variables a live Bluesky channel needs (without them: dry-run)
-REQUIRED = ("BLUESKY_HANDLE", "BLUESKY_APP_PASSWORD")
+LIVE_NEEDS = ("BLUESKY_HANDLE", "BLUESKY_APP_PASSWORD")
 
 _LANG = re.compile(r"[A-Za-z]{2,3}(?:-[A-Za-z0-9]{1,8})*")
 

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot.channels.mastodon.settings import MastodonSettings
+from bot.channels.spec import RenderedPost
 from bot.errors import RenderError
 from bot.records import PaperDetails, Post, Summary
-from bot.render import RenderedPost, authors_line
 from bot.render.posts import (
     NAME_MAX,
     TITLE_MAX,
@@ -233,6 +233,9 @@ def mastodon_post(
     limits: StatusLimits = DEFAULT_LIMITS,
 ) -> RenderedPost:
     """The status for `summary` (`plain`: its plain-text rendering), fitted to `limits`, with warnings."""
+    # Here, not at the top: the registry imports this package while bot.render is still loading.
+    from bot.render import authors_line
+
     link = one_line(summary.link)
     if not link:
         raise RenderError(f"summary {summary.guid!r} has no link to post")

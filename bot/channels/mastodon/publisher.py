@@ -131,14 +131,15 @@ class MastodonPublisher:
         channel: MastodonSettings,
         settings: Settings,
         *,
-        api_base_url: str,
-        access_token: str,
+        api_base_url: str | None = None,
+        access_token: str | None = None,
         now: Callable[[], datetime] = _utcnow,
     ) -> MastodonPublisher:
-        """The publisher the settings describe (the variables passed in, until Env declares them)."""
+        """The publisher the settings describe (the instance and token from the environment unless passed in)."""
+        env = settings.env
         return cls(
-            api_base_url=api_base_url,
-            access_token=access_token,
+            api_base_url=env.mastodon_api_base_url if api_base_url is None else api_base_url,
+            access_token=env.mastodon_access_token if access_token is None else access_token,
             timeout=channel.timeout_seconds,
             visibility=channel.visibility,
             language=channel.language,
@@ -190,6 +191,10 @@ class MastodonPublisher:
         return f"ok: @{name}"
 
     # ---- the instance's limits ----
+
+    def post_limit(self) -> int:
+        """The most characters the instance takes in one status (what rendering fits a post to: PostContext.limit)."""
+        return self.limits().max_characters
 
     def limits(self) -> StatusLimits:
         """The instance's status limits, read once (``GET /api/v2/instance``); Mastodon's defaults when it will not say."""
