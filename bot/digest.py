@@ -45,7 +45,7 @@ from bot.decide import (
     digest_selection,
     digest_send_verdict,
 )
-from bot.errors import BotError, ConfigError, MailError, PermanentMailError, StoreError
+from bot.errors import AddressTooLong, BotError, ConfigError, MailError, PermanentMailError, StoreError, SubscriberError
 from bot.mail import (
     AddressNotSupported,
     ComposedDigest,
@@ -77,19 +77,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 Progress = Callable[[int, int], None]
-
-
-class SubscriberError(BotError):
-    """A subscriber command cannot do what was asked (invalid address, an address that left the list)."""
-
-
-class AddressTooLong(SubscriberError):
-    """An address over SMTP's limits (RFC 5321 4.5.3.1); `reason` says which part, for the form's message."""
-
-    def __init__(self, text: str, reason: str) -> None:
-        super().__init__(f"not a valid e-mail address: {text!r}: {reason}")
-        #: one sentence a person filling in the form understands
-        self.reason = reason
 
 
 # ------------------------------------------------------------------ addresses

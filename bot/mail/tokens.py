@@ -20,7 +20,7 @@ from itsdangerous import BadSignature, SignatureExpired, TimestampSigner
 from itsdangerous.encoding import base64_decode, base64_encode, int_to_bytes, want_bytes
 from itsdangerous.signer import SigningAlgorithm
 
-from bot.errors import BotError, ConfigError
+from bot.errors import ConfigError, InvalidToken
 from bot.records import Subscriber
 from bot.settings import Settings
 
@@ -35,15 +35,6 @@ PATHS: dict[Purpose, str] = {"confirm": "/confirm", "unsubscribe": "/unsubscribe
 # Only in development mode (BOT_DEV=1) without a SECRET_KEY, and never with live mail:
 # it is public, so anyone could forge a link signed with it.
 _DEV_KEY = "insecure-dev-key-mail-is-not-live"
-
-class InvalidToken(BotError):
-    """A subscription link's token is forged, damaged, for another purpose, or expired."""
-
-    def __init__(self, message: str, *, expired: bool = False) -> None:
-        super().__init__(message)
-        #: True when the signature is good but the token is too old (offer a new link)
-        self.expired = expired
-
 
 class _HmacSha1(SigningAlgorithm):
     """itsdangerous's default signature (HMAC-SHA1), in one OpenSSL call: its own builds a
