@@ -39,6 +39,7 @@ from bot.claims import claimant_id, holder_is_dead, running
 from bot.decide import (
     DigestPeriod,
     DigestSchedule,
+    SendTry,
     digest_catch_up,
     digest_order,
     digest_period,
@@ -62,7 +63,7 @@ from bot.mail import (
 )
 from bot.mail.message import check_address, digest_message_id, format_period
 from bot.mail.tokens import subscription_version
-from bot.records import SendClaim, StoredDigest, StoredSummary, Subscriber, SubscriberState
+from bot.records import SendClaim, SendState, StoredDigest, StoredSummary, Subscriber, SubscriberState
 from bot.render import authors_line
 from bot.render.posts import cut_sentences, paper_url
 from bot.render.text import teaser_source
@@ -222,17 +223,17 @@ class SendTally:
     stopped: str | None = None
 
 
-def _outcome(exc: Exception | None) -> str:
+def _outcome(exc: Exception | None) -> SendTry:
     """The kind of one try's result, in the words of decide.digest_send_verdict."""
     if exc is None:
-        return "accepted"
+        return SendTry.ACCEPTED
     if isinstance(exc, (NotSent, SenderRefused)):
-        return "not_sent"  # not this recipient's fault: the try does not count
+        return SendTry.NOT_SENT  # not this recipient's fault: the try does not count
     if isinstance(exc, MaybeDelivered):
-        return "maybe_delivered"
+        return SendTry.MAYBE_DELIVERED
     if isinstance(exc, PermanentMailError):
-        return "refused"
-    return "transient"
+        return SendTry.REFUSED
+    return SendTry.TRANSIENT
 
 
 def _pool(app: App) -> tuple[MailerPool, bool]:
@@ -258,7 +259,7 @@ class _Recorder:
         self.held = held
         self.lease = timedelta(seconds=app.settings.dispatch.lease_seconds)
         #: email → (new state, outcome kind), for the calling thread's tally
-        self.decided: dict[Email, tuple[str, str]] = {}
+        self.decided: dict[Email, tuple[SendState, SendTry]] = {}
         self._local = threading.local()
         self._made: list[SendRecorder] = []
         self._lock = threading.Lock()
@@ -297,12 +298,12 @@ class _Recorder:
         outcome = SendOutcome(
             claim.subscriber_id, state, due_at=due_at,
             error=None if error is None else f"{kind}: {error}"[:1000],
-            possibly_duplicated=kind == "maybe_delivered",
-            released=kind == "not_sent",
+            possibly_duplicated=kind == SendTry.MAYBE_DELIVERED,
+            released=kind == SendTry.NOT_SENT,
             # A server unable to take the address said nothing about the mailbox: no bounce.
-            refused=kind == "refused" and not isinstance(error, AddressNotSupported),
+            refused=kind == SendTry.REFUSED and not isinstance(error, AddressNotSupported),
         )
-        return outcome, state == "sent" and claim.failures > 0
+        return outcome, state == SendState.SENT and claim.failures > 0
 
     def note(self, done: tuple[Email, Exception | None] | None, going: Email | None) -> bool:
         now = self.app.clock()
@@ -406,17 +407,17 @@ def _send_pass(
     def on_result(email: Email, exc: Exception | None) -> None:
         nonlocal done
         claim = held.pop(email)
-        state, kind = recorder.decided.pop(email, ("pending", "not_sent"))
-        if kind == "maybe_delivered":
+        state, kind = recorder.decided.pop(email, (SendState.PENDING, SendTry.NOT_SENT))
+        if kind == SendTry.MAYBE_DELIVERED:
             log.warning("digest #%d to %s: %s; it will be sent again (possibly duplicated, same Message-ID)",
                         stored.issue, claim.address, exc)
-        elif exc is not None and kind != "not_sent":
+        elif exc is not None and kind != SendTry.NOT_SENT:
             log.info("digest #%d to %s: %s (%s)", stored.issue, claim.address, exc, state)
-        if state == "sent":
+        if state == SendState.SENT:
             tally.sent += 1
-        elif state == "failed":
+        elif state == SendState.FAILED:
             tally.failed += 1
-        elif kind == "not_sent":
+        elif kind == SendTry.NOT_SENT:
             tally.not_sent += 1
         else:
             tally.retrying += 1
