@@ -117,7 +117,7 @@ def _too_long(local: str, ascii_domain: str) -> str | None:
     return None
 
 
-def clean_categories(values: Sequence[str]) -> tuple[str, ...]:
+def split_categories(values: Sequence[str]) -> tuple[str, ...]:
     """Categories as given on the command line or in a CSV cell: split, trimmed, deduplicated."""
     out: dict[str, None] = {}
     for value in values:
@@ -684,7 +684,7 @@ def send_confirmation(app: App, subscriber: Subscriber) -> str:
 def add_subscriber(app: App, email: str, *, confirmed: bool, categories: Sequence[str] = (), source: str = "cli") -> str:
     """`subscribers add`: one line on what happened."""
     address = validate_address(email)
-    cats = clean_categories(categories)
+    cats = split_categories(categories)
     result, sub = app.store.add_subscriber(address, now=app.clock(), confirmed=confirmed, categories=cats, source=source)
     wants = ", ".join(sub.categories) or "all categories"
     if result in ("unsubscribed", "bounced"):
@@ -820,7 +820,7 @@ def import_subscribers(app: App, file: str, *, confirmed: bool) -> str:
             skipped["duplicate in the file"] = skipped.get("duplicate in the file", 0) + 1
             continue
         seen.add(key)
-        chunk.append((address, clean_categories([cats])))
+        chunk.append((address, split_categories([cats])))
         if len(chunk) >= 500:
             flush()
     flush()

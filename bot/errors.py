@@ -163,7 +163,12 @@ class AuthPublishError(PublishError):
 
 
 class MailError(BotError):
-    """An e-mail could not be sent."""
+    """An e-mail could not be sent; ``code`` is the SMTP reply code, when there was one."""
+
+    def __init__(self, message: str, *, code: int | None = None) -> None:
+        super().__init__(message)
+        #: the SMTP reply code, when there was one
+        self.code = code
 
 
 class TransientMailError(MailError):
@@ -190,11 +195,6 @@ class NotSent(TransientMailError):
 class RecipientRefused(PermanentMailError):
     """A 5xx answer for this recipient (RCPT or DATA)."""
 
-    def __init__(self, message: str, *, code: int | None = None) -> None:
-        super().__init__(message)
-        #: the SMTP reply code, when there was one
-        self.code = code
-
 
 class AddressNotSupported(PermanentMailError):
     """The server cannot take this address at all (no SMTPUTF8 for a non-ASCII local part).
@@ -209,11 +209,6 @@ class SenderRefused(MailError):
     Not the recipient's fault, and not worth retrying per recipient: a
     ``MailerPool`` stops the run when it sees one.
     """
-
-    def __init__(self, message: str, *, code: int | None = None) -> None:
-        super().__init__(message)
-        #: the SMTP reply code, when there was one
-        self.code = code
 
 
 class SubscriberError(BotError):

@@ -79,3 +79,22 @@ def test_functions_are_short_or_say_why() -> None:
                 if size > LONGEST and not any("# long:" in line for line in head):
                     long.append(f"{path.relative_to(BOT.parent)}:{node.lineno} {node.name} ({size} lines)")
     assert long == [], "split these or say why they are long: " + ", ".join(long)
+
+
+def _defined(name: str) -> list[str]:
+    return [
+        f"{path.relative_to(BOT.parent)}:{node.lineno}"
+        for path in _modules(".")
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == name
+    ]
+
+
+def test_one_of_each_helper() -> None:
+    """One one_line (posts and the digest alike) and one clean_categories (the feeds'; the CLI splits)."""
+    import bot.mail.message
+    import bot.render.posts
+
+    assert bot.mail.message.one_line is bot.render.posts.one_line
+    assert len(_defined("one_line")) == 1, _defined("one_line")
+    assert len(_defined("clean_categories")) == 1, _defined("clean_categories")

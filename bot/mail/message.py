@@ -36,7 +36,7 @@ import jinja2
 
 from bot.errors import ConfigError, RenderError
 from bot.mail.base import HEADERS_POLICY, Email, RecipientRefused, crlf_only, dot_stuffed, flatten
-from bot.render.markdown import clean_chars
+from bot.render.posts import one_line
 from bot.render.templates import template_dirs
 from bot.settings import Settings
 from bot.wording import category_label
@@ -93,11 +93,6 @@ class Digest:
     period_end: datetime
     #: the summaries, already ordered (the lead orders by votes, then date)
     items: tuple[DigestItem, ...]
-
-
-def one_line(text: str) -> str:
-    """Collapse all whitespace (CR/LF included) to single spaces; invisible and invalid characters go (clean_chars)."""
-    return " ".join(clean_chars(text).split())
 
 
 def format_period(start: datetime, end: datetime, tz: ZoneInfo) -> str:
