@@ -98,3 +98,19 @@ def test_one_of_each_helper() -> None:
     assert bot.mail.message.one_line is bot.render.posts.one_line
     assert len(_defined("one_line")) == 1, _defined("one_line")
     assert len(_defined("clean_categories")) == 1, _defined("clean_categories")
+
+
+def test_test_helpers_import_without_path_hacks() -> None:
+    """The helpers in tests/ are importable through pytest's `pythonpath`, not by editing sys.path."""
+    import subprocess
+    import sys
+
+    tests = BOT.parent / "tests"
+    assert "sys.path" not in (tests / "conftest.py").read_text(encoding="utf-8")
+    # importlib mode puts nothing on sys.path by itself: only the ini option can make these import.
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", "--import-mode=importlib",
+         "tests/test_pipeline.py", "tests/test_digest.py"],
+        cwd=BOT.parent, capture_output=True, text=True, timeout=120,
+    )
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
