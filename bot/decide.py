@@ -1,5 +1,5 @@
 """Pure decisions: what a poll found, what to queue, when to retry, when a channel may post,
-what a digest covers and when, and what becomes of a digest send.
+what becomes of a failed publish, what a digest covers and when, and what becomes of a digest send.
 
 Nothing here does I/O or reads the clock: every function takes the data and
 `now`, so tests pin time and the loops in pipeline/dispatcher stay dumb.
