@@ -21,7 +21,7 @@ from urllib.parse import urlencode
 import httpx
 from lxml import etree
 
-from bot.errors import SourceError
+from bot.errors import ArxivError, SourceError
 from bot.records import PaperDetails
 from bot.settings import Settings
 
@@ -52,18 +52,6 @@ class PaperSource(Protocol):
         ...
 
     def close(self) -> None: ...
-
-
-class ArxivError(SourceError):
-    """arXiv could not be asked or its answer could not be read.
-
-    ``found`` holds the details of the batches that did come back before the
-    failure, so a caller may keep them; the other ids are unknown, not absent.
-    """
-
-    def __init__(self, message: str, *, found: dict[str, PaperDetails] | None = None) -> None:
-        super().__init__(message)
-        self.found: dict[str, PaperDetails] = found or {}
 
 
 def normalise_arxiv_id(raw: str) -> str | None:

@@ -1,5 +1,5 @@
 """Pure decisions: what a poll found, what to queue, when to retry, when a channel may post,
-what a digest covers and when, and what becomes of a digest send.
+what becomes of a failed publish, what a digest covers and when, and what becomes of a digest send.
 
 Nothing here does I/O or reads the clock: every function takes the data and
 `now`, so tests pin time and the loops in pipeline/dispatcher stay dumb.
@@ -7,6 +7,7 @@ Nothing here does I/O or reads the clock: every function takes the data and
 
 from __future__ import annotations
 
+import enum
 import random
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -14,7 +15,8 @@ from datetime import UTC, date, datetime, timedelta
 from datetime import time as dtime
 from zoneinfo import ZoneInfo
 
-from bot.records import Summary
+from bot.errors import AuthPublishError, PermanentPublishError, PublishError, TransientPublishError
+from bot.records import SendState, Summary
 
 
 @dataclass(frozen=True, slots=True)
@@ -319,8 +321,23 @@ def digest_selection(wanted: Sequence[str], item_categories: Sequence[Sequence[s
     return tuple(i for i, cats in enumerate(item_categories) if any(c.casefold() in folded for c in cats))
 
 
+class SendTry(enum.StrEnum):
+    """How one try of one digest send ended, in the words of ``digest_send_verdict``."""
+
+    #: the server took the message
+    ACCEPTED = "accepted"
+    #: 4xx, or the connection dropped before the final dot
+    TRANSIENT = "transient"
+    #: the answer to the final dot was lost: the server may have it
+    MAYBE_DELIVERED = "maybe_delivered"
+    #: 5xx for this recipient
+    REFUSED = "refused"
+    #: the run stopped first, or the server refused *us*: not this recipient's fault, the try does not count
+    NOT_SENT = "not_sent"
+
+
 def digest_send_verdict(
-    outcome: str,
+    outcome: SendTry,
     *,
     attempts: int,
     now: datetime,
@@ -328,25 +345,62 @@ def digest_send_verdict(
     maximum: float,
     max_attempts: int,
     rng: random.Random | None = None,
-) -> tuple[str, datetime | None]:
-    """What becomes of one digest send after one try: (new state, when to try again).
-
-    `outcome`: "accepted"; "transient" (4xx, dropped before the final dot);
-    "maybe_delivered" (the answer to the final dot was lost); "refused" (5xx);
-    "not_sent" (the run stopped first, or the server refused *us*: not this
-    recipient's fault, so the try does not count).
-    """
-    if outcome == "accepted":
-        return "sent", None
-    if outcome == "not_sent":
-        return "pending", now
-    if outcome == "refused":
-        return "failed", None
-    if outcome in ("transient", "maybe_delivered"):
+) -> tuple[SendState, datetime | None]:
+    """What becomes of one digest send after one try: (new state, when to try again)."""
+    if outcome == SendTry.ACCEPTED:
+        return SendState.SENT, None
+    if outcome == SendTry.NOT_SENT:
+        return SendState.PENDING, now
+    if outcome == SendTry.REFUSED:
+        return SendState.FAILED, None
+    if outcome in (SendTry.TRANSIENT, SendTry.MAYBE_DELIVERED):
         if attempts >= max_attempts:
-            return "failed", None
-        return "pending", now + backoff_delay(attempts, base=base, maximum=maximum, rng=rng)
+            return SendState.FAILED, None
+        return SendState.PENDING, now + backoff_delay(attempts, base=base, maximum=maximum, rng=rng)
     raise ValueError(f"unknown send outcome {outcome!r}")
+
+
+class PublishVerdict(enum.Enum):
+    """What becomes of a delivery whose publish call failed (see ``publish_failure_verdict``)."""
+
+    #: the channel's credentials are bad: pause the channel, keep the delivery pending (due now)
+    PAUSE = "pause"
+    #: the post will never go through as it is: failed
+    FAIL = "fail"
+    #: the post may be out: uncertain, reconciled (not posted again) at the backoff time
+    RECONCILE = "reconcile"
+    #: out of attempts: dead
+    GIVE_UP = "give_up"
+    #: try again at the backoff time, or the platform's reset time when it gave one
+    RETRY = "retry"
+
+
+def publish_failure_verdict(
+    error: PublishError,
+    *,
+    attempts: int,
+    max_attempts: int,
+    now: datetime,
+    base: float,
+    maximum: float,
+    rng: random.Random | None = None,
+) -> tuple[PublishVerdict, datetime | None]:
+    """What becomes of a delivery after its `attempts`-th try failed with `error`: (verdict, when to try again).
+
+    The time is None for FAIL and GIVE_UP, `now` for PAUSE. A post that may be
+    out is reconciled however many attempts it took: posting it again could
+    post it twice.
+    """
+    if isinstance(error, AuthPublishError):
+        return PublishVerdict.PAUSE, now
+    if isinstance(error, PermanentPublishError):
+        return PublishVerdict.FAIL, None
+    if isinstance(error, TransientPublishError) and error.maybe_sent:
+        return PublishVerdict.RECONCILE, retry_time(now, attempts, base=base, maximum=maximum, rng=rng)
+    if attempts >= max_attempts:
+        return PublishVerdict.GIVE_UP, None
+    platform_time = error.retry_at if isinstance(error, TransientPublishError) else None
+    return PublishVerdict.RETRY, retry_time(now, attempts, base=base, maximum=maximum, platform_time=platform_time, rng=rng)
 
 
 def bounce_due(permanent_failures: int, bounce_after: int) -> bool:

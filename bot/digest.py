@@ -39,13 +39,14 @@ from bot.claims import claimant_id, holder_is_dead, running
 from bot.decide import (
     DigestPeriod,
     DigestSchedule,
+    SendTry,
     digest_catch_up,
     digest_order,
     digest_period,
     digest_selection,
     digest_send_verdict,
 )
-from bot.errors import BotError, ConfigError, MailError, PermanentMailError, StoreError
+from bot.errors import AddressTooLong, BotError, ConfigError, MailError, PermanentMailError, StoreError, SubscriberError
 from bot.mail import (
     AddressNotSupported,
     ComposedDigest,
@@ -62,7 +63,7 @@ from bot.mail import (
 )
 from bot.mail.message import check_address, digest_message_id, format_period
 from bot.mail.tokens import subscription_version
-from bot.records import SendClaim, StoredDigest, StoredSummary, Subscriber, SubscriberState
+from bot.records import SendClaim, SendState, StoredDigest, StoredSummary, Subscriber, SubscriberState
 from bot.render import authors_line
 from bot.render.posts import cut_sentences, paper_url
 from bot.render.text import teaser_source
@@ -77,19 +78,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 Progress = Callable[[int, int], None]
-
-
-class SubscriberError(BotError):
-    """A subscriber command cannot do what was asked (invalid address, an address that left the list)."""
-
-
-class AddressTooLong(SubscriberError):
-    """An address over SMTP's limits (RFC 5321 4.5.3.1); `reason` says which part, for the form's message."""
-
-    def __init__(self, text: str, reason: str) -> None:
-        super().__init__(f"not a valid e-mail address: {text!r}: {reason}")
-        #: one sentence a person filling in the form understands
-        self.reason = reason
 
 
 # ------------------------------------------------------------------ addresses
@@ -129,7 +117,7 @@ def _too_long(local: str, ascii_domain: str) -> str | None:
     return None
 
 
-def clean_categories(values: Sequence[str]) -> tuple[str, ...]:
+def split_categories(values: Sequence[str]) -> tuple[str, ...]:
     """Categories as given on the command line or in a CSV cell: split, trimmed, deduplicated."""
     out: dict[str, None] = {}
     for value in values:
@@ -235,17 +223,17 @@ class SendTally:
     stopped: str | None = None
 
 
-def _outcome(exc: Exception | None) -> str:
+def _outcome(exc: Exception | None) -> SendTry:
     """The kind of one try's result, in the words of decide.digest_send_verdict."""
     if exc is None:
-        return "accepted"
+        return SendTry.ACCEPTED
     if isinstance(exc, (NotSent, SenderRefused)):
-        return "not_sent"  # not this recipient's fault: the try does not count
+        return SendTry.NOT_SENT  # not this recipient's fault: the try does not count
     if isinstance(exc, MaybeDelivered):
-        return "maybe_delivered"
+        return SendTry.MAYBE_DELIVERED
     if isinstance(exc, PermanentMailError):
-        return "refused"
-    return "transient"
+        return SendTry.REFUSED
+    return SendTry.TRANSIENT
 
 
 def _pool(app: App) -> tuple[MailerPool, bool]:
@@ -271,7 +259,7 @@ class _Recorder:
         self.held = held
         self.lease = timedelta(seconds=app.settings.dispatch.lease_seconds)
         #: email → (new state, outcome kind), for the calling thread's tally
-        self.decided: dict[Email, tuple[str, str]] = {}
+        self.decided: dict[Email, tuple[SendState, SendTry]] = {}
         self._local = threading.local()
         self._made: list[SendRecorder] = []
         self._lock = threading.Lock()
@@ -310,12 +298,12 @@ class _Recorder:
         outcome = SendOutcome(
             claim.subscriber_id, state, due_at=due_at,
             error=None if error is None else f"{kind}: {error}"[:1000],
-            possibly_duplicated=kind == "maybe_delivered",
-            released=kind == "not_sent",
+            possibly_duplicated=kind == SendTry.MAYBE_DELIVERED,
+            released=kind == SendTry.NOT_SENT,
             # A server unable to take the address said nothing about the mailbox: no bounce.
-            refused=kind == "refused" and not isinstance(error, AddressNotSupported),
+            refused=kind == SendTry.REFUSED and not isinstance(error, AddressNotSupported),
         )
-        return outcome, state == "sent" and claim.failures > 0
+        return outcome, state == SendState.SENT and claim.failures > 0
 
     def note(self, done: tuple[Email, Exception | None] | None, going: Email | None) -> bool:
         now = self.app.clock()
@@ -419,17 +407,17 @@ def _send_pass(
     def on_result(email: Email, exc: Exception | None) -> None:
         nonlocal done
         claim = held.pop(email)
-        state, kind = recorder.decided.pop(email, ("pending", "not_sent"))
-        if kind == "maybe_delivered":
+        state, kind = recorder.decided.pop(email, (SendState.PENDING, SendTry.NOT_SENT))
+        if kind == SendTry.MAYBE_DELIVERED:
             log.warning("digest #%d to %s: %s; it will be sent again (possibly duplicated, same Message-ID)",
                         stored.issue, claim.address, exc)
-        elif exc is not None and kind != "not_sent":
+        elif exc is not None and kind != SendTry.NOT_SENT:
             log.info("digest #%d to %s: %s (%s)", stored.issue, claim.address, exc, state)
-        if state == "sent":
+        if state == SendState.SENT:
             tally.sent += 1
-        elif state == "failed":
+        elif state == SendState.FAILED:
             tally.failed += 1
-        elif kind == "not_sent":
+        elif kind == SendTry.NOT_SENT:
             tally.not_sent += 1
         else:
             tally.retrying += 1
@@ -696,7 +684,7 @@ def send_confirmation(app: App, subscriber: Subscriber) -> str:
 def add_subscriber(app: App, email: str, *, confirmed: bool, categories: Sequence[str] = (), source: str = "cli") -> str:
     """`subscribers add`: one line on what happened."""
     address = validate_address(email)
-    cats = clean_categories(categories)
+    cats = split_categories(categories)
     result, sub = app.store.add_subscriber(address, now=app.clock(), confirmed=confirmed, categories=cats, source=source)
     wants = ", ".join(sub.categories) or "all categories"
     if result in ("unsubscribed", "bounced"):
@@ -832,7 +820,7 @@ def import_subscribers(app: App, file: str, *, confirmed: bool) -> str:
             skipped["duplicate in the file"] = skipped.get("duplicate in the file", 0) + 1
             continue
         seen.add(key)
-        chunk.append((address, clean_categories([cats])))
+        chunk.append((address, split_categories([cats])))
         if len(chunk) >= 500:
             flush()
     flush()

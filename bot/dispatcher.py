@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 from bot import content
 from bot.channels import CHANNELS, enabled_channels
 from bot.claims import claimant_id, holder_is_dead, running
-from bot.decide import Pacing, pacing_wait, retry_time
+from bot.decide import Pacing, PublishVerdict, pacing_wait, publish_failure_verdict, retry_time
 from bot.errors import (
     AuthPublishError,
     BotError,
@@ -307,32 +307,33 @@ class Dispatcher:
         settings = self.app.settings.dispatch
         now = self.app.clock()
         attempt = Attempt(d.id, now, _outcome(exc), exc.status, exc.code, str(exc))
-        if isinstance(exc, AuthPublishError):
+        verdict, at = publish_failure_verdict(
+            exc, attempts=d.attempts, max_attempts=settings.max_attempts, now=now,
+            base=settings.backoff_base_seconds, maximum=settings.backoff_max_seconds,
+        )
+        if verdict is PublishVerdict.PAUSE:
             # The post is fine; the credentials are not. Pause and keep it pending.
             self._settle(lambda: store.pause_channel(d.channel, str(exc), now=now))
             self._settle(lambda: store.mark_retry(d.id, due_at=now, attempt=attempt))
             if d.channel not in report.paused:
                 report.paused.append(d.channel)
             log.error("channel %s paused: %s", d.channel, exc)
-        elif isinstance(exc, PermanentPublishError):
+        elif verdict is PublishVerdict.FAIL:
             self._settle(lambda: store.mark_final(d.id, state=DeliveryState.FAILED, attempt=attempt))
             report.failed += 1
             log.error("delivery %d (%s) failed for good: %s", d.id, d.channel, exc)
-        elif isinstance(exc, TransientPublishError) and exc.maybe_sent:
-            # The post may be out: the next attempt reconciles instead of posting again.
-            at = retry_time(now, d.attempts, base=settings.backoff_base_seconds, maximum=settings.backoff_max_seconds)
-            self._settle(lambda: store.mark_retry(d.id, due_at=at, attempt=attempt, state=DeliveryState.UNCERTAIN.value))
-            report.retried += 1
-            log.warning("delivery %d (%s) may or may not be out; reconciling at %s: %s", d.id, d.channel, at.isoformat(timespec="seconds"), exc)
-        elif d.attempts >= settings.max_attempts:
+        elif verdict is PublishVerdict.GIVE_UP:
             self._settle(lambda: store.mark_final(d.id, state=DeliveryState.DEAD, attempt=attempt))
             report.failed += 1
             log.error("delivery %d (%s) given up after %d attempts: %s", d.id, d.channel, d.attempts, exc)
+        elif verdict is PublishVerdict.RECONCILE:
+            # The post may be out: the next attempt reconciles instead of posting again.
+            assert at is not None
+            self._settle(lambda: store.mark_retry(d.id, due_at=at, attempt=attempt, state=DeliveryState.UNCERTAIN.value))
+            report.retried += 1
+            log.warning("delivery %d (%s) may or may not be out; reconciling at %s: %s", d.id, d.channel, at.isoformat(timespec="seconds"), exc)
         else:
-            at = retry_time(
-                now, d.attempts, base=settings.backoff_base_seconds, maximum=settings.backoff_max_seconds,
-                platform_time=getattr(exc, "retry_at", None),
-            )
+            assert at is not None
             self._settle(lambda: store.mark_retry(d.id, due_at=at, attempt=attempt))
             report.retried += 1
             log.warning("delivery %d (%s) will be retried at %s: %s", d.id, d.channel, at.isoformat(timespec="seconds"), exc)

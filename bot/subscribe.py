@@ -23,8 +23,8 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from bot.decide import DigestSchedule
-from bot.digest import AddressTooLong, SubscriberError, send_confirmation, validate_address
-from bot.errors import MailError
+from bot.digest import send_confirmation, validate_address
+from bot.errors import AddressTooLong, MailError, SubscriberError
 from bot.mail.tokens import (
     PATHS,
     InvalidToken,

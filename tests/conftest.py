@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -11,8 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).parent))
+from app_util import MakeApp
 
 from bot.settings import Settings, load_settings, with_overrides
 
@@ -92,14 +90,14 @@ def settings(tmp_path: Path, db_url: str) -> Settings:
 
 
 @pytest.fixture
-def make_app(settings: Settings, clock: FakeClock) -> Iterator[Any]:
+def make_app(settings: Settings, clock: FakeClock) -> Iterator[MakeApp]:
     """Build apps on the test database with a memory source; closes them afterwards."""
-    from bot.app import build_app
+    from bot.app import App, build_app
     from bot.sources.memory import MemorySource
 
-    apps: list[Any] = []
+    apps: list[App] = []
 
-    def factory(body: bytes = b"", *, settings: Settings = settings, **overrides: Any) -> tuple[Any, MemorySource]:
+    def factory(body: bytes = b"", *, settings: Settings = settings, **overrides: Any) -> tuple[App, MemorySource]:
         source = MemorySource(body)
         overrides.setdefault("arxiv", False)
         app = build_app(settings, source=source, clock=clock, **overrides)

@@ -5,8 +5,23 @@ from __future__ import annotations
 import random
 from datetime import UTC, datetime, timedelta
 
-from bot.decide import Pacing, backoff_delay, is_due, next_poll_time, pacing_wait, plan_poll, retry_time
-from bot.records import Summary
+import pytest
+
+from bot.decide import (
+    Pacing,
+    PublishVerdict,
+    SendTry,
+    backoff_delay,
+    digest_send_verdict,
+    is_due,
+    next_poll_time,
+    pacing_wait,
+    plan_poll,
+    publish_failure_verdict,
+    retry_time,
+)
+from bot.errors import AuthPublishError, PermanentPublishError, PublishError, TransientPublishError
+from bot.records import SendState, Summary
 
 NOW = datetime(2026, 11, 2, 9, 30, tzinfo=UTC)
 
@@ -108,3 +123,61 @@ def test_due() -> None:
     assert is_due("pending", NOW, NOW)
     assert not is_due("pending", NOW + timedelta(seconds=1), NOW)
     assert not is_due("in_flight", NOW, NOW)
+
+
+# ---------------------------------------------------------------- a failed publish
+
+
+class _Top(random.Random):
+    """Always the top of the jitter range: backoff = base·2^(n-1), capped."""
+
+    def random(self) -> float:
+        return 1.0
+
+
+_NOW = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
+_LATER = _NOW + timedelta(hours=2)
+
+
+@pytest.mark.parametrize(
+    ("error", "attempts", "verdict", "due_at"),
+    [
+        # Bad credentials pause the channel whatever the count: the post is not at fault.
+        (AuthPublishError("401"), 1, PublishVerdict.PAUSE, _NOW),
+        (AuthPublishError("401"), 5, PublishVerdict.PAUSE, _NOW),
+        (PermanentPublishError("400"), 1, PublishVerdict.FAIL, None),
+        (PermanentPublishError("dup", duplicate=True), 1, PublishVerdict.FAIL, None),
+        # A post that may be out is reconciled, even out of attempts: a new try could post it twice.
+        (TransientPublishError("timeout", maybe_sent=True), 1, PublishVerdict.RECONCILE, _NOW + timedelta(seconds=60)),
+        (TransientPublishError("timeout", maybe_sent=True), 5, PublishVerdict.RECONCILE, _NOW + timedelta(seconds=600)),
+        (TransientPublishError("503"), 2, PublishVerdict.RETRY, _NOW + timedelta(seconds=120)),
+        (TransientPublishError("503"), 4, PublishVerdict.RETRY, _NOW + timedelta(seconds=480)),
+        (TransientPublishError("503"), 5, PublishVerdict.GIVE_UP, None),
+        (TransientPublishError("503"), 6, PublishVerdict.GIVE_UP, None),
+        # The platform's reset time wins over backoff when it is later.
+        (TransientPublishError("429", retry_at=_LATER), 1, PublishVerdict.RETRY, _LATER),
+        (TransientPublishError("429", retry_at=_NOW - timedelta(hours=1)), 1, PublishVerdict.RETRY, _NOW + timedelta(seconds=60)),
+        (TransientPublishError("429", retry_at=_LATER), 5, PublishVerdict.GIVE_UP, None),
+        # A bare PublishError (neither kind) is retried like a transient one.
+        (PublishError("odd"), 1, PublishVerdict.RETRY, _NOW + timedelta(seconds=60)),
+        (PublishError("odd"), 5, PublishVerdict.GIVE_UP, None),
+    ],
+)
+def test_publish_failure_verdict(error: PublishError, attempts: int, verdict: PublishVerdict, due_at: datetime | None) -> None:
+    got = publish_failure_verdict(error, attempts=attempts, max_attempts=5, now=_NOW, base=60, maximum=600, rng=_Top())
+    assert got == (verdict, due_at)
+
+
+def test_digest_send_verdict_speaks_enums() -> None:
+    kw = {"now": _NOW, "base": 60.0, "maximum": 600.0, "max_attempts": 3, "rng": _Top()}
+    assert digest_send_verdict(SendTry.ACCEPTED, attempts=1, **kw) == (SendState.SENT, None)
+    table = {
+        SendTry.ACCEPTED: SendState.SENT,
+        SendTry.REFUSED: SendState.FAILED,
+        SendTry.NOT_SENT: SendState.PENDING,
+        SendTry.TRANSIENT: SendState.PENDING,
+        SendTry.MAYBE_DELIVERED: SendState.PENDING,
+    }
+    for outcome, state in table.items():
+        got, _ = digest_send_verdict(outcome, attempts=1, **kw)
+        assert got is state, outcome

@@ -19,7 +19,8 @@ from bot.mail.base import (
 )
 from bot.mail.message import ComposedDigest, Digest, DigestComposer, DigestItem, confirmation_email
 from bot.mail.outbox import OutboxMailer
-from bot.mail.smtp import Handover, MailerPool, NotSent, SendReport, SmtpMailer
+from bot.mail.pool import Handover, MailerPool, NotSent, SendReport
+from bot.mail.smtp import SmtpMailer
 from bot.mail.tokens import InvalidToken, make_token, read_token, signed_link
 from bot.settings import Settings
 

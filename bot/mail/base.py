@@ -4,7 +4,7 @@ Mailers send one ready message each and translate their library's errors into
 ``MailError`` subclasses; they never render, never touch the store, never retry
 on their own beyond what the transport itself makes safe.
 
-Errors a mailer raises (bot.errors plus two refinements defined here)::
+Errors a mailer raises (all in bot.errors)::
 
     MailError
     ├── TransientMailError      4xx, dropped connection, timeout: retry this recipient later
@@ -35,45 +35,16 @@ from email.message import EmailMessage
 from io import BytesIO
 from typing import Protocol, runtime_checkable
 
-from bot.errors import MailError, PermanentMailError, TransientMailError
-
-
-class RecipientRefused(PermanentMailError):
-    """A 5xx answer for this recipient (RCPT or DATA)."""
-
-    def __init__(self, message: str, *, code: int | None = None) -> None:
-        super().__init__(message)
-        #: the SMTP reply code, when there was one
-        self.code = code
-
-
-class AddressNotSupported(PermanentMailError):
-    """The server cannot take this address at all (no SMTPUTF8 for a non-ASCII local part).
-
-    Nothing was said about the mailbox, so it does not count toward bouncing it.
-    """
-
-
-class MaybeDelivered(TransientMailError):
-    """The connection died after the final dot, before the server's answer: it may have the message.
-
-    Sending again is the only way to make sure the recipient gets it, and may
-    give them a second copy (with the same Message-ID, which mailbox providers
-    deduplicate); callers record such a send as possibly duplicated.
-    """
-
-
-class SenderRefused(MailError):
-    """The server refuses our account, sender address or connection setup.
-
-    Not the recipient's fault, and not worth retrying per recipient: a
-    ``MailerPool`` stops the run when it sees one.
-    """
-
-    def __init__(self, message: str, *, code: int | None = None) -> None:
-        super().__init__(message)
-        #: the SMTP reply code, when there was one
-        self.code = code
+# The mail errors live in bot.errors with the others; imported here, where they were defined first.
+from bot.errors import (  # noqa: F401
+    AddressNotSupported,
+    MailError,
+    MaybeDelivered,
+    PermanentMailError,
+    RecipientRefused,
+    SenderRefused,
+    TransientMailError,
+)
 
 
 @dataclass(frozen=True, slots=True, eq=False)

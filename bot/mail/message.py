@@ -36,7 +36,7 @@ import jinja2
 
 from bot.errors import ConfigError, RenderError
 from bot.mail.base import HEADERS_POLICY, Email, RecipientRefused, crlf_only, dot_stuffed, flatten
-from bot.render.markdown import clean_chars
+from bot.render.posts import one_line
 from bot.render.templates import template_dirs
 from bot.settings import Settings
 from bot.wording import category_label
@@ -93,11 +93,6 @@ class Digest:
     period_end: datetime
     #: the summaries, already ordered (the lead orders by votes, then date)
     items: tuple[DigestItem, ...]
-
-
-def one_line(text: str) -> str:
-    """Collapse all whitespace (CR/LF included) to single spaces; invisible and invalid characters go (clean_chars)."""
-    return " ".join(clean_chars(text).split())
 
 
 def format_period(start: datetime, end: datetime, tz: ZoneInfo) -> str:
@@ -465,6 +460,23 @@ def _meta(item: DigestItem) -> str:
     return " · ".join(parts)
 
 
+def _item_context(item: DigestItem) -> dict[str, Any]:
+    """One digest item as its templates see it (names and titles on one line)."""
+    return {
+        "guid": item.guid,
+        "title": one_line(item.title),
+        "paper_authors": one_line(item.paper_authors),
+        "summary_author": one_line(item.summary_author),
+        "teaser_text": item.teaser_text.replace("\r\n", "\n").replace("\r", "\n").strip(),
+        "teaser_html": item.teaser_html,
+        "link": item.link,
+        "paper_url": item.paper_url,
+        "votes": item.votes,
+        "categories": item.categories,
+        "meta": _meta(item),
+    }
+
+
 class DigestComposer:
     """Renders digests and confirmation e-mails; the Jinja environment and CSS inliner are built once."""
 
@@ -545,22 +557,6 @@ class DigestComposer:
         nonce = secrets.token_hex(12)
         unsubscribe_mark = f"ssunsubscribe{nonce}"
         preferences_mark = f"sspreferences{nonce}"
-        items = [
-            {
-                "guid": item.guid,
-                "title": one_line(item.title),
-                "paper_authors": one_line(item.paper_authors),
-                "summary_author": one_line(item.summary_author),
-                "teaser_text": item.teaser_text.replace("\r\n", "\n").replace("\r", "\n").strip(),
-                "teaser_html": item.teaser_html,
-                "link": item.link,
-                "paper_url": item.paper_url,
-                "votes": item.votes,
-                "categories": item.categories,
-                "meta": _meta(item),
-            }
-            for item in digest.items
-        ]
         subject = self.subject(digest)
         context = {
             **self._common(),
@@ -568,39 +564,13 @@ class DigestComposer:
             "issue": digest.issue,
             "period": format_period(digest.period_start, digest.period_end, self.tz),
             "subject": subject,
-            "items": items,
+            "items": [_item_context(item) for item in digest.items],
             "unsubscribe_url": unsubscribe_mark,
             "preferences_url": preferences_mark,
         }
-        text = self._render(DIGEST_TEXT, **context)
-        html_body = self._inline(DIGEST_HTML, self._render(DIGEST_HTML, **context))
-        for name, body in ((DIGEST_TEXT, text), (DIGEST_HTML, html_body)):
-            # Bulk-sender rules want a visible unsubscribe link: a template override must keep it.
-            if unsubscribe_mark not in body:
-                raise RenderError(f"template {name}: it must show unsubscribe_url (a visible unsubscribe link)")
-        text_mark, html_mark = f"sstextpart{nonce}", f"sshtmlpart{nonce}"
-        skeleton = _Skeleton.build(
-            _assemble(
-                from_header=self.from_header,
-                to=None,
-                subject=subject,
-                now=None,
-                message_id=None,
-                text=text_mark,
-                html_body=html_mark,
-                extra=(
-                    ("List-Id", self.list_id),
-                    # RFC 8058 one-click: mailbox providers POST this body to List-Unsubscribe.
-                    ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
-                ),
-                # From the content, not random: another process (a re-send after a crash)
-                # then builds byte for byte the same message.
-                boundary=_boundary(subject, text, html_body, (unsubscribe_mark, preferences_mark)),
-            ),
-            text_mark,
-            html_mark,
-        )
+        text, html_body = self._digest_bodies(context, unsubscribe_mark)
         marks = (unsubscribe_mark, preferences_mark)
+        skeleton = self._digest_skeleton(subject, text, html_body, marks, nonce)
         return ComposedDigest(
             subject=subject,
             text=text,
@@ -622,6 +592,41 @@ class DigestComposer:
                     skeleton.tail,
                 ]
             ),
+        )
+
+    def _digest_bodies(self, context: dict[str, Any], unsubscribe_mark: str) -> tuple[str, str]:
+        """The digest's text and HTML (CSS inlined), each checked to show the unsubscribe link."""
+        text = self._render(DIGEST_TEXT, **context)
+        html_body = self._inline(DIGEST_HTML, self._render(DIGEST_HTML, **context))
+        for name, body in ((DIGEST_TEXT, text), (DIGEST_HTML, html_body)):
+            # Bulk-sender rules want a visible unsubscribe link: a template override must keep it.
+            if unsubscribe_mark not in body:
+                raise RenderError(f"template {name}: it must show unsubscribe_url (a visible unsubscribe link)")
+        return text, html_body
+
+    def _digest_skeleton(self, subject: str, text: str, html_body: str, marks: tuple[str, str], nonce: str) -> _Skeleton:
+        """The digest message without its recipient's parts, split around the two bodies."""
+        text_mark, html_mark = f"sstextpart{nonce}", f"sshtmlpart{nonce}"
+        return _Skeleton.build(
+            _assemble(
+                from_header=self.from_header,
+                to=None,
+                subject=subject,
+                now=None,
+                message_id=None,
+                text=text_mark,
+                html_body=html_mark,
+                extra=(
+                    ("List-Id", self.list_id),
+                    # RFC 8058 one-click: mailbox providers POST this body to List-Unsubscribe.
+                    ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
+                ),
+                # From the content, not random: another process (a re-send after a crash)
+                # then builds byte for byte the same message.
+                boundary=_boundary(subject, text, html_body, marks),
+            ),
+            text_mark,
+            html_mark,
         )
 
     def confirmation(self, address: str, confirm_url: str, *, now: datetime) -> Email:

@@ -1,4 +1,4 @@
-"""SMTP delivery: one reused connection per ``SmtpMailer``, and a pool of them on threads.
+"""SMTP delivery: one reused connection per ``SmtpMailer`` (bot.mail.pool runs several on threads).
 
 smtplib errors are translated here and never leak upward: 4xx and dropped
 connections are ``TransientMailError``, 5xx for a recipient ``RecipientRefused``,
@@ -14,17 +14,21 @@ recipient twice, so the error is ``MaybeDelivered`` and the caller decides.
 from __future__ import annotations
 
 import contextlib
-import queue
 import smtplib
 import ssl
 import threading
-from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from bot.errors import ConfigError, MailError, TransientMailError
-from bot.mail.base import AddressNotSupported, Email, Mailer, MaybeDelivered, RecipientRefused, SenderRefused, smtp_data
+from bot.errors import (
+    AddressNotSupported,
+    ConfigError,
+    MaybeDelivered,
+    RecipientRefused,
+    SenderRefused,
+    TransientMailError,
+)
+from bot.mail.base import Email, smtp_data
 from bot.mail.message import sender
 from bot.settings import Settings
 
@@ -333,254 +337,3 @@ class _Dropped(Exception):
     def __init__(self, message: str, *, before_handover: bool) -> None:
         super().__init__(message)
         self.before_handover = before_handover
-
-
-# ---- the pool ----
-
-
-@dataclass(frozen=True, slots=True)
-class SendReport:
-    """What one MailerPool.send_all did."""
-
-    #: messages the server (or outbox) accepted
-    sent: int = 0
-    #: messages that failed with a TransientMailError (retry later)
-    transient: int = 0
-    #: messages refused for good (RecipientRefused, other PermanentMailError, SenderRefused)
-    permanent: int = 0
-    #: messages never handed over because the run stopped (reported as TransientMailError)
-    not_sent: int = 0
-    #: why the run stopped early, if it did
-    stopped: str | None = None
-
-
-class NotSent(TransientMailError):
-    """The run stopped before this message was handed to any server; send it next time."""
-
-
-#: (email, None) when it was accepted, else (email, the MailError it failed with)
-Result = tuple[Email, Exception | None]
-OnResult = Callable[[Email, Exception | None], None]
-
-
-class Handover(Protocol):
-    """What a caller of ``MailerPool.send_all`` notes around each message, in the worker's thread.
-
-    Before a worker starts a message's SMTP transaction it calls ``note`` with
-    that message (`going`) and the outcome of its previous one (`done`), in one
-    call, so a caller keeping records needs one write per message: "this one
-    is done, that one may be out from now on". A message noted as going and
-    not yet noted as done is the only kind whose fate a crash can leave open,
-    and a worker has at most one. The calling thread is not involved; several
-    workers call at once, so implementations must be thread-safe.
-    """
-
-    def note(self, done: Result | None, going: Email | None) -> bool:
-        """Record `done` (email, None when accepted, else its MailError) and that `going` goes out now.
-
-        Returns False to withdraw `going`: it is then not sent (reported NotSent).
-        """
-        ...
-
-
-class MailerPool:
-    """Sends a stream of e-mails through N mailers on N threads, each mailer keeping its connection.
-
-    ``send_all`` reads `emails` lazily (a bounded window: never all in memory)
-    and calls ``on_result`` in **the calling thread**. An optional ``Handover``
-    is called in the worker threads before each message, so a caller can
-    durably note each message before it may be out, together with the outcome
-    of the one before: after a crash, the messages noted as going and not noted
-    as done (at most one per worker) are the only ones that may or may not have
-    gone out. A SenderRefused (bad login, refused sender) stops the run:
-    nothing else could go out.
-    """
-
-    def __init__(self, mailers: Sequence[Mailer], *, queue_size: int | None = None) -> None:
-        if not mailers:
-            raise ValueError("MailerPool needs at least one mailer")
-        self.mailers = list(mailers)
-        self.queue_size = queue_size or 2 * len(self.mailers)
-
-    def send_all(
-        self,
-        emails: Iterable[Email],
-        on_result: OnResult | None = None,
-        *,
-        handover: Handover | None = None,
-        stop: threading.Event | None = None,
-    ) -> SendReport:
-        """Send every e-mail; report each through on_result(email, None | MailError).
-
-        Stops taking e-mails early when `stop` is set (SIGTERM) or a mailer
-        raises SenderRefused: the messages in hand finish, the ones still queued
-        are reported as NotSent, and the rest of `emails` is left unread. If
-        `emails` raises, what was taken is still sent and reported, then the
-        exception propagates. If `on_result` or the handover raises, the workers
-        finish the message in hand, no callback is called again, and the
-        exception propagates. A message is reported once its outcome is noted.
-        """
-        # SimpleQueue: C-implemented, a good part cheaper per message than Queue.
-        work: queue.SimpleQueue[Email | None] = queue.SimpleQueue()
-        events: queue.SimpleQueue[tuple[Email, BaseException | None]] = queue.SimpleQueue()
-        halt = threading.Event()
-        counts = {"sent": 0, "transient": 0, "permanent": 0, "not_sent": 0}
-        stopped: list[str] = []
-        outstanding = 0  # e-mails handed to the workers and not yet reported
-        capacity = self.queue_size + len(self.mailers)
-        callback_failed = False
-        bug: list[BaseException] = []
-
-        def halted() -> bool:
-            return halt.is_set() or (stop is not None and stop.is_set())
-
-        def worker(mailer: Mailer) -> None:
-            done: Result | None = None  # this worker's last outcome, noted with its next message
-
-            def note(going: Email | None) -> bool:
-                """One note: `done`'s outcome and `going`; reports `done` once it is noted."""
-                nonlocal done
-                if handover is None or (done is None and going is None):
-                    return True
-                finished, done = done, None
-                try:
-                    granted = handover.note(finished, going)
-                except BaseException as exc:
-                    # The caller's records failed (its database is gone): not a mail failure.
-                    # Reported as the failure it is (with `finished`, else `going`), so it surfaces.
-                    if finished is not None:
-                        events.put((finished[0], _HandoverFailed(exc)))
-                    if going is not None:
-                        failure = NotSent(f"{going.to}: not sent: its note could not be made")
-                        events.put((going, failure if finished is not None else _HandoverFailed(exc)))
-                    halt.set()
-                    return False
-                if finished is not None:
-                    events.put(finished)
-                return granted
-
-            while True:
-                try:
-                    # With an outcome waiting to be noted, don't sit on it: note it alone if idle.
-                    email = work.get() if done is None else work.get_nowait()
-                except queue.Empty:
-                    note(None)
-                    email = work.get()
-                if email is None:
-                    note(None)
-                    return
-                if halted():
-                    note(None)
-                    events.put((email, NotSent(f"{email.to}: not sent: the run stopped before this message")))
-                    continue
-                if not note(email):
-                    if not halt.is_set():
-                        events.put((email, NotSent(f"{email.to}: not sent: the caller withdrew it")))
-                    continue
-                error: BaseException | None = None
-                try:
-                    mailer.send(email)
-                except BaseException as exc:  # handed to the calling thread, which decides
-                    error = exc
-                if handover is None or (error is not None and not isinstance(error, MailError)):
-                    events.put((email, error))
-                else:
-                    done = (email, error if isinstance(error, Exception) else None)
-
-        def report(email: Email, exc: BaseException | None) -> None:
-            nonlocal outstanding, callback_failed
-            outstanding -= 1
-            if isinstance(exc, _HandoverFailed) or (exc is not None and not isinstance(exc, MailError)):
-                # A bug, or the caller's note failing (its database is gone): not a mail
-                # failure. Stop, report the rest, then surface it.
-                halt.set()
-                bug.append(exc.error if isinstance(exc, _HandoverFailed) else exc)
-                return
-            if exc is None:
-                counts["sent"] += 1
-            elif isinstance(exc, NotSent):
-                counts["not_sent"] += 1
-            elif isinstance(exc, TransientMailError):
-                counts["transient"] += 1
-            else:
-                counts["permanent"] += 1
-                if isinstance(exc, SenderRefused) and not halt.is_set():
-                    halt.set()
-                    stopped.append(str(exc))
-            if on_result is None or callback_failed:
-                return
-            try:
-                on_result(email, exc if isinstance(exc, Exception) else None)
-            except BaseException:
-                callback_failed = True
-                halt.set()
-                raise
-
-        def drain(*, block: bool) -> None:
-            try:
-                item = events.get(timeout=0.2) if block else events.get_nowait()
-                while True:
-                    report(*item)
-                    item = events.get_nowait()
-            except queue.Empty:
-                pass
-
-        threads = [
-            threading.Thread(target=worker, args=(m,), name=f"mailer-{i}", daemon=True) for i, m in enumerate(self.mailers)
-        ]
-        for t in threads:
-            t.start()
-        source = iter(emails)
-        exhausted = False
-        source_error: list[BaseException] = []
-        try:
-            while not bug:
-                # Checked before taking the next e-mail: one taken is one reported.
-                while not exhausted and not halted() and outstanding < capacity:
-                    try:
-                        email = next(source)
-                    except StopIteration:
-                        exhausted = True
-                        break
-                    except Exception as exc:
-                        # Finish (and report) what is in hand first, then raise it.
-                        source_error.append(exc)
-                        exhausted = True
-                        halt.set()
-                        break
-                    outstanding += 1
-                    work.put(email)
-                if outstanding == 0 and (exhausted or halted()):
-                    break
-                drain(block=True)
-        except BaseException:
-            halt.set()
-            raise
-        finally:
-            for _ in threads:
-                work.put(None)  # once halted the workers skip what is queued, so this never waits long
-            for t in threads:
-                t.join()
-            # Raising from here would hide the first exception; report what is left instead.
-            with contextlib.suppress(Exception):
-                while outstanding > 0 and not events.empty():
-                    drain(block=False)
-        if bug:
-            raise bug[0]
-        if source_error:
-            raise source_error[0]
-        if stop is not None and stop.is_set() and not stopped:
-            stopped.append("stopped on request")
-        return SendReport(**counts, stopped=stopped[0] if stopped else None)
-
-    def close(self) -> None:
-        for mailer in self.mailers:
-            mailer.close()
-
-
-class _HandoverFailed(Exception):
-    """The caller's handover note raised (internal: re-raised in the calling thread)."""
-
-    def __init__(self, error: BaseException) -> None:
-        super().__init__(str(error))
-        self.error = error

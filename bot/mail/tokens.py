@@ -12,7 +12,7 @@ import functools
 import hashlib
 import hmac
 import re
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal
 from urllib.parse import quote
 
@@ -20,7 +20,8 @@ from itsdangerous import BadSignature, SignatureExpired, TimestampSigner
 from itsdangerous.encoding import base64_decode, base64_encode, int_to_bytes, want_bytes
 from itsdangerous.signer import SigningAlgorithm
 
-from bot.errors import BotError, ConfigError
+from bot.clock import utc_now
+from bot.errors import ConfigError, InvalidToken
 from bot.records import Subscriber
 from bot.settings import Settings
 
@@ -35,15 +36,6 @@ PATHS: dict[Purpose, str] = {"confirm": "/confirm", "unsubscribe": "/unsubscribe
 # Only in development mode (BOT_DEV=1) without a SECRET_KEY, and never with live mail:
 # it is public, so anyone could forge a link signed with it.
 _DEV_KEY = "insecure-dev-key-mail-is-not-live"
-
-class InvalidToken(BotError):
-    """A subscription link's token is forged, damaged, for another purpose, or expired."""
-
-    def __init__(self, message: str, *, expired: bool = False) -> None:
-        super().__init__(message)
-        #: True when the signature is good but the token is too old (offer a new link)
-        self.expired = expired
-
 
 class _HmacSha1(SigningAlgorithm):
     """itsdangerous's default signature (HMAC-SHA1), in one OpenSSL call: its own builds a
@@ -164,7 +156,7 @@ def read_versioned_token(
         else:
             # itsdangerous compares the age with the real clock; ours may be fixed.
             payload, signed_at = signer.unsign(token, return_timestamp=True)
-            age = (now or datetime.now(UTC)) - signed_at
+            age = (now or utc_now()) - signed_at
             if age.total_seconds() > max_age:
                 raise InvalidToken(f"this {purpose} link has expired", expired=True)
         address, _, version = base64_decode(payload).decode("utf-8").partition("\0")

@@ -198,7 +198,7 @@ class _Collector:
             self.problem(guid, "duplicate guid (the first occurrence was kept)")
             return
         self.seen.add(guid)
-        clean_title = _one_line(_unescape_once(title)) if title else ""
+        clean_title = _feed_line(_unescape_once(title)) if title else ""
         if not clean_title:
             self.problem(guid, "has no title")
             return
@@ -223,7 +223,7 @@ class _Collector:
             Summary(
                 guid=guid,
                 title=clean_title,
-                author=_one_line(author) if author else ANONYMOUS,
+                author=_feed_line(author) if author else ANONYMOUS,
                 text=text or "",
                 link=link,
                 edited_at=when,
@@ -238,12 +238,16 @@ class _Collector:
         return ParseResult(
             summaries=tuple(self.summaries),
             problems=tuple(self.problems),
-            title=_one_line(title) if title else None,
+            title=_feed_line(title) if title else None,
         )
 
 
-def _one_line(value: str) -> str:
-    """A header-safe single line: control characters dropped, every run of whitespace one space."""
+def _feed_line(value: str) -> str:
+    """A header-safe single line: control characters dropped, every run of whitespace one space.
+
+    Not bot.render.posts.one_line: what is stored keeps what a reader sees (NFC and the invisible
+    marks are the outputs' business), and the content hash, hence what counts as an edit, rests on it.
+    """
     if _LINE_JUNK.search(value):
         value = _LINE_JUNK.sub("", value)
     return " ".join(value.split())
@@ -421,7 +425,7 @@ def _struct_time(entry: Any) -> datetime | str:
 def _terms(tags: Any) -> tuple[str, ...]:
     if not tags:
         return ()
-    return tuple(term for tag in tags if (term := _one_line(str(tag.get("term") or tag.get("label") or ""))))
+    return tuple(term for tag in tags if (term := _feed_line(str(tag.get("term") or tag.get("label") or ""))))
 
 
 def _arxiv_from_link(link: str | None) -> str | None:
@@ -479,7 +483,7 @@ def _parse_json_feed(body: bytes, collector: _Collector) -> ParseResult:
             text=_clean_text(text),
             when=when,
             arxiv_id=_arxiv_from_link(link if isinstance(link, str) else None),
-            categories=tuple(t for tag in tags if isinstance(tag, str) and (t := _one_line(tag)))
+            categories=tuple(t for tag in tags if isinstance(tag, str) and (t := _feed_line(tag)))
             if isinstance(tags, list)
             else (),
         )

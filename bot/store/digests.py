@@ -39,8 +39,8 @@ class SendOutcome:
     """What one try of one send came to, as the digest job decided it."""
 
     subscriber_id: int
-    #: the send's new state: "sent", "pending" (retry at due_at) or "failed"
-    state: str
+    #: the send's new state: sent, pending (retry at due_at) or failed
+    state: SendState
     due_at: datetime | None = None
     #: why it failed or waits (None when sent)
     error: str | None = None
