@@ -7,10 +7,11 @@ Parts are built lazily, so a command only pays for what it touches.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
+from bot.clock import utc_now
 from bot.settings import Settings
 
 if TYPE_CHECKING:
@@ -24,8 +25,6 @@ if TYPE_CHECKING:
     from bot.store import Store
 
 
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 class App:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import logging
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 
 import sqlalchemy as sa
 from cryptography.fernet import Fernet, InvalidToken
@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
+from bot.clock import utc_now
 from bot.errors import ConfigError, StoreError
 from bot.store.schema import channel_sessions as t
 
@@ -37,14 +38,11 @@ def session_cipher(secret_key: str) -> Fernet:
     return Fernet(base64.urlsafe_b64encode(key))
 
 
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
-
 
 class StoreSessionVault:
     """One channel's session in the ``channel_sessions`` table (a bot.channels.spec.SessionStore)."""
 
-    def __init__(self, engine: Engine, channel: str, secret_key: str, *, now: Callable[[], datetime] = _utcnow) -> None:
+    def __init__(self, engine: Engine, channel: str, secret_key: str, *, now: Callable[[], datetime] = utc_now) -> None:
         self._engine = engine
         self._channel = channel
         self._cipher = session_cipher(secret_key)

@@ -34,6 +34,7 @@ from atproto_server.exceptions import InvalidTokenError
 from bot.channels.bluesky.post import COLLECTION, record
 from bot.channels.bluesky.tid import record_key
 from bot.channels.spec import SessionStore
+from bot.clock import utc_now
 from bot.errors import AuthPublishError, PermanentPublishError, PublishError, TransientPublishError
 from bot.records import Post, Published
 from bot.sources.fetch import parse_retry_after
@@ -48,9 +49,6 @@ THUMB_MAX_BYTES = 1_000_000
 _SESSION_ERRORS = ("ExpiredToken", "InvalidToken")
 _CREDENTIALS = "check BLUESKY_HANDLE and BLUESKY_APP_PASSWORD (an app password, not the account's)"
 
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 class BlueskyPublisher:
@@ -68,7 +66,7 @@ class BlueskyPublisher:
         vault: SessionStore,
         timeout: float = 30.0,
         langs: Sequence[str] = ("en",),
-        now: Callable[[], datetime] = _utcnow,
+        now: Callable[[], datetime] = utc_now,
         fetch_image: Callable[[str], tuple[bytes, str]] | None = None,
     ) -> None:
         self._handle = handle.lstrip("@").lower()
@@ -333,7 +331,7 @@ def make_publisher(
     settings: Any,
     *,
     vault: SessionStore,
-    now: Callable[[], datetime] = _utcnow,
+    now: Callable[[], datetime] = utc_now,
     fetch_image: Callable[[str], tuple[bytes, str]] | None = None,
 ) -> BlueskyPublisher:
     """The live publisher from the bot's Settings (``env.bluesky_*`` and the ``bluesky`` section): the registry's one line."""

@@ -13,7 +13,7 @@ import logging
 import re
 import warnings
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
@@ -21,6 +21,7 @@ import requests
 
 from bot.channels.images import fetch_image
 from bot.channels.transport import HostAdapter, never_sent, redact, settle_environment
+from bot.clock import utc_now
 from bot.errors import AuthPublishError, ConfigError, PermanentPublishError, PublishError, TransientPublishError
 from bot.records import Post, Published
 from bot.settings import Settings
@@ -50,9 +51,6 @@ _POST_FIELDS = "id,message,permalink_url,created_time,attachments{url,unshimmed_
 RECONCILE_MAX_PAGES = 40
 
 
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
-
 
 class FacebookPublisher:
     """Publishes posts on one Facebook Page with a Page access token."""
@@ -64,7 +62,7 @@ class FacebookPublisher:
         self,
         settings: Settings,
         *,
-        now: Callable[[], datetime] = _utcnow,
+        now: Callable[[], datetime] = utc_now,
         http: httpx.Client | None = None,
     ) -> None:
         env = settings.env

@@ -39,6 +39,7 @@ from bot.channels.images import fetch_image
 from bot.channels.mastodon.post import CHANNEL, StatusLimits, limits_from_instance
 from bot.channels.mastodon.settings import MastodonSettings
 from bot.channels.transport import never_sent, redact
+from bot.clock import utc_now
 from bot.errors import AuthPublishError, ConfigError, PermanentPublishError, PublishError, TransientPublishError
 from bot.records import Post, Published
 from bot.settings import Settings
@@ -62,9 +63,6 @@ ASSUMED_VERSION = "4.0.0"
 
 ImageFetcher = Callable[[str], tuple[bytes, str]]
 
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 def idempotency_key(post: Post) -> str:
@@ -93,7 +91,7 @@ class MastodonPublisher:
         visibility: str = "public",
         language: str = "",
         spoiler_text: str = "",
-        now: Callable[[], datetime] = _utcnow,
+        now: Callable[[], datetime] = utc_now,
         fetch_image: ImageFetcher | None = None,
         sleep: Callable[[float], None] = time.sleep,
         session: requests.Session | None = None,
@@ -133,7 +131,7 @@ class MastodonPublisher:
         *,
         api_base_url: str | None = None,
         access_token: str | None = None,
-        now: Callable[[], datetime] = _utcnow,
+        now: Callable[[], datetime] = utc_now,
     ) -> MastodonPublisher:
         """The publisher the settings describe (the instance and token from the environment unless passed in)."""
         env = settings.env

@@ -21,6 +21,7 @@ import tweepy
 
 from bot.channels.images import fetch_image
 from bot.channels.transport import HostAdapter, never_sent, redact, settle_environment
+from bot.clock import utc_now
 from bot.errors import AuthPublishError, PermanentPublishError, PublishError, TransientPublishError
 from bot.records import Post, Published
 from bot.settings import Settings
@@ -45,9 +46,6 @@ _URL = re.compile(r"https?://\S+", re.IGNORECASE)
 _PERMISSION_PROBLEMS = ("oauth1-permissions", "client-forbidden", "unsupported-authentication", "not-authorized-for-resource")
 
 
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
-
 
 class TwitterPublisher:
     """Publishes posts on X with OAuth 1.0a user context."""
@@ -60,7 +58,7 @@ class TwitterPublisher:
         settings: Settings,
         *,
         session: requests.Session | None = None,
-        now: Callable[[], datetime] = _utcnow,
+        now: Callable[[], datetime] = utc_now,
         http: httpx.Client | None = None,
     ) -> None:
         env = settings.env
