@@ -37,13 +37,14 @@ from bot.records import (
     Summary,
 )
 from bot.store import schema as t
+from bot.store.console import ConsoleStore
 from bot.store.digests import DigestStore
 from bot.store.held import HeldStore
 
 log = logging.getLogger(__name__)
 
 #: the newest migration; `Store.open` upgrades any older database to it
-HEAD_REVISION = "0004"
+HEAD_REVISION = "0005"
 _MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 
 
@@ -321,7 +322,7 @@ _MARK_SENT = (
 _ATTEMPT = t.attempts.insert()
 
 
-class Store(DigestStore, HeldStore):
+class Store(DigestStore, HeldStore, ConsoleStore):
     """The bot's database. Every method is one transaction."""
 
     def __init__(self, engine: Engine) -> None:

@@ -297,3 +297,21 @@ channel_sessions = Table(
     Column("data", Text, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
 )
+
+
+# What the operator did in the console, and every login to it (bot.store.console).
+# Rows are only ever added: the console shows them, nothing edits them.
+operator_audit = Table(
+    "operator_audit",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("at", UtcDateTime, nullable=False),
+    # login, login_failed, login_refused, logout, retry, skip, pause, resume, …
+    Column("action", String(32), nullable=False),
+    # What it acted on, e.g. "delivery 12", "channel twitter"; "" for logins.
+    Column("target", Text, nullable=False, default=""),
+    # The client's address (bot.webguard's proxy rule).
+    Column("client", String(64), nullable=False, default=""),
+    Column("detail", Text, nullable=False, default=""),
+    Index("ix_operator_audit_action_at", "action", "at"),
+)
