@@ -57,10 +57,18 @@ def _client(request: Request) -> str:
 
 
 def _same_origin(request: Request) -> bool:
-    """A browser's POST from another site names that site in Origin: refuse it (the login form has no CSRF token)."""
+    """False for a browser's POST from another site (the login form has no CSRF token to stop it).
+
+    Browsers say where a request comes from in Sec-Fetch-Site; under the site's
+    `Referrer-Policy: no-referrer` their Origin is "null" even for our own forms,
+    so Origin counts only when it names a site, and must then be this one.
+    """
+    fetch_site = request.headers.get("sec-fetch-site")
+    if fetch_site is not None and fetch_site not in ("same-origin", "none"):
+        return False
     origin = request.headers.get("origin")
     if origin is None or origin == "null":
-        return origin is None
+        return True
     return urlsplit(origin).netloc.lower() == request.headers.get("host", "").lower()
 
 
