@@ -244,3 +244,18 @@ def test_a_hash_that_is_not_argon2_is_refused_at_start(tmp_path: Path) -> None:
         make_settings(tmp_path, {"OPERATOR_PASSWORD_HASH": "my-plain-password"})
     assert "my-plain-password" not in str(info.value)
     assert make_settings(tmp_path, {"OPERATOR_PASSWORD_HASH": password_hash()}).env.operator_password_hash
+
+
+def test_past_issues_show_their_figures(room: tuple[Newsroom, dict[str, int]]) -> None:
+    from bot.digest import send_digest
+
+    r, _ = room
+    r.subscribe("reader@example.org")
+    r.subscribe("second@example.org")
+    r.clock.advance(hours=1)
+    send_digest(r.app, end_now=True)  # to the outbox: no SMTP_URL
+    client = client_for(r)
+    login(client)
+    page = client.get("/admin/digest").text
+    assert "digest #1 (" in page and "2 recipients" in page and "2 sent, 0 failed" in page
+    assert "#2: " in page  # the next one
