@@ -259,3 +259,16 @@ def test_past_issues_show_their_figures(room: tuple[Newsroom, dict[str, int]]) -
     page = client.get("/admin/digest").text
     assert "digest #1 (" in page and "2 recipients" in page and "2 sent, 0 failed" in page
     assert "#2: " in page  # the next one
+
+
+def test_the_summary_page_links_the_published_post(room: tuple[Newsroom, dict[str, int]]) -> None:
+    from bot.records import Published
+
+    r, marks = room
+    store = r.app.store
+    sent = next(d for d in store.deliveries(limit=10) if d.id not in marks.values())
+    store.mark_sent(sent.id, Published(post_id="1790000000000000001", url="https://social.example/status/1790000000000000001"), now=r.clock())
+    client = client_for(r)
+    login(client)
+    page = client.get(f"/admin/summary/{sent.summary_id}").text
+    assert '<a href="https://social.example/status/1790000000000000001" rel="noreferrer">1790000000000000001</a>' in page

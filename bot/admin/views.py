@@ -102,10 +102,13 @@ def summary_page(app: App, summary_id: int) -> SummaryPage | None:
     except StoreError:
         return None
     history = []
-    for d in store.summary_deliveries(summary_id):
+    deliveries = store.summary_deliveries(summary_id)
+    urls = store.post_urls([d.id for d in deliveries])
+    for d in deliveries:
         post = store.stored_post(d.id)
-        url = d.post_id if d.post_id and d.post_id.startswith(("https://", "http://")) else None
-        history.append(ChannelHistory(d, store.attempts(d.id), describe_post(post) if post else None, url))
+        url = urls.get(d.id)
+        history.append(ChannelHistory(d, store.attempts(d.id), describe_post(post) if post else None,
+                                      url if url and url.startswith(("https://", "http://")) else None))
     have = {h.delivery.channel for h in history if h.sent is not None}
     try:
         upcoming, notes = channel_renderings(app, stored.summary)

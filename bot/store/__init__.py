@@ -317,7 +317,7 @@ _START_SENDING_WITH_POST = _START_SENDING.values(post=_P("p_post"))
 _MARK_SENT = (
     t.deliveries.update()
     .where(t.deliveries.c.id == _P("p_id"))
-    .values(lease_until=None, updated_at=_P("p_now"), state=DeliveryState.SENT.value, post_id=_P("p_post_id"), sent_at=_P("p_now"), last_error=None)
+    .values(lease_until=None, updated_at=_P("p_now"), state=DeliveryState.SENT.value, post_id=_P("p_post_id"), post_url=_P("p_post_url"), sent_at=_P("p_now"), last_error=None)
 )
 _ATTEMPT = t.attempts.insert()
 
@@ -849,7 +849,7 @@ class Store(DigestStore, HeldStore, ConsoleStore):
 
     def mark_sent(self, delivery_id: int, published: Published, *, now: datetime, outcome: str = "sent") -> None:
         with self.tx() as conn:
-            conn.execute(_MARK_SENT, {"p_id": delivery_id, "p_now": now, "p_post_id": published.post_id})
+            conn.execute(_MARK_SENT, {"p_id": delivery_id, "p_now": now, "p_post_id": published.post_id, "p_post_url": published.url})
             conn.execute(_ATTEMPT, _attempt_row(Attempt(delivery_id, now, outcome, message=f"post id {published.post_id}")))
 
     def mark_retry(self, delivery_id: int, *, due_at: datetime, attempt: Attempt, state: str = DeliveryState.PENDING.value) -> None:

@@ -97,3 +97,12 @@ class ConsoleStore:
         c = t.channels
         with self.tx() as conn:
             return {r.name: r.paused_at for r in conn.execute(sa.select(c.c.name, c.c.paused_at).where(c.c.paused.is_(True)))}
+
+    def post_urls(self, delivery_ids: Sequence[int]) -> dict[int, str]:
+        """Delivery id → where its published post can be seen (for those whose channel said)."""
+        d = t.deliveries
+        if not delivery_ids:
+            return {}
+        with self.tx() as conn:
+            rows = conn.execute(sa.select(d.c.id, d.c.post_url).where(d.c.id.in_(list(delivery_ids)), d.c.post_url.is_not(None)))
+            return {r.id: r.post_url for r in rows}

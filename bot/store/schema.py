@@ -164,6 +164,8 @@ deliveries = Table(
     # The post exactly as sent (JSON of Post), fixed before the network call.
     Column("post", JSON),
     Column("post_id", Text),
+    # Where the published post can be seen (the channel's answer), for the operator console.
+    Column("post_url", Text),
     Column("sent_at", UtcDateTime),
     Column("last_error", Text),
     UniqueConstraint("summary_id", "channel", "revision", name="uq_deliveries_summary_channel_revision"),

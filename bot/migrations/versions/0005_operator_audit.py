@@ -1,4 +1,4 @@
-"""operator audit: every login to the console and every action taken there
+"""operator audit: every login to the console and every action taken there; deliveries.post_url
 
 Revision ID: 0005
 Revises: 0004
@@ -30,8 +30,12 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_operator_audit")),
     )
     op.create_index("ix_operator_audit_action_at", "operator_audit", ["action", "at"], unique=False)
+    with op.batch_alter_table("deliveries", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("post_url", sa.Text(), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("deliveries", schema=None) as batch_op:
+        batch_op.drop_column("post_url")
     op.drop_index("ix_operator_audit_action_at", table_name="operator_audit")
     op.drop_table("operator_audit")
