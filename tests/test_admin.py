@@ -93,6 +93,7 @@ def test_login_sets_a_strict_cookie_and_every_login_is_audited(room: tuple[Newsr
     assert "Secure" not in cookie  # PUBLIC_BASE_URL is http here
     actions = [(e.action, e.client) for e in r.app.store.audit_entries()]
     assert actions == [("login", "testclient"), ("login_failed", "testclient")]
+    assert r.app.store.audit_entries()[0].target.startswith("session ")
 
 
 def test_the_cookie_is_secure_behind_https(tmp_path: Path, db_url: str) -> None:
@@ -176,11 +177,16 @@ def test_logout_ends_the_session(room: tuple[Newsroom, dict[str, int]]) -> None:
     r, _ = room
     client = client_for(r)
     login(client)
+    copied = client.cookies[auth.SESSION_COOKIE]
     token = csrf(client.get("/admin").text)
     out = client.post("/admin/logout", data={"csrf": token})
     assert out.status_code == 303 and "Max-Age=0" in out.headers["set-cookie"]
     assert client.get("/admin").status_code == 303
-    assert r.app.store.audit_entries()[0].action == "logout"
+    # A copy of the cookie kept from before (a stolen one, say) dies with the logout too.
+    kept = TestClient(console_app(r), follow_redirects=False, cookies={auth.SESSION_COOKIE: copied})
+    assert kept.get("/admin").status_code == 303
+    logout, login_ = r.app.store.audit_entries()[:2]
+    assert logout.action == "logout" and login_.action == "login" and logout.target == login_.target
 
 
 def test_pages_show_what_status_shows(room: tuple[Newsroom, dict[str, int]]) -> None:

@@ -98,12 +98,17 @@ class Console:
             response.headers["Set-Cookie"] = cookie
         return response
 
-    def session(self, request: Request) -> auth.Session | None:
-        return auth.read_session(self.settings, request.cookies.get(auth.SESSION_COOKIE, ""), now=self.app.clock())
+    async def session(self, request: Request) -> auth.Session | None:
+        """The request's session: signed, not expired, and not logged out (a copied cookie dies with the logout)."""
+        session = auth.read_session(self.settings, request.cookies.get(auth.SESSION_COOKIE, ""), now=self.app.clock())
+        if session is None:
+            return None
+        ended = await anyio.to_thread.run_sync(lambda: self.app.store.audited("logout", auth.session_label(session)))
+        return None if ended else session
 
     async def guarded(self, request: Request, render: Callable[[auth.Session], Response]) -> Response:
         """A page for a logged-in operator; the login page otherwise."""
-        session = self.session(request)
+        session = await self.session(request)
         if session is None:
             return self.redirect("/admin/login")
         return await anyio.to_thread.run_sync(lambda: render(session))
@@ -136,8 +141,8 @@ class Console:
             store.audit("login_failed", now=now, target=auth.ACCOUNT, client=client)
             log.warning("operator console: failed login from %s", client)
             return self.page("admin_login.html.j2", 401, session=None, error="Wrong password.")
-        value, _ = auth.new_session_cookie(self.settings, now=now)
-        store.audit("login", now=now, target=auth.ACCOUNT, client=client)
+        value, session = auth.new_session_cookie(self.settings, now=now)
+        store.audit("login", now=now, target=auth.session_label(session), client=client)
         log.info("operator console: login from %s", client)
         return self.redirect("/admin", cookie=auth.cookie_header(self.settings, value, max_age=self.settings.web.admin_session_minutes * 60))
 
@@ -145,13 +150,14 @@ class Console:
         checked = await self.checked_form(request)
         if isinstance(checked, Response):
             return checked
+        label = auth.session_label(checked[0])
         client = _client(request)
-        await anyio.to_thread.run_sync(lambda: self.app.store.audit("logout", now=self.app.clock(), target=auth.ACCOUNT, client=client))
+        await anyio.to_thread.run_sync(lambda: self.app.store.audit("logout", now=self.app.clock(), target=label, client=client))
         return self.redirect("/admin/login", cookie=auth.cookie_header(self.settings, "", max_age=0))
 
     async def checked_form(self, request: Request) -> tuple[auth.Session, dict[str, list[str]]] | Response:
         """The session and form of a POST, or the answer refusing it (no session, no or a wrong CSRF token)."""
-        session = self.session(request)
+        session = await self.session(request)
         if session is None:
             return self.redirect("/admin/login")
         try:

@@ -43,6 +43,12 @@ class ConsoleStore:
             conn.execute(t.operator_audit.insert().values(
                 at=now, action=action[:32], target=target[:500], client=client[:64], detail=detail[:1000]))
 
+    def audited(self, action: str, target: str) -> bool:
+        """Whether the log holds `action` on `target` (a session's logout, say)."""
+        a = t.operator_audit
+        with self.tx() as conn:
+            return conn.execute(sa.select(a.c.id).where(a.c.action == action, a.c.target == target).limit(1)).first() is not None
+
     def audit_entries(self, *, limit: int = 100) -> list[AuditEntry]:
         """The newest entries first."""
         a = t.operator_audit
