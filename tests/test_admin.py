@@ -278,3 +278,40 @@ def test_the_summary_page_links_the_published_post(room: tuple[Newsroom, dict[st
     login(client)
     page = client.get(f"/admin/summary/{sent.summary_id}").text
     assert '<a href="https://social.example/status/1790000000000000001" rel="noreferrer">1790000000000000001</a>' in page
+
+
+def _on_a_terminal(*answers: str) -> tuple[int, str]:
+    """`operator hash-password` on a pseudo-terminal, typing `answers` at its prompts; (exit code, what the terminal showed)."""
+    import os
+    import pty
+
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: the terminal is its controlling tty, as for a person at a shell
+        os.chdir(REPO)
+        os.execv(sys.executable, [sys.executable, "-m", "bot", "operator", "hash-password"])
+    shown = b""
+    pending = list(answers)
+    while True:
+        try:
+            chunk = os.read(fd, 1024)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        shown += chunk
+        if pending and shown.rstrip().endswith(b":"):
+            os.write(fd, pending.pop(0).encode() + b"\n")
+            shown += b"<typed>"
+    _, status = os.waitpid(pid, 0)
+    os.close(fd)
+    return os.waitstatus_to_exitcode(status), shown.decode("utf-8", "replace")
+
+
+def test_hash_password_on_a_terminal_asks_twice_without_echo() -> None:
+    code, shown = _on_a_terminal(PASSWORD, PASSWORD)
+    assert code == 0, shown
+    assert "console password:" in shown and "again:" in shown and PASSWORD not in shown  # no echo
+    printed = re.search(r"\$argon2id\$\S+", shown)
+    assert printed and auth.password_matches(printed.group(0), PASSWORD)
+    code, shown = _on_a_terminal(PASSWORD, PASSWORD + "x")
+    assert code == 1 and "differ" in shown and "$argon2" not in shown
