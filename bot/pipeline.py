@@ -15,6 +15,7 @@ from bot.channels import enabled_channels
 from bot.decide import next_poll_time, plan_poll, retry_time
 from bot.errors import SourceError
 from bot.records import PollReport
+from bot.store.charts import POLL_FAILED, POLL_NOT_MODIFIED, POLL_OK
 from bot.wording import plural
 
 if TYPE_CHECKING:
@@ -56,6 +57,7 @@ def poll(
                 source.url, now=now, fetch=fetch,
                 next_poll_at=next_poll_time(fetched_at, interval=interval, jitter=jitter, fresh_until=fetch.fresh_until),
             )
+            store.log_poll(source.url, now=now, result=POLL_NOT_MODIFIED)
             # DEBUG: the caller (command or scheduler job) reports the poll's line, once.
             log.debug("poll %s: not modified", source.url)
             return PollReport(source=source.url, status=fetch.status)
@@ -72,6 +74,7 @@ def poll(
             platform_time=exc.retry_after,
         )
         store.record_poll_error(source.url, now=now, error=str(exc), status=None, next_poll_at=at)
+        store.log_poll(source.url, now=now, result=POLL_FAILED)
         log.error("poll %s failed (%d in a row; next try %s): %s", source.url, failures, at.isoformat(timespec="seconds"), exc)
         raise
 
@@ -104,6 +107,7 @@ def poll(
         next_poll_at=next_poll_time(fetched_at, interval=interval, jitter=jitter, fresh_until=fetch.fresh_until),
         problems=parsed.problems, progress=step,
     )
+    store.log_poll(source.url, now=now, result=POLL_OK)
     report = PollReport(
         source=source.url,
         status=fetch.status,

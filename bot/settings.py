@@ -182,7 +182,7 @@ class LogSettings:
 
 @dataclass(frozen=True, init=False)
 class Env:
-    """Deployment values and secrets, from the environment (DESIGN.md §4).
+    """Deployment values and secrets, from the environment (the names are a contract: see the README).
 
     Field names are the lower-cased variable names.
     """

@@ -190,6 +190,10 @@ def render_status(app: App) -> str:
 
     out.append("")
     out.extend(digest_status(app))
+    from bot.charts import status_sparklines
+
+    out.append("")
+    out.extend(status_sparklines(store, now))
     jobs = store.jobs()
     if jobs:
         out.append("")

@@ -35,8 +35,8 @@ class Publisher(Protocol):
 
         Must never create a second post when the first one did go out. A
         publisher that can tell the post never went out may send it now and
-        return that proof (X does: a repeat of identical text is refused as a
-        duplicate when the first one went out).
+        return that proof (X does when its read-back of the account's posts
+        covers the whole time since `since` and the post is not there).
         """
         ...
 

@@ -1,6 +1,6 @@
 """The dry-run publisher: appends each post to <outbox>/<channel>.jsonl instead of a network.
 
-One JSON object per line (DESIGN.md §4): summary_id, channel, text (exactly
+One JSON object per line (the dry-run contract, docs/architecture.md): summary_id, channel, text (exactly
 what would be sent), url, created_at, plus replies and image_url. It can
 reconcile: a post is proven sent when its line is in the file, and
 proven unsent when it is not.

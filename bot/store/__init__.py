@@ -37,6 +37,7 @@ from bot.records import (
     Summary,
 )
 from bot.store import schema as t
+from bot.store.charts import ChartStore
 from bot.store.console import ConsoleStore
 from bot.store.digests import DigestStore
 from bot.store.held import HeldStore
@@ -44,7 +45,7 @@ from bot.store.held import HeldStore
 log = logging.getLogger(__name__)
 
 #: the newest migration; `Store.open` upgrades any older database to it
-HEAD_REVISION = "0005"
+HEAD_REVISION = "0006"
 _MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 
 
@@ -322,7 +323,7 @@ _MARK_SENT = (
 _ATTEMPT = t.attempts.insert()
 
 
-class Store(DigestStore, HeldStore, ConsoleStore):
+class Store(DigestStore, HeldStore, ChartStore, ConsoleStore):
     """The bot's database. Every method is one transaction."""
 
     def __init__(self, engine: Engine) -> None:

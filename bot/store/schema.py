@@ -300,6 +300,19 @@ channel_sessions = Table(
     Column("updated_at", UtcDateTime, nullable=False),
 )
 
+# One row per poll of a source and its result, for the operator's charts (bot.charts).
+# Bounded: each write deletes the rows older than POLL_LOG_DAYS (bot.store.charts).
+poll_log = Table(
+    "poll_log",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("source", Text, nullable=False),
+    Column("at", UtcDateTime, nullable=False),
+    # ok | not_modified | failed
+    Column("result", String(16), nullable=False),
+    Index("ix_poll_log_at", "at"),
+)
+
 
 # What the operator did in the console, and every login to it (bot.store.console).
 # Rows are only ever added: the console shows them, nothing edits them.

@@ -35,7 +35,7 @@ with warnings.catch_warnings():
 
 log = logging.getLogger(__name__)
 
-#: Graph error codes that mean "slow down" (DESIGN.md §5); 80000-80099 are the business use case limits
+#: Graph error codes that mean "slow down" (docs/architecture.md, platform facts); 80000-80099 are the business use case limits
 THROTTLING_CODES = frozenset({4, 17, 32, 341, 613, 80001})
 #: codes of a bad or dead token
 TOKEN_CODES = frozenset({102, 190})

@@ -1,7 +1,7 @@
 """operator audit: every login to the console and every action taken there; deliveries.post_url
 
-Revision ID: 0005
-Revises: 0004
+Revision ID: 0006
+Revises: 0005
 Create Date: 2026-12-06 09:30:00
 """
 
@@ -12,8 +12,8 @@ from alembic import op
 
 import bot.store.schema
 
-revision = "0005"
-down_revision = "0004"
+revision = "0006"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 
