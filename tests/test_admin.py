@@ -27,7 +27,7 @@ with warnings.catch_warnings():
 
 #: every page of the console a logged-in operator can open
 PAGES = ["/admin", "/admin/attention", "/admin/summary/1", "/admin/digest", "/admin/digest?q=someone@example.org",
-         "/admin/digest/preview", "/admin/audit"]
+         "/admin/digest/preview", "/admin/charts", "/admin/charts?days=90", "/admin/audit"]
 HTTP = {"PUBLIC_BASE_URL": "http://testserver"}  # TestClient speaks http: a Secure cookie would not come back
 
 
@@ -315,3 +315,18 @@ def test_hash_password_on_a_terminal_asks_twice_without_echo() -> None:
     assert printed and auth.password_matches(printed.group(0), PASSWORD)
     code, shown = _on_a_terminal(PASSWORD, PASSWORD + "x")
     assert code == 1 and "differ" in shown and "$argon2" not in shown
+
+
+def test_the_charts_page_shows_the_four_charts_over_30_or_90_days(room: tuple[Newsroom, dict[str, int]]) -> None:
+    from lxml import html as lxml_html
+
+    r, _ = room
+    client = client_for(r)
+    login(client)
+    for query, days in (("", 30), ("?days=90", 90), ("?days=100000", 30)):
+        page = client.get("/admin/charts" + query)
+        assert page.status_code == 200 and f"the last {days} days" in page.text
+        doc = lxml_html.fromstring(page.text)
+        charts = doc.xpath("//section[@class='chart']")
+        assert len(charts) == 4 and all(c.xpath(".//*[local-name()='svg']") for c in charts)
+        assert "<script" not in page.text

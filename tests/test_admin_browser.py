@@ -1,7 +1,8 @@
 """The operator console in a real browser (Debian's chromium through Playwright).
 
 Screenshots of every page go to tests/artifacts/ (admin-login.png, admin-overview.png,
-admin-attention.png, admin-confirm.png, admin-summary.png, admin-digest.png, admin-audit.png);
+admin-attention.png, admin-confirm.png, admin-summary.png, admin-digest.png, admin-charts.png,
+admin-charts-90.png, admin-audit.png, admin-overview-phone.png);
 the overview's is copied to docs/console-overview.png for the README.
 """
 
@@ -116,7 +117,8 @@ def test_console_pages_and_actions_in_chromium(live: Live, browser: Any, tmp_pat
     assert live.room.app.store.delivery(failed).state is DeliveryState.PENDING
     assert live.room.app.store.delivery(dead).state is DeliveryState.SKIPPED
 
-    for name, path in (("summary", "/admin/summary/1"), ("digest", "/admin/digest?q=nobody@example.org"), ("audit", "/admin/audit")):
+    for name, path in (("summary", "/admin/summary/1"), ("digest", "/admin/digest?q=nobody@example.org"), ("charts", "/admin/charts"),
+                       ("charts-90", "/admin/charts?days=90"), ("audit", "/admin/audit")):
         page.goto(live.url + path)
         assert page.title().endswith("ShortScience bot"), path
         shot(page, name)

@@ -220,7 +220,7 @@ def test_no_secret_shows_on_any_console_page(db_url: str, tmp_path: Path) -> Non
         pages = {"/admin/login": client.get("/admin/login").text}
         assert client.post("/admin/login", data={"password": PASSWORD}).status_code == 303
         for path in ("/admin", "/admin/attention", "/admin/summary/1", "/admin/summary/2", "/admin/digest",
-                     "/admin/digest?q=reader@example.org", "/admin/digest/preview", "/admin/audit"):
+                     "/admin/digest?q=reader@example.org", "/admin/digest/preview", "/admin/charts", "/admin/audit"):
             answer = client.get(path)
             assert answer.status_code == 200, path
             pages[path] = answer.text

@@ -205,6 +205,17 @@ class Console:
 
         return await self.guarded(request, render)
 
+    async def charts(self, request: Request) -> Response:
+        # Only the two windows the page offers: a free number of days would be a query as big as asked.
+        days = 90 if request.query_params.get("days") == "90" else 30
+
+        def render(s: auth.Session) -> Response:
+            from bot.charts import console_charts
+
+            return self.page("admin_charts.html.j2", session=s, days=days, charts=console_charts(self.app.store, self.app.clock(), days))
+
+        return await self.guarded(request, render)
+
     async def audit(self, request: Request) -> Response:
         return await self.guarded(request, lambda s: self.page("admin_audit.html.j2", session=s, entries=views.audit_log(self.app)))
 
@@ -278,6 +289,7 @@ def routes(app: App) -> list[BaseRoute]:
         Route("/admin/summary/{summary_id:int}", c.summary, methods=["GET", "HEAD"]),
         Route("/admin/digest", c.digest, methods=["GET", "HEAD"]),
         Route("/admin/digest/preview", c.digest_preview, methods=["GET", "HEAD"]),
+        Route("/admin/charts", c.charts, methods=["GET", "HEAD"]),
         Route("/admin/audit", c.audit, methods=["GET", "HEAD"]),
         *gone,
     ]
