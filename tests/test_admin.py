@@ -115,6 +115,7 @@ def test_lockout_per_client_then_per_account(tmp_path: Path, db_url: str) -> Non
         assert attempt("203.0.113.1", PASSWORD) == 429  # locked: even the right password is not tried
         assert attempt("198.51.100.7") == 401  # another client still may: third failure for the account
         assert attempt("192.0.2.9", PASSWORD) == 429  # the account is locked for everyone
+        assert [attempt("192.0.2.9") for _ in range(5)] == [429] * 5  # refused again: one audit line a minute
         room.clock.advance(minutes=11)
         assert attempt("203.0.113.1", PASSWORD) == 303
         refused = [e for e in room.app.store.audit_entries() if e.action == "login_refused"]

@@ -134,7 +134,10 @@ class Console:
         locked = auth.login_lockout(store.login_failures(since=since, client=client), store.login_failures(since=since),
                                     self.settings, now=now)
         if locked is not None:
-            store.audit("login_refused", now=now, target=auth.ACCOUNT, client=client, detail=f"locked ({locked.scope}) until {locked.until:%H:%M:%S} UTC")
+            # One line a minute per client: a script hammering a locked login must not fill the table.
+            if store.rate_limit(f"console-refused:{client}", now=now, window=timedelta(minutes=1), limit=1):
+                store.audit("login_refused", now=now, target=auth.ACCOUNT, client=client,
+                            detail=f"locked ({locked.scope}) until {locked.until:%H:%M:%S} UTC")
             return self.page("admin_login.html.j2", 429, session=None,
                              error=f"Too many failed logins. Try again after {locked.until:%H:%M} UTC.")
         if not auth.password_matches(self.settings.env.operator_password_hash, password):
