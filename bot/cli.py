@@ -322,6 +322,31 @@ def preview(ctx: Ctx, which: str, guid: str | None, feed: str | None, limit: int
 
 
 @main.group(context_settings=CONTEXT)
+def operator() -> None:
+    """The operator console (/admin)."""
+
+
+@operator.command("hash-password", context_settings=CONTEXT)
+def operator_hash_password() -> None:
+    """Read a password (twice, without echo; or one line from stdin) and print its Argon2 hash for OPERATOR_PASSWORD_HASH."""
+    import getpass
+
+    from bot.admin.auth import hash_password
+
+    if sys.stdin.isatty():
+        password = getpass.getpass("console password: ")
+        if getpass.getpass("again: ") != password:
+            click.echo("error: the two passwords differ; nothing printed", err=True)
+            sys.exit(1)
+    else:  # a script: the first line of stdin, without its line break
+        password = sys.stdin.readline().rstrip("\r\n")
+    if not password:
+        click.echo("error: the password is empty; nothing printed", err=True)
+        sys.exit(1)
+    click.echo(hash_password(password))
+
+
+@main.group(context_settings=CONTEXT)
 def db() -> None:
     """Database schema."""
 

@@ -531,8 +531,18 @@ def drain_digest_sends(app: App, stop: threading.Event) -> int:
     return sent
 
 
-def preview_digest(app: App, *, out_dir: str | None = None) -> str:
-    """`digest preview`: the next issue as it stands now, as HTML and text files."""
+@dataclass(frozen=True, slots=True)
+class NextIssue:
+    """The next digest as it stands now, made out to a sample address (`digest preview`, the console)."""
+
+    issue: Digest
+    #: the summaries first seen since this time are in it
+    since: datetime
+    email: Email
+
+
+def next_issue(app: App) -> NextIssue:
+    """The next issue as it stands now, for a sample subscriber; nothing is stored or sent."""
     now = app.clock()
     schedule = _schedule(app)
     last = app.store.last_digest()
@@ -546,6 +556,18 @@ def preview_digest(app: App, *, out_dir: str | None = None) -> str:
         sample, signed_link(app.settings, "unsubscribe", sample, now=now),
         signed_link(app.settings, "preferences", sample, now=now), now=now,
     )
+    return NextIssue(issue, period.start, email)
+
+
+def describe_issue(app: App, stored: StoredDigest) -> str:
+    """One past issue and its figures (sent, failed, skipped, possibly duplicated), as `status` says it."""
+    return _describe(app, stored)
+
+
+def preview_digest(app: App, *, out_dir: str | None = None) -> str:
+    """`digest preview`: the next issue as it stands now, as HTML and text files."""
+    upcoming = next_issue(app)
+    issue, email, items, ends = upcoming.issue, upcoming.email, upcoming.issue.items, upcoming.issue.period_end
     message = email.message
     folder = Path(out_dir) if out_dir else app.settings.data_dir
     folder.mkdir(parents=True, exist_ok=True)
@@ -561,7 +583,7 @@ def preview_digest(app: App, *, out_dir: str | None = None) -> str:
     note = "" if items or not app.settings.digest.skip_empty else " (empty: with digest.skip_empty it would not be sent)"
     return "\n".join(
         [
-            f"digest #{issue.issue} so far: {plural(len(items), 'summary')} first seen since {period.start:%Y-%m-%d %H:%M} UTC{note}; "
+            f"digest #{issue.issue} so far: {plural(len(items), 'summary')} first seen since {upcoming.since:%Y-%m-%d %H:%M} UTC{note}; "
             f"it goes out at {ends:%Y-%m-%d %H:%M} UTC",
             f"subject: {message['Subject']}",
             f"html: {written[0]}",

@@ -156,13 +156,14 @@ def serve_web(app: App) -> None:
 
     import uvicorn
 
+    from bot.admin import routes as console_routes
     from bot.mail.tokens import require_signing_key
     from bot.subscribe import routes
     from bot.web import create_app
     from bot.webguard import TokenRedactingFilter
 
     require_signing_key(app.settings)
-    web_app = create_app(app.settings, health=lambda: health(app), extra_routes=routes(app))
+    web_app = create_app(app.settings, health=lambda: health(app), extra_routes=[*routes(app), *console_routes(app)])
     # Client addresses come from bot.webguard.ProxyHeaders (FORWARDED_ALLOW_IPS), not uvicorn's own.
     config = uvicorn.Config(web_app, host=app.settings.env.host, port=app.settings.env.port, log_level="info",
                             proxy_headers=False)

@@ -383,3 +383,21 @@ class SendClaim:
     possibly_duplicated: bool
     #: the subscriber's permanent refusals in a row so far
     failures: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """One line of the operator console's audit log: a login, or an action taken there."""
+
+    #: the row id
+    id: int
+    #: when it happened (aware UTC)
+    at: datetime
+    #: login, login_failed, login_refused, logout, retry, skip, pause, resume
+    action: str
+    #: what it acted on ("delivery 12", "channel twitter"), "" for logins
+    target: str
+    #: the client's address, by the web process's proxy rule
+    client: str
+    #: what came of it, or why it was refused
+    detail: str = ""

@@ -166,6 +166,10 @@ class WebSettings:
     stale_after_minutes: int = _s(180, "/healthz answers 503 when the last good poll is older than this.", minimum=1)
     feed_max_age_seconds: int = _s(300, "Cache-Control max-age of the served feed files, in seconds.", minimum=0)
     feeds_refresh_seconds: int = _s(60, "Seconds between two rebuilds by the web process of its own copy of the feeds from the database (for hosts where web and worker do not share a disk; 0: never).", minimum=0)
+    admin_session_minutes: int = _s(60, "Minutes an operator console login lasts (the console exists only when OPERATOR_PASSWORD_HASH is set).", minimum=1)
+    admin_lockout_minutes: int = _s(15, "Minutes the console refuses logins after too many failures (per client and for the account).", minimum=1)
+    admin_failures_per_client: int = _s(5, "Failed console logins from one client address that lock it out for admin_lockout_minutes.", minimum=1)
+    admin_failures_per_account: int = _s(20, "Failed console logins from anywhere that lock the operator account for admin_lockout_minutes.", minimum=1)
 
 
 @dataclass(frozen=True)
@@ -198,6 +202,7 @@ class Env:
     forwarded_allow_ips: str = _s("", "Proxies whose X-Forwarded-For is believed: IPs/CIDRs, comma-separated, or * (every peer is the router, as on Heroku); none: the socket's peer is the client.")
     smtp_url: str = _s("", "smtp://user:pass@host:port (smtps:// for TLS, ?starttls=1); unset: e-mails go to the outbox.")
     digest_from: str = _s("", "Digest sender address.")
+    operator_password_hash: str = _s("", "Argon2 hash of the operator console's password (`python -m bot operator hash-password`); unset: no /admin.")
     #: the channels' own variables (declared by each channel: bot/channels/), by field name
     #: (the variable's name lower-cased); read as attributes: ``env.<channel>_api_key``
     channel_vars: Mapping[str, str] = field(default_factory=dict)
@@ -232,7 +237,7 @@ class Env:
 
 
 #: core variables whose values never appear in logs, status or errors (channels declare theirs)
-CORE_SECRET_FIELDS = ("secret_key",)
+CORE_SECRET_FIELDS = ("secret_key", "operator_password_hash")
 
 
 @dataclass(frozen=True, init=False)
@@ -509,6 +514,10 @@ def _check_semantics(s: Settings) -> None:
         if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
             # Never echo the URL: it may carry a password.
             raise ConfigError("setting SMTP_URL is invalid: expected smtp://[user:pass@]host[:port] or smtps://…")
+    if s.env.operator_password_hash and not s.env.operator_password_hash.startswith("$argon2"):
+        # Never echo it: a password pasted by mistake must not reach the logs.
+        raise ConfigError("setting OPERATOR_PASSWORD_HASH is invalid: expected an Argon2 hash "
+                          "(make one with `python -m bot operator hash-password`)")
     url = s.env.database_url
     if url and not (url.startswith(("sqlite:", "postgres://", "postgresql:", "postgresql+psycopg:"))):
         raise ConfigError("setting DATABASE_URL is invalid: expected sqlite:///path or postgresql://…")

@@ -6,14 +6,15 @@ credentials work again.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
 from bot.channels import CHANNELS
 from bot.decide import estimated_cost
 from bot.errors import ConfigError, MailError, PublishError, SourceError
-from bot.records import DeliveryState, StoredSummary, Summary
+from bot.records import Delivery, DeliveryState, Post, StoredSummary, Summary
 from bot.wording import plural
 
 if TYPE_CHECKING:
@@ -61,9 +62,74 @@ def _paper_trouble(app: App, now: datetime) -> list[str]:
     return out
 
 
-def render_status(app: App) -> str:
-    from bot.channels import channel_mode
+#: the delivery states that wait for the operator (`retry ID` / `skip ID`)
+ATTENTION_STATES = (DeliveryState.UNCERTAIN, DeliveryState.FAILED, DeliveryState.DEAD)
 
+
+@dataclass(frozen=True, slots=True)
+class ChannelView:
+    """One channel as `status` and the console show it."""
+
+    name: str
+    #: what operators call it ("X")
+    title: str
+    enabled: bool
+    live: bool
+    #: "live", or why it is dry-run (names the unset variables, never their values)
+    mode: str
+    #: why it is paused, or None
+    paused: str | None
+    #: deliveries by state value
+    counts: Mapping[str, int]
+    today: int
+    month: int
+    last_post: datetime | None
+    next_due: datetime | None
+    #: estimated cost of this month's posts (0 when dry-run)
+    cost: float
+    price_per_post: float
+    #: X's price per post read back after a crash (None: the channel reads nothing back)
+    read_price: float | None
+    daily_cap: int
+    monthly_cap: int
+    min_interval_minutes: int
+
+    @property
+    def needing_attention(self) -> int:
+        return sum(self.counts.get(st.value, 0) for st in ATTENTION_STATES)
+
+
+def channel_views(app: App, now: datetime) -> list[ChannelView]:
+    """Every channel of the registry: mode, pause, deliveries, this month's posts and cost, caps."""
+    from bot.channels import channel_mode, channel_spec
+
+    s = app.settings
+    store = app.store
+    counts = store.delivery_counts()
+    paused = store.paused_channels()
+    out = []
+    for channel in CHANNELS:
+        cs = s.channel(channel)
+        live, why = channel_mode(s, channel)
+        today, month, last = store.sent_counts(channel, now=now)
+        read_price = getattr(cs, "read_price", None)
+        out.append(ChannelView(
+            name=channel, title=channel_spec(channel).title, enabled=cs.enabled, live=live, mode=why,
+            paused=paused.get(channel), counts=dict(counts.get(channel, {})), today=today, month=month, last_post=last,
+            next_due=store.next_due(channel), cost=estimated_cost(month, cs.price_per_post) if live else 0.0,
+            price_per_post=cs.price_per_post,
+            read_price=read_price if read_price is not None and not getattr(cs, "reconcile_resend", False) else None,
+            daily_cap=cs.daily_cap, monthly_cap=cs.monthly_cap, min_interval_minutes=cs.min_interval_minutes,
+        ))
+    return out
+
+
+def attention_deliveries(app: App, *, limit: int = 50) -> list[Delivery]:
+    """Uncertain, failed and dead deliveries: what `retry ID` / `skip ID` resolve."""
+    return app.store.deliveries(states=[st.value for st in ATTENTION_STATES], limit=limit)
+
+
+def render_status(app: App) -> str:
     s = app.settings
     store = app.store
     now = app.clock()
@@ -90,27 +156,19 @@ def render_status(app: App) -> str:
             out.append(f"    {label}: {src.last_error[:500]}")
     out.append("")
     out.append("channels:")
-    counts = store.delivery_counts()
-    paused = store.paused_channels()
-    for channel in CHANNELS:
-        cs = s.channel(channel)
-        live, why = channel_mode(s, channel)
-        state = "disabled" if not cs.enabled else why
-        out.append(f"  {channel}: {state}")
-        if channel in paused:
-            out.append(f"    PAUSED: {paused[channel]} — fix it, then run `python -m bot check` to resume")
-        c = counts.get(channel, {})
+    for view in channel_views(app, now):
+        out.append(f"  {view.name}: {view.mode if view.enabled else 'disabled'}")
+        if view.paused is not None:
+            out.append(f"    PAUSED: {view.paused} — fix it, then run `python -m bot check` to resume")
+        c = view.counts
         states = " · ".join(f"{st.value} {c.get(st.value, 0)}" for st in DeliveryState if c.get(st.value, 0) or st in (DeliveryState.PENDING, DeliveryState.SENT))
         out.append(f"    deliveries: {states}")
-        today, month, last = store.sent_counts(channel, now=now)
-        cost = estimated_cost(month, cs.price_per_post) if live else 0.0
-        caps = f"daily cap {cs.daily_cap or 'off'}, monthly cap {cs.monthly_cap or 'off'}, min interval {cs.min_interval_minutes or 'off'}{' min' if cs.min_interval_minutes else ''}"
+        caps = f"daily cap {view.daily_cap or 'off'}, monthly cap {view.monthly_cap or 'off'}, min interval {view.min_interval_minutes or 'off'}{' min' if view.min_interval_minutes else ''}"
         # X bills reads too: reconciliation after a crash reads the account's posts back.
-        read_price = getattr(cs, "read_price", None)
-        reads = f", reading back ${read_price:.3f}/post read" if read_price is not None and not getattr(cs, "reconcile_resend", False) else ""
-        out.append(f"    posts today {today}, this month {month}" + (f" (est. ${cost:.2f} at ${cs.price_per_post:.2f}/post{reads})" if live else " (dry-run: no cost)"))
-        out.append(f"    pacing: {caps}; last post {_when(last, now)}; next due {_when(store.next_due(channel), now)}")
-    attention = store.deliveries(states=[DeliveryState.UNCERTAIN.value, DeliveryState.FAILED.value, DeliveryState.DEAD.value], limit=50)
+        reads = f", reading back ${view.read_price:.3f}/post read" if view.read_price is not None else ""
+        out.append(f"    posts today {view.today}, this month {view.month}" + (f" (est. ${view.cost:.2f} at ${view.price_per_post:.2f}/post{reads})" if view.live else " (dry-run: no cost)"))
+        out.append(f"    pacing: {caps}; last post {_when(view.last_post, now)}; next due {_when(view.next_due, now)}")
+    attention = attention_deliveries(app)
     out.append("")
     if attention:
         out.append("needs attention (retry ID / skip ID):")
@@ -181,9 +239,32 @@ def run_check(app: App) -> tuple[bool, list[str]]:
     return ok, lines
 
 
-def _preview_one(app: App, summary: Summary, text: str | None = None) -> list[str]:
-    from bot.channels import channel_spec, enabled_channels
+@dataclass(frozen=True, slots=True)
+class Rendering:
+    """One channel's post for one summary, as `preview` and the console show it."""
+
+    channel: str
+    post: Post
+    #: the length against the channel's limit, e.g. "weighted length 212/280"
+    measure: str
+    #: each reply with its "count/limit"
+    replies: tuple[tuple[str, str], ...]
+    warnings: tuple[str, ...]
+
+
+def describe_post(post: Post) -> Rendering:
+    """A post with its channel's measure, its replies' lengths and its warnings."""
+    from bot.channels import channel_spec
     from bot.render import post_warnings
+
+    measure = channel_spec(post.channel).measure
+    replies = tuple((reply, f"{measure.count(reply)}/{measure.limit}") for reply in post.replies)
+    return Rendering(post.channel, post, measure.describe(post), replies, tuple(post_warnings(post)))
+
+
+def channel_renderings(app: App, summary: Summary, text: str | None = None) -> tuple[list[Rendering], list[str]]:
+    """Each enabled channel's post for `summary` as it would be sent now, and notes (paper details missing)."""
+    from bot.channels import enabled_channels
 
     details = None
     notes: list[str] = []
@@ -193,16 +274,20 @@ def _preview_one(app: App, summary: Summary, text: str | None = None) -> list[st
             try:
                 details = app.arxiv.fetch([summary.arxiv_id]).get(summary.arxiv_id)
             except SourceError as exc:
-                notes.append(f"  note: paper details unavailable, rendered without them: {exc}")
-    lines = [f"=== {summary.title} — by {summary.author}", f"    {summary.link}", *notes]
-    for channel in enabled_channels(app.settings):
-        post = app.renderer.post(channel, summary, details, text=text)
-        measure = channel_spec(channel).measure
-        lines.append(f"--- {channel} ({measure.describe(post)})")
-        lines.append(post.text)
-        for i, reply in enumerate(post.replies, 2):
-            lines.append(f"  [reply {i}, {measure.count(reply)}/{measure.limit}] {reply}")
-        for w in post_warnings(post):
+                notes.append(f"note: paper details unavailable, rendered without them: {exc}")
+    posts = [describe_post(app.renderer.post(channel, summary, details, text=text)) for channel in enabled_channels(app.settings)]
+    return posts, notes
+
+
+def _preview_one(app: App, summary: Summary, text: str | None = None) -> list[str]:
+    renderings, notes = channel_renderings(app, summary, text)
+    lines = [f"=== {summary.title} — by {summary.author}", f"    {summary.link}", *(f"  {n}" for n in notes)]
+    for r in renderings:
+        lines.append(f"--- {r.channel} ({r.measure})")
+        lines.append(r.post.text)
+        for i, (reply, count) in enumerate(r.replies, 2):
+            lines.append(f"  [reply {i}, {count}] {reply}")
+        for w in r.warnings:
             lines.append(f"  warning: {w}")
     return lines
 

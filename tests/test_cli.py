@@ -40,7 +40,7 @@ def test_help_lists_every_command_with_one_line(env: dict[str, str]) -> None:
     out = bot(env, "--help").stdout
     commands = out.split("Commands:", 1)[1].splitlines()
     listed = {line.split()[0] for line in commands if line.strip()}
-    assert listed == {"check", "db", "digest", "dispatch", "feeds", "poll", "preview", "release", "retry", "run", "skip", "status",
+    assert listed == {"check", "db", "digest", "dispatch", "feeds", "operator", "poll", "preview", "release", "retry", "run", "skip", "status",
                       "subscribers", "web", "worker"}
     for line in commands:
         if line.strip():

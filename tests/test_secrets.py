@@ -43,7 +43,12 @@ SMTP_USER = "digest-sender"
 SMTP_PASSWORD = "mk/Smtp:P@ss#0x2a"  # needs quoting in a URL: both spellings must stay hidden
 DB_PASSWORD = "mk/Db:P@ss?0x4c"
 #: the shape some networks' clients expect of a value (an X access token starts with the user id)
-SHAPES = {"TWITTER_ACCESS_TOKEN": "1-{}", "FACEBOOK_PAGE_ACCESS_TOKEN": "EAA{}"}
+SHAPES = {
+    "TWITTER_ACCESS_TOKEN": "1-{}",
+    "FACEBOOK_PAGE_ACCESS_TOKEN": "EAA{}",
+    # The settings refuse a password hash that is not Argon2-shaped.
+    "OPERATOR_PASSWORD_HASH": "$argon2id$v=19$m=65536,t=3,p=4$c29tZXNhbHQ${}",
+}
 
 
 def marker(name: str) -> str:
@@ -241,3 +246,41 @@ def test_url_passwords_are_redacted_in_both_spellings() -> None:
     redact = RedactingFilter(settings.secrets()).redact
     for secret in (SMTP_PASSWORD, quote(SMTP_PASSWORD, safe=""), DB_PASSWORD, quote(DB_PASSWORD, safe=""), *MARKERS.values()):
         assert redact(f"login refused for {secret}!") == "login refused for ***!"
+
+
+def test_no_secret_shows_on_any_console_page(db_url: str, tmp_path: Path) -> None:
+    """Every page of the operator console, with every secret set to a marker: credentials read "set", never their value."""
+    import re
+    import warnings
+
+    from admin_util import PASSWORD, console_app, console_settings, password_hash, troubled_room
+    from starlette.exceptions import StarletteDeprecationWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", StarletteDeprecationWarning)
+        from starlette.testclient import TestClient
+
+    database_url = with_password(db_url, DB_PASSWORD) if db_url.startswith("postgresql") else db_url
+    # The console needs a hash its password matches: the real one stands in for the marker (and is looked for too).
+    env = {**{k: v for k, v in MARKERS.items() if k != "OPERATOR_PASSWORD_HASH"}, "FACEBOOK_PAGE_ID": "424242", "PUBLIC_BASE_URL": "http://testserver",
+           "SMTP_URL": f"smtp://{SMTP_USER}:{quote(SMTP_PASSWORD, safe='')}@127.0.0.1:9"}
+    room, _ = troubled_room(console_settings(tmp_path, database_url, env=env))
+    try:
+        client = TestClient(console_app(room), follow_redirects=False)
+        pages = {"/admin/login": client.get("/admin/login").text}
+        assert client.post("/admin/login", data={"password": PASSWORD}).status_code == 303
+        for path in ("/admin", "/admin/attention", "/admin/summary/1", "/admin/summary/2", "/admin/digest",
+                     "/admin/digest?q=reader@example.org", "/admin/digest/preview", "/admin/charts", "/admin/audit"):
+            answer = client.get(path)
+            assert answer.status_code == 200, path
+            pages[path] = answer.text
+        token = re.search(r'name="csrf" value="([^"]+)"', pages["/admin"])
+        assert token
+        pages["confirm"] = client.post("/admin/act", data={"action": "skip", "target": "1", "csrf": token.group(1)}).text
+        pages["done"] = client.post("/admin/act", data={"action": "skip", "target": "1", "csrf": token.group(1), "confirm": "yes"}).text
+        assert "live" in pages["/admin"] and "SMTP_URL</td><td>set" in pages["/admin"]  # the credentials are in use
+        hidden = {**forms(), "OPERATOR_PASSWORD_HASH": password_hash(), "console password": PASSWORD}
+        found = {path: [name for name, value in hidden.items() if value in text] for path, text in pages.items()}
+        assert {path: names for path, names in found.items() if names} == {}
+    finally:
+        room.close()

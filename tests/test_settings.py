@@ -31,7 +31,7 @@ def test_environment_names_are_the_contract() -> None:
         "BOT_PUBLIC_DIR", "PUBLIC_BASE_URL", "SECRET_KEY", "PORT", "SMTP_URL", "DIGEST_FROM", "TWITTER_API_KEY",
         "TWITTER_API_SECRET", "TWITTER_ACCESS_TOKEN", "TWITTER_ACCESS_TOKEN_SECRET", "FACEBOOK_PAGE_ID",
         "FACEBOOK_PAGE_ACCESS_TOKEN", "FACEBOOK_GRAPH_VERSION", "TWITTER_API_BASE_URL", "FACEBOOK_GRAPH_URL",
-        "HOST", "FORWARDED_ALLOW_IPS", "BOT_DEV",
+        "HOST", "FORWARDED_ALLOW_IPS", "BOT_DEV", "OPERATOR_PASSWORD_HASH",
         "MASTODON_API_BASE_URL", "MASTODON_ACCESS_TOKEN", "BLUESKY_HANDLE", "BLUESKY_APP_PASSWORD", "BLUESKY_SERVICE_URL",
     }
 
@@ -89,10 +89,11 @@ def test_smtp_url_error_never_shows_password() -> None:
 
 
 def test_secrets_collected_for_redaction() -> None:
-    env = {name.upper(): f"marker-{name}" for name in SECRET_FIELDS}
+    # (shaped like an Argon2 hash: OPERATOR_PASSWORD_HASH must look like one)
+    env = {name.upper(): f"$argon2id$marker-{name}" for name in SECRET_FIELDS}
     env["SMTP_URL"] = "smtp://u:smtp-pass-marker@localhost:25"
     secrets = load_settings(env, config_path=None).secrets()
-    assert set(secrets) >= {f"marker-{n}" for n in SECRET_FIELDS} | {"smtp-pass-marker"}
+    assert set(secrets) >= {f"$argon2id$marker-{n}" for n in SECRET_FIELDS} | {"smtp-pass-marker"}
 
 
 def test_dotenv_fills_unset_variables(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

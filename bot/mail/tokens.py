@@ -129,6 +129,12 @@ def _cached_signer(secret: str, purpose: Purpose, now: datetime | None) -> _Cloc
     return _ClockSigner(secret, salt=f"shortscience-bot/{purpose}", now=now, algorithm=_HmacSha1())
 
 
+def operator_signer(settings: Settings, *, now: datetime | None = None) -> TimestampSigner:
+    """The signer of operator console sessions: SECRET_KEY with a salt of its own, so no
+    subscription token can pass for a session (or the reverse)."""
+    return _ClockSigner(_secret(settings), salt="shortscience-bot/operator-session", now=now, algorithm=_HmacSha1())
+
+
 def make_token(settings: Settings, purpose: Purpose, address: str, *, now: datetime | None = None, version: str = "") -> str:
     """A URL-safe token carrying `address`, signed for `purpose` (at `now`, default the real time).
 

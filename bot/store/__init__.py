@@ -38,13 +38,14 @@ from bot.records import (
 )
 from bot.store import schema as t
 from bot.store.charts import ChartStore
+from bot.store.console import ConsoleStore
 from bot.store.digests import DigestStore
 from bot.store.held import HeldStore
 
 log = logging.getLogger(__name__)
 
 #: the newest migration; `Store.open` upgrades any older database to it
-HEAD_REVISION = "0005"
+HEAD_REVISION = "0006"
 _MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 
 
@@ -317,12 +318,12 @@ _START_SENDING_WITH_POST = _START_SENDING.values(post=_P("p_post"))
 _MARK_SENT = (
     t.deliveries.update()
     .where(t.deliveries.c.id == _P("p_id"))
-    .values(lease_until=None, updated_at=_P("p_now"), state=DeliveryState.SENT.value, post_id=_P("p_post_id"), sent_at=_P("p_now"), last_error=None)
+    .values(lease_until=None, updated_at=_P("p_now"), state=DeliveryState.SENT.value, post_id=_P("p_post_id"), post_url=_P("p_post_url"), sent_at=_P("p_now"), last_error=None)
 )
 _ATTEMPT = t.attempts.insert()
 
 
-class Store(DigestStore, HeldStore, ChartStore):
+class Store(DigestStore, HeldStore, ChartStore, ConsoleStore):
     """The bot's database. Every method is one transaction."""
 
     def __init__(self, engine: Engine) -> None:
@@ -849,7 +850,7 @@ class Store(DigestStore, HeldStore, ChartStore):
 
     def mark_sent(self, delivery_id: int, published: Published, *, now: datetime, outcome: str = "sent") -> None:
         with self.tx() as conn:
-            conn.execute(_MARK_SENT, {"p_id": delivery_id, "p_now": now, "p_post_id": published.post_id})
+            conn.execute(_MARK_SENT, {"p_id": delivery_id, "p_now": now, "p_post_id": published.post_id, "p_post_url": published.url})
             conn.execute(_ATTEMPT, _attempt_row(Attempt(delivery_id, now, outcome, message=f"post id {published.post_id}")))
 
     def mark_retry(self, delivery_id: int, *, due_at: datetime, attempt: Attempt, state: str = DeliveryState.PENDING.value) -> None:

@@ -164,6 +164,8 @@ deliveries = Table(
     # The post exactly as sent (JSON of Post), fixed before the network call.
     Column("post", JSON),
     Column("post_id", Text),
+    # Where the published post can be seen (the channel's answer), for the operator console.
+    Column("post_url", Text),
     Column("sent_at", UtcDateTime),
     Column("last_error", Text),
     UniqueConstraint("summary_id", "channel", "revision", name="uq_deliveries_summary_channel_revision"),
@@ -309,4 +311,22 @@ poll_log = Table(
     # ok | not_modified | failed
     Column("result", String(16), nullable=False),
     Index("ix_poll_log_at", "at"),
+)
+
+
+# What the operator did in the console, and every login to it (bot.store.console).
+# Rows are only ever added: the console shows them, nothing edits them.
+operator_audit = Table(
+    "operator_audit",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("at", UtcDateTime, nullable=False),
+    # login, login_failed, login_refused, logout, retry, skip, pause, resume, …
+    Column("action", String(32), nullable=False),
+    # What it acted on, e.g. "delivery 12", "channel twitter"; "" for logins.
+    Column("target", Text, nullable=False, default=""),
+    # The client's address (bot.webguard's proxy rule).
+    Column("client", String(64), nullable=False, default=""),
+    Column("detail", Text, nullable=False, default=""),
+    Index("ix_operator_audit_action_at", "action", "at"),
 )
