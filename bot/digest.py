@@ -266,7 +266,7 @@ class _Recorder:
         # SQLite takes one writer at a time anyway: this process's workers take turns here
         # (threads colliding in its busy handler wait milliseconds, here microseconds), on
         # one connection, whose page cache then stays warm. With a connection each, every
-        # write found its pages changed by another's and read them again: most of its cost.
+        # write would find its pages changed by another's and read them again.
         self._shared = app.store.dialect == "sqlite"
         self._writing: AbstractContextManager[Any] = threading.Lock() if self._shared else contextlib.nullcontext()
 

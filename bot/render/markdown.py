@@ -116,8 +116,8 @@ def resolve_links(tokens: list[Token], base: str) -> None:
 
 # ---------------------------------------------------------------------------- cost bounds
 # A summary is rendered once per version, but one hostile summary must not hold a poll for
-# seconds: 30,000 "$x^2$" cost 2-3 s of MathML conversion (about 10 µs a TeX character), 30,000 nested <div> 2 s in the HTML
-# sanitiser (its tree building is quadratic in nesting). Past these bounds the cheap fallback is
+# seconds: MathML conversion costs about 10 µs a TeX character, and the HTML sanitiser's tree
+# building is quadratic in nesting (figures: docs/benchmarks.md). Past these bounds the cheap fallback is
 # taken: math shown as its source (HTML) or with its markup dropped (text), tags removed.
 
 #: most math spans converted per summary; past it, every formula of the summary is shown as source

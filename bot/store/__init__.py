@@ -88,7 +88,7 @@ def make_engine(url: str, *, pool_size: int = 5) -> Engine:
 
     # A connection that sat in the pool is tested before use (the server may have
     # restarted meanwhile); one a worker handed back a moment ago is not: a ping on
-    # every checkout was a round trip per transaction, several per delivery. Should
+    # every checkout would cost a round trip per transaction, several per delivery. Should
     # it have died anyway, the query fails, SQLAlchemy discards the pool's
     # connections and the caller's retry gets fresh ones.
     @sa.event.listens_for(engine, "checkin")

@@ -694,7 +694,7 @@ class SendRecorder:
         # unless we BEGIN. psycopg gets the same behaviour here, undone in close().
         if not self._sqlite:
             self._raw.driver_connection.autocommit = True  # type: ignore[union-attr]
-        # One driver cursor for the recorder's life: a cursor per write was a good part of its CPU.
+        # One driver cursor for the recorder's life: making one per write costs CPU on every message.
         self._cursor = self._raw.driver_connection.cursor()  # type: ignore[union-attr]
 
     def close(self) -> None:

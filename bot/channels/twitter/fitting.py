@@ -54,7 +54,7 @@ def _char_weight(ch: str) -> int:
 
 _LINE_END = re.compile(r"\r\n|\r")
 
-#: the characters _char_weight counts 2: a C-speed count of them replaces a Python loop per character
+#: the characters _char_weight counts 2, counted by one regex at C speed rather than a Python loop per character
 _HEAVY = re.compile("[^\u0000-\u10ff\u2000-\u200d\u2010-\u201f\u2032-\u2037]|[\u00a9\u00ae]")
 
 
