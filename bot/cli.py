@@ -132,7 +132,7 @@ def _one_line(exc: click.UsageError) -> UsageLine:
 
 
 class BotGroup(click.Group):
-    """The top-level group: click's three-line usage errors become the README's one `error:` line."""
+    """The top-level group: click's three-line usage errors become one `error:` line (docs/operations.md)."""
 
     def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None, **extra: Any) -> click.Context:
         try:

@@ -182,7 +182,7 @@ class LogSettings:
 
 @dataclass(frozen=True, init=False)
 class Env:
-    """Deployment values and secrets, from the environment (the names are a contract: see the README).
+    """Deployment values and secrets, from the environment (the names are a contract: see docs/architecture.md).
 
     Field names are the lower-cased variable names.
     """
@@ -617,7 +617,7 @@ def load_settings(
 
 
 def describe_settings() -> str:
-    """Every setting with default and help, as Markdown table rows (for README and --help)."""
+    """Every setting with default and help, as Markdown table rows (for docs/settings.md and --help)."""
     lines = []
     for name, f in iter_settings():
         default: Any = f.default

@@ -3,7 +3,7 @@
 Screenshots of every page go to tests/artifacts/ (admin-login.png, admin-overview.png,
 admin-attention.png, admin-confirm.png, admin-summary.png, admin-digest.png, admin-charts.png,
 admin-charts-90.png, admin-audit.png, admin-overview-phone.png);
-the overview's is copied to docs/console-overview.png for the README.
+the overview's is copied to docs/console-overview.png for docs/operations.md.
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ class EnvVar:
 
     #: the variable's name, upper case, e.g. "TWITTER_API_KEY"
     name: str
-    #: one line of help (README's settings table)
+    #: one line of help (docs/settings.md)
     help: str
     #: value when unset
     default: str = ""
@@ -175,7 +175,7 @@ class Channel:
     title: str
     #: its `[channels.<name>]` section: a ChannelSettings subclass (defaults, help, limits)
     settings: type[ChannelSettings]
-    #: its environment variables, in the order the README lists them
+    #: its environment variables, in the order docs/settings.md lists them
     env: tuple[EnvVar, ...]
     #: the variables (names) that must all be set for it to go live; otherwise it is dry-run
     live_needs: tuple[str, ...]
