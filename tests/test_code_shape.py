@@ -150,6 +150,14 @@ def test_one_image_fetcher() -> None:
     assert len(defined) == 1 and defined[0].startswith("bot/channels/images.py:"), defined
 
 
+def test_one_character_reference_decoder() -> None:
+    """Titles from the feed and text renderings decode HTML references through one unescape_refs."""
+    assert len(_defined("unescape_refs")) == 1, _defined("unescape_refs")
+    pattern = "[A-Za-z][A-Za-z0-9]{1,31});"
+    holders = [str(p.relative_to(BOT.parent)) for p in _modules(".") if pattern in p.read_text(encoding="utf-8")]
+    assert holders == ["bot/render/markdown.py"], holders
+
+
 def test_test_helpers_import_without_path_hacks() -> None:
     """The helpers in tests/ are importable through pytest's `pythonpath`, not by editing sys.path."""
     import subprocess
