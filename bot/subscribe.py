@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, quote
 
 import anyio.to_thread
-import jinja2
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -35,7 +34,7 @@ from bot.mail.tokens import (
     subscription_version,
 )
 from bot.records import SubscriberState
-from bot.render.templates import template_dirs
+from bot.render.templates import make_environment
 from bot.wording import category_label
 
 if TYPE_CHECKING:
@@ -85,9 +84,10 @@ class Pages:
     def __init__(self, app: App) -> None:
         self.app = app
         self.settings = app.settings
-        loaders: list[jinja2.BaseLoader] = [jinja2.FileSystemLoader(d) for d in template_dirs(app.settings.render.templates_dir)]
-        self.env = jinja2.Environment(loader=jinja2.ChoiceLoader(loaders), autoescape=True, undefined=jinja2.StrictUndefined)
-        self.env.filters["category_label"] = category_label
+        # Pages keep their whitespace as written, and an edited template shows without a restart.
+        self.env = make_environment(
+            app.settings.render.templates_dir, trim_blocks=False, auto_reload=True, filters={"category_label": category_label}
+        )
         d = app.settings.digest
         self.schedule = DigestSchedule.parse(d.day_of_week, d.time, d.timezone)
 

@@ -18,7 +18,6 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 import anyio.to_thread
-import jinja2
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.gzip import GZipMiddleware
@@ -28,7 +27,7 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bot.feeds.build import MANIFEST
-from bot.render.templates import template_dirs
+from bot.render.templates import make_environment
 from bot.settings import Settings
 from bot.webguard import ProxyHeaders, SecurityHeaders, trusted_proxies
 from bot.wording import category_label
@@ -196,8 +195,8 @@ def create_app(
     """The web app: `/`, `/healthz`, `extra_routes`, then the feed files of settings.public_dir."""
     root = settings.public_dir
     max_age = settings.web.feed_max_age_seconds
-    loaders: list[jinja2.BaseLoader] = [jinja2.FileSystemLoader(d) for d in template_dirs(settings.render.templates_dir)]
-    env = jinja2.Environment(loader=jinja2.ChoiceLoader(loaders), autoescape=True, undefined=jinja2.StrictUndefined)
+    # Pages keep their whitespace as written, and an edited template shows without a restart.
+    env = make_environment(settings.render.templates_dir, trim_blocks=False, auto_reload=True)
     # The index points newcomers to the digest's form when this process serves it.
     subscribe_url = "/subscribe" if any(getattr(r, "path", None) == "/subscribe" for r in extra_routes) else ""
 

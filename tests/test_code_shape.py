@@ -100,6 +100,64 @@ def test_one_of_each_helper() -> None:
     assert len(_defined("clean_categories")) == 1, _defined("clean_categories")
 
 
+def _calls(name: str) -> list[str]:
+    """Where `name(...)` or `x.name(...)` is called in bot/."""
+    return [
+        f"{path.relative_to(BOT.parent)}:{node.lineno}"
+        for path in _modules(".")
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, ast.Call)
+        and (node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")) == name
+    ]
+
+
+def test_one_jinja_environment_factory() -> None:
+    """Posts, feeds, e-mail, pages and the console all get templates from bot.render.templates.make_environment."""
+    environments = _calls("Environment")
+    assert len(environments) == 1 and environments[0].startswith("bot/render/templates.py:"), environments
+    assert not [c for c in _calls("FileSystemLoader") if not c.startswith("bot/render/templates.py:")]
+
+
+def _records() -> list[tuple[str, frozenset[str]]]:
+    """Every class in bot/ with five or more annotated fields (the typed records), with its field names."""
+    found = []
+    for path in _modules("."):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ClassDef):
+                fields = frozenset(
+                    s.target.id for s in node.body if isinstance(s, ast.AnnAssign) and isinstance(s.target, ast.Name)
+                )
+                if len(fields) >= 5:
+                    found.append((f"{path.relative_to(BOT.parent)}:{node.name}", fields))
+    return found
+
+
+def test_one_record_type_per_shape() -> None:
+    """No record repeats another's fields (FeedEntry and a cleaned entry, the channels' post fields): one type each."""
+    records = _records()
+    copies = [
+        (a, b)
+        for i, (a, fields_a) in enumerate(records)
+        for b, fields_b in records[i + 1 :]
+        if fields_a <= fields_b or fields_b <= fields_a
+    ]
+    assert not copies, copies
+
+
+def test_one_image_fetcher() -> None:
+    """Mastodon and Bluesky fetch a post's image through the one bot.channels.images.image_fetcher."""
+    defined = _defined("image_fetcher") + _defined("_image_fetcher")
+    assert len(defined) == 1 and defined[0].startswith("bot/channels/images.py:"), defined
+
+
+def test_one_character_reference_decoder() -> None:
+    """Titles from the feed and text renderings decode HTML references through one unescape_refs."""
+    assert len(_defined("unescape_refs")) == 1, _defined("unescape_refs")
+    pattern = "[A-Za-z][A-Za-z0-9]{1,31});"
+    holders = [str(p.relative_to(BOT.parent)) for p in _modules(".") if pattern in p.read_text(encoding="utf-8")]
+    assert holders == ["bot/render/markdown.py"], holders
+
+
 def test_test_helpers_import_without_path_hacks() -> None:
     """The helpers in tests/ are importable through pytest's `pythonpath`, not by editing sys.path."""
     import subprocess

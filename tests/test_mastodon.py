@@ -31,8 +31,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bot.channels.base import Publisher
+from bot.channels.images import image_fetcher as bound_image_fetcher
 from bot.channels.mastodon.post import (
-    StatusFields,
     StatusLimits,
     fit_status,
     limits_from_instance,
@@ -40,10 +40,10 @@ from bot.channels.mastodon.post import (
     status_length,
 )
 from bot.channels.mastodon.publisher import MastodonPublisher, alt_text, idempotency_key
-from bot.channels.mastodon.publisher import image_fetcher as bound_image_fetcher
 from bot.channels.mastodon.settings import ENV, LIVE_NEEDS, MastodonSettings
 from bot.errors import AuthPublishError, PermanentPublishError, RenderError, TransientPublishError
 from bot.records import PaperDetails, Post, Summary
+from bot.render.posts import PostFields as StatusFields
 from bot.render.templates import Templates
 from bot.settings import RenderSettings, Settings
 

@@ -8,6 +8,7 @@ PNG, JPEG or GIF by their first bytes. It never posts anything.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from urllib.parse import urljoin, urlsplit
 
 import httpx
@@ -140,3 +141,19 @@ def fetch_image(url: str, settings: Settings, client: httpx.Client) -> tuple[byt
             raise PermanentPublishError(f"image {url!r} refused: not a PNG, JPEG or GIF image", status=200)
         return data, media_type
     raise PermanentPublishError(f"image {url!r} refused: more than {_MAX_REDIRECTS} redirects")
+
+
+#: what a publisher is given to fetch a post's image: URL in, (bytes, media type) out
+ImageFetcher = Callable[[str], tuple[bytes, str]]
+
+
+def image_fetcher(settings: Settings) -> ImageFetcher:
+    """The project's image fetcher (allowed hosts, size and type checks) with one HTTP client, made on first use."""
+    client: list[httpx.Client] = []
+
+    def fetch(url: str) -> tuple[bytes, str]:
+        if not client:
+            client.append(httpx.Client(timeout=settings.render.image_timeout_seconds))
+        return fetch_image(url, settings, client[0])
+
+    return fetch

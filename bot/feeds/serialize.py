@@ -15,7 +15,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NewType
 
 from feedgen.entry import FeedEntry as FeedgenEntry
 from feedgen.ext.base import BaseEntryExtension, BaseExtension
@@ -42,20 +42,8 @@ FORMAT_VERSION = 2
 _RSS_NSMAP = {"atom": ATOM_NS, "content": CONTENT_NS, "dc": DC_NS}
 
 
-@dataclass(frozen=True, slots=True)
-class CleanEntry:
-    """A FeedEntry with every field made safe to serialise (see bot.feeds.clean)."""
-
-    guid: str
-    title: str
-    author: str
-    link: str
-    content_html: str
-    summary_text: str
-    published: datetime
-    updated: datetime
-    categories: tuple[str, ...]
-    paper_url: str | None
+#: a FeedEntry with every field made safe to serialise (see bot.feeds.clean): the same record, typed apart
+CleanEntry = NewType("CleanEntry", FeedEntry)
 
 
 def _utc(entry: FeedEntry, name: str, value: datetime) -> datetime:
@@ -80,7 +68,7 @@ def clean_entry(entry: FeedEntry) -> CleanEntry:
     """Validate the dates and make every text field safe."""
     guid = clean_line(entry.guid, limit=2000)
     link = clean_url(entry.link) or guid
-    return CleanEntry(
+    return CleanEntry(FeedEntry(
         guid=guid,
         title=clean_line(entry.title, limit=MAX_TITLE, fallback="(untitled)"),
         author=clean_line(entry.author, limit=MAX_AUTHOR, fallback="Anonymous"),
@@ -91,7 +79,8 @@ def clean_entry(entry: FeedEntry) -> CleanEntry:
         updated=_utc(entry, "updated", entry.updated),
         categories=clean_categories(entry.categories),
         paper_url=clean_url(entry.paper_url),
-    )
+        first_seen=entry.first_seen,
+    ))
 
 
 # ---- feedgen extensions: what feedgen cannot say in RSS by itself ----

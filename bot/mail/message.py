@@ -37,7 +37,7 @@ import jinja2
 from bot.errors import ConfigError, RenderError
 from bot.mail.base import HEADERS_POLICY, Email, RecipientRefused, crlf_only, dot_stuffed, flatten
 from bot.render.posts import one_line
-from bot.render.templates import template_dirs
+from bot.render.templates import make_environment, template_dirs
 from bot.settings import Settings
 from bot.wording import category_label
 
@@ -487,15 +487,8 @@ class DigestComposer:
         self.domain = address.rpartition("@")[2]
         self.list_id = list_id(settings)
         self.list_name = one_line(settings.digest.list_name)
-        loaders: list[jinja2.BaseLoader] = [jinja2.FileSystemLoader(d) for d in template_dirs(settings.render.templates_dir)]
-        self.env = jinja2.Environment(
-            loader=jinja2.ChoiceLoader(loaders),
-            autoescape=jinja2.select_autoescape(enabled_extensions=("html.j2", "html"), default_for_string=False, default=False),
-            undefined=jinja2.StrictUndefined,
-            trim_blocks=True,
-            lstrip_blocks=True,
-            keep_trailing_newline=True,
-        )
+        # A mail body ends with its newline; an edited template shows in the next digest without a restart.
+        self.env = make_environment(settings.render.templates_dir, keep_trailing_newline=True, auto_reload=True)
         try:
             css, _, _ = self.env.loader.get_source(self.env, CSS)  # type: ignore[union-attr]
         except jinja2.TemplateNotFound:

@@ -6,6 +6,7 @@ characters are dropped before anything else sees the text. No I/O.
 
 from __future__ import annotations
 
+import html
 import logging
 import re
 from urllib.parse import urljoin, urlsplit
@@ -42,6 +43,22 @@ def clean_chars(text: str) -> str:
     The one cleaner of every output: posts, plain and HTML renderings, feed titles and bodies, the digest.
     """
     return _BAD_CHARS.sub("", text.replace("\r\n", "\n").replace("\r", "\n"))
+
+
+#: one complete HTML character reference: "R&D" and "&copy" (no semicolon) are not one
+_CHAR_REF = re.compile(r"&(?:#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});")
+
+
+def unescape_refs(text: str) -> str:
+    """The text with its complete character references decoded, once; "R&D" or "&copy" stay as written.
+
+    Feed titles carry one left-over level of escaping (the site escapes titles that are
+    sometimes stored escaped already: "&amp;amp;"); text renderings decode what tag
+    stripping leaves.
+    """
+    if "&" not in text:
+        return text
+    return _CHAR_REF.sub(lambda m: html.unescape(m.group(0)), text)
 
 
 def make_markdown() -> MarkdownIt:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
@@ -46,6 +47,28 @@ def paper_credit(details: PaperDetails | None) -> str:
     if len(family) == 2:
         return f"{family[0]} & {family[1]}"
     return f"{family[0]} et al."
+
+
+@dataclass(frozen=True, slots=True)
+class PostFields:
+    """What goes into a post template (X, Mastodon, Bluesky), already cleaned; each channel's fitting shortens it."""
+
+    title: str
+    credit: str
+    teaser: str
+    author: str
+    link: str
+    hashtags: tuple[str, ...]
+
+    def context(self) -> dict[str, Any]:
+        return {
+            "title": self.title,
+            "credit": self.credit,
+            "teaser": self.teaser,
+            "author": self.author,
+            "link": self.link,
+            "hashtags": list(self.hashtags),
+        }
 
 
 class _HasRender(Protocol):

@@ -1,4 +1,4 @@
-"""The Jinja2 environment of posts and feed entries: where templates come from, how errors read.
+"""The one Jinja2 environment factory (posts, feed entries, e-mail, pages): where templates come from, how errors read.
 
 Lookup order, file by file: the operator's ``render.templates_dir``, the
 repository's ``templates/``, then ``bot/templates/`` (the copy a non-editable
@@ -9,7 +9,7 @@ template, the line and, for undefined variables, the variable.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -36,18 +36,38 @@ def template_dirs(operator_dir: str = "") -> list[Path]:
     return dirs
 
 
-def make_environment(operator_dir: str = "") -> jinja2.Environment:
-    """One environment for every template; .html/.xml templates autoescape, text ones do not."""
+#: the template names that autoescape: HTML and XML; posts and plain-text mail are text
+ESCAPED_EXTENSIONS = ("html", "htm", "xml", "html.j2", "xml.j2")
+
+
+def make_environment(
+    operator_dir: str = "",
+    *,
+    trim_blocks: bool = True,
+    keep_trailing_newline: bool = False,
+    auto_reload: bool = False,
+    filters: Mapping[str, Callable[..., Any]] | None = None,
+) -> jinja2.Environment:
+    """The one way to get templates: posts, feed entries, e-mail and every web page.
+
+    Always: the operator's folder before ours, autoescape by extension (.html/.xml
+    escape, .txt does not), StrictUndefined. What differs is said by the caller:
+    `trim_blocks` (with lstrip_blocks) for text whose block tags must leave no
+    blank lines, `keep_trailing_newline` for e-mail bodies, `auto_reload` where an
+    edited template should show without a restart, and extra `filters`.
+    """
     loader = jinja2.ChoiceLoader([jinja2.FileSystemLoader(str(d)) for d in template_dirs(operator_dir)])
-    return jinja2.Environment(
+    env = jinja2.Environment(
         loader=loader,
         undefined=jinja2.StrictUndefined,
-        autoescape=jinja2.select_autoescape(enabled_extensions=("html", "htm", "xml", "html.j2", "xml.j2"), default=False),
-        trim_blocks=True,
-        lstrip_blocks=True,
-        keep_trailing_newline=False,
-        auto_reload=False,
+        autoescape=jinja2.select_autoescape(enabled_extensions=ESCAPED_EXTENSIONS, default=False),
+        trim_blocks=trim_blocks,
+        lstrip_blocks=trim_blocks,
+        keep_trailing_newline=keep_trailing_newline,
+        auto_reload=auto_reload,
     )
+    env.filters.update(filters or {})
+    return env
 
 
 def _template_line(tb: TracebackType | None, filename: str | None) -> int | None:

@@ -18,7 +18,14 @@ import nh3
 from markdown_it.token import Token
 from pylatexenc.latex2text import LatexNodes2Text
 
-from bot.render.markdown import MAX_SOURCE_CHARS, bound_tags, clean_chars, make_markdown, math_within_bounds
+from bot.render.markdown import (
+    MAX_SOURCE_CHARS,
+    bound_tags,
+    clean_chars,
+    make_markdown,
+    math_within_bounds,
+    unescape_refs,
+)
 from bot.render.mathtext import MathTextError, prose_tex, strip_tex, tex_to_text
 
 #: longest TeX handed to pylatexenc; longer formulas lose their markup instead
@@ -28,7 +35,6 @@ _CODE_INDENT = "    "
 _SPACES = re.compile(r"[^\S\n]+")
 _MACRO = re.compile(r"\\([A-Za-z]+|.)")
 _TAG = re.compile(r"</?[A-Za-z][^<>]*>|<!--.*?-->|<![^<>]*>|<\?[^<>]*>", re.S)
-_ENTITY = re.compile(r"&(#[0-9]{1,7}|#[xX][0-9A-Fa-f]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});")
 _EMPHASIS_RUN = re.compile(r"\*\*+|__+")
 _HEADING_MARK = re.compile(r"^#{1,6}(?=\s|$)\s*", re.M)
 # A "$" that opens math the parser did not match (e.g. text cut at 500
@@ -212,8 +218,7 @@ def _html_to_text(text: str) -> str:
         if "<" in text:
             text = htmllib.unescape(_strip_html.clean(text)) if _TAG.search(text) else text
             text = _TAG.sub("", text)
-        if "&" in text:
-            text = _ENTITY.sub(lambda m: htmllib.unescape(m.group(0)), text)
+        text = unescape_refs(text)
         if text == before:
             break
     text = _TAG.sub("", text)

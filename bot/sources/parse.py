@@ -7,7 +7,6 @@ problem line and the other items go on; only a feed that is unusable as a whole 
 
 from __future__ import annotations
 
-import html
 import io
 import json
 import re
@@ -22,6 +21,7 @@ from lxml import etree
 
 from bot.errors import SourceError, SourceItemError
 from bot.records import ParseResult, Summary
+from bot.render.markdown import unescape_refs
 from bot.sources.xmlchars import drop_xml_invalid, site_item_guid, site_item_spans
 
 __all__ = ["parse_feed"]
@@ -41,9 +41,6 @@ _LINE_JUNK = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff\u202a-\u20
 _LINK_JUNK = re.compile("[\x00-\x1f\x7f]")
 # The summary text keeps its newlines and tabs, and loses only what XML 1.0 cannot carry.
 _TEXT_JUNK = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
-# One left-over level of HTML escaping in a title (the site escapes titles that are sometimes stored
-# escaped already, giving "&amp;amp;"): only complete references, so "R&D" or "&copy" stay as written.
-_ENTITY_REF = re.compile(r"&(?:#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});")
 _HTML_TAG = re.compile(r"<[^>]*>")
 _ARXIV_PREFIX = re.compile(r"^arxiv:", re.IGNORECASE)
 _ARXIV_VERSION = re.compile(r"v[0-9]+$")
@@ -198,7 +195,7 @@ class _Collector:
             self.problem(guid, "duplicate guid (the first occurrence was kept)")
             return
         self.seen.add(guid)
-        clean_title = _feed_line(_unescape_once(title)) if title else ""
+        clean_title = _feed_line(unescape_refs(title)) if title else ""
         if not clean_title:
             self.problem(guid, "has no title")
             return
@@ -251,12 +248,6 @@ def _feed_line(value: str) -> str:
     if _LINE_JUNK.search(value):
         value = _LINE_JUNK.sub("", value)
     return " ".join(value.split())
-
-
-def _unescape_once(title: str) -> str:
-    if "&" in title:
-        return _ENTITY_REF.sub(lambda m: html.unescape(m.group(0)), title)
-    return title
 
 
 def _text(text: str) -> str:

@@ -28,28 +28,13 @@ __all__ = ["CHANNEL"]
 def _publisher(settings: Settings, now: Callable[[], datetime], sessions: SessionStore | None) -> Publisher:
     # Imported here: the atproto SDK costs start-up time that dry-run never needs.
     from bot.channels.bluesky.publisher import make_publisher
+    from bot.channels.images import image_fetcher
 
     if sessions is not None and not settings.env.secret_key:
         # Refused here, before any login: the session is only ever kept encrypted.
         raise ConfigError("setting SECRET_KEY is required for a live Bluesky channel (its login session is kept in the database, encrypted with it)")
     # Without a store (a caller outside the app) the session lasts as long as the process.
-    return make_publisher(settings, vault=sessions if sessions is not None else MemoryVault(), now=now, fetch_image=_image_fetcher(settings))
-
-
-def _image_fetcher(settings: Settings) -> Callable[[str], tuple[bytes, str]]:
-    """The project's image fetcher (allowed hosts, size and type checks) with one HTTP client, made on first use."""
-    import httpx
-
-    from bot.channels.images import fetch_image
-
-    client: list[httpx.Client] = []
-
-    def fetch(url: str) -> tuple[bytes, str]:
-        if not client:
-            client.append(httpx.Client(timeout=settings.render.image_timeout_seconds))
-        return fetch_image(url, settings, client[0])
-
-    return fetch
+    return make_publisher(settings, vault=sessions if sessions is not None else MemoryVault(), now=now, fetch_image=image_fetcher(settings))
 
 
 CHANNEL = Channel(

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +23,7 @@ from bot.records import PaperDetails, Post, Summary
 from bot.render.posts import (
     NAME_MAX,
     TITLE_MAX,
+    PostFields,
     cut_at,
     cut_words,
     finish,
@@ -113,29 +113,7 @@ def _head_end(text: str, count: int) -> int:
     return end
 
 
-@dataclass(frozen=True, slots=True)
-class BlueskyFields:
-    """What goes into the post template, already cleaned."""
-
-    title: str
-    credit: str
-    teaser: str
-    author: str
-    link: str
-    hashtags: tuple[str, ...]
-
-    def context(self) -> dict[str, Any]:
-        return {
-            "title": self.title,
-            "credit": self.credit,
-            "teaser": self.teaser,
-            "author": self.author,
-            "link": self.link,
-            "hashtags": list(self.hashtags),
-        }
-
-
-def fit_post(render: Callable[[BlueskyFields], str], fields: BlueskyFields) -> tuple[str, BlueskyFields, list[str]]:
+def fit_post(render: Callable[[PostFields], str], fields: PostFields) -> tuple[str, PostFields, list[str]]:
     """Render, giving way until the post fits: hashtags (from the end), then teaser, title, credit, author.
 
     Returns the text, the fields used and what gave way. Raises RenderError
@@ -143,7 +121,7 @@ def fit_post(render: Callable[[BlueskyFields], str], fields: BlueskyFields) -> t
     """
     warnings: list[str] = []
 
-    def text_of(f: BlueskyFields) -> str:
+    def text_of(f: PostFields) -> str:
         return finish(render(f))
 
     f = fields
@@ -158,7 +136,7 @@ def fit_post(render: Callable[[BlueskyFields], str], fields: BlueskyFields) -> t
             break
         value = getattr(f, name)
 
-        def ok(candidate: str, name: str = name, f: BlueskyFields = f) -> bool:
+        def ok(candidate: str, name: str = name, f: PostFields = f) -> bool:
             return fits(text_of(_with(f, name, candidate)))
 
         short = word_cut(value, ok)
@@ -173,7 +151,7 @@ def fit_post(render: Callable[[BlueskyFields], str], fields: BlueskyFields) -> t
     return text, f, warnings
 
 
-def _with(f: BlueskyFields, name: str, value: str) -> BlueskyFields:
+def _with(f: PostFields, name: str, value: str) -> PostFields:
     changes: dict[str, Any] = {name: value}
     return dataclasses.replace(f, **changes)
 
@@ -200,7 +178,7 @@ def render_post(
 
     prose = one_line(teaser_source(plain).replace(link, ""))
     categories = [*(details.categories if details else ()), *summary.categories]
-    fields = BlueskyFields(
+    fields = PostFields(
         title=field(summary.title, TITLE_MAX),
         credit=field(paper_credit(details), NAME_MAX),
         teaser=word_cut(prose, lambda t: graphemes(t) <= channel.teaser_chars, scan=channel.teaser_chars),
@@ -210,7 +188,7 @@ def render_post(
     )
     context = {"summary": summary, "details": details}
 
-    def render_text(f: BlueskyFields) -> str:
+    def render_text(f: PostFields) -> str:
         return templates.render(TEMPLATE, {**context, **f.context()})
 
     text, _, warnings = fit_post(render_text, fields)

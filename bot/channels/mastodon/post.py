@@ -26,6 +26,7 @@ from bot.records import PaperDetails, Post, Summary
 from bot.render.posts import (
     NAME_MAX,
     TITLE_MAX,
+    PostFields,
     cut_at,
     cut_words,
     extract_urls_with_indices,
@@ -118,35 +119,13 @@ def _is_plain_url(word: str) -> bool:
 # --------------------------------------------------------------------------- fitting
 
 
-@dataclass(frozen=True, slots=True)
-class StatusFields:
-    """What goes into the status template, already cleaned."""
-
-    title: str
-    credit: str
-    teaser: str
-    author: str
-    link: str
-    hashtags: tuple[str, ...]
-
-    def context(self) -> dict[str, Any]:
-        return {
-            "title": self.title,
-            "credit": self.credit,
-            "teaser": self.teaser,
-            "author": self.author,
-            "link": self.link,
-            "hashtags": list(self.hashtags),
-        }
-
-
 def fit_status(
-    render: Callable[[StatusFields], str],
-    fields: StatusFields,
+    render: Callable[[PostFields], str],
+    fields: PostFields,
     *,
     limits: StatusLimits = DEFAULT_LIMITS,
     spoiler_text: str = "",
-) -> tuple[str, StatusFields, list[str]]:
+) -> tuple[str, PostFields, list[str]]:
     """Render, giving way until the status fits: hashtags (from the end), then the teaser, then the title.
 
     Then credit and author, if it must. The link is never cut, and text is cut
@@ -157,10 +136,10 @@ def fit_status(
     most = limits.max_characters
     warnings: list[str] = []
 
-    def text_of(f: StatusFields) -> str:
+    def text_of(f: PostFields) -> str:
         return finish(render(f))
 
-    def fits(f: StatusFields) -> bool:
+    def fits(f: PostFields) -> bool:
         return status_length(text_of(f), spoiler_text=spoiler_text, url_characters=limits.characters_reserved_per_url) <= most
 
     f = fields
@@ -185,9 +164,9 @@ def fit_status(
     return text, f, warnings
 
 
-def _shrink(f: StatusFields, name: str, fits: Callable[[StatusFields], bool]) -> StatusFields:
+def _shrink(f: PostFields, name: str, fits: Callable[[PostFields], bool]) -> PostFields:
     """`f` with field `name` cut (between words, with …) to the longest that fits, or emptied."""
-    def with_value(value: str) -> StatusFields:
+    def with_value(value: str) -> PostFields:
         changes: dict[str, Any] = {name: value}
         return dataclasses.replace(f, **changes)
 
@@ -246,7 +225,7 @@ def mastodon_post(
 
     categories = [*(details.categories if details else ()), *summary.categories]
     prose = no_mentions(one_line(teaser_source(plain).replace(link, "")))
-    fields = StatusFields(
+    fields = PostFields(
         title=field(summary.title, TITLE_MAX),
         credit=field(paper_credit(details), NAME_MAX),
         teaser=_teaser(prose, settings.teaser_chars),
@@ -261,7 +240,7 @@ def mastodon_post(
         "paper_url": paper_url(details, summary.arxiv_id),
     }
 
-    def rendered(f: StatusFields) -> str:
+    def rendered(f: PostFields) -> str:
         return templates.render(TEMPLATE, {**context, **f.context()})
 
     text, _, warnings = fit_status(rendered, fields, limits=limits, spoiler_text=settings.spoiler_text)

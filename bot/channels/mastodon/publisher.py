@@ -23,7 +23,6 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
 
-import httpx
 import requests
 from mastodon import (
     Mastodon,
@@ -35,7 +34,7 @@ from mastodon import (
     MastodonUnauthorizedError,
 )
 
-from bot.channels.images import fetch_image
+from bot.channels.images import ImageFetcher, image_fetcher
 from bot.channels.mastodon.post import CHANNEL, StatusLimits, limits_from_instance
 from bot.channels.mastodon.settings import MastodonSettings
 from bot.channels.transport import never_sent, redact
@@ -60,9 +59,6 @@ MEDIA_POLLS = 10
 #: a version Mastodon.py is told the server has, so it asks nothing before the first real call
 #: (4.0 brought /api/v2/instance, which we read; /api/v2/media is older)
 ASSUMED_VERSION = "4.0.0"
-
-ImageFetcher = Callable[[str], tuple[bytes, str]]
-
 
 
 def idempotency_key(post: Post) -> str:
@@ -332,18 +328,6 @@ class MastodonPublisher:
         if sending:
             kind += "; nothing was sent" if unsent else "; the post may or may not have gone out"
         return TransientPublishError(redact(f"Mastodon API {kind}", self._secrets), maybe_sent=sending and not unsent)
-
-
-def image_fetcher(settings: Settings) -> ImageFetcher:
-    """The project's image fetcher (allowed hosts, size and type checks) with one HTTP client, made on first use."""
-    client: list[httpx.Client] = []
-
-    def fetch(url: str) -> tuple[bytes, str]:
-        if not client:
-            client.append(httpx.Client(timeout=settings.render.image_timeout_seconds))
-        return fetch_image(url, settings, client[0])
-
-    return fetch
 
 
 def alt_text(post: Post) -> str:

@@ -12,11 +12,10 @@ import functools
 import re
 import unicodedata
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from bot.errors import RenderError
-from bot.render.posts import ELLIPSIS, extract_urls_with_indices, finish, shorten
+from bot.render.posts import ELLIPSIS, PostFields, extract_urls_with_indices, finish, shorten
 
 TWEET_MAX = 280
 
@@ -114,29 +113,7 @@ def _roughly_valid(text: str) -> bool:
     return 0 < estimated_weight(text) <= TWEET_MAX and not _INVALID.search(text)
 
 
-@dataclass(frozen=True, slots=True)
-class TweetFields:
-    """What goes into an X post template, already cleaned."""
-
-    title: str
-    credit: str
-    teaser: str
-    author: str
-    link: str
-    hashtags: tuple[str, ...]
-
-    def context(self) -> dict[str, Any]:
-        return {
-            "title": self.title,
-            "credit": self.credit,
-            "teaser": self.teaser,
-            "author": self.author,
-            "link": self.link,
-            "hashtags": list(self.hashtags),
-        }
-
-
-def fit_tweet(render: Callable[[TweetFields], str], fields: TweetFields) -> tuple[str, TweetFields, list[str]]:
+def fit_tweet(render: Callable[[PostFields], str], fields: PostFields) -> tuple[str, PostFields, list[str]]:
     """Render, shortening until X accepts the post: teaser, then hashtags (from the end), then title, credit, author.
 
     The link is never cut. Returns the text, the fields used and warnings.
@@ -157,20 +134,20 @@ def fit_tweet(render: Callable[[TweetFields], str], fields: TweetFields) -> tupl
 
 
 def _fit(
-    render: Callable[[TweetFields], str], fields: TweetFields, accepts: Callable[[str], bool]
-) -> tuple[str, TweetFields, list[str]]:
+    render: Callable[[PostFields], str], fields: PostFields, accepts: Callable[[str], bool]
+) -> tuple[str, PostFields, list[str]]:
     warnings: list[str] = []
 
-    def text_of(f: TweetFields) -> str:
+    def text_of(f: PostFields) -> str:
         return finish(render(f))
 
-    def valid(f: TweetFields) -> bool:
+    def valid(f: PostFields) -> bool:
         return accepts(text_of(f))
 
     if valid(fields):
         return text_of(fields), fields, warnings
 
-    def shrink(name: str, f: TweetFields) -> TweetFields:
+    def shrink(name: str, f: PostFields) -> PostFields:
         value = getattr(f, name)
         if not value:
             return f
@@ -193,7 +170,7 @@ def _fit(
     return text_of(f), f, warnings
 
 
-def _replace(f: TweetFields, name: str, value: Any) -> TweetFields:
+def _replace(f: PostFields, name: str, value: Any) -> PostFields:
     return dataclasses.replace(f, **{name: value})
 
 

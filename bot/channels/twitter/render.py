@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from bot.channels.spec import PostContext, RenderedPost
-from bot.channels.twitter.fitting import TWEET_MAX, TweetFields, fit_tweet, thread_replies, tweet_valid, tweet_weight
+from bot.channels.twitter.fitting import TWEET_MAX, fit_tweet, thread_replies, tweet_valid, tweet_weight
 from bot.channels.twitter.settings import TwitterSettings
 from bot.errors import RenderError
 from bot.records import Post
-from bot.render.posts import cut_words, no_mentions, one_line
+from bot.render.posts import PostFields, cut_words, no_mentions, one_line
 
 NAME = "twitter"
 TEMPLATE = "tweet.txt.j2"
@@ -19,7 +19,7 @@ def render(ctx: PostContext) -> RenderedPost:
         raise RenderError(f"summary {ctx.summary.guid!r} has no link to post")
     prose = no_mentions(one_line(ctx.teaser_source.replace(ctx.link, "")))
     teaser = cut_words(prose, ctx.settings.render.tweet_teaser_chars)
-    fields = TweetFields(
+    fields = PostFields(
         title=ctx.title,
         credit=ctx.credit,
         teaser=teaser,
@@ -28,7 +28,7 @@ def render(ctx: PostContext) -> RenderedPost:
         hashtags=ctx.hashtags,
     )
 
-    def render_fields(f: TweetFields) -> str:
+    def render_fields(f: PostFields) -> str:
         return ctx.render(TEMPLATE, **f.context())
 
     text, used, warnings = fit_tweet(render_fields, fields)
