@@ -12,13 +12,11 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bot.channels.spec import PostContext, RenderedPost
 from bot.errors import RenderError
 from bot.records import PaperDetails, Post, Summary
-from bot.render.html import HtmlRenderer, tex_to_mathml
-from bot.render.markdown import absolute_url
 from bot.render.posts import (
     NAME_MAX,
     TITLE_MAX,
@@ -30,9 +28,10 @@ from bot.render.posts import (
     paper_credit,
     paper_url,
 )
-from bot.render.templates import Templates
-from bot.render.text import TextRenderer
 from bot.settings import Settings
+
+if TYPE_CHECKING:
+    from bot.render.html import tex_to_mathml
 
 __all__ = [
     "RenderedPost",
@@ -45,6 +44,16 @@ __all__ = [
 ]
 
 FEED_ENTRY_TEMPLATE = "feed_entry.html.j2"
+
+
+def __getattr__(name: str) -> Any:
+    # The parsers (markdown-it, latex2mathml, nh3, Jinja) load on first use, not with this
+    # package: the channel registry, read whenever settings load, imports bot.render.posts.
+    if name == "tex_to_mathml":
+        from bot.render.html import tex_to_mathml
+
+        return tex_to_mathml
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 # Bounded, so a long-running scheduler does not grow it; `preview` reads it right after rendering.
 _WARNINGS: OrderedDict[Post, tuple[str, ...]] = OrderedDict()
@@ -86,6 +95,10 @@ class Renderer:
     """Summary → HTML, text, posts and feed entries; built once, cheap per call."""
 
     def __init__(self, settings: Settings) -> None:
+        from bot.render.html import HtmlRenderer
+        from bot.render.templates import Templates
+        from bot.render.text import TextRenderer
+
         self.settings = settings
         self._html = HtmlRenderer(settings.render.site_base_url, settings.render.image_hosts)
         self._text = TextRenderer()
@@ -159,6 +172,8 @@ class Renderer:
 
     def feed_entry_html(self, summary: Summary, details: PaperDetails | None = None, *, html: str | None = None) -> str:
         """The full HTML content of a feed entry: the summary, the paper credit, links to paper and summary."""
+        from bot.render.markdown import absolute_url
+
         body = self.html(summary) if html is None else html
         ctx = self._context(summary, details)
         # The link lands in an href unsanitised: only an http(s) URL may.
