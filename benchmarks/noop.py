@@ -51,7 +51,8 @@ print("\\nLAUNCHER", time.perf_counter() - t0, ru.ru_utime + ru.ru_stime, ru.ru_
 def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, float, float, str]:
     """Wall seconds, CPU seconds and peak RSS (MB) of one process, and its output."""
     proc = subprocess.run([sys.executable, "-S", "-c", LAUNCHER, *cmd], env=env, capture_output=True, text=True, check=False)
-    text, _, last = (proc.stdout + proc.stderr).rpartition("\nLAUNCHER ")
+    text, _, last = proc.stdout.rpartition("\nLAUNCHER ")  # the launcher's line comes after the child's output
+    text += proc.stderr
     wall, cpu, rss, code = last.split()
     if int(code) != 0:
         raise SystemExit(f"{' '.join(cmd)} failed ({code}):\n{text}")
