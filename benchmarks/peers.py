@@ -28,6 +28,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -195,6 +196,8 @@ def compare(runs: int, feed: str, body: bytes, url: str, peers_bin: Path, tmp: P
         root = tmp / f"bot-{i}"
         root.mkdir(parents=True)
         env = bot_env(root, url, x_url, smtp_port)
+        reset = urllib.request.Request(f"{x_url}/_fake/reset", data=b"{}", method="POST")
+        urllib.request.urlopen(reset, timeout=30).read()  # the stand-in refuses a text it has seen, as X does
         add("publish", "the bot", [*bot, "run", "--once", "--backfill", str(items)], env)
         add("noop", "the bot", [*bot, "run", "--once"], env)
         root = tmp / f"r2e-{i}"

@@ -80,6 +80,13 @@ def renders(app: App, summaries: Sequence[StoredSummary]) -> dict[int, tuple[str
     return cached
 
 
+def texts(app: App, summaries: Sequence[StoredSummary]) -> dict[int, str]:
+    """summary id → plain text, from the render cache, else rendered as text only (not cached: the cache keeps
+    HTML and text together, and a reader of text alone, the digest, should not pay for the MathML)."""
+    cached = app.store.cached_renders({s.id: s.summary.content_hash for s in summaries})
+    return {s.id: cached[s.id][1] if s.id in cached else app.renderer.text(s.summary) for s in summaries}
+
+
 def post_for(
     app: App, channel: str, stored: StoredSummary, *, text: str | None = None, papers: Mapping[str, PaperDetails | None] | None = None
 ) -> Post:
