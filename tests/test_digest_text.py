@@ -3,6 +3,8 @@ render cache lacks, and its teasers are those of the text renderer."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 from digest_util import Newsroom, digest_settings
@@ -27,3 +29,19 @@ def test_digest_items_render_text_only(tmp_path: Path) -> None:
             assert item.teaser_text and item.teaser_text.split()[0] in room.app.renderer.text(s.summary)
     finally:
         room.close()
+
+
+def test_plain_text_loads_no_html_renderer() -> None:
+    # A fresh interpreter: what rendering text alone imports (the digest's and the posts' need).
+    probe = (
+        "import sys\n"
+        "from bot.render import Renderer\n"
+        "from bot.settings import Settings, sample_feed_path\n"
+        "from bot.sources.parse import parse_feed\n"
+        "summary = parse_feed(sample_feed_path().read_bytes(), 'sample').summaries[0]\n"
+        "assert Renderer(Settings()).text(summary)\n"
+        "print([m for m in ('latex2mathml', 'bot.render.html') if m in sys.modules])\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], check=True, capture_output=True, text=True,
+                         env={"PATH": "/usr/bin:/bin", "PYTHONDONTWRITEBYTECODE": "1"}).stdout
+    assert out.strip() == "[]"

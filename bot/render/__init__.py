@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Sequence
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from bot.channels.spec import PostContext, RenderedPost
@@ -31,7 +32,7 @@ from bot.render.posts import (
 from bot.settings import Settings
 
 if TYPE_CHECKING:
-    from bot.render.html import tex_to_mathml
+    from bot.render.html import HtmlRenderer, tex_to_mathml
 
 __all__ = [
     "RenderedPost",
@@ -95,16 +96,21 @@ class Renderer:
     """Summary → HTML, text, posts and feed entries; built once, cheap per call."""
 
     def __init__(self, settings: Settings) -> None:
-        from bot.render.html import HtmlRenderer
         from bot.render.templates import Templates
         from bot.render.text import TextRenderer
 
         self.settings = settings
-        self._html = HtmlRenderer(settings.render.site_base_url, settings.render.image_hosts)
         self._text = TextRenderer()
         self.templates = Templates(settings.render.templates_dir)
 
     # -------------------------------------------------------------- summary text
+
+    @cached_property
+    def _html(self) -> HtmlRenderer:
+        # Built on first use: the digest and posts need only text, and MathML costs imports.
+        from bot.render.html import HtmlRenderer
+
+        return HtmlRenderer(self.settings.render.site_base_url, self.settings.render.image_hosts)
 
     def html(self, summary: Summary) -> str:
         """The sanitised HTML fragment of the summary's text."""
