@@ -259,7 +259,9 @@ def build_feeds(
     # What a next build will likely serialise again: entries of the subscribed feeds and of
     # the open archive page (full pages never change). The rest leave the cache once written.
     keep = {e.guid for f in files if f.hub_topic or f is files[-1] for e in f.entries}
-    filled: tuple[tuple[str, ...], tuple[FeedEntry, ...]] = ((), ())
+    # Entries of the subscribed feeds, filled once for all the files they are in (a bounded
+    # set: feeds.size per feed); an archive page's are filled for that page alone.
+    filled: dict[str, FeedEntry] = {}
     try:
         for file in files:
             fingerprint = file.fingerprint()
@@ -269,10 +271,11 @@ def build_feeds(
                 unchanged += 1
                 continue
             if fill is not None:
-                guids = tuple(e.guid for e in file.entries)
-                if filled[0] != guids:  # a feed's three formats share their entries: filled once
-                    filled = (guids, tuple(fill(file.entries)))
-                file = dataclasses.replace(file, entries=filled[1])
+                missing = [e for e in file.entries if e.guid not in filled]
+                got = {e.guid: e for e in fill(missing)} if missing else {}
+                if file.hub_topic:
+                    filled.update(got)
+                file = dataclasses.replace(file, entries=tuple(got.get(e.guid) or filled[e.guid] for e in file.entries))
             data = render_file(file, cache)
             if not file.hub_topic:  # an archive page: drop what no subscribed feed holds
                 cache.forget(e.guid for e in file.entries if e.guid not in keep)
