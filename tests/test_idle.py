@@ -158,7 +158,8 @@ def test_a_changed_feed_is_fetched_once_and_handed_to_the_full_path(tmp_path: Pa
 
 
 def test_a_no_op_run_loads_no_database_toolkit_and_no_renderer(tmp_path: Path) -> None:
-    env = {"BOT_DATA_DIR": str(tmp_path / "var"), "BOT_CONFIG": str(REPO / "config" / "bot.toml"), "PATH": "/usr/bin:/bin"}
+    env = {"BOT_DATA_DIR": str(tmp_path / "var"), "BOT_CONFIG": str(REPO / "config" / "bot.toml"), "PATH": "/usr/bin:/bin",
+           "PYTHONDONTWRITEBYTECODE": "1"}
     cmd = [sys.executable, "-m", "bot", "run", "--once"]
     subprocess.run(cmd, env=env, cwd=tmp_path, check=True, capture_output=True)
     probe = (
