@@ -72,8 +72,7 @@ def renders(app: App, summaries: Sequence[StoredSummary]) -> dict[int, tuple[str
     if todo:
         fresh = []
         for s in todo:
-            html = app.renderer.html(s.summary)
-            text = app.renderer.text(s.summary)
+            html, text = app.renderer.html_and_text(s.summary)
             cached[s.id] = (html, text)
             fresh.append((s.id, s.summary.content_hash, html, text))
         app.store.put_renders(fresh, now=app.clock())

@@ -120,6 +120,16 @@ class Renderer:
         """The plain text of the summary's text."""
         return self._text.render(summary.text)
 
+    def html_and_text(self, summary: Summary) -> tuple[str, str]:
+        """html() and text() from one parse of the Markdown (what the render cache keeps)."""
+        from bot.render.markdown import math_within_bounds
+
+        # Both parsers are the same Markdown (bot.render.markdown.make_markdown); only rendering differs.
+        tokens = self._text.parse(summary.text)
+        convert_math = math_within_bounds(tokens)
+        text = self._text.render_tokens(tokens, convert_math=convert_math)  # reads the tokens: first
+        return self._html.render_tokens(tokens, convert_math=convert_math), text
+
     # -------------------------------------------------------------------- posts
 
     def post(self, channel: str, summary: Summary, details: PaperDetails | None = None, *, text: str | None = None) -> Post:
