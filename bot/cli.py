@@ -182,6 +182,18 @@ def run(ctx: Ctx, once: bool, backfill: int | None) -> None:
     if not once:  # --once sends no digest: the quick start needs no key
         ctx.without_keyless_digest()
     if once:
+        from bot.app import utc_now
+        from bot.idle import run_once_idle
+
+        # Nothing to do (SQLite, feed unchanged, nothing due): said without building the app.
+        idle, fetched = run_once_idle(ctx.settings, clock=utc_now)
+        if idle is not None:
+            click.echo(idle)
+            return
+        if fetched is not None:
+            from bot.app import build_app
+
+            ctx._app = build_app(ctx.settings, source=fetched)
         summary = run_once(ctx.app, backfill=backfill, progress=_progress("storing summaries"))
         click.echo(summary)
     else:

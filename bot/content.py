@@ -72,12 +72,18 @@ def renders(app: App, summaries: Sequence[StoredSummary]) -> dict[int, tuple[str
     if todo:
         fresh = []
         for s in todo:
-            html = app.renderer.html(s.summary)
-            text = app.renderer.text(s.summary)
+            html, text = app.renderer.html_and_text(s.summary)
             cached[s.id] = (html, text)
             fresh.append((s.id, s.summary.content_hash, html, text))
         app.store.put_renders(fresh, now=app.clock())
     return cached
+
+
+def texts(app: App, summaries: Sequence[StoredSummary]) -> dict[int, str]:
+    """summary id → plain text, from the render cache, else rendered as text only (not cached: the cache keeps
+    HTML and text together, and a reader of text alone, the digest, should not pay for the MathML)."""
+    cached = app.store.cached_renders({s.id: s.summary.content_hash for s in summaries})
+    return {s.id: cached[s.id][1] if s.id in cached else app.renderer.text(s.summary) for s in summaries}
 
 
 def post_for(

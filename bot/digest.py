@@ -138,13 +138,12 @@ def _schedule(app: App) -> DigestSchedule:
 def digest_items(app: App, summaries: Sequence[StoredSummary]) -> list[DigestItem]:
     """The summaries as digest items: paper details (arXiv cache), a teaser from the render cache."""
     details = content.paper_details(app, summaries)
-    renders = content.renders(app, summaries)
+    texts = content.texts(app, summaries)
     limit = app.settings.digest.teaser_chars
     items = []
     for s in summaries:
         d = details.get(s.summary.arxiv_id or "")
-        _html, text = renders[s.id]
-        teaser = cut_sentences(teaser_source(text), limit)
+        teaser = cut_sentences(teaser_source(texts[s.id]), limit)
         items.append(
             DigestItem(
                 guid=s.summary.guid,

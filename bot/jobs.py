@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from bot import content
@@ -22,18 +23,19 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def feed_entries(app: App, *, force: bool = False, fetch: bool = True) -> list[FeedEntry]:
-    """Every stored summary as a feed entry; content only for the entries the next build serialises.
+def feed_entries(app: App, *, fetch: bool = True) -> tuple[list[FeedEntry], Callable[[Sequence[FeedEntry]], list[FeedEntry]]]:
+    """Every stored summary as a feed entry without content, and the function that fills in the content of some.
 
-    Fingerprints ignore content, so the files that must be written are known
-    from a text-free listing; only their entries are loaded and rendered (from
-    the render cache). A rebuild after one new summary thus touches a few
-    dozen entries, not the whole store.
+    Fingerprints ignore content, so which files must be written is known from
+    a text-free listing; the builder then fills in one file's entries at a
+    time (loaded, rendered through the render cache, dropped after the file):
+    a rebuild after one new summary renders a few dozen entries, and a first
+    build of 10,000 holds one archive page in memory, not the whole store.
     """
     import dataclasses
 
     from bot.decide import entry_dates
-    from bot.feeds import FeedEntry, stale_entries
+    from bot.feeds import FeedEntry
     from bot.render.posts import paper_url
 
     listing = app.store.latest_summaries(with_text=False)
@@ -41,11 +43,13 @@ def feed_entries(app: App, *, force: bool = False, fetch: bool = True) -> list[F
     # Fetch missing paper details only for the main feed's entries; older ones use the cache.
     details = content.paper_details(app, newest, fetch=fetch)
     details.update(content.paper_details(app, listing[len(newest):], fetch=False))
-    light: dict[int, FeedEntry] = {}
+    ids: dict[str, int] = {}
+    light: list[FeedEntry] = []
     for s in listing:
         d = details.get(s.summary.arxiv_id or "")
         published, updated = entry_dates(s.published_at, s.first_seen_at, s.summary.edited_at)
-        light[s.id] = FeedEntry(
+        ids[s.summary.guid] = s.id
+        light.append(FeedEntry(
             guid=s.summary.guid,
             title=s.summary.title,
             author=s.summary.author,
@@ -57,18 +61,21 @@ def feed_entries(app: App, *, force: bool = False, fetch: bool = True) -> list[F
             categories=content.categories(s, d),
             paper_url=paper_url(d, s.summary.arxiv_id),
             first_seen=s.first_seen_at,
-        )
-    need = stale_entries(light.values(), app.settings, force=force)
-    wanted = [sid for sid, e in light.items() if e.guid in need]
-    full = app.store.summaries_by_ids(wanted)
-    renders = content.renders(app, full)
-    for s in full:
-        html, text = renders[s.id]
-        d = details.get(s.summary.arxiv_id or "")
-        light[s.id] = dataclasses.replace(
-            light[s.id], content_html=app.renderer.feed_entry_html(s.summary, d, html=html), summary_text=text
-        )
-    return list(light.values())
+        ))
+    del listing, newest
+
+    def fill(entries: Sequence[FeedEntry]) -> list[FeedEntry]:
+        full = {s.id: s for s in app.store.summaries_by_ids([ids[e.guid] for e in entries])}
+        renders = content.renders(app, list(full.values()))
+        out = []
+        for e in entries:
+            s = full[ids[e.guid]]
+            html, text = renders[s.id]
+            d = details.get(s.summary.arxiv_id or "")
+            out.append(dataclasses.replace(e, content_html=app.renderer.feed_entry_html(s.summary, d, html=html), summary_text=text))
+        return out
+
+    return light, fill
 
 
 def build_feeds(app: App, *, force: bool = False, mirror: bool = False) -> str:
@@ -87,7 +94,8 @@ def build_feeds(app: App, *, force: bool = False, mirror: bool = False) -> str:
     # and two builds from different database snapshots could leave a file older than the
     # manifest says it is. (A dotfile: the web process never serves it.)
     with FileLock(str(out / ".feeds-build.lock")):
-        report = write_feeds(feed_entries(app, force=force, fetch=not mirror), app.settings, cache=app.feed_cache, force=force)
+        entries, fill = feed_entries(app, fetch=not mirror)
+        report = write_feeds(entries, app.settings, cache=app.feed_cache, force=force, fill=fill)
     hub = "" if mirror else app.settings.feeds.websub_hub
     if hub and report.hub_topics:
         import httpx

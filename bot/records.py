@@ -26,6 +26,13 @@ def content_hash(title: str, author: str, text: str) -> str:
     return h.hexdigest()
 
 
+#: what one poll came to, as the poll log records it (bot.store.charts; bot.idle writes it without the store)
+POLL_OK = "ok"
+POLL_NOT_MODIFIED = "not_modified"
+POLL_FAILED = "failed"
+#: poll log rows older than this are deleted as new ones are written (the charts show 90 days at most)
+POLL_LOG_DAYS = 400
+
 @dataclass(frozen=True, slots=True)
 class Summary:
     """One community summary of a paper, as a source gives it."""

@@ -22,11 +22,15 @@ from bot.errors import BotError, LockError, SourceError, StoreError
 if TYPE_CHECKING:
     from bot.app import App
     from bot.dispatcher import Dispatcher
+    from bot.settings import Settings
 
 log = logging.getLogger(__name__)
 
 #: key of the PostgreSQL advisory lock that elects the scheduler
 SCHEDULER_LOCK_KEY = 727_002
+
+#: what `run --once` says when it leaves the feeds as they are
+FEEDS_UNCHANGED = "nothing changed since the last build, nothing rebuilt"
 
 
 @contextmanager
@@ -172,7 +176,7 @@ def run_once(app: App, *, backfill: int | None = None, progress: Callable[[int, 
             failed = exc
             lines.append(f"poll failed: {exc}")
         if not any(line.startswith("feeds:") for line in "\n".join(lines).splitlines()):
-            lines.append("feeds: " + feeds_job(app))
+            lines.append("feeds: " + (FEEDS_UNCHANGED if feeds_current(app) else feeds_job(app)))
         lines.append(dispatch_job(app))
     lines.extend(where_things_went(app))
     if failed is not None:
@@ -182,15 +186,30 @@ def run_once(app: App, *, backfill: int | None = None, progress: Callable[[int, 
     return "\n".join(lines)
 
 
+def feeds_current(app: App) -> bool:
+    """Whether the feed files reflect the database: built since the last change to a summary or paper detail.
+
+    A poll that changed nothing then rebuilds nothing (after changing `feeds.*` settings, `feeds build`).
+    """
+    from bot.idle import FEEDS_MANIFEST
+
+    return (app.settings.public_dir / FEEDS_MANIFEST).is_file() and app.store.feeds_built_since_last_change()
+
+
 def where_things_went(app: App) -> list[str]:
+    return where_things_go(app.settings)
+
+
+def where_things_go(settings: Settings) -> list[str]:
+    """Where each enabled channel's posts and the feeds go, one line each."""
     from bot.channels import channel_mode, enabled_channels
 
     out = []
-    for channel in enabled_channels(app.settings):
-        live, why = channel_mode(app.settings, channel)
-        target = f"{app.settings.outbox_dir / (channel + '.jsonl')}" if not live else "the network"
+    for channel in enabled_channels(settings):
+        live, why = channel_mode(settings, channel)
+        target = f"{settings.outbox_dir / (channel + '.jsonl')}" if not live else "the network"
         out.append(f"{channel}: {why} → {target}")
-    out.append(f"feeds: {app.settings.public_dir}/feed.rss, feed.atom, feed.json")
+    out.append(f"feeds: {settings.public_dir}/feed.rss, feed.atom, feed.json")
     return out
 
 

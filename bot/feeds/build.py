@@ -8,12 +8,13 @@ atomically and deletes files that no longer belong. It never touches the store.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
 import pickle
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -235,12 +236,16 @@ def build_feeds(
     out_dir: Path | None = None,
     cache: FragmentCache | None = None,
     force: bool = False,
+    fill: Callable[[Sequence[FeedEntry]], Sequence[FeedEntry]] | None = None,
 ) -> BuildReport:
     """Write feed.rss|atom|json, category/<name>.*, archive/<n>.atom; return what changed.
 
     `entries` are all stored summaries in any order. Pass the same `cache` to
     every build of a long-lived process so unchanged entries are not serialised
     again; `force` re-serialises every file (after a renderer or template change).
+    `fill`: the entries may come without content; fill(entries) gives them theirs, one
+    file at a time, just before the file is serialised (memory stays flat in the
+    number of entries: a full archive page is dropped once written).
     """
     out = Path(out_dir) if out_dir is not None else settings.public_dir
     cache = cache if cache is not None else FragmentCache()
@@ -251,6 +256,12 @@ def build_feeds(
     topics: list[str] = []
     removed: list[str] = []
     unchanged = 0
+    # What a next build will likely serialise again: entries of the subscribed feeds and of
+    # the open archive page (full pages never change). The rest leave the cache once written.
+    keep = {e.guid for f in files if f.hub_topic or f is files[-1] for e in f.entries}
+    # Entries of the subscribed feeds, filled once for all the files they are in (a bounded
+    # set: feeds.size per feed); an archive page's are filled for that page alone.
+    filled: dict[str, FeedEntry] = {}
     try:
         for file in files:
             fingerprint = file.fingerprint()
@@ -259,7 +270,15 @@ def build_feeds(
             if old_manifest.get(file.path) == fingerprint and target.is_file():
                 unchanged += 1
                 continue
+            if fill is not None:
+                missing = [e for e in file.entries if e.guid not in filled]
+                got = {e.guid: e for e in fill(missing)} if missing else {}
+                if file.hub_topic:
+                    filled.update(got)
+                file = dataclasses.replace(file, entries=tuple(got.get(e.guid) or filled[e.guid] for e in file.entries))
             data = render_file(file, cache)
+            if not file.hub_topic:  # an archive page: drop what no subscribed feed holds
+                cache.forget(e.guid for e in file.entries if e.guid not in keep)
             try:
                 if target.read_bytes() == data:
                     unchanged += 1
@@ -282,7 +301,5 @@ def build_feeds(
     except ValueError as exc:  # lxml refusing a string would be a gap in cleaning: report it, don't crash the job
         raise RenderError(f"feeds: cannot serialise: {exc}") from exc
     finally:
-        # Keep what the next build will likely serialise again: entries of the
-        # subscribed feeds and of the open archive page (full pages never change).
-        cache.end_build(keep={e.guid for f in files if f.hub_topic or f is files[-1] for e in f.entries})
+        cache.end_build(keep=keep)
     return BuildReport(changed=tuple(changed), removed=tuple(removed), unchanged=unchanged, hub_topics=tuple(topics))

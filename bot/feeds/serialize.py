@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import html
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NewType
@@ -254,6 +254,13 @@ class FragmentCache:
         if found is None or found[0] != entry:
             found = self._fragments[key] = (entry, _SERIALISERS[kind](self.clean(entry)))
         return found[1]
+
+    def forget(self, guids: Iterable[str]) -> None:
+        """Drop these entries' fragments (a full archive page once written: no other file needs them)."""
+        gone = set(guids)
+        if gone:
+            self._clean = {k: v for k, v in self._clean.items() if k[0] not in gone}
+            self._fragments = {k: v for k, v in self._fragments.items() if k[1] not in gone}
 
     def end_build(self, keep: set[str]) -> None:
         """Forget every entry whose guid is not in `keep`, so the cache never outgrows the feeds."""

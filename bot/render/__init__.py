@@ -12,13 +12,12 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Sequence
-from typing import Any
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
 
 from bot.channels.spec import PostContext, RenderedPost
 from bot.errors import RenderError
 from bot.records import PaperDetails, Post, Summary
-from bot.render.html import HtmlRenderer, tex_to_mathml
-from bot.render.markdown import absolute_url
 from bot.render.posts import (
     NAME_MAX,
     TITLE_MAX,
@@ -30,9 +29,10 @@ from bot.render.posts import (
     paper_credit,
     paper_url,
 )
-from bot.render.templates import Templates
-from bot.render.text import TextRenderer
 from bot.settings import Settings
+
+if TYPE_CHECKING:
+    from bot.render.html import HtmlRenderer, tex_to_mathml
 
 __all__ = [
     "RenderedPost",
@@ -45,6 +45,16 @@ __all__ = [
 ]
 
 FEED_ENTRY_TEMPLATE = "feed_entry.html.j2"
+
+
+def __getattr__(name: str) -> Any:
+    # The parsers (markdown-it, latex2mathml, nh3, Jinja) load on first use, not with this
+    # package: the channel registry, read whenever settings load, imports bot.render.posts.
+    if name == "tex_to_mathml":
+        from bot.render.html import tex_to_mathml
+
+        return tex_to_mathml
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 # Bounded, so a long-running scheduler does not grow it; `preview` reads it right after rendering.
 _WARNINGS: OrderedDict[Post, tuple[str, ...]] = OrderedDict()
@@ -86,12 +96,21 @@ class Renderer:
     """Summary → HTML, text, posts and feed entries; built once, cheap per call."""
 
     def __init__(self, settings: Settings) -> None:
+        from bot.render.templates import Templates
+        from bot.render.text import TextRenderer
+
         self.settings = settings
-        self._html = HtmlRenderer(settings.render.site_base_url, settings.render.image_hosts)
         self._text = TextRenderer()
         self.templates = Templates(settings.render.templates_dir)
 
     # -------------------------------------------------------------- summary text
+
+    @cached_property
+    def _html(self) -> HtmlRenderer:
+        # Built on first use: the digest and posts need only text, and MathML costs imports.
+        from bot.render.html import HtmlRenderer
+
+        return HtmlRenderer(self.settings.render.site_base_url, self.settings.render.image_hosts)
 
     def html(self, summary: Summary) -> str:
         """The sanitised HTML fragment of the summary's text."""
@@ -100,6 +119,16 @@ class Renderer:
     def text(self, summary: Summary) -> str:
         """The plain text of the summary's text."""
         return self._text.render(summary.text)
+
+    def html_and_text(self, summary: Summary) -> tuple[str, str]:
+        """html() and text() from one parse of the Markdown (what the render cache keeps)."""
+        from bot.render.markdown import math_within_bounds
+
+        # Both parsers are the same Markdown (bot.render.markdown.make_markdown); only rendering differs.
+        tokens = self._text.parse(summary.text)
+        convert_math = math_within_bounds(tokens)
+        text = self._text.render_tokens(tokens, convert_math=convert_math)  # reads the tokens: first
+        return self._html.render_tokens(tokens, convert_math=convert_math), text
 
     # -------------------------------------------------------------------- posts
 
@@ -164,6 +193,8 @@ class Renderer:
 
     def feed_entry_html(self, summary: Summary, details: PaperDetails | None = None, *, html: str | None = None) -> str:
         """The full HTML content of a feed entry: the summary, the paper credit, links to paper and summary."""
+        from bot.render.markdown import absolute_url
+
         body = self.html(summary) if html is None else html
         ctx = self._context(summary, details)
         # The link lands in an href unsanitised: only an http(s) URL may.

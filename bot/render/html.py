@@ -219,10 +219,12 @@ class HtmlRenderer:
 
     def render(self, source: str) -> str:
         """The sanitised HTML fragment of one summary's Markdown."""
-        source = bound_tags(clean_chars(source[:MAX_SOURCE_CHARS]))
-        env: dict[str, Any] = {}
-        tokens = self._md.parse(source, env)
-        env["convert_math"] = math_within_bounds(tokens)
+        tokens = self._md.parse(bound_tags(clean_chars(source[:MAX_SOURCE_CHARS])), {})
+        return self.render_tokens(tokens, convert_math=math_within_bounds(tokens))
+
+    def render_tokens(self, tokens: list[Token], *, convert_math: bool) -> str:
+        """The sanitised HTML of parsed Markdown (changes the tokens: links are resolved in place)."""
+        env: dict[str, Any] = {"convert_math": convert_math}
         resolve_links(tokens, self.site_base_url)
         raw = self._md.renderer.render(tokens, self._md.options, env)
         clean = drop_empty_paragraphs(filter_images(self._cleaner.clean(raw), self.image_hosts))

@@ -147,11 +147,18 @@ class TextRenderer:
 
     # ---------------------------------------------------------------- blocks
 
+    def parse(self, source: str) -> list[Token]:
+        """One summary's Markdown parsed, bounded and cleaned as every rendering of it is."""
+        return self._md.parse(bound_tags(clean_chars(source[:MAX_SOURCE_CHARS])), {})
+
     def render(self, source: str) -> str:
         """The plain text of one summary's Markdown."""
-        source = bound_tags(clean_chars(source[:MAX_SOURCE_CHARS]))
-        tokens = self._md.parse(source, {})
-        tex = self.tex if math_within_bounds(tokens) else self.cheap_tex
+        tokens = self.parse(source)
+        return self.render_tokens(tokens, convert_math=math_within_bounds(tokens))
+
+    def render_tokens(self, tokens: list[Token], *, convert_math: bool) -> str:
+        """The plain text of parsed Markdown (read only: the HTML renderer may use the same tokens after)."""
+        tex = self.tex if convert_math else self.cheap_tex
         blocks: list[str] = []
         counters: list[int | None] = []
         pending_marker = ""

@@ -14,12 +14,13 @@ import socket
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Protocol
-
-import httpx
+from typing import TYPE_CHECKING, Any, Protocol
 
 from bot.errors import ConfigError, SourceError
 from bot.records import FetchResult, SourceState
+
+if TYPE_CHECKING:
+    import httpx
 
 
 class Source(Protocol):
@@ -81,6 +82,8 @@ class HttpSource:
         deadline: float | None = None,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
+        import httpx  # here: a file source (the quick start's) never loads it
+
         self.url = url
         self.max_bytes = max_bytes
         #: seconds the whole download may take (the timeout bounds each read only: a server
@@ -108,6 +111,8 @@ class HttpSource:
         self.close()
 
     def fetch(self, state: SourceState, *, now: datetime) -> FetchResult:
+        import httpx
+
         headers = {}
         if state.etag:
             headers["If-None-Match"] = state.etag
@@ -170,6 +175,8 @@ class HttpSource:
             )
 
     def _request_timeout(self) -> httpx.Timeout:
+        import httpx
+
         # No single wait may outlast the whole deadline either.
         each = self._timeout if self.deadline is None else min(self._timeout, self.deadline)
         return httpx.Timeout(each, connect=min(each, 10.0))

@@ -988,6 +988,14 @@ class Store(DigestStore, HeldStore, ChartStore, ConsoleStore):
                 except IntegrityError:
                     conn.execute(t.jobs.update().where(t.jobs.c.name == name).values(**values))
 
+    def feeds_built_since_last_change(self) -> bool:
+        """Whether the last good feeds build came after every change to a summary and to paper details."""
+        with self.tx() as conn:
+            built = conn.execute(sa.select(t.jobs.c.last_ok_at).where(t.jobs.c.name == "feeds")).scalar()
+            summaries = conn.execute(sa.select(sa.func.max(t.summaries.c.changed_at))).scalar()
+            papers = conn.execute(sa.select(sa.func.max(t.papers.c.fetched_at))).scalar()
+        return built is not None and all(at is None or at <= built for at in (summaries, papers))
+
     def jobs(self) -> dict[str, dict[str, Any]]:
         with self.tx() as conn:
             rows = conn.execute(sa.select(t.jobs)).all()

@@ -14,15 +14,11 @@ from typing import TYPE_CHECKING
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from bot.records import DeliveryState
+from bot.records import POLL_FAILED, POLL_LOG_DAYS, POLL_NOT_MODIFIED, POLL_OK, DeliveryState
 from bot.store import schema as t
 
-#: what one poll came to, as the poll log records it
-POLL_OK = "ok"
-POLL_NOT_MODIFIED = "not_modified"
-POLL_FAILED = "failed"
-#: poll log rows older than this are deleted as new ones are written (the charts show 90 days at most)
-POLL_LOG_DAYS = 400
+__all__ = ["POLL_FAILED", "POLL_LOG_DAYS", "POLL_NOT_MODIFIED", "POLL_OK", "AttemptRow", "ChartStore", "SubscriberDates"]
+
 
 
 @dataclass(frozen=True, slots=True)

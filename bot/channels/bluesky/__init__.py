@@ -15,7 +15,6 @@ from datetime import datetime
 
 from bot.channels.base import Publisher
 from bot.channels.bluesky import render
-from bot.channels.bluesky.post import GRAPHEMES_MAX, graphemes
 from bot.channels.bluesky.settings import ENV, LIVE_NEEDS, BlueskySettings
 from bot.channels.bluesky.vault import MemoryVault
 from bot.channels.spec import Channel, Measure, SessionStore
@@ -46,6 +45,6 @@ CHANNEL = Channel(
     templates=(render.TEMPLATE,),
     render=render.render,
     publisher=_publisher,
-    measure=Measure(count=graphemes, limit=GRAPHEMES_MAX, unit="graphemes", detail=render.size_in_bytes),
+    measure=Measure(count=render.graphemes, limit=render.GRAPHEMES_MAX, unit="graphemes", detail=render.size_in_bytes),
     check_post=render.check_post,
 )

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import regex
 
+from bot.channels.bluesky.render import BYTES_MAX, GRAPHEMES_MAX, NAME, TEMPLATE
 from bot.errors import RenderError
 from bot.records import PaperDetails, Post, Summary
 from bot.render.posts import (
@@ -40,10 +41,6 @@ if TYPE_CHECKING:
     from bot.render.templates import Templates
     from bot.settings import RenderSettings
 
-GRAPHEMES_MAX = 300
-BYTES_MAX = 3000
-NAME = "bluesky"
-TEMPLATE = "bluesky.txt.j2"
 COLLECTION = "app.bsky.feed.post"
 #: the link card's description, in characters (the app shows two or three lines)
 CARD_DESCRIPTION_MAX = 300

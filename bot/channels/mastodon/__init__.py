@@ -12,7 +12,6 @@ from datetime import datetime
 
 from bot.channels.base import Publisher
 from bot.channels.mastodon import render
-from bot.channels.mastodon.post import DEFAULT_MAX_CHARACTERS
 from bot.channels.mastodon.settings import ENV, LIVE_NEEDS, MastodonSettings
 from bot.channels.spec import Channel, Measure, SessionStore
 from bot.settings import Settings
@@ -39,5 +38,5 @@ CHANNEL = Channel(
     render=render.render,
     publisher=_publisher,
     # The instance's own limit is only known live: preview (like dry-run) fits to Mastodon's default.
-    measure=Measure(count=render.length, limit=DEFAULT_MAX_CHARACTERS, unit="characters"),
+    measure=Measure(count=render.length, limit=render.DEFAULT_MAX_CHARACTERS, unit="characters"),
 )

@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from bot.channels.mastodon.render import DEFAULT_MAX_CHARACTERS, DEFAULT_URL_CHARACTERS, NAME, TEMPLATE
 from bot.channels.mastodon.settings import MastodonSettings
 from bot.channels.spec import RenderedPost
 from bot.errors import RenderError
@@ -43,12 +44,7 @@ from bot.render.templates import Templates
 from bot.render.text import teaser_source
 from bot.settings import RenderSettings
 
-CHANNEL = "mastodon"
-TEMPLATE = "mastodon.txt.j2"
-
-#: the room a URL takes and the limit when the instance does not say (Mastodon's defaults)
-DEFAULT_MAX_CHARACTERS = 500
-DEFAULT_URL_CHARACTERS = 23
+CHANNEL = NAME
 
 _WORDS = re.compile(r"(\s+)")
 # Where a URL Mastodon's extractor finds can begin: it needs a protocol (any of its
