@@ -47,7 +47,7 @@ from bot.mail import (
 )
 from bot.mail.message import digest_message_id
 from bot.records import SendClaim, SendState, StoredDigest
-from bot.store.digests import SendOutcome, SendRecorder
+from bot.store.sending import SendOutcome, SendRecorder
 from bot.wording import plural
 
 if TYPE_CHECKING:

@@ -10,8 +10,6 @@ and a crash leaves exactly the possibly-delivered rows marked.
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import hashlib
 import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -21,36 +19,16 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Dialect, Engine, Row
+from sqlalchemy.engine import Connection, Engine, Row
 from sqlalchemy.exc import IntegrityError
 
-from bot.decide import bounce_due, rate_window
+from bot.decide import rate_window
 from bot.errors import StoreError
-from bot.records import SendClaim, SendState, StoredDigest, Subscriber, SubscriberState
+from bot.records import DigestState, SendClaim, SendState, StoredDigest, Subscriber, SubscriberState
 from bot.store import schema as t
-
-#: rows read or written per statement when streaming subscribers
-CHUNK = 1000
+from bot.store.sending import CHUNK, SendRecorder, _send_sql
 
 _OPEN = (SendState.PENDING.value, SendState.CLAIMED.value, SendState.HANDING_OVER.value)
-
-@dataclass(frozen=True, slots=True)
-class SendOutcome:
-    """What one try of one send came to, as the digest job decided it."""
-
-    subscriber_id: int
-    #: the send's new state: sent, pending (retry at due_at) or failed
-    state: SendState
-    due_at: datetime | None = None
-    #: why it failed or waits (None when sent)
-    error: str | None = None
-    #: the answer to the final dot was lost: the recipient may already have it
-    possibly_duplicated: bool = False
-    #: the try does not count (the run stopped before it, or the server refused us)
-    released: bool = False
-    #: a 5xx for this address: counts toward bouncing it
-    refused: bool = False
-
 
 @dataclass(frozen=True, slots=True)
 class ImportOutcome:
@@ -101,90 +79,6 @@ def _digest(row: Row[Any]) -> StoredDigest:
         variants=tuple(tuple(v) for v in (m["variants"] or ())),
     )
 
-
-
-@dataclass(frozen=True, slots=True)
-class _SendSql:
-    """The hot statements of sending an issue, as driver SQL for one dialect, with what their
-    values need: built with SQLAlchemy per call, they cost more CPU than the messages' own
-    making. ({limit} and {ids} are filled per batch.)"""
-
-    #: the driver's parameter mark
-    mark: str
-    #: how a datetime is passed to the driver, as the store's own columns pass it
-    time: Callable[[datetime | None], Any]
-    #: WHERE: the send is held by this worker (digest id, worker), claimed or handing over
-    held: str
-    #: making the issue: the confirmed subscribers after an id, a chunk at a time; one send row each
-    confirmed: str
-    insert: str
-    #: claim_sends: the due rows, then skip the subscribers gone, claim the rest
-    due: str
-    skip: str
-    claim: str
-    #: SendRecorder: the next send handing over; that and the last one sent; is it handing over; sent
-    handover: str
-    both: str
-    handing_over: str
-    sent: str
-
-
-@functools.lru_cache(maxsize=4)
-def _send_sql(dialect: Dialect) -> _SendSql:
-    m = "?" if dialect.paramstyle == "qmark" else "%s"
-    # SQLite holds the whole database from BEGIN IMMEDIATE; PostgreSQL locks the rows taken.
-    lock = "" if dialect.name == "sqlite" else " FOR UPDATE OF ds SKIP LOCKED"
-    held = f"digest_id = {m} AND claimed_by = {m} AND state IN ('claimed', 'handing_over')"
-    processor = t.digest_sends.c.sent_at.type.dialect_impl(dialect).bind_processor(dialect)
-    return _SendSql(
-        mark=m,
-        time=processor or (lambda value: value),
-        held=held,
-        confirmed=f"SELECT id, categories FROM subscribers WHERE state = 'confirmed' AND id > {m} ORDER BY id LIMIT {CHUNK}",
-        insert=(
-            "INSERT INTO digest_sends (digest_id, subscriber_id, variant, state, attempts, due_at, "
-            f"possibly_duplicated, message_id) VALUES ({m}, {m}, {m}, 'pending', 0, {m}, {m}, {m})"
-        ),
-        due=(
-            "SELECT ds.subscriber_id, ds.variant, ds.attempts, ds.possibly_duplicated, s.address, s.state, "
-            "s.permanent_failures FROM digest_sends AS ds JOIN subscribers AS s ON s.id = ds.subscriber_id "
-            f"WHERE ds.digest_id = {m} AND ds.state = 'pending' AND ds.due_at <= {m} AND ds.subscriber_id > {m} "
-            "ORDER BY ds.subscriber_id LIMIT {limit}" + lock
-        ),
-        skip=(
-            "UPDATE digest_sends SET state = 'skipped', "
-            "last_error = 'not sent: the subscriber left the list before it went out' "
-            f"WHERE digest_id = {m} AND subscriber_id IN ({{ids}})"
-        ),
-        claim=(
-            f"UPDATE digest_sends SET state = 'claimed', claimed_by = {m}, lease_until = {m}, attempts = attempts + 1 "
-            f"WHERE digest_id = {m} AND subscriber_id IN ({{ids}})"
-        ),
-        handover=(
-            f"UPDATE digest_sends SET state = 'handing_over', lease_until = {m} "
-            f"WHERE digest_id = {m} AND claimed_by = {m} AND state = 'claimed' AND subscriber_id = {m}"
-        ),
-        # One statement for "sent" and "handing over": each row takes its branch of the CASEs.
-        both=(
-            f"UPDATE digest_sends SET "
-            f"state = CASE WHEN subscriber_id = {m} THEN 'handing_over' ELSE 'sent' END, "
-            f"lease_until = CASE WHEN subscriber_id = {m} THEN {m} ELSE NULL END, "
-            f"sent_at = CASE WHEN subscriber_id = {m} THEN sent_at ELSE {m} END, "
-            f"claimed_by = CASE WHEN subscriber_id = {m} THEN claimed_by ELSE NULL END, "
-            f"last_error = CASE WHEN subscriber_id = {m} THEN last_error ELSE NULL END "
-            f"WHERE digest_id = {m} AND claimed_by = {m} AND ("
-            f"(subscriber_id = {m} AND state = 'claimed') OR "
-            f"(subscriber_id = {m} AND state IN ('claimed', 'handing_over')))"
-        ),
-        handing_over=(
-            f"SELECT 1 FROM digest_sends WHERE digest_id = {m} AND claimed_by = {m} AND subscriber_id = {m} "
-            "AND state = 'handing_over'"
-        ),
-        sent=(
-            f"UPDATE digest_sends SET state = 'sent', sent_at = {m}, claimed_by = NULL, lease_until = NULL, "
-            f"last_error = NULL WHERE {held} AND subscriber_id = {m}"
-        ),
-    )
 
 
 def _categories(raw: Any, parsed: dict[str, tuple[str, ...]]) -> tuple[str, ...]:
@@ -468,7 +362,7 @@ class DigestStore:
         """Issues with sends still open (pending, claimed or handing over), oldest first."""
         with self.tx() as conn:
             rows = conn.execute(
-                sa.select(t.digests).where(t.digests.c.state == "sending").order_by(t.digests.c.issue)
+                sa.select(t.digests).where(t.digests.c.state == DigestState.SENDING).order_by(t.digests.c.issue)
             ).all()
         return [_digest(r) for r in rows]
 
@@ -504,7 +398,7 @@ class DigestStore:
                         variants=[],
                         nonce=nonce,
                         recipients=0,
-                        state="sending",
+                        state=DigestState.SENDING,
                     )
                 ).inserted_primary_key[0]  # type: ignore[index]
                 sql = _send_sql(conn.dialect)
@@ -512,17 +406,18 @@ class DigestStore:
                 wanted: dict[str, tuple[str, ...]] = {}
                 last, recipients = 0, 0
                 while True:
-                    rows = conn.exec_driver_sql(sql.confirmed, (last,)).all()
+                    rows = conn.exec_driver_sql(sql.confirmed, {"after": last}).all()
                     if not rows:
                         break
                     last = rows[-1][0]
-                    sends = []
+                    sends: list[dict[str, Any]] = []
                     for sid, cats in rows:
                         chosen = select(_categories(cats, wanted))
                         if chosen is None:
                             continue
                         variant = variants.setdefault(chosen, len(variants))
-                        sends.append((digest_id, sid, variant, due, False, message_id(issue, sid)))
+                        sends.append({"digest_id": digest_id, "subscriber_id": sid, "variant": variant, "due_at": due,
+                                      "possibly_duplicated": False, "message_id": message_id(issue, sid)})
                     if sends:
                         conn.exec_driver_sql(sql.insert, sends)
                         recipients += len(sends)
@@ -531,7 +426,7 @@ class DigestStore:
                     t.digests.update()
                     .where(t.digests.c.id == digest_id)
                     .values(variants=[list(v) for v in ordered], recipients=recipients,
-                            **({"state": "sent", "completed_at": now} if not recipients else {}))
+                            **({"state": DigestState.SENT, "completed_at": now} if not recipients else {}))
                 )
                 row = conn.execute(sa.select(t.digests).where(t.digests.c.id == digest_id)).one()
         except StoreError as exc:
@@ -552,7 +447,7 @@ class DigestStore:
         """
         ds = t.digest_sends
         # Only issues still sending can hold open sends (and their rows are found by primary key).
-        sending = ds.c.digest_id.in_(sa.select(t.digests.c.id).where(t.digests.c.state == "sending"))
+        sending = ds.c.digest_id.in_(sa.select(t.digests.c.id).where(t.digests.c.state == DigestState.SENDING))
         with self.tx() as conn:
             held = conn.execute(
                 sa.select(ds.c.claimed_by, sa.func.min(ds.c.lease_until))
@@ -588,15 +483,19 @@ class DigestStore:
         sql = _send_sql(self.engine.dialect)
         confirmed = SubscriberState.CONFIRMED.value
         with self.tx() as conn:
-            rows = conn.exec_driver_sql(sql.due.format(limit=int(limit)), (digest_id, sql.time(now), after)).all()
+            rows = conn.exec_driver_sql(
+                sql.due.format(limit=int(limit)), {"digest_id": digest_id, "now": sql.time(now), "after": after}
+            ).all()
             skip = [r[0] for r in rows if r[5] != confirmed]
             take = [r for r in rows if r[5] == confirmed]
             if skip:
-                conn.exec_driver_sql(sql.skip.format(ids=", ".join([sql.mark] * len(skip))), (digest_id, *skip))
+                marks, ids = sql.ids(skip)
+                conn.exec_driver_sql(sql.skip.format(ids=marks), {"digest_id": digest_id, **ids})
             if take:
+                marks, ids = sql.ids([r[0] for r in take])
                 conn.exec_driver_sql(
-                    sql.claim.format(ids=", ".join([sql.mark] * len(take))),
-                    (worker, sql.time(now + lease), digest_id, *[r[0] for r in take]),
+                    sql.claim.format(ids=marks),
+                    {"worker": worker, "lease_until": sql.time(now + lease), "digest_id": digest_id, **ids},
                 )
         return [SendClaim(digest_id, r[0], r[4], r[1], r[2] + 1, bool(r[3]), r[6]) for r in take]
 
@@ -625,8 +524,8 @@ class DigestStore:
                 return False
             conn.execute(
                 t.digests.update()
-                .where(t.digests.c.id == digest_id, t.digests.c.state == "sending")
-                .values(state="sent", completed_at=now)
+                .where(t.digests.c.id == digest_id, t.digests.c.state == DigestState.SENDING)
+                .values(state=DigestState.SENT, completed_at=now)
             )
         return True
 
@@ -651,7 +550,7 @@ class DigestStore:
         if digest_id is not None:
             q = q.where(ds.c.digest_id == digest_id)
         else:
-            q = q.where(ds.c.digest_id.in_(sa.select(t.digests.c.id).where(t.digests.c.state == "sending")))
+            q = q.where(ds.c.digest_id.in_(sa.select(t.digests.c.id).where(t.digests.c.state == DigestState.SENDING)))
         with self.tx() as conn:
             return conn.execute(q).scalar()
 
@@ -661,148 +560,7 @@ class DigestStore:
         with self.tx() as conn:
             rows = conn.execute(
                 sa.select(ds.c.state, sa.func.count())
-                .where(ds.c.digest_id.in_(sa.select(t.digests.c.id).where(t.digests.c.state == "sending")), ds.c.state.in_(_OPEN))
+                .where(ds.c.digest_id.in_(sa.select(t.digests.c.id).where(t.digests.c.state == DigestState.SENDING)), ds.c.state.in_(_OPEN))
                 .group_by(ds.c.state)
             ).all()
         return {state: int(n) for state, n in rows}
-
-
-class SendRecorder:
-    """One sending thread's writes for one issue: the handing-over mark and each outcome.
-
-    The hot path of a digest (two writes per message), so it runs plain SQL on
-    one DBAPI connection of its own, held while the thread sends: SQLAlchemy's
-    per-statement work cost more than the SMTP transaction it records. Each
-    common write is one statement in autocommit (atomic on its own); the rare
-    ones that touch two rows run in a transaction. Values go through the
-    columns' own bind processors, so rows read back through the store are as
-    if the store wrote them. Driver errors become StoreError, as everywhere in
-    the store. Not thread-safe: one thread at a time.
-    """
-
-    def __init__(self, engine: Engine, digest_id: int, *, worker: str, bounce_after: int) -> None:
-        dialect = engine.dialect
-        self.digest_id = digest_id
-        self.worker = worker
-        self.bounce_after = bounce_after
-        self._sqlite = dialect.name == "sqlite"
-        self._sql = _send_sql(dialect)
-        self._time = self._sql.time
-        self._errors: type[Exception] = dialect.loaded_dbapi.Error
-        self._raw = engine.raw_connection()
-        # pysqlite runs with isolation_level None (bot.store.make_engine): autocommit
-        # unless we BEGIN. psycopg gets the same behaviour here, undone in close().
-        if not self._sqlite:
-            self._raw.driver_connection.autocommit = True  # type: ignore[union-attr]
-        # One driver cursor for the recorder's life: a cursor per write was a good part of its CPU.
-        self._cursor = self._raw.driver_connection.cursor()  # type: ignore[union-attr]
-
-    def close(self) -> None:
-        try:
-            with contextlib.suppress(Exception):
-                self._cursor.close()
-            if not self._sqlite:
-                self._raw.driver_connection.autocommit = False  # type: ignore[union-attr]
-        finally:
-            self._raw.close()
-
-    def _run(self, write: Callable[[Any], Any]) -> Any:
-        cur = self._cursor
-        try:
-            return write(cur)
-        except self._errors as exc:
-            with contextlib.suppress(Exception):
-                cur.execute("ROLLBACK")
-            raise StoreError(f"database error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from exc
-
-    def record(
-        self,
-        done: SendOutcome | None,
-        going: int | None,
-        *,
-        now: datetime,
-        lease_until: datetime,
-        reset_failures: bool = False,
-    ) -> bool:
-        """One write: the outcome of this thread's last send, and the next one (`going`: a subscriber id)
-        marked handing_over before its transaction starts. False when `going` is not this worker's any
-        more (its lease ran out and another worker may hold it): it must not be sent.
-
-        The common case (a message accepted, the next one going) is one UPDATE in
-        autocommit; anything else is a short transaction.
-        """
-        sql = self._sql
-        d, w = self.digest_id, self.worker
-        simple = done is None or (done.state == SendState.SENT.value and not reset_failures)
-
-        def handover(cur: Any) -> bool:
-            cur.execute(sql.handover, (self._time(lease_until), d, w, going))
-            return bool(cur.rowcount == 1)
-
-        def both(cur: Any) -> bool:
-            assert done is not None and going is not None
-            cur.execute(
-                sql.both,
-                (going, going, self._time(lease_until), going, self._time(now), going, going, d, w, going, done.subscriber_id),
-            )
-            if cur.rowcount == 2:
-                return True
-            cur.execute(sql.handing_over, (d, w, going))
-            return cur.fetchone() is not None
-
-        def sent(cur: Any) -> bool:
-            assert done is not None
-            cur.execute(sql.sent, (self._time(now), d, w, done.subscriber_id))
-            return True
-
-        def transaction(cur: Any) -> bool:
-            cur.execute("BEGIN IMMEDIATE" if self._sqlite else "BEGIN")
-            if done is not None:
-                self._outcome(cur, done, now=now, reset_failures=reset_failures)
-            granted = handover(cur) if going is not None else True
-            cur.execute("COMMIT")
-            return granted
-
-        if simple and done is not None and going is not None:
-            return bool(self._run(both))
-        if simple and going is not None:
-            return bool(self._run(handover))
-        if simple and done is not None:
-            return bool(self._run(sent))
-        return bool(self._run(transaction))
-
-    def _outcome(self, cur: Any, outcome: SendOutcome, *, now: datetime, reset_failures: bool) -> None:
-        m = self._sql.mark
-        attempts = "CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END" if outcome.released else "attempts"
-        doubt = (", possibly_duplicated = " + ("1" if self._sqlite else "TRUE")) if outcome.possibly_duplicated else ""
-        is_sent = outcome.state == SendState.SENT.value
-        cur.execute(
-            f"UPDATE digest_sends SET state = {m}, claimed_by = NULL, lease_until = NULL, last_error = {m}, "
-            f"due_at = COALESCE({m}, due_at), attempts = {attempts}"
-            + (f", sent_at = {m}" if is_sent else "")
-            + doubt
-            + f" WHERE {self._sql.held} AND subscriber_id = {m}",
-            (outcome.state, outcome.error, self._time(outcome.due_at), *((self._time(now),) if is_sent else ()),
-             self.digest_id, self.worker, outcome.subscriber_id),
-        )
-        if reset_failures:
-            # A message accepted: the address works, its run of refusals is over.
-            cur.execute(f"UPDATE subscribers SET permanent_failures = 0 WHERE id = {m}", (outcome.subscriber_id,))
-        if outcome.refused:
-            self._count_refusal(cur, outcome.subscriber_id, outcome.error or "refused", now=now)
-
-    def _count_refusal(self, cur: Any, subscriber_id: int, error: str, *, now: datetime) -> None:
-        m = self._sql.mark
-        cur.execute(f"SELECT permanent_failures, state FROM subscribers WHERE id = {m}", (subscriber_id,))
-        row = cur.fetchone()
-        if row is None:
-            return
-        failures = int(row[0] or 0) + 1
-        # An address that left meanwhile stays as it is: bounced is only for confirmed ones.
-        bounced = bounce_due(failures, self.bounce_after) and row[1] == SubscriberState.CONFIRMED.value
-        cur.execute(
-            f"UPDATE subscribers SET permanent_failures = {m}, last_error = {m}, updated_at = {m}"
-            + (f", state = 'bounced', bounced_at = {m}" if bounced else "")
-            + f" WHERE id = {m}",
-            (failures, error[:1000], self._time(now), *((self._time(now),) if bounced else ()), subscriber_id),
-        )
