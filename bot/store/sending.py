@@ -96,6 +96,7 @@ def _marks(dialect: Dialect) -> Callable[[str], str]:
 
 
 @functools.lru_cache(maxsize=4)
+# long: one record literal, a statement per field; reads best whole
 def _send_sql(dialect: Dialect) -> _SendSql:
     m = _marks(dialect)
     # SQLite holds the whole database from BEGIN IMMEDIATE; PostgreSQL locks the rows taken.
