@@ -389,7 +389,7 @@ def digest() -> None:
 @command
 def digest_send(ctx: Ctx, now_: bool) -> None:
     """Send the digest of the period (sending a period again mails nobody twice)."""
-    from bot.digest import send_digest
+    from bot.digest.sending import send_digest
 
     ctx.require_signing_key()
     click.echo(send_digest(ctx.app, end_now=now_, progress=_progress("sending digest")))
@@ -400,7 +400,7 @@ def digest_send(ctx: Ctx, now_: bool) -> None:
 @command
 def digest_preview(ctx: Ctx, out: str | None) -> None:
     """Write the HTML and text of the next digest to files."""
-    from bot.digest import preview_digest
+    from bot.digest.issues import preview_digest
 
     ctx.require_signing_key()
     click.echo(preview_digest(ctx.app, out_dir=out))
@@ -418,7 +418,7 @@ def subscribers() -> None:
 @command
 def subscribers_add(ctx: Ctx, email: str, confirmed: bool, categories: tuple[str, ...]) -> None:
     """Add a subscriber (sends a confirmation e-mail unless --confirmed)."""
-    from bot.digest import add_subscriber
+    from bot.digest.subscribers import add_subscriber
 
     if not confirmed:  # mails a signed confirmation link
         ctx.require_signing_key()
@@ -430,7 +430,7 @@ def subscribers_add(ctx: Ctx, email: str, confirmed: bool, categories: tuple[str
 @command
 def subscribers_remove(ctx: Ctx, email: str) -> None:
     """Unsubscribe an address (it is never mailed again)."""
-    from bot.digest import remove_subscriber
+    from bot.digest.subscribers import remove_subscriber
 
     click.echo(remove_subscriber(ctx.app, email))
 
@@ -440,7 +440,7 @@ def subscribers_remove(ctx: Ctx, email: str) -> None:
 @command
 def subscribers_list(ctx: Ctx, state: str | None) -> None:
     """List subscribers with their states."""
-    from bot.digest import list_subscribers
+    from bot.digest.subscribers import list_subscribers
 
     for line in list_subscribers(ctx.app, state=state):
         click.echo(line)
@@ -452,7 +452,7 @@ def subscribers_list(ctx: Ctx, state: str | None) -> None:
 @command
 def subscribers_import(ctx: Ctx, file: str, confirmed: bool) -> None:
     """Import addresses from a CSV file (column 'email', optional 'categories')."""
-    from bot.digest import import_subscribers
+    from bot.digest.subscribers import import_subscribers
 
     if not confirmed:  # mails signed confirmation links
         ctx.require_signing_key()

@@ -348,6 +348,13 @@ class SendState(enum.StrEnum):
     SKIPPED = "skipped"
 
 
+class DigestState(enum.StrEnum):
+    """Where one digest issue is: sending while any of its sends is open, then sent."""
+
+    SENDING = "sending"
+    SENT = "sent"
+
+
 @dataclass(frozen=True, slots=True)
 class StoredDigest:
     """One issue of the digest as the store keeps it."""

@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any
 from bot.errors import BotError, LockError, SourceError, StoreError
 
 if TYPE_CHECKING:
+    from apscheduler.schedulers.base import BaseScheduler
+
     from bot.app import App
     from bot.dispatcher import Dispatcher
     from bot.settings import Settings
@@ -165,6 +167,71 @@ def feeds_job(app: App) -> str:
     return str(_record(app, "feeds", lambda: build_feeds(app)))
 
 
+class _SchedulerStopping(threading.Event):
+    """Set once the scheduler is shutting down, so a long send finishes the message in hand and returns."""
+
+    def __init__(self, scheduler: BaseScheduler) -> None:
+        super().__init__()
+        self._scheduler = scheduler
+
+    def is_set(self) -> bool:
+        from apscheduler.schedulers.base import STATE_STOPPED
+
+        return super().is_set() or self._scheduler.state == STATE_STOPPED
+
+
+def digest_job(app: App, stop: threading.Event | None = None) -> str:
+    """The scheduled run: `digest send` for the period that just ended, recorded for `status`."""
+    from bot.digest.sending import send_digest
+
+    try:
+        result = send_digest(app, stop=stop)
+    except BotError as exc:
+        app.store.record_job("digest", now=app.clock(), ok=False, error=str(exc))
+        raise
+    app.store.record_job("digest", now=app.clock(), ok=True, info={"result": result})
+    return result
+
+
+def add_digest_job(app: App, scheduler: BaseScheduler, guarded: Callable[[str, Callable[[], Any]], Callable[[], None]],
+                   common: dict[str, Any]) -> None:
+    """The weekly digest and a retry pass every minute, on `run`'s scheduler.
+
+    A scheduler that was down at the scheduled time runs the digest once at
+    start-up (one issue covering everything since the last), not once per
+    missed week; the cron trigger's grace and coalescing do the same for a
+    busy scheduler.
+    """
+    from apscheduler.triggers.cron import CronTrigger
+    from apscheduler.triggers.interval import IntervalTrigger
+
+    from bot.decide import digest_catch_up
+    from bot.digest.issues import _schedule
+    from bot.digest.sending import drain_digest_sends
+
+    d = app.settings.digest
+    schedule = _schedule(app)
+    stop = _SchedulerStopping(scheduler)
+    now = app.clock()
+    last = app.store.last_digest()
+    catch_up = digest_catch_up(now, last.period_end if last else None, schedule)
+    first: dict[str, Any] = {"next_run_time": now} if catch_up else {}
+    if catch_up:
+        log.info("a scheduled digest was missed (last issue: %s): sending it now",
+                 f"#{last.issue} up to {last.period_end:%Y-%m-%d %H:%M} UTC" if last else "none yet")
+    scheduler.add_job(
+        guarded("digest", lambda: digest_job(app, stop)),
+        CronTrigger(day_of_week=d.day_of_week, hour=schedule.hour, minute=schedule.minute, timezone=schedule.tz),
+        id="digest", misfire_grace_time=6 * 24 * 3600, **common, **first,
+    )
+    scheduler.add_job(
+        guarded("digest-sends", lambda: f"digest sends: {drain_digest_sends(app, stop)} sent"),
+        IntervalTrigger(minutes=1), id="digest-sends", misfire_grace_time=120, **common,
+    )
+    log.info("digest: every %s at %s %s; next at %s UTC", d.day_of_week, d.time, d.timezone,
+             f"{schedule.following(now):%Y-%m-%d %H:%M}")
+
+
 def run_once(app: App, *, backfill: int | None = None, progress: Callable[[int, int], None] | None = None) -> str:
     """`run --once`: one poll, one dispatch pass, one feeds build; then say where things went."""
     lines = []
@@ -289,8 +356,6 @@ def _lead(app: App, stop: threading.Event, still_leader: Callable[[], bool]) -> 
         misfire_grace_time=max(30, settings.dispatch.interval_seconds * 3), **common,
     )
     if settings.digest.enabled:
-        from bot.digest import add_digest_job
-
         add_digest_job(app, scheduler, guarded, common)
     scheduler.start()
     log.info(
@@ -316,7 +381,7 @@ def drain_pass(app: App, dispatcher: Dispatcher, stop: threading.Event) -> None:
     lock. A lost database, or a mail transport that refuses us, is logged and
     tried again on the next pass; neither stops the other half.
     """
-    from bot.digest import drain_digest_sends
+    from bot.digest.sending import drain_digest_sends
 
     try:
         report = dispatcher.run_once()

@@ -186,7 +186,7 @@ def render_status(app: App) -> str:
         out.extend(papers)
     if not attention and not papers:
         out.append("needs attention: nothing")
-    from bot.digest import digest_status
+    from bot.digest.reports import digest_status
 
     out.append("")
     out.extend(digest_status(app))

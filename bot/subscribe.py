@@ -22,7 +22,8 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from bot.decide import DigestSchedule
-from bot.digest import send_confirmation, validate_address
+from bot.digest.addresses import validate_address
+from bot.digest.subscribers import send_confirmation
 from bot.errors import AddressTooLong, MailError, SubscriberError
 from bot.mail.tokens import (
     PATHS,

@@ -208,7 +208,7 @@ def test_a_pooled_connection_the_server_dropped_while_idle_is_replaced_before_us
         with admin.connect() as conn:
             assert conn.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid}).scalar()
         admin.dispose()
-        monkeypatch.setattr("bot.store.PING_AFTER_IDLE_SECONDS", 0.0)
+        monkeypatch.setattr("bot.store.engine.PING_AFTER_IDLE_SECONDS", 0.0)
         # The pool holds the dead connection; the checkout's ping finds it dead and opens another.
         assert store.count_summaries() == 0
         with store.engine.connect() as conn:

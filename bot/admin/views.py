@@ -40,7 +40,7 @@ class Overview:
 
 
 def overview(app: App) -> Overview:
-    from bot.digest import digest_status
+    from bot.digest.reports import digest_status
     from bot.status import _paper_trouble, _when
 
     now = app.clock()
@@ -129,7 +129,7 @@ class DigestPage:
 
 
 def digest_page(app: App, query: str) -> DigestPage:
-    from bot.digest import describe_issue, next_issue
+    from bot.digest.issues import describe_issue, next_issue
     from bot.wording import plural
 
     try:
@@ -154,7 +154,7 @@ def digest_page(app: App, query: str) -> DigestPage:
 
 def preview_html(app: App) -> str:
     """The next issue's HTML part, for the sandboxed frame."""
-    from bot.digest import next_issue
+    from bot.digest.issues import next_issue
 
     part = next_issue(app).email.message.get_body(("html",))
     return part.get_content() if part is not None else ""

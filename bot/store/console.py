@@ -17,7 +17,8 @@ from sqlalchemy.engine import Connection
 
 from bot.records import AuditEntry, Delivery, StoredDigest, Subscriber
 from bot.store import schema as t
-from bot.store.digests import _digest, _subscriber, address_key
+from bot.store.digests import _digest
+from bot.store.subscribers import _subscriber, address_key
 
 #: the login outcomes the audit log records
 LOGIN_OK = "login"
@@ -92,7 +93,8 @@ class ConsoleStore:
 
     def summary_deliveries(self, summary_id: int) -> list[Delivery]:
         """Every delivery of one summary, on every channel, oldest first."""
-        from bot.store import _SELECT_DELIVERY, _delivery_from_row
+        from bot.store.rows import _delivery_from_row
+        from bot.store.statements import _SELECT_DELIVERY
 
         with self.tx() as conn:
             rows = conn.execute(_SELECT_DELIVERY.where(t.deliveries.c.summary_id == summary_id).order_by(t.deliveries.c.id)).all()

@@ -1,4 +1,4 @@
-"""The store's digest half: subscribers, digest issues, one send row per (issue, subscriber), rate limits.
+"""The store's digests: digest issues and one send row per (issue, subscriber).
 
 A mixin of ``Store`` (every method one transaction, errors as ``StoreError``).
 It records what the digest job decides; it never renders or sends. Sends are
@@ -10,79 +10,22 @@ and a crash leaves exactly the possibly-delivered rows marked.
 
 from __future__ import annotations
 
-import contextlib
-import functools
-import hashlib
 import json
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Dialect, Engine, Row
+from sqlalchemy.engine import Connection, Engine, Row
 from sqlalchemy.exc import IntegrityError
 
-from bot.decide import bounce_due, rate_window
 from bot.errors import StoreError
-from bot.records import SendClaim, SendState, StoredDigest, Subscriber, SubscriberState
+from bot.records import DigestState, SendClaim, SendState, StoredDigest, SubscriberState
 from bot.store import schema as t
-
-#: rows read or written per statement when streaming subscribers
-CHUNK = 1000
+from bot.store.sending import SendRecorder, _send_sql
 
 _OPEN = (SendState.PENDING.value, SendState.CLAIMED.value, SendState.HANDING_OVER.value)
-
-@dataclass(frozen=True, slots=True)
-class SendOutcome:
-    """What one try of one send came to, as the digest job decided it."""
-
-    subscriber_id: int
-    #: the send's new state: sent, pending (retry at due_at) or failed
-    state: SendState
-    due_at: datetime | None = None
-    #: why it failed or waits (None when sent)
-    error: str | None = None
-    #: the answer to the final dot was lost: the recipient may already have it
-    possibly_duplicated: bool = False
-    #: the try does not count (the run stopped before it, or the server refused us)
-    released: bool = False
-    #: a 5xx for this address: counts toward bouncing it
-    refused: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class ImportOutcome:
-    """What importing one address did: "added", or why it was skipped."""
-
-    address_key: str
-    #: "added", "upgraded" (a pending address now confirmed), or "known:<state>" (left as it was)
-    result: str
-
-
-def address_key(address: str) -> str:
-    """One key per mailbox: the address lower-cased (providers ignore case in practice)."""
-    return address.casefold()
-
-
-def _subscriber(row: Row[Any]) -> Subscriber:
-    m = row._mapping
-    requested = m["requested_categories"]
-    return Subscriber(
-        id=m["id"],
-        address=m["address"],
-        state=SubscriberState(m["state"]),
-        categories=tuple(m["categories"] or ()),
-        consent_source=m["consent_source"],
-        created_at=m["created_at"],
-        confirmed_at=m["confirmed_at"],
-        unsubscribed_at=m["unsubscribed_at"],
-        bounced_at=m["bounced_at"],
-        permanent_failures=m["permanent_failures"],
-        last_error=m["last_error"],
-        requested_categories=tuple(requested) if requested is not None else None,
-    )
 
 
 def _digest(row: Row[Any]) -> StoredDigest:
@@ -102,91 +45,6 @@ def _digest(row: Row[Any]) -> StoredDigest:
     )
 
 
-
-@dataclass(frozen=True, slots=True)
-class _SendSql:
-    """The hot statements of sending an issue, as driver SQL for one dialect, with what their
-    values need: built with SQLAlchemy per call, they cost more CPU than the messages' own
-    making. ({limit} and {ids} are filled per batch.)"""
-
-    #: the driver's parameter mark
-    mark: str
-    #: how a datetime is passed to the driver, as the store's own columns pass it
-    time: Callable[[datetime | None], Any]
-    #: WHERE: the send is held by this worker (digest id, worker), claimed or handing over
-    held: str
-    #: making the issue: the confirmed subscribers after an id, a chunk at a time; one send row each
-    confirmed: str
-    insert: str
-    #: claim_sends: the due rows, then skip the subscribers gone, claim the rest
-    due: str
-    skip: str
-    claim: str
-    #: SendRecorder: the next send handing over; that and the last one sent; is it handing over; sent
-    handover: str
-    both: str
-    handing_over: str
-    sent: str
-
-
-@functools.lru_cache(maxsize=4)
-def _send_sql(dialect: Dialect) -> _SendSql:
-    m = "?" if dialect.paramstyle == "qmark" else "%s"
-    # SQLite holds the whole database from BEGIN IMMEDIATE; PostgreSQL locks the rows taken.
-    lock = "" if dialect.name == "sqlite" else " FOR UPDATE OF ds SKIP LOCKED"
-    held = f"digest_id = {m} AND claimed_by = {m} AND state IN ('claimed', 'handing_over')"
-    processor = t.digest_sends.c.sent_at.type.dialect_impl(dialect).bind_processor(dialect)
-    return _SendSql(
-        mark=m,
-        time=processor or (lambda value: value),
-        held=held,
-        confirmed=f"SELECT id, categories FROM subscribers WHERE state = 'confirmed' AND id > {m} ORDER BY id LIMIT {CHUNK}",
-        insert=(
-            "INSERT INTO digest_sends (digest_id, subscriber_id, variant, state, attempts, due_at, "
-            f"possibly_duplicated, message_id) VALUES ({m}, {m}, {m}, 'pending', 0, {m}, {m}, {m})"
-        ),
-        due=(
-            "SELECT ds.subscriber_id, ds.variant, ds.attempts, ds.possibly_duplicated, s.address, s.state, "
-            "s.permanent_failures FROM digest_sends AS ds JOIN subscribers AS s ON s.id = ds.subscriber_id "
-            f"WHERE ds.digest_id = {m} AND ds.state = 'pending' AND ds.due_at <= {m} AND ds.subscriber_id > {m} "
-            "ORDER BY ds.subscriber_id LIMIT {limit}" + lock
-        ),
-        skip=(
-            "UPDATE digest_sends SET state = 'skipped', "
-            "last_error = 'not sent: the subscriber left the list before it went out' "
-            f"WHERE digest_id = {m} AND subscriber_id IN ({{ids}})"
-        ),
-        claim=(
-            f"UPDATE digest_sends SET state = 'claimed', claimed_by = {m}, lease_until = {m}, attempts = attempts + 1 "
-            f"WHERE digest_id = {m} AND subscriber_id IN ({{ids}})"
-        ),
-        handover=(
-            f"UPDATE digest_sends SET state = 'handing_over', lease_until = {m} "
-            f"WHERE digest_id = {m} AND claimed_by = {m} AND state = 'claimed' AND subscriber_id = {m}"
-        ),
-        # One statement for "sent" and "handing over": each row takes its branch of the CASEs.
-        both=(
-            f"UPDATE digest_sends SET "
-            f"state = CASE WHEN subscriber_id = {m} THEN 'handing_over' ELSE 'sent' END, "
-            f"lease_until = CASE WHEN subscriber_id = {m} THEN {m} ELSE NULL END, "
-            f"sent_at = CASE WHEN subscriber_id = {m} THEN sent_at ELSE {m} END, "
-            f"claimed_by = CASE WHEN subscriber_id = {m} THEN claimed_by ELSE NULL END, "
-            f"last_error = CASE WHEN subscriber_id = {m} THEN last_error ELSE NULL END "
-            f"WHERE digest_id = {m} AND claimed_by = {m} AND ("
-            f"(subscriber_id = {m} AND state = 'claimed') OR "
-            f"(subscriber_id = {m} AND state IN ('claimed', 'handing_over')))"
-        ),
-        handing_over=(
-            f"SELECT 1 FROM digest_sends WHERE digest_id = {m} AND claimed_by = {m} AND subscriber_id = {m} "
-            "AND state = 'handing_over'"
-        ),
-        sent=(
-            f"UPDATE digest_sends SET state = 'sent', sent_at = {m}, claimed_by = NULL, lease_until = NULL, "
-            f"last_error = NULL WHERE {held} AND subscriber_id = {m}"
-        ),
-    )
-
-
 def _categories(raw: Any, parsed: dict[str, tuple[str, ...]]) -> tuple[str, ...]:
     """A subscriber's categories as the driver gives them (JSON text on SQLite, a list on PostgreSQL);
     `parsed` remembers each text seen (subscribers share a few sets)."""
@@ -199,7 +57,7 @@ def _categories(raw: Any, parsed: dict[str, tuple[str, ...]]) -> tuple[str, ...]
 
 
 class DigestStore:
-    """Subscribers, digests and their sends (mixed into ``bot.store.Store``)."""
+    """Digests and their sends (mixed into ``bot.store.Store``)."""
 
     if TYPE_CHECKING:
         engine: Engine
@@ -208,242 +66,6 @@ class DigestStore:
         def dialect(self) -> str: ...
 
         def tx(self) -> AbstractContextManager[Connection]: ...
-
-    # ------------------------------------------------------------ subscribers
-
-    def subscriber(self, address: str) -> Subscriber | None:
-        with self.tx() as conn:
-            row = conn.execute(sa.select(t.subscribers).where(t.subscribers.c.address_key == address_key(address))).first()
-        return _subscriber(row) if row else None
-
-    def add_subscriber(
-        self, address: str, *, now: datetime, confirmed: bool, categories: Sequence[str], source: str
-    ) -> tuple[str, Subscriber]:
-        """The operator adds an address: ("added" | "confirmed" | "pending" | "already", subscriber).
-
-        An unsubscribed or bounced address is left alone ("unsubscribed" /
-        "bounced"): only the subscriber's own confirmation brings it back.
-        """
-        key = address_key(address)
-        with self.tx() as conn:
-            row = conn.execute(sa.select(t.subscribers).where(t.subscribers.c.address_key == key)).first()
-            if row is None:
-                state = SubscriberState.CONFIRMED if confirmed else SubscriberState.PENDING
-                conn.execute(
-                    t.subscribers.insert().values(
-                        address=address,
-                        address_key=key,
-                        state=state.value,
-                        categories=list(categories),
-                        consent_source=source,
-                        created_at=now,
-                        confirmed_at=now if confirmed else None,
-                        updated_at=now,
-                        permanent_failures=0,
-                    )
-                )
-                result = "added"
-            else:
-                current = SubscriberState(row.state)
-                if current in (SubscriberState.UNSUBSCRIBED, SubscriberState.BOUNCED):
-                    result = current.value
-                elif current is SubscriberState.CONFIRMED:
-                    result = "already"
-                elif confirmed:
-                    values: dict[str, Any] = {"state": SubscriberState.CONFIRMED.value, "confirmed_at": now, "updated_at": now,
-                                              "consent_source": source}
-                    if categories:
-                        values["categories"] = list(categories)
-                    conn.execute(t.subscribers.update().where(t.subscribers.c.id == row.id).values(**values))
-                    result = "confirmed"
-                else:
-                    result = "pending"
-            fresh = conn.execute(sa.select(t.subscribers).where(t.subscribers.c.address_key == key)).one()
-        return result, _subscriber(fresh)
-
-    def request_subscription(self, address: str, *, categories: Sequence[str], now: datetime, source: str) -> Subscriber:
-        """Someone asked on /subscribe: a new address becomes pending; a known one only remembers the
-        categories asked for, applied if the confirmation link is followed (nothing else changes)."""
-        key = address_key(address)
-        with self.tx() as conn:
-            row = conn.execute(sa.select(t.subscribers.c.id).where(t.subscribers.c.address_key == key)).first()
-            if row is None:
-                try:
-                    with conn.begin_nested():
-                        conn.execute(
-                            t.subscribers.insert().values(
-                                address=address,
-                                address_key=key,
-                                state=SubscriberState.PENDING.value,
-                                categories=list(categories),
-                                requested_categories=list(categories),
-                                consent_source=source,
-                                created_at=now,
-                                updated_at=now,
-                                permanent_failures=0,
-                            )
-                        )
-                except IntegrityError:
-                    pass  # the same address asked twice at once: the other request made the row
-                else:
-                    return _subscriber(conn.execute(sa.select(t.subscribers).where(t.subscribers.c.address_key == key)).one())
-            conn.execute(
-                t.subscribers.update()
-                .where(t.subscribers.c.address_key == key)
-                .values(requested_categories=list(categories), updated_at=now)
-            )
-            return _subscriber(conn.execute(sa.select(t.subscribers).where(t.subscribers.c.address_key == key)).one())
-
-    def confirmation_sent(self, subscriber_id: int, *, now: datetime) -> None:
-        with self.tx() as conn:
-            conn.execute(t.subscribers.update().where(t.subscribers.c.id == subscriber_id).values(last_confirmation_sent_at=now))
-
-    def confirm_subscriber(self, address: str, *, now: datetime, source: str) -> Subscriber | None:
-        """The subscriber followed their confirmation link: confirmed, whatever the state before.
-
-        This is the one way back for an unsubscribed or bounced address. The
-        categories asked for with the link's request take effect now.
-        """
-        key = address_key(address)
-        with self.tx() as conn:
-            row = conn.execute(sa.select(t.subscribers).where(t.subscribers.c.address_key == key)).first()
-            if row is None:
-                return None
-            values: dict[str, Any] = {"requested_categories": None, "updated_at": now}
-            if row.requested_categories is not None:
-                values["categories"] = list(row.requested_categories)
-            if row.state != SubscriberState.CONFIRMED.value:
-                values.update(state=SubscriberState.CONFIRMED.value, confirmed_at=now, permanent_failures=0,
-                              consent_source=source, last_error=None)
-            conn.execute(t.subscribers.update().where(t.subscribers.c.id == row.id).values(**values))
-            return _subscriber(conn.execute(sa.select(t.subscribers).where(t.subscribers.c.id == row.id)).one())
-
-    def unsubscribe(self, address: str, *, now: datetime) -> Subscriber | None:
-        """Never mail this address again (idempotent; a bounced address stays bounced)."""
-        key = address_key(address)
-        with self.tx() as conn:
-            conn.execute(
-                t.subscribers.update()
-                .where(
-                    t.subscribers.c.address_key == key,
-                    t.subscribers.c.state.in_([SubscriberState.PENDING.value, SubscriberState.CONFIRMED.value]),
-                )
-                .values(state=SubscriberState.UNSUBSCRIBED.value, unsubscribed_at=now, updated_at=now, requested_categories=None)
-            )
-            row = conn.execute(sa.select(t.subscribers).where(t.subscribers.c.address_key == key)).first()
-        return _subscriber(row) if row else None
-
-    def set_categories(self, address: str, categories: Sequence[str], *, now: datetime) -> Subscriber | None:
-        key = address_key(address)
-        with self.tx() as conn:
-            conn.execute(
-                t.subscribers.update().where(t.subscribers.c.address_key == key).values(categories=list(categories), updated_at=now)
-            )
-            row = conn.execute(sa.select(t.subscribers).where(t.subscribers.c.address_key == key)).first()
-        return _subscriber(row) if row else None
-
-    def iter_subscribers(self, *, state: str | None = None, chunk: int = CHUNK) -> Iterator[Subscriber]:
-        """Every subscriber (of one state), by id, a chunk per transaction: never all in memory."""
-        last = 0
-        while True:
-            q = sa.select(t.subscribers).where(t.subscribers.c.id > last).order_by(t.subscribers.c.id).limit(chunk)
-            if state:
-                q = q.where(t.subscribers.c.state == state)
-            with self.tx() as conn:
-                rows = conn.execute(q).all()
-            if not rows:
-                return
-            for row in rows:
-                yield _subscriber(row)
-            last = rows[-1].id
-
-    def subscriber_counts(self) -> dict[str, int]:
-        with self.tx() as conn:
-            rows = conn.execute(sa.select(t.subscribers.c.state, sa.func.count()).group_by(t.subscribers.c.state)).all()
-        return {state: int(n) for state, n in rows}
-
-    def import_subscribers(
-        self, rows: Sequence[tuple[str, Sequence[str]]], *, now: datetime, confirmed: bool, source: str
-    ) -> list[ImportOutcome]:
-        """Add a chunk of (address, categories) in one transaction; known addresses are left as they are.
-
-        A pending address imported with `confirmed` becomes confirmed; an
-        unsubscribed or bounced one is never touched.
-        """
-        by_key = {address_key(a): (a, cats) for a, cats in rows}
-        out: list[ImportOutcome] = []
-        with self.tx() as conn:
-            known = {
-                r.address_key: r
-                for r in conn.execute(
-                    sa.select(t.subscribers.c.id, t.subscribers.c.address_key, t.subscribers.c.state).where(
-                        t.subscribers.c.address_key.in_(list(by_key))
-                    )
-                )
-            }
-            fresh = []
-            for key, (address, cats) in by_key.items():
-                row = known.get(key)
-                if row is None:
-                    fresh.append(
-                        {
-                            "address": address,
-                            "address_key": key,
-                            "state": (SubscriberState.CONFIRMED if confirmed else SubscriberState.PENDING).value,
-                            "categories": list(cats),
-                            "requested_categories": None,
-                            "consent_source": source,
-                            "created_at": now,
-                            "confirmed_at": now if confirmed else None,
-                            "updated_at": now,
-                            "permanent_failures": 0,
-                        }
-                    )
-                    out.append(ImportOutcome(key, "added"))
-                elif confirmed and row.state == SubscriberState.PENDING.value:
-                    conn.execute(
-                        t.subscribers.update()
-                        .where(t.subscribers.c.id == row.id)
-                        .values(state=SubscriberState.CONFIRMED.value, confirmed_at=now, updated_at=now, consent_source=source)
-                    )
-                    out.append(ImportOutcome(key, "upgraded"))
-                else:
-                    out.append(ImportOutcome(key, f"known:{row.state}"))
-            if fresh:
-                conn.execute(t.subscribers.insert(), fresh)
-        return out
-
-    # ------------------------------------------------------------ rate limits
-
-    def rate_limit(self, key: str, *, now: datetime, window: timedelta, limit: int) -> bool:
-        """Count one request under `key`; False when the window's limit is already reached.
-
-        Keys are stored hashed: the table never holds an address or an IP in clear.
-        """
-        digest_key = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
-        rl = t.rate_limits
-        with self.tx() as conn:
-            q = sa.select(rl.c.window_start, rl.c.count).where(rl.c.key == digest_key)
-            if self.dialect == "postgresql":
-                q = q.with_for_update()
-            row = conn.execute(q).first()
-            # (row[1], not row.count: a Row is a tuple, and tuple.count is a method)
-            allowed, start, count = rate_window(now, row[0] if row else None, row[1] if row else 0, window=window, limit=limit)
-            if row is None:
-                try:
-                    with conn.begin_nested():
-                        conn.execute(rl.insert().values(key=digest_key, window_start=start, count=count))
-                    return allowed
-                except IntegrityError:
-                    # Another request made the row meanwhile: count this one on it.
-                    row = conn.execute(q).one()
-                    allowed, start, count = rate_window(now, row[0], row[1], window=window, limit=limit)
-            if allowed:
-                conn.execute(rl.update().where(rl.c.key == digest_key).values(window_start=start, count=count))
-            # Old windows are of no use: drop some now and then, so the table stays small.
-            if int(now.timestamp()) % 97 == 0:
-                conn.execute(rl.delete().where(rl.c.window_start < now - timedelta(days=2)))
-        return allowed
 
     # ---------------------------------------------------------------- digests
 
@@ -468,10 +90,11 @@ class DigestStore:
         """Issues with sends still open (pending, claimed or handing over), oldest first."""
         with self.tx() as conn:
             rows = conn.execute(
-                sa.select(t.digests).where(t.digests.c.state == "sending").order_by(t.digests.c.issue)
+                sa.select(t.digests).where(t.digests.c.state == DigestState.SENDING).order_by(t.digests.c.issue)
             ).all()
         return [_digest(r) for r in rows]
 
+    # long: making an issue is one transaction (the issue, its sends streamed per chunk); moved verbatim
     def create_digest(
         self,
         *,
@@ -504,7 +127,7 @@ class DigestStore:
                         variants=[],
                         nonce=nonce,
                         recipients=0,
-                        state="sending",
+                        state=DigestState.SENDING,
                     )
                 ).inserted_primary_key[0]  # type: ignore[index]
                 sql = _send_sql(conn.dialect)
@@ -512,17 +135,18 @@ class DigestStore:
                 wanted: dict[str, tuple[str, ...]] = {}
                 last, recipients = 0, 0
                 while True:
-                    rows = conn.exec_driver_sql(sql.confirmed, (last,)).all()
+                    rows = conn.exec_driver_sql(sql.confirmed, {"after": last}).all()
                     if not rows:
                         break
                     last = rows[-1][0]
-                    sends = []
+                    sends: list[dict[str, Any]] = []
                     for sid, cats in rows:
                         chosen = select(_categories(cats, wanted))
                         if chosen is None:
                             continue
                         variant = variants.setdefault(chosen, len(variants))
-                        sends.append((digest_id, sid, variant, due, False, message_id(issue, sid)))
+                        sends.append({"digest_id": digest_id, "subscriber_id": sid, "variant": variant, "due_at": due,
+                                      "possibly_duplicated": False, "message_id": message_id(issue, sid)})
                     if sends:
                         conn.exec_driver_sql(sql.insert, sends)
                         recipients += len(sends)
@@ -531,7 +155,7 @@ class DigestStore:
                     t.digests.update()
                     .where(t.digests.c.id == digest_id)
                     .values(variants=[list(v) for v in ordered], recipients=recipients,
-                            **({"state": "sent", "completed_at": now} if not recipients else {}))
+                            **({"state": DigestState.SENT, "completed_at": now} if not recipients else {}))
                 )
                 row = conn.execute(sa.select(t.digests).where(t.digests.c.id == digest_id)).one()
         except StoreError as exc:
@@ -552,7 +176,7 @@ class DigestStore:
         """
         ds = t.digest_sends
         # Only issues still sending can hold open sends (and their rows are found by primary key).
-        sending = ds.c.digest_id.in_(sa.select(t.digests.c.id).where(t.digests.c.state == "sending"))
+        sending = ds.c.digest_id.in_(sa.select(t.digests.c.id).where(t.digests.c.state == DigestState.SENDING))
         with self.tx() as conn:
             held = conn.execute(
                 sa.select(ds.c.claimed_by, sa.func.min(ds.c.lease_until))
@@ -588,15 +212,19 @@ class DigestStore:
         sql = _send_sql(self.engine.dialect)
         confirmed = SubscriberState.CONFIRMED.value
         with self.tx() as conn:
-            rows = conn.exec_driver_sql(sql.due.format(limit=int(limit)), (digest_id, sql.time(now), after)).all()
+            rows = conn.exec_driver_sql(
+                sql.due.format(limit=int(limit)), {"digest_id": digest_id, "now": sql.time(now), "after": after}
+            ).all()
             skip = [r[0] for r in rows if r[5] != confirmed]
             take = [r for r in rows if r[5] == confirmed]
             if skip:
-                conn.exec_driver_sql(sql.skip.format(ids=", ".join([sql.mark] * len(skip))), (digest_id, *skip))
+                marks, ids = sql.ids(skip)
+                conn.exec_driver_sql(sql.skip.format(ids=marks), {"digest_id": digest_id, **ids})
             if take:
+                marks, ids = sql.ids([r[0] for r in take])
                 conn.exec_driver_sql(
-                    sql.claim.format(ids=", ".join([sql.mark] * len(take))),
-                    (worker, sql.time(now + lease), digest_id, *[r[0] for r in take]),
+                    sql.claim.format(ids=marks),
+                    {"worker": worker, "lease_until": sql.time(now + lease), "digest_id": digest_id, **ids},
                 )
         return [SendClaim(digest_id, r[0], r[4], r[1], r[2] + 1, bool(r[3]), r[6]) for r in take]
 
@@ -625,8 +253,8 @@ class DigestStore:
                 return False
             conn.execute(
                 t.digests.update()
-                .where(t.digests.c.id == digest_id, t.digests.c.state == "sending")
-                .values(state="sent", completed_at=now)
+                .where(t.digests.c.id == digest_id, t.digests.c.state == DigestState.SENDING)
+                .values(state=DigestState.SENT, completed_at=now)
             )
         return True
 
@@ -651,7 +279,7 @@ class DigestStore:
         if digest_id is not None:
             q = q.where(ds.c.digest_id == digest_id)
         else:
-            q = q.where(ds.c.digest_id.in_(sa.select(t.digests.c.id).where(t.digests.c.state == "sending")))
+            q = q.where(ds.c.digest_id.in_(sa.select(t.digests.c.id).where(t.digests.c.state == DigestState.SENDING)))
         with self.tx() as conn:
             return conn.execute(q).scalar()
 
@@ -661,148 +289,7 @@ class DigestStore:
         with self.tx() as conn:
             rows = conn.execute(
                 sa.select(ds.c.state, sa.func.count())
-                .where(ds.c.digest_id.in_(sa.select(t.digests.c.id).where(t.digests.c.state == "sending")), ds.c.state.in_(_OPEN))
+                .where(ds.c.digest_id.in_(sa.select(t.digests.c.id).where(t.digests.c.state == DigestState.SENDING)), ds.c.state.in_(_OPEN))
                 .group_by(ds.c.state)
             ).all()
         return {state: int(n) for state, n in rows}
-
-
-class SendRecorder:
-    """One sending thread's writes for one issue: the handing-over mark and each outcome.
-
-    The hot path of a digest (two writes per message), so it runs plain SQL on
-    one DBAPI connection of its own, held while the thread sends: SQLAlchemy's
-    per-statement work cost more than the SMTP transaction it records. Each
-    common write is one statement in autocommit (atomic on its own); the rare
-    ones that touch two rows run in a transaction. Values go through the
-    columns' own bind processors, so rows read back through the store are as
-    if the store wrote them. Driver errors become StoreError, as everywhere in
-    the store. Not thread-safe: one thread at a time.
-    """
-
-    def __init__(self, engine: Engine, digest_id: int, *, worker: str, bounce_after: int) -> None:
-        dialect = engine.dialect
-        self.digest_id = digest_id
-        self.worker = worker
-        self.bounce_after = bounce_after
-        self._sqlite = dialect.name == "sqlite"
-        self._sql = _send_sql(dialect)
-        self._time = self._sql.time
-        self._errors: type[Exception] = dialect.loaded_dbapi.Error
-        self._raw = engine.raw_connection()
-        # pysqlite runs with isolation_level None (bot.store.make_engine): autocommit
-        # unless we BEGIN. psycopg gets the same behaviour here, undone in close().
-        if not self._sqlite:
-            self._raw.driver_connection.autocommit = True  # type: ignore[union-attr]
-        # One driver cursor for the recorder's life: making one per write costs CPU on every message.
-        self._cursor = self._raw.driver_connection.cursor()  # type: ignore[union-attr]
-
-    def close(self) -> None:
-        try:
-            with contextlib.suppress(Exception):
-                self._cursor.close()
-            if not self._sqlite:
-                self._raw.driver_connection.autocommit = False  # type: ignore[union-attr]
-        finally:
-            self._raw.close()
-
-    def _run(self, write: Callable[[Any], Any]) -> Any:
-        cur = self._cursor
-        try:
-            return write(cur)
-        except self._errors as exc:
-            with contextlib.suppress(Exception):
-                cur.execute("ROLLBACK")
-            raise StoreError(f"database error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from exc
-
-    def record(
-        self,
-        done: SendOutcome | None,
-        going: int | None,
-        *,
-        now: datetime,
-        lease_until: datetime,
-        reset_failures: bool = False,
-    ) -> bool:
-        """One write: the outcome of this thread's last send, and the next one (`going`: a subscriber id)
-        marked handing_over before its transaction starts. False when `going` is not this worker's any
-        more (its lease ran out and another worker may hold it): it must not be sent.
-
-        The common case (a message accepted, the next one going) is one UPDATE in
-        autocommit; anything else is a short transaction.
-        """
-        sql = self._sql
-        d, w = self.digest_id, self.worker
-        simple = done is None or (done.state == SendState.SENT.value and not reset_failures)
-
-        def handover(cur: Any) -> bool:
-            cur.execute(sql.handover, (self._time(lease_until), d, w, going))
-            return bool(cur.rowcount == 1)
-
-        def both(cur: Any) -> bool:
-            assert done is not None and going is not None
-            cur.execute(
-                sql.both,
-                (going, going, self._time(lease_until), going, self._time(now), going, going, d, w, going, done.subscriber_id),
-            )
-            if cur.rowcount == 2:
-                return True
-            cur.execute(sql.handing_over, (d, w, going))
-            return cur.fetchone() is not None
-
-        def sent(cur: Any) -> bool:
-            assert done is not None
-            cur.execute(sql.sent, (self._time(now), d, w, done.subscriber_id))
-            return True
-
-        def transaction(cur: Any) -> bool:
-            cur.execute("BEGIN IMMEDIATE" if self._sqlite else "BEGIN")
-            if done is not None:
-                self._outcome(cur, done, now=now, reset_failures=reset_failures)
-            granted = handover(cur) if going is not None else True
-            cur.execute("COMMIT")
-            return granted
-
-        if simple and done is not None and going is not None:
-            return bool(self._run(both))
-        if simple and going is not None:
-            return bool(self._run(handover))
-        if simple and done is not None:
-            return bool(self._run(sent))
-        return bool(self._run(transaction))
-
-    def _outcome(self, cur: Any, outcome: SendOutcome, *, now: datetime, reset_failures: bool) -> None:
-        m = self._sql.mark
-        attempts = "CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END" if outcome.released else "attempts"
-        doubt = (", possibly_duplicated = " + ("1" if self._sqlite else "TRUE")) if outcome.possibly_duplicated else ""
-        is_sent = outcome.state == SendState.SENT.value
-        cur.execute(
-            f"UPDATE digest_sends SET state = {m}, claimed_by = NULL, lease_until = NULL, last_error = {m}, "
-            f"due_at = COALESCE({m}, due_at), attempts = {attempts}"
-            + (f", sent_at = {m}" if is_sent else "")
-            + doubt
-            + f" WHERE {self._sql.held} AND subscriber_id = {m}",
-            (outcome.state, outcome.error, self._time(outcome.due_at), *((self._time(now),) if is_sent else ()),
-             self.digest_id, self.worker, outcome.subscriber_id),
-        )
-        if reset_failures:
-            # A message accepted: the address works, its run of refusals is over.
-            cur.execute(f"UPDATE subscribers SET permanent_failures = 0 WHERE id = {m}", (outcome.subscriber_id,))
-        if outcome.refused:
-            self._count_refusal(cur, outcome.subscriber_id, outcome.error or "refused", now=now)
-
-    def _count_refusal(self, cur: Any, subscriber_id: int, error: str, *, now: datetime) -> None:
-        m = self._sql.mark
-        cur.execute(f"SELECT permanent_failures, state FROM subscribers WHERE id = {m}", (subscriber_id,))
-        row = cur.fetchone()
-        if row is None:
-            return
-        failures = int(row[0] or 0) + 1
-        # An address that left meanwhile stays as it is: bounced is only for confirmed ones.
-        bounced = bounce_due(failures, self.bounce_after) and row[1] == SubscriberState.CONFIRMED.value
-        cur.execute(
-            f"UPDATE subscribers SET permanent_failures = {m}, last_error = {m}, updated_at = {m}"
-            + (f", state = 'bounced', bounced_at = {m}" if bounced else "")
-            + f" WHERE id = {m}",
-            (failures, error[:1000], self._time(now), *((self._time(now),) if bounced else ()), subscriber_id),
-        )
