@@ -115,7 +115,9 @@ def _paper_entry(paper: FakePaper, requested_version: str | None) -> str:
     vid = f"{paper.arxiv_id}{requested_version}" if requested_version else paper.versioned_id
     authors = "".join(f"    <author>\n      <name>{escape(a)}</name>\n    </author>\n" for a in paper.authors)
     comment = (
-        f'    <arxiv:comment xmlns:arxiv="{ARXIV_NS}">{escape(paper.comment)}</arxiv:comment>\n' if paper.comment else ""
+        f'    <arxiv:comment xmlns:arxiv="{ARXIV_NS}">{escape(paper.comment)}</arxiv:comment>\n'
+        if paper.comment
+        else ""
     )
     categories = "".join(
         f'    <category term={quoteattr(c)} scheme="http://arxiv.org/schemas/atom"/>\n' for c in paper.categories
