@@ -267,7 +267,8 @@ def floor_run(args: argparse.Namespace, tmp: Path, feed: Path, stand_in: StandIn
     proc.join()
     client_ms = elapsed / posts * 1000 - args.latency_ms
     print(
-        f"floor: publisher alone (tweepy, no database) client_ms={client_ms:.2f} client_cpu_ms={cpu / posts * 1000:.2f} "
+        f"floor: publisher alone (tweepy, no database) client_ms={client_ms:.2f} "
+        f"client_cpu_ms={cpu / posts * 1000:.2f} "
         f"per post beyond the latency",
         flush=True,
     )
@@ -346,7 +347,8 @@ def main() -> None:
                     t0 = time.perf_counter()
                     prepare(template, tmp, args, feed, stand_in)
                     print(
-                        f"db={kind} prepared {args.deliveries} deliveries in {time.perf_counter() - t0:.0f} s (poll + feeds build)",
+                        f"db={kind} prepared {args.deliveries} deliveries in {time.perf_counter() - t0:.0f} s "
+                        "(poll + feeds build)",
                         flush=True,
                     )
                     rates = {

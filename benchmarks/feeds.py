@@ -42,7 +42,9 @@ CATEGORIES = [
     "eess.IV",
 ]
 WEIGHTS = [40, 20, 25, 15, 12, 5, 3, 2, 3, 2, 1, 2]
-WORDS = "the model learns a representation of data with gradient descent and attention over tokens while the loss decreases".split()
+WORDS = (
+    "the model learns a representation of data with gradient descent and attention over tokens while the loss decreases"
+).split()
 BASE = datetime(2016, 1, 1, tzinfo=UTC)
 
 
@@ -162,7 +164,8 @@ def best_of(runs: int, fn: Callable[[], object]) -> float:
 def rebuilds(
     entries: list[FeedEntry], extra: list[FeedEntry], settings: Settings, out: Path, *, warm: bool
 ) -> tuple[float, float, list[FeedFile]]:
-    """Median time of a rebuild after one new summary, of its file writes alone (seconds), and the files the last one rewrote."""
+    """Median time of a rebuild after one new summary, of its file writes alone (seconds), and the files the last one
+    rewrote."""
     cache = FragmentCache()
     build_feeds(entries, settings, out_dir=out, cache=cache, force=True)
     current = list(entries)
@@ -200,7 +203,8 @@ def main() -> None:
         t0 = time.perf_counter()
         same = build_feeds(entries, settings, out_dir=out)
         print(
-            f"    rebuild with nothing new: {(time.perf_counter() - t0) * 1000:.2f} ms, {len(same.changed)} files changed"
+            f"    rebuild with nothing new: {(time.perf_counter() - t0) * 1000:.2f} ms, {len(same.changed)} "
+            "files changed"
         )
 
         t_warm, t_write, rewritten = rebuilds(entries, extra[:20], settings, out / "warm", warm=True)
@@ -223,7 +227,8 @@ def main() -> None:
         f"(rebuild / that = {t_warm / t_main:.2f})"
     )
     print(
-        f"ratio without the file writes: {(t_warm - t_write) / t_feedgen:.2f}; cold-cache ratio: {t_cold / t_feedgen:.2f}"
+        f"ratio without the file writes: {(t_warm - t_write) / t_feedgen:.2f}; cold-cache ratio: "
+        f"{t_cold / t_feedgen:.2f}"
     )
     print(f"ratio={t_warm / t_feedgen:.2f}")
 

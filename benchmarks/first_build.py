@@ -51,7 +51,8 @@ def main() -> None:
             wall, cpu, rss, out = timed([sys.executable, "-m", "bot", "feeds", "build"], env)
             files = sum(1 for p in (root / "var" / "public").rglob("*") if p.is_file())
             print(
-                f"n={n} first poll: {poll[0]:.1f} s; feeds build: wall_s={wall:.2f} cpu_s={cpu:.2f} peak_rss_mb={rss:.0f} "
+                f"n={n} first poll: {poll[0]:.1f} s; feeds build: wall_s={wall:.2f} cpu_s={cpu:.2f} "
+                f"peak_rss_mb={rss:.0f} "
                 f"({files} files; {out.strip().splitlines()[-1]})"
             )
             print(

@@ -46,7 +46,8 @@ pid = os.fork()
 if pid == 0:
     os.execve(sys.argv[1], sys.argv[1:], os.environ)
 _, status, ru = os.wait4(pid, 0)
-print("\\nLAUNCHER", time.perf_counter() - t0, ru.ru_utime + ru.ru_stime, ru.ru_maxrss, os.waitstatus_to_exitcode(status))
+cpu = ru.ru_utime + ru.ru_stime
+print("\\nLAUNCHER", time.perf_counter() - t0, cpu, ru.ru_maxrss, os.waitstatus_to_exitcode(status))
 """
 
 
@@ -104,7 +105,8 @@ def main() -> None:
         return statistics.median(r[i] for r in rows)
 
     print(
-        f"machine: {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}; {gets} GET requests for {2 * args.runs} processes"
+        f"machine: {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}; {gets} GET requests for "
+        f"{2 * args.runs} processes"
     )
     print("feed files rewritten by the no-op runs: 0")
     print(

@@ -61,8 +61,12 @@ max_new_per_poll = 0
 """
 #: why a peer is not run for a work (what it cannot do, or what this script does not drive yet)
 NOT_RUN = {
-    "feed2tweet": "not run: posts with X API v1.1 statuses/update (tweepy API v1); X closed it and the stand-in serves v2",
-    "feed2exec": "not run: publishes nowhere itself (runs a command or a plugin per item); no like-for-like network post",
+    "feed2tweet": (
+        "not run: posts with X API v1.1 statuses/update (tweepy API v1); X closed it and the stand-in serves v2"
+    ),
+    "feed2exec": (
+        "not run: publishes nowhere itself (runs a command or a plugin per item); no like-for-like network post"
+    ),
     "feed2toot": "not run: not driven by this script yet (needs its ini config and credential files)",
     "feed2fedi": "not run: not driven by this script yet (needs its YAML config and a registered app)",
 }
@@ -150,7 +154,8 @@ def bot_env(root: Path, feed_url: str, x_url: str, smtp_port: int) -> dict[str, 
 def r2e_config(root: Path, feed_url: str, smtp_port: int, *, digest: bool) -> list[str]:
     (root / "r2e.cfg").write_text(
         "[DEFAULT]\nfrom = bot@example.com\nto = reader@example.com\nemail-protocol = smtp\nsmtp-server = 127.0.0.1\n"
-        f"smtp-port = {smtp_port}\nsmtp-ssl = False\nsmtp-auth = False\ndigest = {digest}\n\n[feed.shortscience]\nurl = {feed_url}\n"
+        f"smtp-port = {smtp_port}\nsmtp-ssl = False\nsmtp-auth = False\ndigest = "
+        f"{digest}\n\n[feed.shortscience]\nurl = {feed_url}\n"
     )
     return ["-c", str(root / "r2e.cfg"), "-d", str(root / "r2e.json")]
 

@@ -177,7 +177,8 @@ def main() -> None:
     a, b = statistics.median(ours), statistics.median(theirs)
     print(
         f"(b) first poll of {report.new} items ({len(body) // 1024} KB), {report.queued} deliveries queued: "
-        f"median {a * 1000:.1f} ms (fetch+parse+diff+store+queue) vs feedparser.parse() {b * 1000:.1f} ms, {args.runs} runs"
+        f"median {a * 1000:.1f} ms (fetch+parse+diff+store+queue) vs feedparser.parse() {b * 1000:.1f} ms, "
+        f"{args.runs} runs"
     )
     print(f"ratio={a / b:.3f}")
 

@@ -81,7 +81,8 @@ class App:
         return self._publishers[channel]
 
     def sessions(self, channel: str) -> SessionStore:
-        """Where `channel`'s publisher keeps its login session: the database, encrypted under SECRET_KEY (made on first use)."""
+        """Where `channel`'s publisher keeps its login session: the database, encrypted under SECRET_KEY (made on first
+        use)."""
         from bot.store.sessions import LazySessionVault, StoreSessionVault
 
         return LazySessionVault(
@@ -89,7 +90,8 @@ class App:
         )
 
     def post_limit(self, channel: str) -> int | None:
-        """The network's own length limit when the channel's live publisher reads one (a Mastodon instance's), else None."""
+        """The network's own length limit when the channel's live publisher reads one (a Mastodon instance's), else
+        None."""
         publisher = self.publisher(channel)
         read = getattr(publisher, "post_limit", None)
         return read() if publisher.live and callable(read) else None

@@ -362,7 +362,8 @@ def operator() -> None:
 
 @operator.command("hash-password", context_settings=CONTEXT)
 def operator_hash_password() -> None:
-    """Read a password (twice, without echo; or one line from stdin) and print its Argon2 hash for OPERATOR_PASSWORD_HASH."""
+    """Read a password (twice, without echo; or one line from stdin) and print its Argon2 hash for
+    OPERATOR_PASSWORD_HASH."""
     import getpass
 
     from bot.admin.auth import hash_password

@@ -33,7 +33,8 @@ def paper_details(
     fetch: bool = True,
     cached: Mapping[str, PaperDetails | None] | None = None,
 ) -> dict[str, PaperDetails]:
-    """arXiv id → details for the summaries' papers: the store's cache (or `cached`, read from it already), then arXiv."""
+    """arXiv id → details for the summaries' papers: the store's cache (or `cached`, read from it already), then
+    arXiv."""
     ids = sorted({s.summary.arxiv_id for s in summaries if s.summary.arxiv_id})
     if not ids:
         return {}
@@ -69,7 +70,8 @@ def paper_details(
 
 
 def categories(stored: StoredSummary, details: PaperDetails | None) -> tuple[str, ...]:
-    """The summary's categories as feeds and digests show them: arXiv's (primary first), then the source's, each once."""
+    """The summary's categories as feeds and digests show them: arXiv's (primary first), then the source's, each
+    once."""
     return tuple(dict.fromkeys((*(details.categories if details else ()), *stored.summary.categories)))
 
 

@@ -432,7 +432,10 @@ class Dispatcher:
                     d.id,
                     now,
                     "unproven",
-                    message=f"no proof that it was posted; check the {d.channel} account, then run `retry {d.id}` or `skip {d.id}`",
+                    message=(
+                        f"no proof that it was posted; check the {d.channel} account, then run `retry {d.id}` or "
+                        f"`skip {d.id}`"
+                    ),
                 ),
                 state=DeliveryState.UNCERTAIN.value,
             )

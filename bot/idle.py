@@ -133,7 +133,8 @@ def record_idle_run(
         for name, (at, result) in jobs.items():
             db.execute(
                 "INSERT INTO jobs (name, last_run_at, last_ok_at, last_error, info) VALUES (?, ?, ?, NULL, ?) "
-                "ON CONFLICT (name) DO UPDATE SET last_run_at = excluded.last_run_at, last_ok_at = excluded.last_ok_at, "
+                "ON CONFLICT (name) DO UPDATE SET last_run_at = excluded.last_run_at, last_ok_at = "
+                "excluded.last_ok_at, "
                 "last_error = NULL, info = excluded.info",
                 (name, _stamp(at), _stamp(at), json.dumps({"result": result})),
             )
@@ -169,7 +170,8 @@ class Prefetched:
 
 
 def run_once_idle(settings: Settings, *, clock: Callable[[], datetime]) -> tuple[str | None, Prefetched | None]:
-    """`run --once` on SQLite when the feed answers 304 and nothing is due: its output lines, or (None, what was fetched).
+    """`run --once` on SQLite when the feed answers 304 and nothing is due: its output lines, or (None, what was
+    fetched).
 
     None tells the caller to take the full path, handing it the fetch already
     made (a changed feed, an error) so the server sees one request per run.

@@ -57,14 +57,16 @@ class SourceSettings:
     timeout_seconds: float = _s(20.0, "Connect and read timeout of one feed download, in seconds.", minimum=0.1)
     download_deadline_seconds: float = _s(
         60.0,
-        "Longest one whole feed download may take, in seconds (timeout_seconds bounds each read); past it the poll fails and is retried.",
+        "Longest one whole feed download may take, in seconds (timeout_seconds bounds each read); past it the "
+        "poll fails and is retried.",
         minimum=0.1,
     )
     max_bytes: int = _s(50_000_000, "Largest feed body accepted, in bytes; a larger one is an error.", minimum=1024)
     min_votes: int = _s(0, "Summaries with fewer votes than this are ignored (the site already drops <= 1).", minimum=0)
     max_new_per_poll: int = _s(
         20,
-        "Flood guard: most new summaries one later poll queues for the social channels (the newest); the rest are held, in the feeds but not posted, until `release` (0: no limit).",
+        "Flood guard: most new summaries one later poll queues for the social channels (the newest); the rest "
+        "are held, in the feeds but not posted, until `release` (0: no limit).",
         minimum=0,
     )
     backfill: int = _s(
@@ -225,7 +227,8 @@ class WebSettings:
     feed_max_age_seconds: int = _s(300, "Cache-Control max-age of the served feed files, in seconds.", minimum=0)
     feeds_refresh_seconds: int = _s(
         60,
-        "Seconds between two rebuilds by the web process of its own copy of the feeds from the database (for hosts where web and worker do not share a disk; 0: never).",
+        "Seconds between two rebuilds by the web process of its own copy of the feeds from the database (for "
+        "hosts where web and worker do not share a disk; 0: never).",
         minimum=0,
     )
     admin_session_minutes: int = _s(
@@ -283,7 +286,8 @@ class Env:
     host: str = _s("0.0.0.0", "Address the web process binds (127.0.0.1: only this machine).")
     forwarded_allow_ips: str = _s(
         "",
-        "Proxies whose X-Forwarded-For is believed: IPs/CIDRs, comma-separated, or * (every peer is the router, as on Heroku); none: the socket's peer is the client.",
+        "Proxies whose X-Forwarded-For is believed: IPs/CIDRs, comma-separated, or * (every peer is the "
+        "router, as on Heroku); none: the socket's peer is the client.",
     )
     smtp_url: str = _s(
         "", "smtp://user:pass@host:port (smtps:// for TLS, ?starttls=1); unset: e-mails go to the outbox."
@@ -622,7 +626,8 @@ def _check_semantics(s: Settings) -> None:
     if folder is not None and not folder.is_dir():
         # Refused rather than created: a typo in the path would otherwise start an empty database.
         raise ConfigError(
-            f"setting DATABASE_URL is invalid: the folder {str(folder)!r} of its SQLite file does not exist (create it first)"
+            f"setting DATABASE_URL is invalid: the folder {str(folder)!r} of its SQLite file does not exist "
+            "(create it first)"
         )
     hh, _, mm = s.digest.time.partition(":")
     if not (hh.isdigit() and mm.isdigit() and 0 <= int(hh) < 24 and 0 <= int(mm) < 60):
@@ -633,7 +638,8 @@ def _check_semantics(s: Settings) -> None:
         ZoneInfo(s.digest.timezone)
     except Exception:
         raise ConfigError(
-            f"setting digest.timezone = {s.digest.timezone!r} is invalid: expected an IANA time zone such as 'UTC' or 'Europe/Berlin'"
+            f"setting digest.timezone = {s.digest.timezone!r} is invalid: expected an IANA time zone such as "
+            "'UTC' or 'Europe/Berlin'"
         ) from None
     for category, tag in s.render.hashtags.items():
         if not tag.startswith("#") or len(tag) < 2 or any(c.isspace() for c in tag):
@@ -708,7 +714,8 @@ def load_settings(
     for key, table in file_raw.items():
         if key not in known:
             raise ConfigError(
-                f"settings file {path}: unknown section [{key}]; expected one of: {', '.join('[' + s + ']' for s in known)}"
+                f"settings file {path}: unknown section [{key}]; expected one of: "
+                f"{', '.join('[' + s + ']' for s in known)}"
             )
         if not isinstance(table, dict):
             raise ConfigError(f"settings file {path}: [{key}] must be a table")

@@ -44,14 +44,16 @@ def _safe_db_url(url: str) -> str:
 
 
 def _paper_trouble(app: App, now: datetime) -> list[str]:
-    """arXiv's last error (while it lasts) and the papers posts went out without: both cost posts their authors and hashtags."""
+    """arXiv's last error (while it lasts) and the papers posts went out without: both cost posts their authors and
+    hashtags."""
     from bot.content import ARXIV_JOB
 
     out = []
     job = app.store.jobs().get(ARXIV_JOB) or {}
     if job.get("last_error"):
         out.append(
-            f"  arXiv failed {_when(job.get('last_run_at'), now)} (last ok {_when(job.get('last_ok_at'), now)}): {job['last_error'][:300]}"
+            f"  arXiv failed {_when(job.get('last_run_at'), now)} (last ok "
+            f"{_when(job.get('last_ok_at'), now)}): {job['last_error'][:300]}"
         )
     # With arXiv turned off (arxiv.enabled = false) no paper has details, by the operator's choice.
     missing = app.store.papers_without_details() if app.arxiv is not None else []
@@ -186,7 +188,10 @@ def render_status(app: App) -> str:
             if c.get(st.value, 0) or st in (DeliveryState.PENDING, DeliveryState.SENT)
         )
         out.append(f"    deliveries: {states}")
-        caps = f"daily cap {view.daily_cap or 'off'}, monthly cap {view.monthly_cap or 'off'}, min interval {view.min_interval_minutes or 'off'}{' min' if view.min_interval_minutes else ''}"
+        caps = (
+            f"daily cap {view.daily_cap or 'off'}, monthly cap {view.monthly_cap or 'off'}, min interval "
+            f"{view.min_interval_minutes or 'off'}{' min' if view.min_interval_minutes else ''}"
+        )
         # X bills reads too: reconciliation after a crash reads the account's posts back.
         reads = f", reading back ${view.read_price:.3f}/post read" if view.read_price is not None else ""
         out.append(

@@ -120,7 +120,9 @@ class Pages:
     def _links(self, address: str) -> dict[str, Any]:
         now = self.app.clock()
         return {
-            f"{purpose}_url": f"{PATHS[purpose]}?token={quote(make_token(self.settings, purpose, address, now=now), safe='')}"
+            f"{purpose}_url": (
+                f"{PATHS[purpose]}?token={quote(make_token(self.settings, purpose, address, now=now), safe='')}"
+            )
             for purpose in ("preferences", "unsubscribe")
         }
 
@@ -235,7 +237,10 @@ class Pages:
             state="confirmed",
             address=subscriber.address,
             categories=subscriber.categories,
-            next_issue=f"{self.schedule.following(now).astimezone(self.schedule.tz):%A %d %B %Y, %H:%M} ({self.schedule.tz.key})",
+            next_issue=(
+                f"{self.schedule.following(now).astimezone(self.schedule.tz):%A %d %B %Y, %H:%M} "
+                f"({self.schedule.tz.key})"
+            ),
             **self._links(subscriber.address),
         )
 

@@ -67,7 +67,8 @@ def trusted_proxies(setting: str) -> TrustedProxies:
             networks.append(ipaddress.ip_network(entry, strict=False))
         except ValueError:
             raise ConfigError(
-                f"setting FORWARDED_ALLOW_IPS = {setting!r} is invalid: {entry!r} is not an IP address, a CIDR network or *"
+                f"setting FORWARDED_ALLOW_IPS = {setting!r} is invalid: {entry!r} is not an IP address, a "
+                "CIDR network or *"
             ) from None
     return TrustedProxies(tuple(networks), any_peer)
 

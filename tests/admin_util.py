@@ -38,7 +38,8 @@ def console_settings(
 
 
 def troubled_room(settings: Settings) -> tuple[Newsroom, dict[str, int]]:
-    """Two summaries posted on every channel; three deliveries failed, dead and uncertain. Returns their ids by state."""
+    """Two summaries posted on every channel; three deliveries failed, dead and uncertain. Returns their ids by
+    state."""
     room = Newsroom.open(settings, start=MONDAY)
     room.publish(
         [
@@ -90,7 +91,8 @@ def delivery_state(url: str, delivery_id: int) -> tuple[dict[str, Any], list[tup
                 tuple(r)
                 for r in conn.execute(
                     sa.text(
-                        "SELECT delivery_id, outcome, http_status, code, message FROM attempts WHERE delivery_id = :i ORDER BY id"
+                        "SELECT delivery_id, outcome, http_status, code, message FROM attempts WHERE "
+                        "delivery_id = :i ORDER BY id"
                     ),
                     {"i": delivery_id},
                 )

@@ -102,7 +102,10 @@ LARGE_N_LIMIT = FakePaper(
     updated="1998-01-22T21:29:24Z",
     primary_category="hep-th",
     categories=("hep-th",),
-    summary="  We show that the large N limit of certain conformal field theories in\nvarious dimensions include in their Hilbert space a sector describing supergravity.\n",
+    summary=(
+        "  We show that the large N limit of certain conformal field theories in\nvarious dimensions include in "
+        "their Hilbert space a sector describing supergravity.\n"
+    ),
 )
 
 #: the fixture papers by version-less id

@@ -133,7 +133,8 @@ class FakeGraph(FakeHTTPServer):
             return self._error(
                 400,
                 190,
-                "Error validating access token: The session has been invalidated because the user changed their password or Facebook has changed the session for security reasons.",
+                "Error validating access token: The session has been invalidated because the user changed "
+                "their password or Facebook has changed the session for security reasons.",
                 headers,
                 subcode=460,
             )
@@ -146,7 +147,9 @@ class FakeGraph(FakeHTTPServer):
             return self._error(
                 400,
                 100,
-                f"Unsupported {request.method.lower()} request. Object with ID '{node}' does not exist, cannot be loaded due to missing permissions, or does not support this operation. Please read the Graph API documentation at https://developers.facebook.com/docs/graph-api",
+                f"Unsupported {request.method.lower()} request. Object with ID '{node}' does not exist, "
+                "cannot be loaded due to missing permissions, or does not support this operation. Please "
+                "read the Graph API documentation at https://developers.facebook.com/docs/graph-api",
                 headers,
                 subcode=33,
             )
@@ -170,7 +173,8 @@ class FakeGraph(FakeHTTPServer):
         return self._error(400, 100, f"Unsupported {request.method.lower()} request.", headers)
 
     def _listing(self, request: Recorded, args: dict[str, str]) -> dict[str, Any]:
-        """Newest first, `limit` (at most 100) a page, `since` (epoch seconds) and the `after` cursor as Graph takes them."""
+        """Newest first, `limit` (at most 100) a page, `since` (epoch seconds) and the `after` cursor as Graph takes
+        them."""
         limit = min(int(args.get("limit", "25")), 100)
         newest = list(reversed(self.posts))
         if "since" in args:

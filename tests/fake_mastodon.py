@@ -64,7 +64,8 @@ def status_html(text: str) -> str:
             scheme, _, rest = target.partition("://")
             parts.append(
                 f'<a href="{html.escape(target)}" rel="nofollow noopener" target="_blank">'
-                f'<span class="invisible">{html.escape(scheme)}://</span><span class="ellipsis">{html.escape(rest[:30])}</span>'
+                f'<span class="invisible">{html.escape(scheme)}://</span><span '
+                f'class="ellipsis">{html.escape(rest[:30])}</span>'
                 f'<span class="invisible">{html.escape(rest[30:])}</span></a>'
             )
             pos = end

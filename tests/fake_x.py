@@ -367,7 +367,9 @@ def read_only_app() -> Fault:
         status=403,
         body={
             "title": "Unsupported Authentication",
-            "detail": "Your client app is not configured with the appropriate oauth1 app permissions for this endpoint.",
+            "detail": (
+                "Your client app is not configured with the appropriate oauth1 app permissions for this endpoint."
+            ),
             "type": "https://api.twitter.com/2/problems/oauth1-permissions",
             "status": 403,
         },

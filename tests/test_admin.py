@@ -332,7 +332,8 @@ def test_the_summary_page_links_the_published_post(room: tuple[Newsroom, dict[st
 
 
 def _on_a_terminal(*answers: str) -> tuple[int, str]:
-    """`operator hash-password` on a pseudo-terminal, typing `answers` at its prompts; (exit code, what the terminal showed)."""
+    """`operator hash-password` on a pseudo-terminal, typing `answers` at its prompts; (exit code, what the terminal
+    showed)."""
     import os
     import pty
 

@@ -41,7 +41,8 @@ def a_post(n: int = 1, *, text: str | None = None) -> Post:
     link = f"{LINK}{n}"
     body = (
         text
-        or f"Deep Residual Learning {n} (He et al.)\n\nResidual blocks make 152 layers trainable.\n\nSummary by Joseph: {link}\n#ComputerVision #MachineLearning"
+        or f"Deep Residual Learning {n} (He et al.)\n\nResidual blocks make 152 layers trainable.\n\nSummary by "
+        f"Joseph: {link}\n#ComputerVision #MachineLearning"
     )
     return Post(channel="bluesky", summary_guid=f"guid-{n}", text=body, link=link)
 
@@ -516,7 +517,8 @@ def test_the_byte_limit_binds_where_graphemes_are_long() -> None:
     assert text.endswith(LINK) and "teaser shortened to fit 300 graphemes" in rendered.warnings
     assert problems(text) == []
     assert problems(text + family * 20) == [
-        f"post is not a valid Bluesky post ({graphemes(text) + 20}/300 graphemes, {len(text.encode()) + 500}/3000 bytes)"
+        f"post is not a valid Bluesky post ({graphemes(text) + 20}/300 graphemes, "
+        f"{len(text.encode()) + 500}/3000 bytes)"
     ]
 
 

@@ -136,7 +136,8 @@ def poll_corpus(
                 out.mismatches.append(f"{file.name}: a failed poll stored summaries")
             if expect[file.name]:
                 out.mismatches.append(
-                    f"{file.name}: feedparser reads {len(expect[file.name])} entries, yet the whole feed was rejected: {exc}"
+                    f"{file.name}: feedparser reads {len(expect[file.name])} entries, yet the whole feed was "
+                    f"rejected: {exc}"
                 )
             continue
         except Exception as exc:  # the point is to name every crash, not to stop at the first
@@ -147,7 +148,8 @@ def poll_corpus(
         # Every entry feedparser reads is either kept or named in a problem line: nothing silently lost.
         if kept + len(report.problems) != len(expect[file.name]):
             out.mismatches.append(
-                f"{file.name}: feedparser reads {len(expect[file.name])} entries; the bot kept {kept} and reported {len(report.problems)} problems"
+                f"{file.name}: feedparser reads {len(expect[file.name])} entries; the bot kept {kept} and "
+                f"reported {len(report.problems)} problems"
             )
         state = store.source_state(url)
         if report.problems and not (state.last_error and state.failures == 0):
@@ -287,7 +289,8 @@ def test_a_good_item_survives_every_defect_feedparser_can_read_past(
     stored_count = store.count_summaries()
     with capsys.disabled():
         print(
-            f"\ncorpora + one good item each: {out.describe()}; feedparser reads the added item in {readable}, the bot keeps it in {readable - lost}"
+            f"\ncorpora + one good item each: {out.describe()}; feedparser reads the added item in "
+            f"{readable}, the bot keeps it in {readable - lost}"
             + f"; {stored_count} summaries stored, {len(lines)} posts published"
         )
 
@@ -369,5 +372,6 @@ def test_sanitizer_corpus_as_summaries_leaves_nothing_active_in_any_feed(
     assert found == []
     with capsys.disabled():
         print(
-            f"\nsanitizer corpus: {len(fragments)} hostile fragments as summaries; {checked} feed entries checked, nothing active"
+            f"\nsanitizer corpus: {len(fragments)} hostile fragments as summaries; {checked} feed entries "
+            "checked, nothing active"
         )

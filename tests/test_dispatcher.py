@@ -164,7 +164,8 @@ def test_min_interval_paces_posts(make_app: Any, settings: Settings, clock: Fake
 
 
 def in_flight(app: Any, clock: FakeClock, worker: str, lease: timedelta) -> tuple[Delivery, Post]:
-    """What a worker does before its network call: reserve the next twitter delivery, mark it in flight with its post."""
+    """What a worker does before its network call: reserve the next twitter delivery, mark it in flight with its
+    post."""
     reserved = app.store.reserve(now=clock.now, channels=["twitter"], worker=worker, lease=lease)
     assert reserved is not None
     post = app.renderer.post("twitter", reserved.summary.summary, None)

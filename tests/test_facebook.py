@@ -28,7 +28,10 @@ NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 PAGE = "123456789"
 TOKEN = "EAAG-SECRETMARKER-page-token"
 LINK = "https://www.shortscience.org/paper?bibtexKey=journals/corr/1803.08494#joecohen"
-TEXT = "Group Normalization (Wu & He, 2018)\n\nBN's error grows quickly as the batch shrinks; GN divides channels into groups instead."
+TEXT = (
+    "Group Normalization (Wu & He, 2018)\n\nBN's error grows quickly as the batch shrinks; GN divides channels "
+    "into groups instead."
+)
 
 
 @pytest.fixture

@@ -117,7 +117,8 @@ def test_entry_dates_never_put_updated_before_published() -> None:
 
 
 def test_migration_0002_dates_existing_summaries(db_url: str, tmp_path: Path) -> None:
-    """Rows written before the column existed get the earliest of their first version's date and first sight; old renders go."""
+    """Rows written before the column existed get the earliest of their first version's date and first sight; old
+    renders go."""
     from alembic import command
     from alembic.config import Config
 
@@ -142,7 +143,8 @@ def test_migration_0002_dates_existing_summaries(db_url: str, tmp_path: Path) ->
             ):
                 conn.execute(
                     sa.text(
-                        "INSERT INTO summaries (id, source_id, guid, title, author, text, link, categories, content_hash,"
+                        "INSERT INTO summaries (id, source_id, guid, title, author, text, link, categories, "
+                        "content_hash,"
                         " version, edited_at, first_seen_at, changed_at, backfilled)"
                         " VALUES (:id, 1, :guid, 't', 'a', 'x', 'l', '[]', 'h', 2, :edited, :seen, :seen, false)"
                     ).bindparams(
@@ -153,14 +155,16 @@ def test_migration_0002_dates_existing_summaries(db_url: str, tmp_path: Path) ->
                 for version, edited in ((1, first_version), (2, seen + timedelta(days=1))):
                     conn.execute(
                         sa.text(
-                            "INSERT INTO summary_versions (summary_id, version, title, author, text, content_hash, edited_at, seen_at)"
+                            "INSERT INTO summary_versions (summary_id, version, title, author, text, "
+                            "content_hash, edited_at, seen_at)"
                             " VALUES (:sid, :version, 't', 'a', 'x', 'h', :when, :when)"
                         ).bindparams(when),
                         {"sid": sid, "version": version, "when": edited},
                     )
             conn.execute(
                 sa.text(
-                    "INSERT INTO renders (summary_id, content_hash, html, text, rendered_at) VALUES (1, 'h', '<p></p>', 'alt', :when)"
+                    "INSERT INTO renders (summary_id, content_hash, html, text, rendered_at) VALUES (1, 'h', "
+                    "'<p></p>', 'alt', :when)"
                 ).bindparams(when),
                 {"when": seen},
             )

@@ -1,4 +1,5 @@
-"""Images in what readers get: only from allowed hosts, no alt text in plain text, no empty paragraph (issue 14, points 5 and 7)."""
+"""Images in what readers get: only from allowed hosts, no alt text in plain text, no empty paragraph (issue 14, points
+5 and 7)."""
 
 from __future__ import annotations
 

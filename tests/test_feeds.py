@@ -33,7 +33,8 @@ NS = {
 }
 T0 = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
 RFC822 = re.compile(
-    r"^(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d{2} (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) \d{4} \d{2}:\d{2}:\d{2} [+-]\d{4}$"
+    r"^(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d{2} (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) \d{4} "
+    r"\d{2}:\d{2}:\d{2} [+-]\d{4}$"
 )
 RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$")
 
@@ -51,7 +52,10 @@ def entry(i: int, **changes: object) -> FeedEntry:
         title=f"Paper {i}: Group Normalization",
         author=f"Reader {i}",
         link=link,
-        content_html=f'<p>Summary {i} with <math><mi>x</mi></math> and <a href="https://arxiv.org/abs/1803.08494">a link</a>.</p>',
+        content_html=(
+            f'<p>Summary {i} with <math><mi>x</mi></math> and <a href="https://arxiv.org/abs/1803.08494">a '
+            "link</a>.</p>"
+        ),
         summary_text=f"Summary {i}, a teaser.",
         published=T0 + timedelta(days=i),
         updated=T0 + timedelta(days=i, hours=1),

@@ -70,10 +70,16 @@ def good_site_items() -> list[Item]:
             key="h/script",
             author="alice",
             # Taking "<b>" out of the last one leaves a whole new tag: stripping must go on until none is left.
-            title='<script>alert("title")</script>A <b onmouseover="alert(1)">bold</b> paper <img src=x onerror=alert(7)<b>>',
-            text='<script>alert(1)</script>Intro <img src=x onerror=alert(2)> <a href="javascript:alert(3)">click</a> '
-            '[md link](javascript:alert(4)) <iframe src="https://evil.example/"></iframe> <svg onload=alert(5)></svg> '
-            '<p style="background:url(javascript:alert(6))">styled</p> <form action="https://evil.example/"><input name=x></form>',
+            title=(
+                '<script>alert("title")</script>A <b onmouseover="alert(1)">bold</b> paper <img src=x '
+                "onerror=alert(7)<b>>"
+            ),
+            text=(
+                '<script>alert(1)</script>Intro <img src=x onerror=alert(2)> <a href="javascript:alert(3)">click</a> '
+                '[md link](javascript:alert(4)) <iframe src="https://evil.example/"></iframe> <svg onload=alert(5)></svg> '
+                '<p style="background:url(javascript:alert(6))">styled</p> <form '
+                'action="https://evil.example/"><input name=x></form>'
+            ),
             edited=t,
         ),
         Item(
@@ -101,7 +107,10 @@ def good_site_items() -> list[Item]:
             key="h/rtl",
             author="alice",
             title="Harmless \u202egnp.exe and \u2067isolated",
-            text="Reversed \u202etext\u202c and \u2066isolates\u2069, plus real RTL: \u05e9\u05dc\u05d5\u05dd \u0645\u0631\u062d\u0628\u0627.",
+            text=(
+                "Reversed \u202etext\u202c and \u2066isolates\u2069, plus real RTL: \u05e9\u05dc\u05d5\u05dd "
+                "\u0645\u0631\u062d\u0628\u0627."
+            ),
             edited=t - timedelta(minutes=4),
         ),
         Item(
@@ -166,7 +175,9 @@ def hostile_json_feed() -> tuple[bytes, list[str], dict[str, str]]:
             "url": "https://example.org/j/1",
             "title": "Lone \ud800 surrogate, NUL \u0000 and VT \u000b in a title",
             "authors": [{"name": "Eve \udfff\r\nBcc: victim@example.org"}],
-            "content_html": '<p onclick="alert(1)">Text \ud83d with a lone high surrogate \u0000 NUL</p><script>alert(2)</script>',
+            "content_html": (
+                '<p onclick="alert(1)">Text \ud83d with a lone high surrogate \u0000 NUL</p><script>alert(2)</script>'
+            ),
             "date_modified": "2026-10-29T10:00:00Z",
         },
         {
@@ -517,7 +528,8 @@ def test_a_ten_thousand_item_feed_is_stored_and_queued_exactly_once(
     assert not main.bozo and len(main.entries) == settings.feeds.size
     with capsys.disabled():
         print(
-            f"\n10,000-item feed ({path.stat().st_size / 1e6:.1f} MB, {'PostgreSQL' if db_url.startswith('postgres') else 'SQLite'}): first poll {poll_s:.1f} s, "
+            f"\n10,000-item feed ({path.stat().st_size / 1e6:.1f} MB, "
+            f"{'PostgreSQL' if db_url.startswith('postgres') else 'SQLite'}): first poll {poll_s:.1f} s, "
             f"peak RSS {poll_kib / 1024:.0f} MiB; feeds build {build_s:.1f} s, peak RSS {build_kib / 1024:.0f} MiB"
         )
 
@@ -526,13 +538,15 @@ def generic_feed(kind: str, n: int) -> str:
     if kind == "atom":
         entries = "".join(
             f'<entry><id>urn:cut:{i}</id><title>Entry {i}</title><link href="https://example.org/cut/{i}"/>'
-            f'<updated>2026-10-0{i + 1}T00:00:00Z</updated><content type="html">Entry {i} has a long text that goes on and on.</content></entry>'
+            f'<updated>2026-10-0{i + 1}T00:00:00Z</updated><content type="html">Entry {i} has a long text '
+            "that goes on and on.</content></entry>"
             for i in range(n)
         )
         return f'<?xml version="1.0" encoding="utf-8"?><feed xmlns="http://www.w3.org/2005/Atom"><title>t</title><id>urn:cut</id>{entries}</feed>'
     items_ = "".join(
         f"<item><title>Entry {i}</title><link>https://example.org/cut/{i}</link><guid>urn:cut:{i}</guid>"
-        f"<pubDate>Thu, 0{i + 1} Oct 2026 00:00:00 +0000</pubDate><description>Entry {i} has a long text that goes on and on.</description></item>"
+        f"<pubDate>Thu, 0{i + 1} Oct 2026 00:00:00 +0000</pubDate><description>Entry {i} has a long text that "
+        "goes on and on.</description></item>"
         for i in range(n)
     )
     return f'<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>t</title>{items_}</channel></rss>'

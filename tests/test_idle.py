@@ -171,8 +171,10 @@ def test_a_no_op_run_loads_no_database_toolkit_and_no_renderer(tmp_path: Path) -
     probe = (
         "import runpy, sys\n"
         "sys.argv = ['bot', 'run', '--once']\n"
-        "try:\n    runpy.run_module('bot', run_name='__main__')\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
-        "heavy = ['sqlalchemy', 'alembic', 'httpx', 'jinja2', 'markdown_it', 'latex2mathml', 'lxml', 'feedgen', 'nh3']\n"
+        "try:\n    runpy.run_module('bot', run_name='__main__')\nexcept SystemExit as e:\n    assert not "
+        "e.code, e.code\n"
+        "heavy = ['sqlalchemy', 'alembic', 'httpx', 'jinja2', 'markdown_it', 'latex2mathml', 'lxml', "
+        "'feedgen', 'nh3']\n"
         "print('LOADED', [m for m in heavy if m in sys.modules])\n"
     )
     out = subprocess.run(

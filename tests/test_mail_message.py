@@ -36,7 +36,10 @@ def item(n: int, **kw: object) -> DigestItem:
         "title": f"Paper number {n}: attention in deep nets",
         "paper_authors": f"Ada Lovelace, Alan Turing {n}",
         "summary_author": f"summarist{n}",
-        "teaser_text": f"Teaser {n}. This paper shows that a long enough sentence wraps nicely in the plain-text part of the digest.\n\nSecond paragraph {n}.",
+        "teaser_text": (
+            f"Teaser {n}. This paper shows that a long enough sentence wraps nicely in the plain-text part of the "
+            f"digest.\n\nSecond paragraph {n}."
+        ),
         "teaser_html": f"<p>Teaser {n}. <em>Emphasis</em> kept.</p><p>Second paragraph {n}.</p>",
         "link": f"https://www.shortscience.org/paper?bibtexKey=key{n}&a=1#alice",
         "paper_url": f"https://arxiv.org/abs/2601.0000{n}",

@@ -49,7 +49,10 @@ from bot.settings import RenderSettings, Settings
 
 TOKEN = "mastodon-access-token-123"
 LINK = "https://www.shortscience.org/paper?bibtexKey=journals/corr/1803.08494#decodyng"
-TEXT = f"Group Normalization (Wu & He)\n\nBatch norm's error grows as batches shrink.\n\nSummary by decodyng: {LINK}\n\n#MachineLearning"
+TEXT = (
+    "Group Normalization (Wu & He)\n\nBatch norm's error grows as batches shrink.\n\nSummary by decodyng: "
+    f"{LINK}\n\n#MachineLearning"
+)
 START = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 
 

@@ -1,4 +1,5 @@
-"""Polling into the store: one transaction per poll, no second delivery per guid and channel, first-run backfill, edits."""
+"""Polling into the store: one transaction per poll, no second delivery per guid and channel, first-run backfill,
+edits."""
 
 from __future__ import annotations
 

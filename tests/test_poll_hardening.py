@@ -180,9 +180,11 @@ def test_the_held_column_migration_keeps_existing_summaries_unheld(db_url: str) 
             conn.execute(sa.text("INSERT INTO sources (url, failures, items_seen) VALUES ('memory://feed', 0, 1)"))
             conn.execute(
                 sa.text(
-                    "INSERT INTO summaries (source_id, guid, title, author, text, link, categories, content_hash, version,"
+                    "INSERT INTO summaries (source_id, guid, title, author, text, link, categories, "
+                    "content_hash, version,"
                     " edited_at, first_seen_at, changed_at, backfilled)"
-                    " VALUES (1, 'g', 'T', 'a', 'x', 'https://x/g', '[]', 'h', 1, '2026-01-01', '2026-01-01', '2026-01-01', false)"
+                    " VALUES (1, 'g', 'T', 'a', 'x', 'https://x/g', '[]', 'h', 1, '2026-01-01', '2026-01-01', "
+                    "'2026-01-01', false)"
                 )
             )
     finally:

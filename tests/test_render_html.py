@@ -144,8 +144,8 @@ def _visible(mathml: str) -> str:
 def test_citation_links_to_the_papers_page(renderer: Renderer) -> None:
     out = html(renderer, r"As shown by \cite{journals/tnn/BengioSF94}, gradients vanish.")
     assert (
-        '<a href="https://site.example/paper?bibtexKey=journals/tnn/BengioSF94" rel="nofollow noopener noreferrer">[BengioSF94]</a>'
-        in out
+        '<a href="https://site.example/paper?bibtexKey=journals/tnn/BengioSF94" rel="nofollow noopener '
+        'noreferrer">[BengioSF94]</a>' in out
     )
     assert "\\cite" not in out and "{journals" not in out
 

@@ -94,7 +94,10 @@ def test_control_characters_removed(renderer: Renderer) -> None:
 
 
 def test_refused_links_keep_their_text_and_lose_their_target(renderer: Renderer) -> None:
-    source = "See [m1](javascript:alert(1)), [d](data:text/html,x), [v](vbscript:y) and [t][ref], [u][].\n\n[ref]: javascript:z"
+    source = (
+        "See [m1](javascript:alert(1)), [d](data:text/html,x), [v](vbscript:y) and [t][ref], [u][].\n\n[ref]: "
+        "javascript:z"
+    )
     assert text(renderer, source) == "See m1, d, v and t, u."
 
 
@@ -127,7 +130,8 @@ def test_fractions_and_exponents_keep_their_grouping(renderer: Renderer) -> None
 def test_citations_and_equation_housekeeping(renderer: Renderer) -> None:
     out = text(
         renderer,
-        r"As \cite{journals/tnn/BengioSF94} shows, $$a = b \nonumber \label{eq:1} \tag{3} \notag$$ and $\cite{a/B, c/D}$",
+        r"As \cite{journals/tnn/BengioSF94} shows, $$a = b \nonumber \label{eq:1} \tag{3} \notag$$ and "
+        r"$\cite{a/B, c/D}$",
     )
     assert out == "As [BengioSF94] shows, a = b and [B, D]"
 

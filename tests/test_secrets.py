@@ -285,7 +285,8 @@ def test_url_passwords_are_redacted_in_both_spellings() -> None:
 
 
 def test_no_secret_shows_on_any_console_page(db_url: str, tmp_path: Path) -> None:
-    """Every page of the operator console, with every secret set to a marker: credentials read "set", never their value."""
+    """Every page of the operator console, with every secret set to a marker: credentials read "set", never their
+    value."""
     import re
     import warnings
 

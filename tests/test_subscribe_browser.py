@@ -64,7 +64,10 @@ def test_digest_html_in_chromium(tmp_path: Path, browser: Any) -> None:
                 title="Group Normalization",
                 votes=12,
                 arxiv="1803.08494",
-                text="Batch norm fails with small batches. **Group norm** divides channels into groups: $\\mu_i = \\frac{1}{m}\\sum x_k$.",
+                text=(
+                    "Batch norm fails with small batches. **Group norm** divides channels into groups: $\\mu_i = "
+                    "\\frac{1}{m}\\sum x_k$."
+                ),
             ),
             Item(
                 key="conf/nips/VaswaniSPUJGKP17",

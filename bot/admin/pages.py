@@ -328,7 +328,8 @@ async def _not_found(request: Request) -> Response:
 
 
 def routes(app: App) -> list[BaseRoute]:
-    """The console's routes for bot.web.create_app(extra_routes=...); without OPERATOR_PASSWORD_HASH every /admin URL is 404."""
+    """The console's routes for bot.web.create_app(extra_routes=...); without OPERATOR_PASSWORD_HASH every /admin URL
+    is 404."""
     anything = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]
     gone: list[BaseRoute] = [
         Route("/admin", _not_found, methods=anything),

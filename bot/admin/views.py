@@ -152,7 +152,8 @@ def digest_page(app: App, query: str) -> DigestPage:
         upcoming = next_issue(app)
         issue = upcoming.issue
         head = (
-            f"#{issue.issue}: {plural(len(issue.items), 'summary')} first seen since {upcoming.since:%Y-%m-%d %H:%M} UTC; "
+            f"#{issue.issue}: {plural(len(issue.items), 'summary')} first seen since "
+            f"{upcoming.since:%Y-%m-%d %H:%M} UTC; "
             f"goes out at {issue.period_end:%Y-%m-%d %H:%M} UTC; subject: {upcoming.email.message['Subject']}"
         )
     except BotError as exc:

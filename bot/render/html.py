@@ -222,7 +222,8 @@ def _cite_rule(site_base_url: str) -> Any:
             out.append(escapeHtml(content[pos : m.start()]))
             keys = [k.strip() for k in m.group(1).split(",") if k.strip()]
             links = [
-                f'<a href="{htmllib.escape(base + "/paper?bibtexKey=" + quote(k, safe="/:.-_"))}">{htmllib.escape(cite_text(k))}</a>'
+                f'<a href="{htmllib.escape(base + "/paper?bibtexKey=" + quote(k, safe="/:.-_"))}">'
+                f"{htmllib.escape(cite_text(k))}</a>"
                 for k in keys
             ]
             out.append(" ".join(links) or "[ref]")

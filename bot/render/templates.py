@@ -118,7 +118,8 @@ class Templates:
             # An operator template calling a filter wrongly: still "what and where".
             line = _template_line(exc.__traceback__, filename)
             raise RenderError(
-                f"template {name} ({filename or name}), line {line if line is not None else '?'}: {type(exc).__name__}: {exc}"
+                f"template {name} ({filename or name}), line {line if line is not None else '?'}: "
+                f"{type(exc).__name__}: {exc}"
             ) from None
 
     def _searched(self) -> str:

@@ -93,7 +93,9 @@ class HttpSource:
             timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
             headers={
                 "User-Agent": user_agent,
-                "Accept": "application/rss+xml, application/atom+xml, application/feed+json, application/xml;q=0.9, */*;q=0.5",
+                "Accept": (
+                    "application/rss+xml, application/atom+xml, application/feed+json, application/xml;q=0.9, */*;q=0.5"
+                ),
             },
             follow_redirects=True,
             max_redirects=5,
@@ -161,7 +163,8 @@ class HttpSource:
             declared = response.headers.get("Content-Length")
             if declared and declared.isdigit() and int(declared) > self.max_bytes:
                 raise SourceError(
-                    f"{self.url}: body of {declared} bytes is over the limit of {self.max_bytes} bytes (source.max_bytes)"
+                    f"{self.url}: body of {declared} bytes is over the limit of {self.max_bytes} bytes "
+                    "(source.max_bytes)"
                 )
             chunks: list[bytes] = []
             size = 0
@@ -192,7 +195,8 @@ class HttpSource:
 
     def _past_deadline(self) -> SourceError:
         return SourceError(
-            f"{self.url}: the download took longer than {self.deadline:g} s (source.download_deadline_seconds); given up"
+            f"{self.url}: the download took longer than {self.deadline:g} s "
+            "(source.download_deadline_seconds); given up"
         )
 
 
@@ -265,7 +269,8 @@ class FileSource:
                 return FetchResult(body=None, etag=state.etag, last_modified=stamp, status=304)
             if stat.st_size > self.max_bytes:
                 raise SourceError(
-                    f"{self.path}: file of {stat.st_size} bytes is over the limit of {self.max_bytes} (source.max_bytes)"
+                    f"{self.path}: file of {stat.st_size} bytes is over the limit of {self.max_bytes} "
+                    "(source.max_bytes)"
                 )
             body = self.path.read_bytes()
         except FileNotFoundError:

@@ -73,7 +73,8 @@ def problems(text: str) -> list[str]:
     if fits(text):
         return []
     return [
-        f"post is not a valid Bluesky post ({graphemes(text)}/{GRAPHEMES_MAX} graphemes, {len(text.encode('utf-8'))}/{BYTES_MAX} bytes)"
+        f"post is not a valid Bluesky post ({graphemes(text)}/{GRAPHEMES_MAX} graphemes, "
+        f"{len(text.encode('utf-8'))}/{BYTES_MAX} bytes)"
     ]
 
 

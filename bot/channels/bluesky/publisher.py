@@ -350,7 +350,8 @@ def make_publisher(
     now: Callable[[], datetime] = utc_now,
     fetch_image: Callable[[str], tuple[bytes, str]] | None = None,
 ) -> BlueskyPublisher:
-    """The live publisher from the bot's Settings (``env.bluesky_*`` and the ``bluesky`` section): the registry's one line."""
+    """The live publisher from the bot's Settings (``env.bluesky_*`` and the ``bluesky`` section): the registry's one
+    line."""
     env, channel = settings.env, settings.bluesky
     return BlueskyPublisher(
         service_url=env.bluesky_service_url,

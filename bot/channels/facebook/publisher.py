@@ -36,7 +36,8 @@ with warnings.catch_warnings():
 
 log = logging.getLogger(__name__)
 
-#: Graph error codes that mean "slow down" (docs/architecture.md, platform facts); 80000-80099 are the business use case limits
+#: Graph error codes that mean "slow down" (docs/architecture.md, platform facts); 80000-80099 are the business use case
+#: limits
 THROTTLING_CODES = frozenset({4, 17, 32, 341, 613, 80001})
 #: codes of a bad or dead token
 TOKEN_CODES = frozenset({102, 190})
@@ -67,7 +68,8 @@ class FacebookPublisher:
         env = settings.env
         if not _VERSION.match(env.facebook_graph_version):
             raise ConfigError(
-                f"setting FACEBOOK_GRAPH_VERSION = {env.facebook_graph_version!r} is invalid: expected a version like 'v26.0'"
+                f"setting FACEBOOK_GRAPH_VERSION = {env.facebook_graph_version!r} is invalid: expected a "
+                "version like 'v26.0'"
             )
         if not _PAGE_ID.match(env.facebook_page_id):
             raise ConfigError(

@@ -15,7 +15,8 @@ class FacebookSettings(ChannelSettings):
     teaser_chars: int = _s(600, "Longest teaser of a Page post, cut at a sentence boundary.", minimum=50)
     timeout_seconds: float = _s(
         30.0,
-        "Seconds to wait for each Graph API answer (a post that times out may still have gone out: reconciliation tells).",
+        "Seconds to wait for each Graph API answer (a post that times out may still have gone out: "
+        "reconciliation tells).",
         minimum=0.1,
     )
 

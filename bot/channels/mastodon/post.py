@@ -181,14 +181,16 @@ def _shrink(f: PostFields, name: str, fits: Callable[[PostFields], bool]) -> Pos
 
 
 def _teaser(prose: str, most: int) -> str:
-    """The summary's prose cut to `most` characters between words (only its head can survive: no need to scan the rest)."""
+    """The summary's prose cut to `most` characters between words (only its head can survive: no need to scan the
+    rest)."""
     if len(prose) <= most:
         return prose
     return _cut_between_words(prose[: most + 1], lambda t: len(t) <= most)
 
 
 def _cut_between_words(text: str, fits: Callable[[str], bool]) -> str:
-    """The longest cut of `text` at a space (with …) that fits; only a text without one that fits is cut between characters."""
+    """The longest cut of `text` at a space (with …) that fits; only a text without one that fits is cut between
+    characters."""
     if fits(text):
         return text
     cuts = [i for i in range(1, len(text)) if text[i].isspace() and not text[i - 1].isspace()]

@@ -193,7 +193,8 @@ class MastodonPublisher:
         return self.limits().max_characters
 
     def limits(self) -> StatusLimits:
-        """The instance's status limits, read once (``GET /api/v2/instance``); Mastodon's defaults when it will not say."""
+        """The instance's status limits, read once (``GET /api/v2/instance``); Mastodon's defaults when it will not
+        say."""
         if self._limits is None:
             try:
                 instance = self._call(self._client.instance_v2, sending=False)

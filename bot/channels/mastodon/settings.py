@@ -1,4 +1,5 @@
-"""[channels.mastodon]: the Mastodon channel's settings and the environment variables it reads (the registry lists them)."""
+"""[channels.mastodon]: the Mastodon channel's settings and the environment variables it reads (the registry lists
+them)."""
 
 from __future__ import annotations
 
@@ -24,7 +25,8 @@ class MastodonSettings(ChannelSettings):
     teaser_chars: int = _s(300, "Longest teaser of a post before fitting to the instance's limit.", minimum=0)
     timeout_seconds: float = _s(
         30.0,
-        "Seconds to wait for each Mastodon API answer (a post that times out may still have gone out: reconciliation tells).",
+        "Seconds to wait for each Mastodon API answer (a post that times out may still have gone out: "
+        "reconciliation tells).",
         minimum=0.1,
     )
 

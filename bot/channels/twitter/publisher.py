@@ -249,7 +249,8 @@ class TwitterPublisher:
     # ---- reading back (reconciliation) ----
 
     def _find_own_post(self, text: str) -> str | None:
-        """The id of the account's recent post with this text (X rewrites links to t.co, so match what precedes them)."""
+        """The id of the account's recent post with this text (X rewrites links to t.co, so match what precedes
+        them)."""
         try:
             me = self._client.get_me(user_auth=True)
             user_id = me.data.id

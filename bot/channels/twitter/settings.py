@@ -23,7 +23,8 @@ class TwitterSettings(ChannelSettings):
     )
     reconcile_resend: bool = _s(
         False,
-        "Fallback proof after a crash mid-post: send the identical text again and take X's 'duplicate content' refusal as proof (X does not guarantee it; off: read the account's posts back).",
+        "Fallback proof after a crash mid-post: send the identical text again and take X's 'duplicate "
+        "content' refusal as proof (X does not guarantee it; off: read the account's posts back).",
     )
     reconcile_read: bool = _s(
         False,
@@ -31,7 +32,8 @@ class TwitterSettings(ChannelSettings):
     )
     read_price: float = _s(
         0.005,
-        "Estimated cost of one post read back from X, in USD (pay-per-use: about $0.005 per post read); reconciliation reads the posts since the delivery was queued.",
+        "Estimated cost of one post read back from X, in USD (pay-per-use: about $0.005 per post read); "
+        "reconciliation reads the posts since the delivery was queued.",
         minimum=0,
     )
     timeout_seconds: float = _s(
