@@ -76,7 +76,8 @@ def good_site_items() -> list[Item]:
             ),
             text=(
                 '<script>alert(1)</script>Intro <img src=x onerror=alert(2)> <a href="javascript:alert(3)">click</a> '
-                '[md link](javascript:alert(4)) <iframe src="https://evil.example/"></iframe> <svg onload=alert(5)></svg> '
+                '[md link](javascript:alert(4)) <iframe src="https://evil.example/"></iframe> '
+                "<svg onload=alert(5)></svg> "
                 '<p style="background:url(javascript:alert(6))">styled</p> <form '
                 'action="https://evil.example/"><input name=x></form>'
             ),
