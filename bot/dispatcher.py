@@ -18,7 +18,7 @@ import threading
 from collections.abc import Callable, Collection
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from bot import content
@@ -425,22 +425,26 @@ class Dispatcher:
             report.reconciled += 1
             log.info("delivery %d reconciled on %s: post %s", d.id, d.channel, proof.post_id)
         else:
-            store.mark_retry(
+            self._hold_for_operator(d, now, report)
+
+    def _hold_for_operator(self, d: Delivery, now: datetime, report: DispatchReport) -> None:
+        """No proof either way after a crash mid-post: only the operator can tell, so the delivery waits for them."""
+        self.app.store.mark_retry(
+            d.id,
+            due_at=now + OPERATOR_HOLD,
+            attempt=Attempt(
                 d.id,
-                due_at=now + OPERATOR_HOLD,
-                attempt=Attempt(
-                    d.id,
-                    now,
-                    "unproven",
-                    message=(
-                        f"no proof that it was posted; check the {d.channel} account, then run `retry {d.id}` or "
-                        f"`skip {d.id}`"
-                    ),
+                now,
+                "unproven",
+                message=(
+                    f"no proof that it was posted; check the {d.channel} account, then run `retry {d.id}` or "
+                    f"`skip {d.id}`"
                 ),
-                state=DeliveryState.UNCERTAIN.value,
-            )
-            report.held += 1
-            log.error("delivery %d (%s) held for the operator: no proof it was posted", d.id, d.channel)
+            ),
+            state=DeliveryState.UNCERTAIN.value,
+        )
+        report.held += 1
+        log.error("delivery %d (%s) held for the operator: no proof it was posted", d.id, d.channel)
 
 
 def _outcome(exc: PublishError) -> str:
