@@ -133,9 +133,8 @@ def record_idle_run(
         for name, (at, result) in jobs.items():
             db.execute(
                 "INSERT INTO jobs (name, last_run_at, last_ok_at, last_error, info) VALUES (?, ?, ?, NULL, ?) "
-                "ON CONFLICT (name) DO UPDATE SET last_run_at = excluded.last_run_at, last_ok_at = "
-                "excluded.last_ok_at, "
-                "last_error = NULL, info = excluded.info",
+                "ON CONFLICT (name) DO UPDATE SET last_run_at = excluded.last_run_at, "
+                "last_ok_at = excluded.last_ok_at, last_error = NULL, info = excluded.info",
                 (name, _stamp(at), _stamp(at), json.dumps({"result": result})),
             )
     except BaseException:
