@@ -128,7 +128,11 @@ class Sink:
 def environment(data_dir: Path, port: int, connections: int, database: str | None) -> dict[str, str]:
     config = data_dir / "bot.toml"
     config.write_text(f"[arxiv]\nenabled = false\n\n[digest]\nconnections = {connections}\n")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TWITTER_", "FACEBOOK_", "BOT_", "SMTP_", "DATABASE_URL"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("TWITTER_", "FACEBOOK_", "BOT_", "SMTP_", "DATABASE_URL"))
+    }
     env.update(
         BOT_DATA_DIR=str(data_dir / "var"),
         BOT_CONFIG=str(config),
@@ -165,8 +169,10 @@ def child(args: argparse.Namespace) -> None:
         items = tuple(digest_items(app, news[: app.settings.digest.max_items]))
         now = app.clock()
         email = app.composer.compose(Digest(1, now, now, items)).for_recipient(
-            "reader0000000@example.net", signed_link(app.settings, "unsubscribe", "reader0000000@example.net", now=now),
-            signed_link(app.settings, "preferences", "reader0000000@example.net", now=now), now=now,
+            "reader0000000@example.net",
+            signed_link(app.settings, "unsubscribe", "reader0000000@example.net", now=now),
+            signed_link(app.settings, "preferences", "reader0000000@example.net", now=now),
+            now=now,
         )
         Path(args.message).write_bytes(email.as_bytes())
         app.close()
@@ -214,7 +220,9 @@ def floor(port: int, message: bytes, n: int, *, connections: int = 1) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--subscribers", type=int, default=20_000, help="confirmed subscribers (default 20000)")
-    ap.add_argument("--database", help="a PostgreSQL URL to use (an empty database per run is made in it); default: SQLite files")
+    ap.add_argument(
+        "--database", help="a PostgreSQL URL to use (an empty database per run is made in it); default: SQLite files"
+    )
     ap.add_argument("--no-scaling", action="store_true", help="skip the 2N run that shows RSS is flat as N grows")
     ap.add_argument("--sink", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--setup", action="store_true", help=argparse.SUPPRESS)
@@ -248,7 +256,9 @@ def main() -> None:
             runs = [("c1", n, 1), ("c4", n, 4)] + ([] if args.no_scaling else [("c4x2", 2 * n, 4)])
             envs = {name: prepare(name, subs, conns) for name, subs, conns in runs}
             message = (Path(tmp) / "c1" / "message.eml").read_bytes()
-            print(f"subscribers={n} message_bytes={len(message)} database={'postgresql' if args.database else 'sqlite'}")
+            print(
+                f"subscribers={n} message_bytes={len(message)} database={'postgresql' if args.database else 'sqlite'}"
+            )
 
             before = sink.count()
             floor_rate = floor(sink.port, message, n)
@@ -263,15 +273,19 @@ def main() -> None:
                 result = run_child(envs[name], "--send")
                 got = sink.count() - before
                 if got != subs:
-                    raise SystemExit(f"{name}: the sink got {got} messages for {subs} subscribers:\n{result.get('report')}")
+                    raise SystemExit(
+                        f"{name}: the sink got {got} messages for {subs} subscribers:\n{result.get('report')}"
+                    )
                 rate = subs / result["seconds"]
                 label = f"connections={conns}" + (f" subscribers={subs}" if subs != n else "")
                 if subs == n:
                     print(f"{label} msgs_per_s={rate:.0f} ratio={rate / floor_rate:.2f}")
                 rss.append(f"connections={conns} subscribers={subs}: {result['peak_rss_mb']:.0f}")
             print("peak_rss_mb (sending process) " + "; ".join(rss))
-            print(f"for scale: plain smtplib over 4 connections on threads msgs_per_s={ceiling:.0f} "
-                  f"ratio={ceiling / floor_rate:.2f} (what this machine and sink allow, with no records kept)")
+            print(
+                f"for scale: plain smtplib over 4 connections on threads msgs_per_s={ceiling:.0f} "
+                f"ratio={ceiling / floor_rate:.2f} (what this machine and sink allow, with no records kept)"
+            )
     finally:
         sink.close()
         for url in made_dbs:

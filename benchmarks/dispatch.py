@@ -76,14 +76,27 @@ class StandIn:
     """tests/fake_x.py as its own process, answering after `latency` seconds."""
 
     def __init__(self, latency: float) -> None:
-        command = [sys.executable, str(REPO / "tests" / "fake_x.py"), "--port", "0", "--delay", str(latency), "--keep-alive",
-                   "--consumer-key", KEYS["TWITTER_API_KEY"], "--access-token", KEYS["TWITTER_ACCESS_TOKEN"]]
+        command = [
+            sys.executable,
+            str(REPO / "tests" / "fake_x.py"),
+            "--port",
+            "0",
+            "--delay",
+            str(latency),
+            "--keep-alive",
+            "--consumer-key",
+            KEYS["TWITTER_API_KEY"],
+            "--access-token",
+            KEYS["TWITTER_ACCESS_TOKEN"],
+        ]
         self.process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
         assert self.process.stdout is not None
         self.url = f"http://127.0.0.1:{int(self.process.stdout.readline())}"
 
     def control(self, path: str, post: bool = False) -> Any:
-        request = urllib.request.Request(self.url + path, data=b"{}" if post else None, method="POST" if post else "GET")
+        request = urllib.request.Request(
+            self.url + path, data=b"{}" if post else None, method="POST" if post else "GET"
+        )
         with urllib.request.urlopen(request, timeout=30) as answer:
             return json.load(answer)
 
@@ -146,13 +159,28 @@ def postgres_server() -> Iterator[str | None]:
         yield None
         return
     pgdir = tempfile.mkdtemp(prefix="bot-bench-pg.")
-    out = subprocess.run(["bash", str(REPO / ".ci" / "start-postgres"), pgdir], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        ["bash", str(REPO / ".ci" / "start-postgres"), pgdir], capture_output=True, text=True, check=True
+    ).stdout
     values = dict(part.split("=", 1) for line in out.splitlines() for part in line.removeprefix("export ").split())
     try:
         yield values["BOT_TEST_POSTGRES_URL"]
     finally:
-        subprocess.run(["runuser", "-u", "postgres", "--", f"{values['PG_BIN']}/pg_ctl", "-D", f"{pgdir}/data", "-m", "immediate", "stop"],
-                       capture_output=True)
+        subprocess.run(
+            [
+                "runuser",
+                "-u",
+                "postgres",
+                "--",
+                f"{values['PG_BIN']}/pg_ctl",
+                "-D",
+                f"{pgdir}/data",
+                "-m",
+                "immediate",
+                "stop",
+            ],
+            capture_output=True,
+        )
         shutil.rmtree(pgdir, ignore_errors=True)
 
 
@@ -207,8 +235,15 @@ def publisher_alone(env: dict[str, str], posts: int, results: Any) -> None:
 
     app = build_app(load_settings(env), arxiv=False)
     publisher = app.publisher("twitter")
-    texts = [Post(channel="twitter", summary_guid=f"floor-{i}", link=f"https://example.org/{i}", text=f"floor {i} https://example.org/{i}")
-             for i in range(posts + 1)]
+    texts = [
+        Post(
+            channel="twitter",
+            summary_guid=f"floor-{i}",
+            link=f"https://example.org/{i}",
+            text=f"floor {i} https://example.org/{i}",
+        )
+        for i in range(posts + 1)
+    ]
     publisher.publish(texts.pop())  # connected, as a running worker is
     t0, cpu0 = time.perf_counter(), time.process_time()
     for post in texts:
@@ -231,13 +266,26 @@ def floor_run(args: argparse.Namespace, tmp: Path, feed: Path, stand_in: StandIn
     elapsed, cpu = results.get(timeout=600)
     proc.join()
     client_ms = elapsed / posts * 1000 - args.latency_ms
-    print(f"floor: publisher alone (tweepy, no database) client_ms={client_ms:.2f} client_cpu_ms={cpu / posts * 1000:.2f} "
-          f"per post beyond the latency", flush=True)
+    print(
+        f"floor: publisher alone (tweepy, no database) client_ms={client_ms:.2f} "
+        f"client_cpu_ms={cpu / posts * 1000:.2f} "
+        f"per post beyond the latency",
+        flush=True,
+    )
     return client_ms
 
 
-def one_run(kind: str, workers: int, args: argparse.Namespace, tmp: Path, feed: Path, stand_in: StandIn, pg_admin: str | None, template: str,
-            client_ms: float) -> float:
+def one_run(
+    kind: str,
+    workers: int,
+    args: argparse.Namespace,
+    tmp: Path,
+    feed: Path,
+    stand_in: StandIn,
+    pg_admin: str | None,
+    template: str,
+    client_ms: float,
+) -> float:
     data_dir = tmp / f"{kind}-{workers}"
     data_dir.mkdir()
     (data_dir / "bot.toml").write_text(CONFIG)
@@ -264,9 +312,12 @@ def one_run(kind: str, workers: int, args: argparse.Namespace, tmp: Path, feed: 
     per_s = sent / elapsed
     overhead = elapsed * workers / sent * 1000 - args.latency_ms
     cpu_ms = sum(o[4] for o in outcomes) / sent * 1000
-    print(f"db={kind} workers={workers} deliveries_per_s={per_s:.1f} overhead_ms={overhead:.2f} "
-          f"beyond_client_ms={overhead - client_ms:.2f} worker_cpu_ms={cpu_ms:.2f} cores={os.cpu_count()} "
-          f"load={os.getloadavg()[0]:.1f}", flush=True)
+    print(
+        f"db={kind} workers={workers} deliveries_per_s={per_s:.1f} overhead_ms={overhead:.2f} "
+        f"beyond_client_ms={overhead - client_ms:.2f} worker_cpu_ms={cpu_ms:.2f} cores={os.cpu_count()} "
+        f"load={os.getloadavg()[0]:.1f}",
+        flush=True,
+    )
     return per_s
 
 
@@ -295,8 +346,15 @@ def main() -> None:
                 with database(kind, tmp, pg_admin) as template:
                     t0 = time.perf_counter()
                     prepare(template, tmp, args, feed, stand_in)
-                    print(f"db={kind} prepared {args.deliveries} deliveries in {time.perf_counter() - t0:.0f} s (poll + feeds build)", flush=True)
-                    rates = {n: one_run(kind, n, args, tmp, feed, stand_in, pg_admin, template, client_ms) for n in map(int, args.workers.split(","))}
+                    print(
+                        f"db={kind} prepared {args.deliveries} deliveries in {time.perf_counter() - t0:.0f} s "
+                        "(poll + feeds build)",
+                        flush=True,
+                    )
+                    rates = {
+                        n: one_run(kind, n, args, tmp, feed, stand_in, pg_admin, template, client_ms)
+                        for n in map(int, args.workers.split(","))
+                    }
                 if 1 in rates and 4 in rates:
                     print(f"db={kind} speedup_4x={rates[4] / rates[1]:.2f}", flush=True)
         finally:

@@ -27,9 +27,24 @@ from feedgen.feed import FeedGenerator
 from bot.feeds import FeedEntry, FeedFile, FragmentCache, build_feeds, plan_feeds, write_atomic
 from bot.settings import Settings, with_overrides
 
-CATEGORIES = ["cs.LG", "stat.ML", "cs.CV", "cs.CL", "cs.AI", "cs.NE", "cs.RO", "q-bio.NC", "cs.IR", "math.OC", "cs.SD", "eess.IV"]
+CATEGORIES = [
+    "cs.LG",
+    "stat.ML",
+    "cs.CV",
+    "cs.CL",
+    "cs.AI",
+    "cs.NE",
+    "cs.RO",
+    "q-bio.NC",
+    "cs.IR",
+    "math.OC",
+    "cs.SD",
+    "eess.IV",
+]
 WEIGHTS = [40, 20, 25, 15, 12, 5, 3, 2, 3, 2, 1, 2]
-WORDS = "the model learns a representation of data with gradient descent and attention over tokens while the loss decreases".split()
+WORDS = (
+    "the model learns a representation of data with gradient descent and attention over tokens while the loss decreases"
+).split()
 BASE = datetime(2016, 1, 1, tzinfo=UTC)
 
 
@@ -38,9 +53,11 @@ def synthetic_entry(i: int, rng: random.Random) -> FeedEntry:
     paragraphs = []
     while sum(len(p) for p in paragraphs) < rng.randint(1900, 2700):
         words = " ".join(rng.choice(WORDS) for _ in range(rng.randint(25, 60)))
-        paragraphs.append(f"<p>{words.capitalize()} <em>{rng.choice(WORDS)}</em> "
-                          f"<math><mi>x</mi><mo>=</mo><mn>{i}</mn></math> "
-                          f"<a href=\"https://arxiv.org/abs/{1600 + i % 900}.{i:05d}\">paper</a>.</p>")
+        paragraphs.append(
+            f"<p>{words.capitalize()} <em>{rng.choice(WORDS)}</em> "
+            f"<math><mi>x</mi><mo>=</mo><mn>{i}</mn></math> "
+            f'<a href="https://arxiv.org/abs/{1600 + i % 900}.{i:05d}">paper</a>.</p>'
+        )
     html = "\n".join(paragraphs)
     link = f"https://www.shortscience.org/paper?bibtexKey=key{i}#user{i % 97}"
     published = BASE + timedelta(hours=7 * i)
@@ -147,7 +164,8 @@ def best_of(runs: int, fn: Callable[[], object]) -> float:
 def rebuilds(
     entries: list[FeedEntry], extra: list[FeedEntry], settings: Settings, out: Path, *, warm: bool
 ) -> tuple[float, float, list[FeedFile]]:
-    """Median time of a rebuild after one new summary, of its file writes alone (seconds), and the files the last one rewrote."""
+    """Median time of a rebuild after one new summary, of its file writes alone (seconds), and the files the last one
+    rewrote."""
     cache = FragmentCache()
     build_feeds(entries, settings, out_dir=out, cache=cache, force=True)
     current = list(entries)
@@ -184,22 +202,34 @@ def main() -> None:
         print(f"(a) full build: {len(entries)} summaries, {len(full.changed)} files in {t_full * 1000:.1f} ms")
         t0 = time.perf_counter()
         same = build_feeds(entries, settings, out_dir=out)
-        print(f"    rebuild with nothing new: {(time.perf_counter() - t0) * 1000:.2f} ms, {len(same.changed)} files changed")
+        print(
+            f"    rebuild with nothing new: {(time.perf_counter() - t0) * 1000:.2f} ms, {len(same.changed)} "
+            "files changed"
+        )
 
         t_warm, t_write, rewritten = rebuilds(entries, extra[:20], settings, out / "warm", warm=True)
         t_cold, _, _ = rebuilds(entries, extra[20:], settings, out / "cold", warm=False)
-        print(f"(b) rebuild after one new summary: {t_warm * 1000:.2f} ms with the process's fragment cache "
-              f"(of which ~{t_write * 1000:.2f} ms is writing the changed files atomically on this disk), "
-              f"{t_cold * 1000:.2f} ms from a cold cache (a fresh `feeds build` process)")
+        print(
+            f"(b) rebuild after one new summary: {t_warm * 1000:.2f} ms with the process's fragment cache "
+            f"(of which ~{t_write * 1000:.2f} ms is writing the changed files atomically on this disk), "
+            f"{t_cold * 1000:.2f} ms from a cold cache (a fresh `feeds build` process)"
+        )
 
     t_main = best_of(21, lambda: feedgen_alone(newest50, settings))
     t_feedgen = best_of(21, floor_for(rewritten, settings))
     entries_serialised = sum(len(f.entries) for f in rewritten)
-    print(f"feedgen alone (json module for .json), the same {len(rewritten)} files ({entries_serialised} entries), "
-          f"no file written: {t_feedgen * 1000:.2f} ms")
-    print(f"stricter: feedgen alone, only the 50 main-feed entries as RSS+Atom: {t_main * 1000:.2f} ms "
-          f"(rebuild / that = {t_warm / t_main:.2f})")
-    print(f"ratio without the file writes: {(t_warm - t_write) / t_feedgen:.2f}; cold-cache ratio: {t_cold / t_feedgen:.2f}")
+    print(
+        f"feedgen alone (json module for .json), the same {len(rewritten)} files ({entries_serialised} entries), "
+        f"no file written: {t_feedgen * 1000:.2f} ms"
+    )
+    print(
+        f"stricter: feedgen alone, only the 50 main-feed entries as RSS+Atom: {t_main * 1000:.2f} ms "
+        f"(rebuild / that = {t_warm / t_main:.2f})"
+    )
+    print(
+        f"ratio without the file writes: {(t_warm - t_write) / t_feedgen:.2f}; cold-cache ratio: "
+        f"{t_cold / t_feedgen:.2f}"
+    )
     print(f"ratio={t_warm / t_feedgen:.2f}")
 
 

@@ -36,19 +36,29 @@ def main() -> None:
             (root / "feed.xml").write_bytes(generated_feed(n))
             (root / "bot.toml").write_text("[arxiv]\nenabled = false\n[source]\nmax_bytes = 500000000\n")
             env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-            env.update({
-                "BOT_DATA_DIR": str(root / "var"), "SHORTSCIENCE_FEED_URL": str(root / "feed.xml"), "BOT_DRY_RUN": "1",
-                "BOT_CONFIG": str(root / "bot.toml"), "PYTHONPYCACHEPREFIX": str(root / "pycache"),
-            })
+            env.update(
+                {
+                    "BOT_DATA_DIR": str(root / "var"),
+                    "SHORTSCIENCE_FEED_URL": str(root / "feed.xml"),
+                    "BOT_DRY_RUN": "1",
+                    "BOT_CONFIG": str(root / "bot.toml"),
+                    "PYTHONPYCACHEPREFIX": str(root / "pycache"),
+                }
+            )
             poll = timed([sys.executable, "-m", "bot", "poll"], env)
             timed(floor, env)
             wall_f, cpu_f, rss_f, _ = timed(floor, env)
             wall, cpu, rss, out = timed([sys.executable, "-m", "bot", "feeds", "build"], env)
             files = sum(1 for p in (root / "var" / "public").rglob("*") if p.is_file())
-            print(f"n={n} first poll: {poll[0]:.1f} s; feeds build: wall_s={wall:.2f} cpu_s={cpu:.2f} peak_rss_mb={rss:.0f} "
-                  f"({files} files; {out.strip().splitlines()[-1]})")
-            print(f"n={n} floor (python importing the renderer, lxml, feedgen, SQLAlchemy): wall_s={wall_f:.2f} "
-                  f"cpu_s={cpu_f:.2f} peak_rss_mb={rss_f:.0f}")
+            print(
+                f"n={n} first poll: {poll[0]:.1f} s; feeds build: wall_s={wall:.2f} cpu_s={cpu:.2f} "
+                f"peak_rss_mb={rss:.0f} "
+                f"({files} files; {out.strip().splitlines()[-1]})"
+            )
+            print(
+                f"n={n} floor (python importing the renderer, lxml, feedgen, SQLAlchemy): wall_s={wall_f:.2f} "
+                f"cpu_s={cpu_f:.2f} peak_rss_mb={rss_f:.0f}"
+            )
 
 
 if __name__ == "__main__":

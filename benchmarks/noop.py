@@ -32,7 +32,9 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 from poll import FeedServer, generated_feed  # noqa: E402
 
-FLOOR = "import httpx, sys; r = httpx.get(sys.argv[1], headers={'If-None-Match': '\"v1\"'}); assert r.status_code == 304"
+FLOOR = (
+    "import httpx, sys; r = httpx.get(sys.argv[1], headers={'If-None-Match': '\"v1\"'}); assert r.status_code == 304"
+)
 
 
 #: forks and runs a command, prints its wall time and rusage: a child forked from this small
@@ -44,13 +46,16 @@ pid = os.fork()
 if pid == 0:
     os.execve(sys.argv[1], sys.argv[1:], os.environ)
 _, status, ru = os.wait4(pid, 0)
-print("\\nLAUNCHER", time.perf_counter() - t0, ru.ru_utime + ru.ru_stime, ru.ru_maxrss, os.waitstatus_to_exitcode(status))
+cpu = ru.ru_utime + ru.ru_stime
+print("\\nLAUNCHER", time.perf_counter() - t0, cpu, ru.ru_maxrss, os.waitstatus_to_exitcode(status))
 """
 
 
 def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, float, float, str]:
     """Wall seconds, CPU seconds and peak RSS (MB) of one process, and its output."""
-    proc = subprocess.run([sys.executable, "-S", "-c", LAUNCHER, *cmd], env=env, capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-S", "-c", LAUNCHER, *cmd], env=env, capture_output=True, text=True, check=False
+    )
     text, _, last = proc.stdout.rpartition("\nLAUNCHER ")  # the launcher's line comes after the child's output
     text += proc.stderr
     wall, cpu, rss, code = last.split()
@@ -69,10 +74,15 @@ def main() -> None:
             root = Path(tmp)
             (root / "bot.toml").write_text("[arxiv]\nenabled = false\n")
             env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-            env.update({
-                "BOT_DATA_DIR": str(root / "var"), "SHORTSCIENCE_FEED_URL": server.url, "BOT_DRY_RUN": "1",
-                "BOT_CONFIG": str(root / "bot.toml"), "PYTHONPYCACHEPREFIX": str(root / "pycache"),
-            })
+            env.update(
+                {
+                    "BOT_DATA_DIR": str(root / "var"),
+                    "SHORTSCIENCE_FEED_URL": server.url,
+                    "BOT_DRY_RUN": "1",
+                    "BOT_CONFIG": str(root / "bot.toml"),
+                    "PYTHONPYCACHEPREFIX": str(root / "pycache"),
+                }
+            )
             bot = [sys.executable, "-m", "bot", "run", "--once"]
             floor = [sys.executable, "-c", FLOOR, server.url]
             first = timed(bot, env)
@@ -94,12 +104,19 @@ def main() -> None:
     def med(rows: list[tuple[float, float, float, str]], i: int) -> float:
         return statistics.median(r[i] for r in rows)
 
-    print(f"machine: {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}; {gets} GET requests for {2 * args.runs} processes")
+    print(
+        f"machine: {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}; {gets} GET requests for "
+        f"{2 * args.runs} processes"
+    )
     print("feed files rewritten by the no-op runs: 0")
-    print(f"bot run --once (304): wall_s={med(ours, 0):.3f} cpu_s={med(ours, 1):.3f} peak_rss_mb={med(ours, 2):.1f} "
-          f"(median of {args.runs})")
-    print(f"floor python + httpx conditional GET: wall_s={med(theirs, 0):.3f} cpu_s={med(theirs, 1):.3f} "
-          f"peak_rss_mb={med(theirs, 2):.1f}")
+    print(
+        f"bot run --once (304): wall_s={med(ours, 0):.3f} cpu_s={med(ours, 1):.3f} peak_rss_mb={med(ours, 2):.1f} "
+        f"(median of {args.runs})"
+    )
+    print(
+        f"floor python + httpx conditional GET: wall_s={med(theirs, 0):.3f} cpu_s={med(theirs, 1):.3f} "
+        f"peak_rss_mb={med(theirs, 2):.1f}"
+    )
     print(f"cpu_ratio={med(ours, 1) / med(theirs, 1):.2f}")
     print(f"ratio={med(ours, 0) / med(theirs, 0):.2f}")
 

@@ -43,8 +43,12 @@ from poll import FeedServer, generated_feed  # noqa: E402
 from bot.settings import sample_feed_path  # noqa: E402
 
 PEERS = ["feed2toot", "feed2fedi", "feediverse", "feed2tweet", "feed2exec", "rss2email"]
-X_KEYS = {"TWITTER_API_KEY": "bench-ck", "TWITTER_API_SECRET": "bench-cs", "TWITTER_ACCESS_TOKEN": "bench-at",
-          "TWITTER_ACCESS_TOKEN_SECRET": "bench-ats"}
+X_KEYS = {
+    "TWITTER_API_KEY": "bench-ck",
+    "TWITTER_API_SECRET": "bench-cs",
+    "TWITTER_ACCESS_TOKEN": "bench-at",
+    "TWITTER_ACCESS_TOKEN_SECRET": "bench-ats",
+}
 BOT_CONFIG = """[arxiv]
 enabled = false
 [channels.facebook]
@@ -57,8 +61,12 @@ max_new_per_poll = 0
 """
 #: why a peer is not run for a work (what it cannot do, or what this script does not drive yet)
 NOT_RUN = {
-    "feed2tweet": "not run: posts with X API v1.1 statuses/update (tweepy API v1); X closed it and the stand-in serves v2",
-    "feed2exec": "not run: publishes nowhere itself (runs a command or a plugin per item); no like-for-like network post",
+    "feed2tweet": (
+        "not run: posts with X API v1.1 statuses/update (tweepy API v1); X closed it and the stand-in serves v2"
+    ),
+    "feed2exec": (
+        "not run: publishes nowhere itself (runs a command or a plugin per item); no like-for-like network post"
+    ),
     "feed2toot": "not run: not driven by this script yet (needs its ini config and credential files)",
     "feed2fedi": "not run: not driven by this script yet (needs its YAML config and a registered app)",
 }
@@ -114,32 +122,50 @@ def install_peers(venv: Path) -> Path:
 
 
 def median_row(feed: str, work: str, tool: str, runs: list[tuple[float, float, float, str]]) -> Row:
-    return Row(feed, work, tool, statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs),
-               statistics.median(r[2] for r in runs))
+    return Row(
+        feed,
+        work,
+        tool,
+        statistics.median(r[0] for r in runs),
+        statistics.median(r[1] for r in runs),
+        statistics.median(r[2] for r in runs),
+    )
 
 
 def bot_env(root: Path, feed_url: str, x_url: str, smtp_port: int) -> dict[str, str]:
     (root / "bot.toml").write_text(BOT_CONFIG)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    env.update({"BOT_DATA_DIR": str(root / "var"), "SHORTSCIENCE_FEED_URL": feed_url, "BOT_CONFIG": str(root / "bot.toml"),
-                "TWITTER_API_BASE_URL": x_url, "SMTP_URL": f"smtp://127.0.0.1:{smtp_port}", "DIGEST_FROM": "bot@example.com",
-                "SECRET_KEY": "peers-benchmark-key-0123456789abcdef", "PYTHONPYCACHEPREFIX": str(root.parent / "pycache"),
-                **X_KEYS})
+    env.update(
+        {
+            "BOT_DATA_DIR": str(root / "var"),
+            "SHORTSCIENCE_FEED_URL": feed_url,
+            "BOT_CONFIG": str(root / "bot.toml"),
+            "TWITTER_API_BASE_URL": x_url,
+            "SMTP_URL": f"smtp://127.0.0.1:{smtp_port}",
+            "DIGEST_FROM": "bot@example.com",
+            "SECRET_KEY": "peers-benchmark-key-0123456789abcdef",
+            "PYTHONPYCACHEPREFIX": str(root.parent / "pycache"),
+            **X_KEYS,
+        }
+    )
     return env
 
 
 def r2e_config(root: Path, feed_url: str, smtp_port: int, *, digest: bool) -> list[str]:
     (root / "r2e.cfg").write_text(
         "[DEFAULT]\nfrom = bot@example.com\nto = reader@example.com\nemail-protocol = smtp\nsmtp-server = 127.0.0.1\n"
-        f"smtp-port = {smtp_port}\nsmtp-ssl = False\nsmtp-auth = False\ndigest = {digest}\n\n[feed.shortscience]\nurl = {feed_url}\n"
+        f"smtp-port = {smtp_port}\nsmtp-ssl = False\nsmtp-auth = False\ndigest = "
+        f"{digest}\n\n[feed.shortscience]\nurl = {feed_url}\n"
     )
     return ["-c", str(root / "r2e.cfg"), "-d", str(root / "r2e.json")]
 
 
 def feediverse_config(root: Path, feed_url: str, mastodon_url: str) -> Path:
     path = root / "feediverse.yml"
-    path.write_text(f"url: {mastodon_url}\nclient_id: bench\nclient_secret: bench\naccess_token: token\n"
-                    f"feeds:\n- url: {feed_url}\n  template: '{{title}} {{url}}'\n")
+    path.write_text(
+        f"url: {mastodon_url}\nclient_id: bench\nclient_secret: bench\naccess_token: token\n"
+        f"feeds:\n- url: {feed_url}\n  template: '{{title}} {{url}}'\n"
+    )
     return path
 
 
@@ -154,16 +180,40 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         peers_bin = install_peers(Path(args.venv) if args.venv else tmp / "peers-venv")
-        x = Process([sys.executable, str(REPO / "tests" / "fake_x.py"), "--port", "0", "--delay", latency, "--keep-alive",
-                     "--consumer-key", X_KEYS["TWITTER_API_KEY"], "--access-token", X_KEYS["TWITTER_ACCESS_TOKEN"]])
-        masto = Process([sys.executable, "-c", MASTODON_V1.format(tests=str(REPO / "tests")), "--port", "0", "--delay", latency])
+        x = Process(
+            [
+                sys.executable,
+                str(REPO / "tests" / "fake_x.py"),
+                "--port",
+                "0",
+                "--delay",
+                latency,
+                "--keep-alive",
+                "--consumer-key",
+                X_KEYS["TWITTER_API_KEY"],
+                "--access-token",
+                X_KEYS["TWITTER_ACCESS_TOKEN"],
+            ]
+        )
+        masto = Process(
+            [sys.executable, "-c", MASTODON_V1.format(tests=str(REPO / "tests")), "--port", "0", "--delay", latency]
+        )
         sink = Sink()
         try:
             for feed_name, body in (("sample", sample_feed_path().read_bytes()), ("100 items", generated_feed(100))):
                 server = FeedServer(body)
                 try:
-                    rows += compare(args.runs, feed_name, body, server.url, peers_bin, tmp / feed_name.replace(" ", ""),
-                                    x_url=f"http://127.0.0.1:{x.port}", masto_url=f"http://127.0.0.1:{masto.port}", smtp_port=sink.port)
+                    rows += compare(
+                        args.runs,
+                        feed_name,
+                        body,
+                        server.url,
+                        peers_bin,
+                        tmp / feed_name.replace(" ", ""),
+                        x_url=f"http://127.0.0.1:{x.port}",
+                        masto_url=f"http://127.0.0.1:{masto.port}",
+                        smtp_port=sink.port,
+                    )
                 finally:
                     server.close()
         finally:
@@ -173,8 +223,18 @@ def main() -> None:
     report(rows)
 
 
-def compare(runs: int, feed: str, body: bytes, url: str, peers_bin: Path, tmp: Path, *, x_url: str, masto_url: str,
-            smtp_port: int) -> list[Row]:
+def compare(
+    runs: int,
+    feed: str,
+    body: bytes,
+    url: str,
+    peers_bin: Path,
+    tmp: Path,
+    *,
+    x_url: str,
+    masto_url: str,
+    smtp_port: int,
+) -> list[Row]:
     """Every work with every tool on one feed, alternating tools run by run."""
     items = body.count(b"<item>")
     base_env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
@@ -215,11 +275,18 @@ def compare(runs: int, feed: str, body: bytes, url: str, peers_bin: Path, tmp: P
         root.mkdir(parents=True)
         env = bot_env(root, url, x_url, smtp_port)
         subprocess.run([*bot, "poll", "--backfill", str(items)], env=env, check=True, capture_output=True)
-        subprocess.run([*bot, "subscribers", "add", "reader@example.com", "--confirmed"], env=env, check=True, capture_output=True)
+        subprocess.run(
+            [*bot, "subscribers", "add", "reader@example.com", "--confirmed"], env=env, check=True, capture_output=True
+        )
         add("digest", "the bot", [*bot, "digest", "send", "--now"], env)
         root = tmp / f"r2e-digest-{i}"
         root.mkdir(parents=True)
-        add("digest", "rss2email", [str(peers_bin / "r2e"), *r2e_config(root, url, smtp_port, digest=True), "run"], base_env)
+        add(
+            "digest",
+            "rss2email",
+            [str(peers_bin / "r2e"), *r2e_config(root, url, smtp_port, digest=True), "run"],
+            base_env,
+        )
     notes = {("noop", "feediverse"): "no conditional GET: fetches and parses the whole feed every run"}
     rows = [median_row(feed, work, tool, r) for (work, tool), r in results.items() if (work, tool) not in failed and r]
     for row in rows:
@@ -243,7 +310,9 @@ def report(rows: list[Row]) -> None:
                     print(f"{feed:<10} {work:<8} {r.tool:<11} {'':>7} {'':>6} {'':>6} {'':>6}  {r.note}")
                     continue
                 ratio = f"{r.wall / fastest:.2f}" if fastest else "-"
-                print(f"{feed:<10} {work:<8} {r.tool:<11} {r.wall:>7.3f} {r.cpu:>6.3f} {r.rss:>6.1f} {ratio:>6}  {r.note}")
+                print(
+                    f"{feed:<10} {work:<8} {r.tool:<11} {r.wall:>7.3f} {r.cpu:>6.3f} {r.rss:>6.1f} {ratio:>6}  {r.note}"
+                )
     print("ratio: wall time / the fastest peer's wall time for the same work in this run")
 
 

@@ -135,15 +135,19 @@ def main() -> None:
     try:
         with tempfile.TemporaryDirectory() as tmp:
             # ---- (a) unchanged feed
-            settings = load_settings({"BOT_DATA_DIR": tmp, "SHORTSCIENCE_FEED_URL": server.url, "BOT_DRY_RUN": "1"}, config_path=None)
+            settings = load_settings(
+                {"BOT_DATA_DIR": tmp, "SHORTSCIENCE_FEED_URL": server.url, "BOT_DRY_RUN": "1"}, config_path=None
+            )
             app = build_app(settings, arxiv=False)
             poll(app)
             server.gets, parses["n"] = 0, 0
             writes = count_writes(app.store)
             report = poll(app)
-            print(f"(a) unchanged feed: HTTP status {report.status}; GET requests={server.gets} parses={parses['n']} "
-                  f"summary/delivery writes={writes['summary/delivery writes']} "
-                  f"source-state writes={writes['source-state writes']} (last poll time, for status and /healthz)")
+            print(
+                f"(a) unchanged feed: HTTP status {report.status}; GET requests={server.gets} parses={parses['n']} "
+                f"summary/delivery writes={writes['summary/delivery writes']} "
+                f"source-state writes={writes['source-state writes']} (last poll time, for status and /healthz)"
+            )
             app.close()
 
             # ---- (b) first poll, timed, against feedparser on the same bytes
@@ -151,7 +155,9 @@ def main() -> None:
             theirs: list[float] = []
             for run in range(args.runs):
                 db = Path(tmp) / f"run{run}"
-                settings = load_settings({"BOT_DATA_DIR": str(db), "SHORTSCIENCE_FEED_URL": server.url, "BOT_DRY_RUN": "1"}, config_path=None)
+                settings = load_settings(
+                    {"BOT_DATA_DIR": str(db), "SHORTSCIENCE_FEED_URL": server.url, "BOT_DRY_RUN": "1"}, config_path=None
+                )
                 app = build_app(settings, arxiv=False)
                 # The database (created and migrated) and the HTTP client are built once per process
                 # in the real bot, so they are built outside the timing here too.
@@ -169,8 +175,11 @@ def main() -> None:
         parse_module.parse_feed = real_parse  # type: ignore[assignment]
         server.close()
     a, b = statistics.median(ours), statistics.median(theirs)
-    print(f"(b) first poll of {report.new} items ({len(body) // 1024} KB), {report.queued} deliveries queued: "
-          f"median {a * 1000:.1f} ms (fetch+parse+diff+store+queue) vs feedparser.parse() {b * 1000:.1f} ms, {args.runs} runs")
+    print(
+        f"(b) first poll of {report.new} items ({len(body) // 1024} KB), {report.queued} deliveries queued: "
+        f"median {a * 1000:.1f} ms (fetch+parse+diff+store+queue) vs feedparser.parse() {b * 1000:.1f} ms, "
+        f"{args.runs} runs"
+    )
     print(f"ratio={a / b:.3f}")
 
 

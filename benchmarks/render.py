@@ -43,7 +43,9 @@ def load_details() -> dict[str, PaperDetails]:
         return {}
     raw = json.loads(path.read_text(encoding="utf-8"))
     return {
-        k: PaperDetails(k, v["title"], tuple(v["authors"]), datetime.fromisoformat(v["published"]), tuple(v["categories"]))
+        k: PaperDetails(
+            k, v["title"], tuple(v["authors"]), datetime.fromisoformat(v["published"]), tuple(v["categories"])
+        )
         for k, v in raw.items()
     }
 
@@ -93,7 +95,9 @@ def main() -> int:
                 t = time.perf_counter()
                 cached_renders = content.renders(app, stored)
                 for s in stored:
-                    renderer.feed_entry_html(s.summary, details.get(s.summary.arxiv_id or ""), html=cached_renders[s.id][0])
+                    renderer.feed_entry_html(
+                        s.summary, details.get(s.summary.arxiv_id or ""), html=cached_renders[s.id][0]
+                    )
                 rounds.append((time.perf_counter() - t) / len(stored))
             cached_per_summary = statistics.median(rounds)
         finally:

@@ -25,8 +25,6 @@ if TYPE_CHECKING:
     from bot.store import Store
 
 
-
-
 class App:
     """Everything a command needs, built once from the settings."""
 
@@ -54,7 +52,9 @@ class App:
     def store(self) -> Store:
         from bot.store import Store
 
-        return self._overrides["store"] or Store.open(self.settings.database_url, pool_size=self.settings.database.pool_size)
+        return self._overrides["store"] or Store.open(
+            self.settings.database_url, pool_size=self.settings.database.pool_size
+        )
 
     @cached_property
     def source(self) -> Source:
@@ -64,7 +64,10 @@ class App:
             return self._overrides["source"]  # type: ignore[no-any-return,unused-ignore]
         s = self.settings.source
         return make_source(
-            self.settings.feed_url, timeout=s.timeout_seconds, max_bytes=s.max_bytes, user_agent=s.user_agent,
+            self.settings.feed_url,
+            timeout=s.timeout_seconds,
+            max_bytes=s.max_bytes,
+            user_agent=s.user_agent,
             deadline=s.download_deadline_seconds,
         )
 
@@ -72,17 +75,23 @@ class App:
         if channel not in self._publishers:
             from bot.channels import build_publisher
 
-            self._publishers[channel] = build_publisher(self.settings, channel, now=self.clock, sessions=self.sessions(channel))
+            self._publishers[channel] = build_publisher(
+                self.settings, channel, now=self.clock, sessions=self.sessions(channel)
+            )
         return self._publishers[channel]
 
     def sessions(self, channel: str) -> SessionStore:
-        """Where `channel`'s publisher keeps its login session: the database, encrypted under SECRET_KEY (made on first use)."""
+        """Where `channel`'s publisher keeps its login session: the database, encrypted under SECRET_KEY (made on first
+        use)."""
         from bot.store.sessions import LazySessionVault, StoreSessionVault
 
-        return LazySessionVault(lambda: StoreSessionVault(self.store.engine, channel, self.settings.env.secret_key, now=self.clock))
+        return LazySessionVault(
+            lambda: StoreSessionVault(self.store.engine, channel, self.settings.env.secret_key, now=self.clock)
+        )
 
     def post_limit(self, channel: str) -> int | None:
-        """The network's own length limit when the channel's live publisher reads one (a Mastodon instance's), else None."""
+        """The network's own length limit when the channel's live publisher reads one (a Mastodon instance's), else
+        None."""
         publisher = self.publisher(channel)
         read = getattr(publisher, "post_limit", None)
         return read() if publisher.live and callable(read) else None

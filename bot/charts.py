@@ -58,7 +58,9 @@ def midnight(day: date) -> datetime:
     return datetime.combine(day, time(), UTC)
 
 
-def daily_counts(events: Iterable[tuple[str, datetime]], days: Sequence[date], keys: Sequence[str] = ()) -> dict[str, list[int]]:
+def daily_counts(
+    events: Iterable[tuple[str, datetime]], days: Sequence[date], keys: Sequence[str] = ()
+) -> dict[str, list[int]]:
     """key → events per day (zero-filled); `keys` are always present, other keys only with events."""
     index = {d: i for i, d in enumerate(days)}
     out = {k: [0] * len(days) for k in keys}
@@ -70,7 +72,7 @@ def daily_counts(events: Iterable[tuple[str, datetime]], days: Sequence[date], k
 
 
 def attempt_kind(row: AttemptRow) -> str | None:
-    """"failures", "retries" or None (a success, a reconciliation, an operator's action)."""
+    """ "failures", "retries" or None (a success, a reconciliation, an operator's action)."""
     if row.outcome in FAILED_OUTCOMES:
         return "failures"
     if row.outcome == "transient":
@@ -93,7 +95,9 @@ def _spans(row: SubscriberDates, now: datetime) -> list[tuple[str, datetime, dat
         if at is not None and at <= now
     ]
     changes.sort()
-    return [(state, at, changes[i + 1][0] if i + 1 < len(changes) else None) for i, (at, _, state) in enumerate(changes)]
+    return [
+        (state, at, changes[i + 1][0] if i + 1 < len(changes) else None) for i, (at, _, state) in enumerate(changes)
+    ]
 
 
 def subscribers_by_state(rows: Iterable[SubscriberDates], days: Sequence[date], now: datetime) -> dict[str, list[int]]:
@@ -246,7 +250,11 @@ def status_sparklines(store: Store, now: datetime, days: int = 30) -> list[str]:
     posts, failures, subscribers, polls = build_charts(store, now, days)
     rows = [(f"posts {name}", values, f"{sum(values)}") for name, values in posts.series]
     rows += [(name, values, f"{sum(values)}") for name, values in failures.series]
-    rows += [(f"subscribers {name}", values, f"{values[-1]} now") for name, values in subscribers.series if name == "confirmed"]
+    rows += [
+        (f"subscribers {name}", values, f"{values[-1]} now")
+        for name, values in subscribers.series
+        if name == "confirmed"
+    ]
     rows += [(f"polls {name}", values, f"{sum(values)}") for name, values in polls.series]
     width = max(len(label) for label, _, _ in rows)
     out = [f"last {days} days (a mark a day, oldest first; then the total):"]

@@ -134,7 +134,9 @@ def _one_line(exc: click.UsageError) -> UsageLine:
 class BotGroup(click.Group):
     """The top-level group: click's three-line usage errors become one `error:` line (docs/operations.md)."""
 
-    def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None, **extra: Any) -> click.Context:
+    def make_context(
+        self, info_name: str | None, args: list[str], parent: click.Context | None = None, **extra: Any
+    ) -> click.Context:
         try:
             return super().make_context(info_name, args, parent, **extra)
         except click.exceptions.NoArgsIsHelpError:
@@ -154,8 +156,14 @@ class BotGroup(click.Group):
 
 @click.group(cls=BotGroup, context_settings=CONTEXT)
 @click.option("--config", metavar="PATH", help="Settings file (default: $BOT_CONFIG or config/bot.toml).")
-@click.option("--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False), help="Override log.level.")
-@click.option("--log-format", type=click.Choice(["text", "json"]), help="Override log.format: text lines or JSON lines.")
+@click.option(
+    "--log-level",
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+    help="Override log.level.",
+)
+@click.option(
+    "--log-format", type=click.Choice(["text", "json"]), help="Override log.format: text lines or JSON lines."
+)
 @click.version_option(package_name="shortscience-feed-bot", prog_name="shortscience-bot")
 @click.pass_context
 def main(ctx: click.Context, config: str | None, log_level: str | None, log_format: str | None) -> None:
@@ -173,7 +181,12 @@ def main(ctx: click.Context, config: str | None, log_level: str | None, log_form
 
 @main.command(context_settings=CONTEXT)
 @click.option("--once", is_flag=True, help="One poll + dispatch + feeds build, then exit.")
-@click.option("--backfill", type=click.IntRange(min=0), metavar="N", help="With --once: on a first poll, publish the N newest items.")
+@click.option(
+    "--backfill",
+    type=click.IntRange(min=0),
+    metavar="N",
+    help="With --once: on a first poll, publish the N newest items.",
+)
 @command
 def run(ctx: Ctx, once: bool, backfill: int | None) -> None:
     """Run the scheduler: poll, dispatch, feeds, weekly digest."""
@@ -201,7 +214,12 @@ def run(ctx: Ctx, once: bool, backfill: int | None) -> None:
 
 
 @main.command(context_settings=CONTEXT)
-@click.option("--backfill", type=click.IntRange(min=0), metavar="N", help="On a source's first poll, publish the N newest items (default: source.backfill).")
+@click.option(
+    "--backfill",
+    type=click.IntRange(min=0),
+    metavar="N",
+    help="On a source's first poll, publish the N newest items (default: source.backfill).",
+)
 @command
 def poll(ctx: Ctx, backfill: int | None) -> None:
     """Poll the feed once and queue new summaries."""
@@ -299,7 +317,11 @@ def release(ctx: Ctx, source: str | None, limit: int | None, discard: bool) -> N
     app = ctx.app
     channels = enabled_channels(app.settings)
     done = app.store.release_held(now=app.clock(), channels=channels, source=source, limit=limit, discard=discard)
-    what = "discarded (never posted)" if discard else f"released: {done.deliveries} deliveries queued on {', '.join(channels) or 'no channel'}"
+    what = (
+        "discarded (never posted)"
+        if discard
+        else f"released: {done.deliveries} deliveries queued on {', '.join(channels) or 'no channel'}"
+    )
     click.echo(f"{done.summaries} held summaries {what}; {done.still_held} still held")
 
 
@@ -340,7 +362,8 @@ def operator() -> None:
 
 @operator.command("hash-password", context_settings=CONTEXT)
 def operator_hash_password() -> None:
-    """Read a password (twice, without echo; or one line from stdin) and print its Argon2 hash for OPERATOR_PASSWORD_HASH."""
+    """Read a password (twice, without echo; or one line from stdin) and print its Argon2 hash for
+    OPERATOR_PASSWORD_HASH."""
     import getpass
 
     from bot.admin.auth import hash_password
@@ -379,6 +402,7 @@ def db_upgrade(ctx: Ctx) -> None:
 
 # ----------------------------------------------------------------- digest
 
+
 @main.group(context_settings=CONTEXT)
 def digest() -> None:
     """The weekly e-mail digest."""
@@ -396,7 +420,9 @@ def digest_send(ctx: Ctx, now_: bool) -> None:
 
 
 @digest.command("preview", context_settings=CONTEXT)
-@click.option("--out", default=None, metavar="DIR", help="Folder for digest-preview.html and .txt (default: $BOT_DATA_DIR).")
+@click.option(
+    "--out", default=None, metavar="DIR", help="Folder for digest-preview.html and .txt (default: $BOT_DATA_DIR)."
+)
 @command
 def digest_preview(ctx: Ctx, out: str | None) -> None:
     """Write the HTML and text of the next digest to files."""
@@ -414,7 +440,9 @@ def subscribers() -> None:
 @subscribers.command("add", context_settings=CONTEXT)
 @click.argument("email")
 @click.option("--confirmed", is_flag=True, help="Skip the confirmation e-mail (you have their consent).")
-@click.option("--category", "categories", multiple=True, metavar="CAT", help="Only summaries in this category (repeatable).")
+@click.option(
+    "--category", "categories", multiple=True, metavar="CAT", help="Only summaries in this category (repeatable)."
+)
 @command
 def subscribers_add(ctx: Ctx, email: str, confirmed: bool, categories: tuple[str, ...]) -> None:
     """Add a subscriber (sends a confirmation e-mail unless --confirmed)."""
@@ -436,7 +464,9 @@ def subscribers_remove(ctx: Ctx, email: str) -> None:
 
 
 @subscribers.command("list", context_settings=CONTEXT)
-@click.option("--state", type=click.Choice(["pending", "confirmed", "unsubscribed", "bounced"]), help="Only this state.")
+@click.option(
+    "--state", type=click.Choice(["pending", "confirmed", "unsubscribed", "bounced"]), help="Only this state."
+)
 @command
 def subscribers_list(ctx: Ctx, state: str | None) -> None:
     """List subscribers with their states."""

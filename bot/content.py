@@ -27,9 +27,14 @@ ARXIV_JOB = "arxiv"
 
 
 def paper_details(
-    app: App, summaries: Sequence[StoredSummary], *, fetch: bool = True, cached: Mapping[str, PaperDetails | None] | None = None
+    app: App,
+    summaries: Sequence[StoredSummary],
+    *,
+    fetch: bool = True,
+    cached: Mapping[str, PaperDetails | None] | None = None,
 ) -> dict[str, PaperDetails]:
-    """arXiv id → details for the summaries' papers: the store's cache (or `cached`, read from it already), then arXiv."""
+    """arXiv id → details for the summaries' papers: the store's cache (or `cached`, read from it already), then
+    arXiv."""
     ids = sorted({s.summary.arxiv_id for s in summaries if s.summary.arxiv_id})
     if not ids:
         return {}
@@ -46,7 +51,9 @@ def paper_details(
             # Posts go out without details; arXiv is left alone for a while instead of
             # costing every post of this pass the full wait.
             app.arxiv_down_until = now + ARXIV_PAUSE
-            log.warning("paper details unavailable, publishing without them (arXiv skipped for %s): %s", ARXIV_PAUSE, exc)
+            log.warning(
+                "paper details unavailable, publishing without them (arXiv skipped for %s): %s", ARXIV_PAUSE, exc
+            )
             # Kept for `status` (another process): the error, until a later fetch works.
             app.store.record_job(ARXIV_JOB, now=now, ok=False, error=str(exc))
             fetched = dict(getattr(exc, "found", {}) or {})
@@ -55,13 +62,16 @@ def paper_details(
                 found.update(fetched)
         else:
             app.store.put_papers(fetched, [m for m in missing if m not in fetched], now=app.clock())
-            app.store.record_job(ARXIV_JOB, now=app.clock(), ok=True, info={"fetched": len(fetched), "asked": len(missing)})
+            app.store.record_job(
+                ARXIV_JOB, now=app.clock(), ok=True, info={"fetched": len(fetched), "asked": len(missing)}
+            )
             found.update(fetched)
     return found
 
 
 def categories(stored: StoredSummary, details: PaperDetails | None) -> tuple[str, ...]:
-    """The summary's categories as feeds and digests show them: arXiv's (primary first), then the source's, each once."""
+    """The summary's categories as feeds and digests show them: arXiv's (primary first), then the source's, each
+    once."""
     return tuple(dict.fromkeys((*(details.categories if details else ()), *stored.summary.categories)))
 
 
@@ -87,7 +97,12 @@ def texts(app: App, summaries: Sequence[StoredSummary]) -> dict[int, str]:
 
 
 def post_for(
-    app: App, channel: str, stored: StoredSummary, *, text: str | None = None, papers: Mapping[str, PaperDetails | None] | None = None
+    app: App,
+    channel: str,
+    stored: StoredSummary,
+    *,
+    text: str | None = None,
+    papers: Mapping[str, PaperDetails | None] | None = None,
 ) -> Post:
     """The post one channel will send for one summary (`text` and `papers`: what the caller read from the caches)."""
     details = paper_details(app, [stored], cached=papers).get(stored.summary.arxiv_id or "")

@@ -75,7 +75,7 @@ def plan_poll(
 
     new.sort(key=lambda s: s.edited_at, reverse=True)
     published_new = new if not first_poll else new[: max(backfill, 0)]
-    backfilled = frozenset(s.guid for s in new[len(published_new):]) if first_poll else frozenset()
+    backfilled = frozenset(s.guid for s in new[len(published_new) :]) if first_poll else frozenset()
     held: frozenset[str] = frozenset()
     if not first_poll and limit > 0 and len(new) > limit:
         published_new, held = new[:limit], frozenset(s.guid for s in new[limit:])
@@ -221,7 +221,9 @@ def first_published(source_date: datetime, known_since: datetime) -> datetime:
     return min(source_date, known_since)
 
 
-def entry_dates(published_at: datetime | None, first_seen_at: datetime, edited_at: datetime) -> tuple[datetime, datetime]:
+def entry_dates(
+    published_at: datetime | None, first_seen_at: datetime, edited_at: datetime
+) -> tuple[datetime, datetime]:
     """(published, updated) of a summary's feed entry: the earliest known time and the latest edit.
 
     `published_at` is the stored value (migration 0002 and every poll fill it;
@@ -400,7 +402,9 @@ def publish_failure_verdict(
     if attempts >= max_attempts:
         return PublishVerdict.GIVE_UP, None
     platform_time = error.retry_at if isinstance(error, TransientPublishError) else None
-    return PublishVerdict.RETRY, retry_time(now, attempts, base=base, maximum=maximum, platform_time=platform_time, rng=rng)
+    return PublishVerdict.RETRY, retry_time(
+        now, attempts, base=base, maximum=maximum, platform_time=platform_time, rng=rng
+    )
 
 
 def bounce_due(permanent_failures: int, bounce_after: int) -> bool:

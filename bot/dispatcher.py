@@ -18,7 +18,7 @@ import threading
 from collections.abc import Callable, Collection
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from bot import content
@@ -161,11 +161,15 @@ class Dispatcher:
         store = self.app.store
         # Between passes this dispatcher holds no claim: any still marked as ours was
         # abandoned when the database went away mid-delivery.
-        gone = store.expire_in_flight(now=self.app.clock(), dead_workers=lambda w: w == self.worker or holder_is_dead(w))
+        gone = store.expire_in_flight(
+            now=self.app.clock(), dead_workers=lambda w: w == self.worker or holder_is_dead(w)
+        )
         for did in gone:
             log.warning("delivery %d was in flight when its worker stopped: now uncertain, reconciling", did)
         while not self.stop.is_set():
-            d = store.claim_uncertain(now=self.app.clock(), channels=list(CHANNELS), worker=self.worker, lease=self.lease)
+            d = store.claim_uncertain(
+                now=self.app.clock(), channels=list(CHANNELS), worker=self.worker, lease=self.lease
+            )
             if d is None:
                 break
             self._reconcile(d, report)
@@ -221,7 +225,10 @@ class Dispatcher:
         if reserved.post is not None or d.channel not in enabled_channels(self.app.settings):
             return _Ready(reserved, reserved.post)  # retries send exactly the text fixed on the first attempt
         try:
-            return _Ready(reserved, content.post_for(self.app, d.channel, reserved.summary, text=reserved.text, papers=reserved.papers))
+            return _Ready(
+                reserved,
+                content.post_for(self.app, d.channel, reserved.summary, text=reserved.text, papers=reserved.papers),
+            )
         except RenderError as exc:
             return _Ready(reserved, None, exc)
 
@@ -259,14 +266,20 @@ class Dispatcher:
             self.stop.wait(wait)
             wait = min(wait * 2, STORE_RETRY_MAX_SECONDS)
 
-    def _deliver(self, ready: _Ready, report: DispatchReport, *, sending: Callable[[], None], outcomes: _Outcomes) -> None:
+    def _deliver(
+        self, ready: _Ready, report: DispatchReport, *, sending: Callable[[], None], outcomes: _Outcomes
+    ) -> None:
         """Send one reserved delivery and record the outcome; `sending` is called once it is marked in flight."""
         store = self.app.store
         d = ready.reserved.delivery
         if self._pacing(d.channel) is not None:
             outcomes.flush()  # pacing counts the posts made: all of them written first
         if d.channel not in enabled_channels(self.app.settings):
-            store.mark_final(d.id, state=DeliveryState.SKIPPED, attempt=Attempt(d.id, self.app.clock(), "skipped", message=f"channel {d.channel} is disabled"))
+            store.mark_final(
+                d.id,
+                state=DeliveryState.SKIPPED,
+                attempt=Attempt(d.id, self.app.clock(), "skipped", message=f"channel {d.channel} is disabled"),
+            )
             return
         if d.channel in report.paused or self._paced(d.channel, report):
             # Reserved ahead, before the previous post paused the channel or reached its cap.
@@ -274,7 +287,11 @@ class Dispatcher:
             return
         if ready.error is not None or ready.post is None:
             now = self.app.clock()
-            store.mark_final(d.id, state=DeliveryState.FAILED, attempt=Attempt(d.id, now, "permanent", message=f"render: {ready.error}"))
+            store.mark_final(
+                d.id,
+                state=DeliveryState.FAILED,
+                attempt=Attempt(d.id, now, "permanent", message=f"render: {ready.error}"),
+            )
             report.failed += 1
             log.error("delivery %d (%s) failed to render: %s", d.id, d.channel, ready.error)
             return
@@ -282,7 +299,9 @@ class Dispatcher:
         publisher = self.app.publisher(d.channel)
         # From this commit on, the post may be on the network: a crash is reconciled.
         fixed_before = ready.reserved.post is not None
-        if not store.start_sending(d.id, worker=self.worker, post=None if fixed_before else post, now=self.app.clock(), lease=self.lease):
+        if not store.start_sending(
+            d.id, worker=self.worker, post=None if fixed_before else post, now=self.app.clock(), lease=self.lease
+        ):
             log.warning("delivery %d: its reservation ran out before it was sent; another worker has it", d.id)
             return
         sending()
@@ -300,7 +319,13 @@ class Dispatcher:
         outcomes.add(lambda: self._settle(lambda: store.mark_sent(d.id, published, now=now)))
         report.sent += 1
         report.published.append((d.channel, d.guid, post.text.splitlines()[0] if post.text else ""))
-        log.info("delivery %d sent on %s%s: post %s", d.id, d.channel, "" if publisher.live else " (dry-run)", published.post_id)
+        log.info(
+            "delivery %d sent on %s%s: post %s",
+            d.id,
+            d.channel,
+            "" if publisher.live else " (dry-run)",
+            published.post_id,
+        )
 
     def _failed(self, d: Delivery, exc: PublishError, report: DispatchReport) -> None:
         store = self.app.store
@@ -308,8 +333,12 @@ class Dispatcher:
         now = self.app.clock()
         attempt = Attempt(d.id, now, _outcome(exc), exc.status, exc.code, str(exc))
         verdict, at = publish_failure_verdict(
-            exc, attempts=d.attempts, max_attempts=settings.max_attempts, now=now,
-            base=settings.backoff_base_seconds, maximum=settings.backoff_max_seconds,
+            exc,
+            attempts=d.attempts,
+            max_attempts=settings.max_attempts,
+            now=now,
+            base=settings.backoff_base_seconds,
+            maximum=settings.backoff_max_seconds,
         )
         if verdict is PublishVerdict.PAUSE:
             # The post is fine; the credentials are not. Pause and keep it pending.
@@ -329,14 +358,24 @@ class Dispatcher:
         elif verdict is PublishVerdict.RECONCILE:
             # The post may be out: the next attempt reconciles instead of posting again.
             assert at is not None
-            self._settle(lambda: store.mark_retry(d.id, due_at=at, attempt=attempt, state=DeliveryState.UNCERTAIN.value))
+            self._settle(
+                lambda: store.mark_retry(d.id, due_at=at, attempt=attempt, state=DeliveryState.UNCERTAIN.value)
+            )
             report.retried += 1
-            log.warning("delivery %d (%s) may or may not be out; reconciling at %s: %s", d.id, d.channel, at.isoformat(timespec="seconds"), exc)
+            log.warning(
+                "delivery %d (%s) may or may not be out; reconciling at %s: %s",
+                d.id,
+                d.channel,
+                at.isoformat(timespec="seconds"),
+                exc,
+            )
         else:
             assert at is not None
             self._settle(lambda: store.mark_retry(d.id, due_at=at, attempt=attempt))
             report.retried += 1
-            log.warning("delivery %d (%s) will be retried at %s: %s", d.id, d.channel, at.isoformat(timespec="seconds"), exc)
+            log.warning(
+                "delivery %d (%s) will be retried at %s: %s", d.id, d.channel, at.isoformat(timespec="seconds"), exc
+            )
 
     def _reconcile(self, d: Delivery, report: DispatchReport) -> None:
         store = self.app.store
@@ -348,17 +387,37 @@ class Dispatcher:
             log.info("delivery %d was never sent before the crash: queued again", d.id)
             return
         if d.channel in store.paused_channels():
-            store.mark_retry(d.id, due_at=now + timedelta(minutes=5), attempt=Attempt(d.id, now, "unproven", message="channel paused; reconciliation waits"), state=DeliveryState.UNCERTAIN.value)
+            store.mark_retry(
+                d.id,
+                due_at=now + timedelta(minutes=5),
+                attempt=Attempt(d.id, now, "unproven", message="channel paused; reconciliation waits"),
+                state=DeliveryState.UNCERTAIN.value,
+            )
             return
         try:
             proof = self.app.publisher(d.channel).reconcile(post, since=d.created_at)
         except AuthPublishError as exc:
             store.pause_channel(d.channel, str(exc), now=now)
-            store.mark_retry(d.id, due_at=now, attempt=Attempt(d.id, now, "auth", exc.status, exc.code, str(exc)), state=DeliveryState.UNCERTAIN.value)
+            store.mark_retry(
+                d.id,
+                due_at=now,
+                attempt=Attempt(d.id, now, "auth", exc.status, exc.code, str(exc)),
+                state=DeliveryState.UNCERTAIN.value,
+            )
             return
         except PublishError as exc:
-            at = retry_time(now, max(d.attempts, 1), base=self.app.settings.dispatch.backoff_base_seconds, maximum=self.app.settings.dispatch.backoff_max_seconds)
-            store.mark_retry(d.id, due_at=at, attempt=Attempt(d.id, now, "unproven", exc.status, exc.code, f"reconciliation failed: {exc}"), state=DeliveryState.UNCERTAIN.value)
+            at = retry_time(
+                now,
+                max(d.attempts, 1),
+                base=self.app.settings.dispatch.backoff_base_seconds,
+                maximum=self.app.settings.dispatch.backoff_max_seconds,
+            )
+            store.mark_retry(
+                d.id,
+                due_at=at,
+                attempt=Attempt(d.id, now, "unproven", exc.status, exc.code, f"reconciliation failed: {exc}"),
+                state=DeliveryState.UNCERTAIN.value,
+            )
             log.warning("delivery %d: reconciliation failed, will try again: %s", d.id, exc)
             return
         if proof is not None:
@@ -366,13 +425,26 @@ class Dispatcher:
             report.reconciled += 1
             log.info("delivery %d reconciled on %s: post %s", d.id, d.channel, proof.post_id)
         else:
-            store.mark_retry(
-                d.id, due_at=now + OPERATOR_HOLD,
-                attempt=Attempt(d.id, now, "unproven", message=f"no proof that it was posted; check the {d.channel} account, then run `retry {d.id}` or `skip {d.id}`"),
-                state=DeliveryState.UNCERTAIN.value,
-            )
-            report.held += 1
-            log.error("delivery %d (%s) held for the operator: no proof it was posted", d.id, d.channel)
+            self._hold_for_operator(d, now, report)
+
+    def _hold_for_operator(self, d: Delivery, now: datetime, report: DispatchReport) -> None:
+        """No proof either way after a crash mid-post: only the operator can tell, so the delivery waits for them."""
+        self.app.store.mark_retry(
+            d.id,
+            due_at=now + OPERATOR_HOLD,
+            attempt=Attempt(
+                d.id,
+                now,
+                "unproven",
+                message=(
+                    f"no proof that it was posted; check the {d.channel} account, then run `retry {d.id}` or "
+                    f"`skip {d.id}`"
+                ),
+            ),
+            state=DeliveryState.UNCERTAIN.value,
+        )
+        report.held += 1
+        log.error("delivery %d (%s) held for the operator: no proof it was posted", d.id, d.channel)
 
 
 def _outcome(exc: PublishError) -> str:

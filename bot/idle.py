@@ -94,13 +94,23 @@ def idle_state(db: sqlite3.Connection, url: str, *, now: datetime) -> SourceStat
     if source is None or source[2] is None:
         return None
     return SourceState(
-        url=url, etag=source[0], last_modified=source[1], first_polled_at=_parse(source[2]),
-        failures=source[3], items_seen=source[4],
+        url=url,
+        etag=source[0],
+        last_modified=source[1],
+        first_polled_at=_parse(source[2]),
+        failures=source[3],
+        items_seen=source[4],
     )
 
 
 def record_idle_run(
-    db: sqlite3.Connection, url: str, *, now: datetime, fetch: FetchResult, next_poll_at: datetime, jobs: dict[str, tuple[datetime, str]]
+    db: sqlite3.Connection,
+    url: str,
+    *,
+    now: datetime,
+    fetch: FetchResult,
+    next_poll_at: datetime,
+    jobs: dict[str, tuple[datetime, str]],
 ) -> None:
     """What the full path writes for a 304 and an empty dispatch pass: Store.record_not_modified and record_job."""
     db.execute("BEGIN IMMEDIATE")  # as the store's transactions: the write lock up front
@@ -108,7 +118,14 @@ def record_idle_run(
         db.execute(
             "UPDATE sources SET last_poll_at = ?, last_ok_at = ?, last_status = ?, last_error = NULL, failures = 0, "
             "fresh_until = ?, next_poll_at = ? WHERE url = ?",
-            (_stamp(now), _stamp(now), fetch.status, fetch.fresh_until and _stamp(fetch.fresh_until), _stamp(next_poll_at), url),
+            (
+                _stamp(now),
+                _stamp(now),
+                fetch.status,
+                fetch.fresh_until and _stamp(fetch.fresh_until),
+                _stamp(next_poll_at),
+                url,
+            ),
         )
         # The poll log the charts read: one row per poll, pruned as it is written (Store.log_poll).
         db.execute("INSERT INTO poll_log (source, at, result) VALUES (?, ?, ?)", (url, _stamp(now), POLL_NOT_MODIFIED))
@@ -116,8 +133,8 @@ def record_idle_run(
         for name, (at, result) in jobs.items():
             db.execute(
                 "INSERT INTO jobs (name, last_run_at, last_ok_at, last_error, info) VALUES (?, ?, ?, NULL, ?) "
-                "ON CONFLICT (name) DO UPDATE SET last_run_at = excluded.last_run_at, last_ok_at = excluded.last_ok_at, "
-                "last_error = NULL, info = excluded.info",
+                "ON CONFLICT (name) DO UPDATE SET last_run_at = excluded.last_run_at, "
+                "last_ok_at = excluded.last_ok_at, last_error = NULL, info = excluded.info",
                 (name, _stamp(at), _stamp(at), json.dumps({"result": result})),
             )
     except BaseException:
@@ -152,7 +169,8 @@ class Prefetched:
 
 
 def run_once_idle(settings: Settings, *, clock: Callable[[], datetime]) -> tuple[str | None, Prefetched | None]:
-    """`run --once` on SQLite when the feed answers 304 and nothing is due: its output lines, or (None, what was fetched).
+    """`run --once` on SQLite when the feed answers 304 and nothing is due: its output lines, or (None, what was
+    fetched).
 
     None tells the caller to take the full path, handing it the fetch already
     made (a changed feed, an error) so the server sees one request per run.
@@ -177,7 +195,9 @@ def run_once_idle(settings: Settings, *, clock: Callable[[], datetime]) -> tuple
         lock.release()
 
 
-def _poll_if_idle(db: sqlite3.Connection, settings: Settings, clock: Callable[[], datetime]) -> tuple[str | None, Prefetched | None]:
+def _poll_if_idle(
+    db: sqlite3.Connection, settings: Settings, clock: Callable[[], datetime]
+) -> tuple[str | None, Prefetched | None]:
     from bot.decide import next_poll_time
     from bot.dispatcher import DispatchReport
     from bot.records import PollReport
@@ -193,7 +213,13 @@ def _poll_if_idle(db: sqlite3.Connection, settings: Settings, clock: Callable[[]
     if state is None or not (settings.public_dir / FEEDS_MANIFEST).is_file():
         return None, None
     s = settings.source
-    source = make_source(url, timeout=s.timeout_seconds, max_bytes=s.max_bytes, user_agent=s.user_agent, deadline=s.download_deadline_seconds)
+    source = make_source(
+        url,
+        timeout=s.timeout_seconds,
+        max_bytes=s.max_bytes,
+        user_agent=s.user_agent,
+        deadline=s.download_deadline_seconds,
+    )
     try:
         fetch = source.fetch(state, now=now)
     except SourceError as exc:
@@ -202,11 +228,24 @@ def _poll_if_idle(db: sqlite3.Connection, settings: Settings, clock: Callable[[]
         return None, Prefetched(source, result=fetch)
     Prefetched(source).close()
     next_poll_at = next_poll_time(
-        clock(), interval=timedelta(minutes=s.poll_interval_minutes), jitter=timedelta(seconds=s.poll_jitter_seconds),
+        clock(),
+        interval=timedelta(minutes=s.poll_interval_minutes),
+        jitter=timedelta(seconds=s.poll_jitter_seconds),
         fresh_until=fetch.fresh_until,
     )
     poll, dispatch = PollReport(source=url, status=fetch.status), DispatchReport()
-    record_idle_run(db, url, now=now, fetch=fetch, next_poll_at=next_poll_at,
-                    jobs={"poll": (clock(), str(poll)), "dispatch": (clock(), str(dispatch))})
-    lines = [poll.describe(), f"feeds: {FEEDS_UNCHANGED}", f"dispatch: {dispatch.summary()}", *where_things_go(settings)]
+    record_idle_run(
+        db,
+        url,
+        now=now,
+        fetch=fetch,
+        next_poll_at=next_poll_at,
+        jobs={"poll": (clock(), str(poll)), "dispatch": (clock(), str(dispatch))},
+    )
+    lines = [
+        poll.describe(),
+        f"feeds: {FEEDS_UNCHANGED}",
+        f"dispatch: {dispatch.summary()}",
+        *where_things_go(settings),
+    ]
     return "\n".join(lines), None

@@ -23,7 +23,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def feed_entries(app: App, *, fetch: bool = True) -> tuple[list[FeedEntry], Callable[[Sequence[FeedEntry]], list[FeedEntry]]]:
+def feed_entries(
+    app: App, *, fetch: bool = True
+) -> tuple[list[FeedEntry], Callable[[Sequence[FeedEntry]], list[FeedEntry]]]:
     """Every stored summary as a feed entry without content, and the function that fills in the content of some.
 
     Fingerprints ignore content, so which files must be written is known from
@@ -42,26 +44,28 @@ def feed_entries(app: App, *, fetch: bool = True) -> tuple[list[FeedEntry], Call
     newest = listing[: app.settings.feeds.size]
     # Fetch missing paper details only for the main feed's entries; older ones use the cache.
     details = content.paper_details(app, newest, fetch=fetch)
-    details.update(content.paper_details(app, listing[len(newest):], fetch=False))
+    details.update(content.paper_details(app, listing[len(newest) :], fetch=False))
     ids: dict[str, int] = {}
     light: list[FeedEntry] = []
     for s in listing:
         d = details.get(s.summary.arxiv_id or "")
         published, updated = entry_dates(s.published_at, s.first_seen_at, s.summary.edited_at)
         ids[s.summary.guid] = s.id
-        light.append(FeedEntry(
-            guid=s.summary.guid,
-            title=s.summary.title,
-            author=s.summary.author,
-            link=s.summary.link,
-            content_html="",
-            summary_text="",
-            published=published,
-            updated=updated,
-            categories=content.categories(s, d),
-            paper_url=paper_url(d, s.summary.arxiv_id),
-            first_seen=s.first_seen_at,
-        ))
+        light.append(
+            FeedEntry(
+                guid=s.summary.guid,
+                title=s.summary.title,
+                author=s.summary.author,
+                link=s.summary.link,
+                content_html="",
+                summary_text="",
+                published=published,
+                updated=updated,
+                categories=content.categories(s, d),
+                paper_url=paper_url(d, s.summary.arxiv_id),
+                first_seen=s.first_seen_at,
+            )
+        )
     del listing, newest
 
     def fill(entries: Sequence[FeedEntry]) -> list[FeedEntry]:
@@ -72,7 +76,11 @@ def feed_entries(app: App, *, fetch: bool = True) -> tuple[list[FeedEntry], Call
             s = full[ids[e.guid]]
             html, text = renders[s.id]
             d = details.get(s.summary.arxiv_id or "")
-            out.append(dataclasses.replace(e, content_html=app.renderer.feed_entry_html(s.summary, d, html=html), summary_text=text))
+            out.append(
+                dataclasses.replace(
+                    e, content_html=app.renderer.feed_entry_html(s.summary, d, html=html), summary_text=text
+                )
+            )
         return out
 
     return light, fill
@@ -173,8 +181,9 @@ def serve_web(app: App) -> None:
     require_signing_key(app.settings)
     web_app = create_app(app.settings, health=lambda: health(app), extra_routes=[*routes(app), *console_routes(app)])
     # Client addresses come from bot.webguard.ProxyHeaders (FORWARDED_ALLOW_IPS), not uvicorn's own.
-    config = uvicorn.Config(web_app, host=app.settings.env.host, port=app.settings.env.port, log_level="info",
-                            proxy_headers=False)
+    config = uvicorn.Config(
+        web_app, host=app.settings.env.host, port=app.settings.env.port, log_level="info", proxy_headers=False
+    )
     logging.getLogger("uvicorn.access").addFilter(TokenRedactingFilter())  # after Config set logging up
     server = uvicorn.Server(config)
     # uvicorn re-raises the stop signal once it has shut down; with the default handler

@@ -88,6 +88,16 @@ def setup_logging(level: str, fmt: str, secrets: Sequence[str]) -> RedactingFilt
     # Libraries chatter at INFO (every HTTP request); keep their warnings only.
     # oauthlib logs consumer keys and tokens at DEBUG: never below WARNING. markdown-it logs every
     # block rule it tries, a dozen lines per paragraph: --log-level DEBUG would show little else.
-    for noisy in ("httpx", "httpcore", "apscheduler.executors.default", "alembic", "urllib3", "tweepy", "oauthlib", "requests_oauthlib", "markdown_it"):
+    for noisy in (
+        "httpx",
+        "httpcore",
+        "apscheduler.executors.default",
+        "alembic",
+        "urllib3",
+        "tweepy",
+        "oauthlib",
+        "requests_oauthlib",
+        "markdown_it",
+    ):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
     return redactor

@@ -53,8 +53,12 @@ def poll(
         fetched_at = app.clock()
         if fetch.body is None:
             store.record_not_modified(
-                source.url, now=now, fetch=fetch,
-                next_poll_at=next_poll_time(fetched_at, interval=interval, jitter=jitter, fresh_until=fetch.fresh_until),
+                source.url,
+                now=now,
+                fetch=fetch,
+                next_poll_at=next_poll_time(
+                    fetched_at, interval=interval, jitter=jitter, fresh_until=fetch.fresh_until
+                ),
             )
             store.log_poll(source.url, now=now, result=POLL_NOT_MODIFIED)
             # DEBUG: the caller (command or scheduler job) reports the poll's line, once.
@@ -63,25 +67,32 @@ def poll(
 
         from bot.sources.parse import parse_feed
 
-        parsed = parse_feed(fetch.body, source.url, content_type=fetch.content_type, min_votes=settings.source.min_votes)
+        parsed = parse_feed(
+            fetch.body, source.url, content_type=fetch.content_type, min_votes=settings.source.min_votes
+        )
     except SourceError as exc:
         failures = state.failures + 1
         # From when it failed, not when it started: a "next try" already past would poll again at once.
         at = retry_time(
-            app.clock(), failures,
-            base=settings.source.backoff_base_seconds, maximum=settings.source.backoff_max_seconds,
+            app.clock(),
+            failures,
+            base=settings.source.backoff_base_seconds,
+            maximum=settings.source.backoff_max_seconds,
             platform_time=exc.retry_after,
         )
         store.record_poll_error(source.url, now=now, error=str(exc), status=None, next_poll_at=at)
         store.log_poll(source.url, now=now, result=POLL_FAILED)
-        log.error("poll %s failed (%d in a row; next try %s): %s", source.url, failures, at.isoformat(timespec="seconds"), exc)
+        log.error(
+            "poll %s failed (%d in a row; next try %s): %s", source.url, failures, at.isoformat(timespec="seconds"), exc
+        )
         raise
 
     for problem in parsed.problems:
         log.warning("skipped item: %s", problem)
     first = state.first_polled_at is None
     channels = {
-        c: settings.channel(c).republish_on_edit or settings.source.on_edit == "republish" for c in enabled_channels(settings)
+        c: settings.channel(c).republish_on_edit or settings.source.on_edit == "republish"
+        for c in enabled_channels(settings)
     }
     known = store.known_versions([s.guid for s in parsed.summaries])
     plan = plan_poll(
@@ -102,9 +113,13 @@ def poll(
             progress(done, total)
 
     ids = store.apply_poll(
-        source.url, plan, now=now, fetch=fetch,
+        source.url,
+        plan,
+        now=now,
+        fetch=fetch,
         next_poll_at=next_poll_time(fetched_at, interval=interval, jitter=jitter, fresh_until=fetch.fresh_until),
-        problems=parsed.problems, progress=step,
+        problems=parsed.problems,
+        progress=step,
     )
     store.log_poll(source.url, now=now, result=POLL_OK)
     report = PollReport(

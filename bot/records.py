@@ -33,6 +33,7 @@ POLL_FAILED = "failed"
 #: poll log rows older than this are deleted as new ones are written (the charts show 90 days at most)
 POLL_LOG_DAYS = 400
 
+
 @dataclass(frozen=True, slots=True)
 class Summary:
     """One community summary of a paper, as a source gives it."""
@@ -62,9 +63,7 @@ class Summary:
 
     def __post_init__(self) -> None:
         if not self.content_hash:
-            object.__setattr__(
-                self, "content_hash", content_hash(self.title, self.author, self.text)
-            )
+            object.__setattr__(self, "content_hash", content_hash(self.title, self.author, self.text))
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,7 +244,9 @@ class PollReport:
         seen = f" ({self.backfilled} older ones marked as seen on this first poll)" if self.backfilled else ""
         held = (
             f"; {self.held} older new ones held by the flood guard (source.max_new_per_poll), not posted:"
-            " `python -m bot release` queues them" if self.held else ""
+            " `python -m bot release` queues them"
+            if self.held
+            else ""
         )
         return (
             f"poll {self.source}: {self.new} new{seen}, {self.edited} edited, {self.unchanged} unchanged, "

@@ -51,17 +51,37 @@ class SourceSettings:
     """[source]: how the feed is polled and read."""
 
     poll_interval_minutes: int = _s(15, "Minutes between two polls of the feed.", minimum=1)
-    poll_jitter_seconds: int = _s(30, "Random delay added to each poll, so many bots do not hit the site at once.", minimum=0)
+    poll_jitter_seconds: int = _s(
+        30, "Random delay added to each poll, so many bots do not hit the site at once.", minimum=0
+    )
     timeout_seconds: float = _s(20.0, "Connect and read timeout of one feed download, in seconds.", minimum=0.1)
-    download_deadline_seconds: float = _s(60.0, "Longest one whole feed download may take, in seconds (timeout_seconds bounds each read); past it the poll fails and is retried.", minimum=0.1)
+    download_deadline_seconds: float = _s(
+        60.0,
+        "Longest one whole feed download may take, in seconds (timeout_seconds bounds each read); past it the "
+        "poll fails and is retried.",
+        minimum=0.1,
+    )
     max_bytes: int = _s(50_000_000, "Largest feed body accepted, in bytes; a larger one is an error.", minimum=1024)
     min_votes: int = _s(0, "Summaries with fewer votes than this are ignored (the site already drops <= 1).", minimum=0)
-    max_new_per_poll: int = _s(20, "Flood guard: most new summaries one later poll queues for the social channels (the newest); the rest are held, in the feeds but not posted, until `release` (0: no limit).", minimum=0)
-    backfill: int = _s(0, "How many of the newest items the first poll of a source publishes (the rest are marked seen).", minimum=0)
-    on_edit: str = _s("update", "What an edited summary does: 'update' its feed entry only, or 'republish' it on every channel.", choices=("update", "republish"))
+    max_new_per_poll: int = _s(
+        20,
+        "Flood guard: most new summaries one later poll queues for the social channels (the newest); the rest "
+        "are held, in the feeds but not posted, until `release` (0: no limit).",
+        minimum=0,
+    )
+    backfill: int = _s(
+        0, "How many of the newest items the first poll of a source publishes (the rest are marked seen).", minimum=0
+    )
+    on_edit: str = _s(
+        "update",
+        "What an edited summary does: 'update' its feed entry only, or 'republish' it on every channel.",
+        choices=("update", "republish"),
+    )
     backoff_base_seconds: int = _s(60, "First wait after a failed poll; doubles with each further failure.", minimum=1)
     backoff_max_seconds: int = _s(6 * 3600, "Longest wait between polls after repeated failures.", minimum=1)
-    user_agent: str = _s("ShortScienceFeedBot/0.1 (+https://www.shortscience.org)", "User-Agent header sent to the feed's server.")
+    user_agent: str = _s(
+        "ShortScienceFeedBot/0.1 (+https://www.shortscience.org)", "User-Agent header sent to the feed's server."
+    )
 
 
 @dataclass(frozen=True)
@@ -70,17 +90,25 @@ class DispatchSettings:
 
     interval_seconds: int = _s(10, "Seconds between two dispatch passes of the scheduler.", minimum=1)
     max_attempts: int = _s(8, "Transient failures after which a delivery is given up as 'dead'.", minimum=1)
-    backoff_base_seconds: int = _s(30, "First retry wait after a transient failure; doubles with each attempt (with jitter).", minimum=1)
+    backoff_base_seconds: int = _s(
+        30, "First retry wait after a transient failure; doubles with each attempt (with jitter).", minimum=1
+    )
     backoff_max_seconds: int = _s(3 * 3600, "Longest retry wait after transient failures.", minimum=1)
     batch_size: int = _s(50, "Most deliveries one dispatch pass claims at a time.", minimum=1)
-    lease_seconds: int = _s(300, "How long a worker's claim on a delivery lasts before it counts as abandoned.", minimum=10)
+    lease_seconds: int = _s(
+        300, "How long a worker's claim on a delivery lasts before it counts as abandoned.", minimum=10
+    )
 
 
 @dataclass(frozen=True)
 class DatabaseSettings:
     """[database]: connections to the database."""
 
-    pool_size: int = _s(5, "PostgreSQL connections one process keeps open, and as many more it may open at a peak (SQLite: unused).", minimum=1)
+    pool_size: int = _s(
+        5,
+        "PostgreSQL connections one process keeps open, and as many more it may open at a peak (SQLite: unused).",
+        minimum=1,
+    )
 
 
 @dataclass(frozen=True)
@@ -91,8 +119,12 @@ class ChannelSettings:
     min_interval_minutes: int = _s(0, "Least minutes between two posts on this channel (0: no pacing).", minimum=0)
     daily_cap: int = _s(0, "Most posts per UTC day on this channel (0: no cap).", minimum=0)
     monthly_cap: int = _s(0, "Most posts per UTC calendar month on this channel (0: no cap).", minimum=0)
-    price_per_post: float = _s(0.0, "Estimated cost of one post, in USD, for the month's cost shown by `status`.", minimum=0)
-    republish_on_edit: bool = _s(False, "Post again when a summary is edited (overrides source.on_edit for this channel).")
+    price_per_post: float = _s(
+        0.0, "Estimated cost of one post, in USD, for the month's cost shown by `status`.", minimum=0
+    )
+    republish_on_edit: bool = _s(
+        False, "Post again when a summary is edited (overrides source.on_edit for this channel)."
+    )
     images: bool = _s(False, "Attach the summary's first image (from an allowed host) to the post.")
 
 
@@ -100,14 +132,25 @@ class ChannelSettings:
 class RenderSettings:
     """[render]: how summaries become HTML, text and posts."""
 
-    site_base_url: str = _s("https://www.shortscience.org", "Base URL relative links and images in summaries are made absolute against.")
+    site_base_url: str = _s(
+        "https://www.shortscience.org", "Base URL relative links and images in summaries are made absolute against."
+    )
     templates_dir: str = _s("", "A folder of your own templates; each file there overrides ours of the same name.")
-    tweet_teaser_chars: int = _s(200, "Longest teaser of an X post before fitting to 280 weighted characters.", minimum=0)
-    hashtags: Mapping[str, str] = _s(DEFAULT_HASHTAGS, "Map of arXiv category to hashtag, e.g. cs.LG = \"#MachineLearning\".")
-    fixed_hashtags: tuple[str, ...] = _s((), "Hashtags added to every X post, e.g. [\"#ShortScience\"].")
-    image_hosts: tuple[str, ...] = _s(("i.imgur.com",), "Hosts images may come from: attached to posts, shown in feeds (the site itself too; others become links).")
+    tweet_teaser_chars: int = _s(
+        200, "Longest teaser of an X post before fitting to 280 weighted characters.", minimum=0
+    )
+    hashtags: Mapping[str, str] = _s(
+        DEFAULT_HASHTAGS, 'Map of arXiv category to hashtag, e.g. cs.LG = "#MachineLearning".'
+    )
+    fixed_hashtags: tuple[str, ...] = _s((), 'Hashtags added to every X post, e.g. ["#ShortScience"].')
+    image_hosts: tuple[str, ...] = _s(
+        ("i.imgur.com",),
+        "Hosts images may come from: attached to posts, shown in feeds (the site itself too; others become links).",
+    )
     image_max_bytes: int = _s(5_000_000, "Largest image attached, in bytes.", minimum=1)
-    image_timeout_seconds: float = _s(10.0, "Seconds allowed for each step of fetching an image to attach (connect, each read).", minimum=0.1)
+    image_timeout_seconds: float = _s(
+        10.0, "Seconds allowed for each step of fetching an image to attach (connect, each read).", minimum=0.1
+    )
 
 
 @dataclass(frozen=True)
@@ -119,7 +162,9 @@ class ArxivSettings:
     min_interval_seconds: float = _s(3.0, "Least seconds between two arXiv requests (arXiv asks for 3).", minimum=0)
     wait_seconds: float = _s(10.0, "Longest a post waits for paper details before going out without them.", minimum=0)
     batch_size: int = _s(50, "arXiv ids asked for in one request.", minimum=1)
-    max_bytes: int = _s(5_000_000, "Largest arXiv API answer accepted, in bytes; a larger one is an error.", minimum=1024)
+    max_bytes: int = _s(
+        5_000_000, "Largest arXiv API answer accepted, in bytes; a larger one is an error.", minimum=1024
+    )
 
 
 @dataclass(frozen=True)
@@ -128,7 +173,9 @@ class FeedSettings:
 
     size: int = _s(50, "Summaries in the main feeds (newest first).", minimum=1)
     title: str = _s("ShortScience.org summaries", "Title of the feeds.")
-    description: str = _s("Community-written summaries of research papers, from ShortScience.org.", "Description of the feeds.")
+    description: str = _s(
+        "Community-written summaries of research papers, from ShortScience.org.", "Description of the feeds."
+    )
     language: str = _s("en", "Language of the feeds (RFC 5646 tag).")
     websub_hub: str = _s("", "URL of a WebSub hub to advertise and ping after each rebuild (empty: none).")
     archive_page_size: int = _s(100, "Summaries per RFC 5005 archive page.", minimum=1)
@@ -151,12 +198,25 @@ class DigestSettings:
     confirm_ttl_hours: int = _s(72, "Hours a confirmation link stays valid.", minimum=1)
     max_items: int = _s(30, "Most summaries in one digest.", minimum=1)
     teaser_chars: int = _s(400, "Longest teaser of a summary in the digest, cut at a sentence boundary.", minimum=50)
-    categories: tuple[str, ...] = _s(tuple(DEFAULT_HASHTAGS), "Categories readers can pick on /subscribe and /preferences (none picked: every summary).")
-    retry_base_seconds: int = _s(300, "First wait before sending again to an address that got a 4xx or a dropped connection; doubles each time.", minimum=1)
+    categories: tuple[str, ...] = _s(
+        tuple(DEFAULT_HASHTAGS),
+        "Categories readers can pick on /subscribe and /preferences (none picked: every summary).",
+    )
+    retry_base_seconds: int = _s(
+        300,
+        "First wait before sending again to an address that got a 4xx or a dropped connection; doubles each time.",
+        minimum=1,
+    )
     retry_max_seconds: int = _s(6 * 3600, "Longest wait between two tries to one address.", minimum=1)
     max_attempts: int = _s(8, "Tries to one address for one issue before it is given up as failed.", minimum=1)
-    confirm_per_address: int = _s(3, "Confirmation e-mails /subscribe sends to one address per day (more asks get the same page, no e-mail).", minimum=1)
-    confirm_per_client: int = _s(10, "Confirmation e-mails one client IP may ask for per hour (more get 429).", minimum=1)
+    confirm_per_address: int = _s(
+        3,
+        "Confirmation e-mails /subscribe sends to one address per day (more asks get the same page, no e-mail).",
+        minimum=1,
+    )
+    confirm_per_client: int = _s(
+        10, "Confirmation e-mails one client IP may ask for per hour (more get 429).", minimum=1
+    )
 
 
 @dataclass(frozen=True)
@@ -165,11 +225,26 @@ class WebSettings:
 
     stale_after_minutes: int = _s(180, "/healthz answers 503 when the last good poll is older than this.", minimum=1)
     feed_max_age_seconds: int = _s(300, "Cache-Control max-age of the served feed files, in seconds.", minimum=0)
-    feeds_refresh_seconds: int = _s(60, "Seconds between two rebuilds by the web process of its own copy of the feeds from the database (for hosts where web and worker do not share a disk; 0: never).", minimum=0)
-    admin_session_minutes: int = _s(60, "Minutes an operator console login lasts (the console exists only when OPERATOR_PASSWORD_HASH is set).", minimum=1)
-    admin_lockout_minutes: int = _s(15, "Minutes the console refuses logins after too many failures (per client and for the account).", minimum=1)
-    admin_failures_per_client: int = _s(5, "Failed console logins from one client address that lock it out for admin_lockout_minutes.", minimum=1)
-    admin_failures_per_account: int = _s(20, "Failed console logins from anywhere that lock the operator account for admin_lockout_minutes.", minimum=1)
+    feeds_refresh_seconds: int = _s(
+        60,
+        "Seconds between two rebuilds by the web process of its own copy of the feeds from the database (for "
+        "hosts where web and worker do not share a disk; 0: never).",
+        minimum=0,
+    )
+    admin_session_minutes: int = _s(
+        60,
+        "Minutes an operator console login lasts (the console exists only when OPERATOR_PASSWORD_HASH is set).",
+        minimum=1,
+    )
+    admin_lockout_minutes: int = _s(
+        15, "Minutes the console refuses logins after too many failures (per client and for the account).", minimum=1
+    )
+    admin_failures_per_client: int = _s(
+        5, "Failed console logins from one client address that lock it out for admin_lockout_minutes.", minimum=1
+    )
+    admin_failures_per_account: int = _s(
+        20, "Failed console logins from anywhere that lock the operator account for admin_lockout_minutes.", minimum=1
+    )
 
 
 @dataclass(frozen=True)
@@ -188,21 +263,39 @@ class Env:
     """
 
     bot_config: str = _s("config/bot.toml", "Settings file.")
-    database_url: str = _s("", "SQLAlchemy URL, sqlite:///… or postgresql://… (default: SQLite file under BOT_DATA_DIR).")
+    database_url: str = _s(
+        "", "SQLAlchemy URL, sqlite:///… or postgresql://… (default: SQLite file under BOT_DATA_DIR)."
+    )
     bot_data_dir: str = _s("./var", "Local state: database, outbox, public feeds.")
-    shortscience_feed_url: str = _s("", "The feed to poll (http(s):// URL or file path; default: the bundled sample feed).")
+    shortscience_feed_url: str = _s(
+        "", "The feed to poll (http(s):// URL or file path; default: the bundled sample feed)."
+    )
     bot_dry_run: bool = _s(False, "1: every channel writes to the outbox dir instead of its network.")
     bot_outbox_dir: str = _s("", "Where dry-run posts and e-mails go (default: $BOT_DATA_DIR/outbox).")
     bot_public_dir: str = _s("", "Where feeds are written (default: $BOT_DATA_DIR/public).")
-    public_base_url: str = _s("http://localhost:8000", "Absolute base URL of the web process (feed self links, unsubscribe links).")
-    secret_key: str = _s("", "Signs subscription tokens; required by web, digest and subscriber commands (unless BOT_DEV=1).")
-    bot_dev: bool = _s(False, "1: development mode: without SECRET_KEY, tokens use a public development key (never in production).")
+    public_base_url: str = _s(
+        "http://localhost:8000", "Absolute base URL of the web process (feed self links, unsubscribe links)."
+    )
+    secret_key: str = _s(
+        "", "Signs subscription tokens; required by web, digest and subscriber commands (unless BOT_DEV=1)."
+    )
+    bot_dev: bool = _s(
+        False, "1: development mode: without SECRET_KEY, tokens use a public development key (never in production)."
+    )
     port: int = _s(8000, "Web process port.", minimum=1)
     host: str = _s("0.0.0.0", "Address the web process binds (127.0.0.1: only this machine).")
-    forwarded_allow_ips: str = _s("", "Proxies whose X-Forwarded-For is believed: IPs/CIDRs, comma-separated, or * (every peer is the router, as on Heroku); none: the socket's peer is the client.")
-    smtp_url: str = _s("", "smtp://user:pass@host:port (smtps:// for TLS, ?starttls=1); unset: e-mails go to the outbox.")
+    forwarded_allow_ips: str = _s(
+        "",
+        "Proxies whose X-Forwarded-For is believed: IPs/CIDRs, comma-separated, or * (every peer is the "
+        "router, as on Heroku); none: the socket's peer is the client.",
+    )
+    smtp_url: str = _s(
+        "", "smtp://user:pass@host:port (smtps:// for TLS, ?starttls=1); unset: e-mails go to the outbox."
+    )
     digest_from: str = _s("", "Digest sender address.")
-    operator_password_hash: str = _s("", "Argon2 hash of the operator console's password (`python -m bot operator hash-password`); unset: no /admin.")
+    operator_password_hash: str = _s(
+        "", "Argon2 hash of the operator console's password (`python -m bot operator hash-password`); unset: no /admin."
+    )
     #: the channels' own variables (declared by each channel: bot/channels/), by field name
     #: (the variable's name lower-cased); read as attributes: ``env.<channel>_api_key``
     channel_vars: Mapping[str, str] = field(default_factory=dict)
@@ -274,7 +367,9 @@ class Settings:
         for name, spec in registry.items():
             value = chan.pop(name, None) or spec.settings()
             if not isinstance(value, spec.settings):
-                raise TypeError(f"settings of channel {name!r} must be a {spec.settings.__name__}, not {type(value).__name__}")
+                raise TypeError(
+                    f"settings of channel {name!r} must be a {spec.settings.__name__}, not {type(value).__name__}"
+                )
             full[name] = value
         if chan:
             raise TypeError(f"unknown channel {next(iter(chan))!r}; expected one of {', '.join(registry)}")
@@ -300,9 +395,9 @@ class Settings:
             return f"sqlite:///{(self.data_dir / 'bot.sqlite3').resolve()}"
         # Hosts hand out postgres:// (Heroku) which SQLAlchemy no longer accepts.
         if url.startswith("postgres://"):
-            url = "postgresql+psycopg://" + url[len("postgres://"):]
+            url = "postgresql+psycopg://" + url[len("postgres://") :]
         elif url.startswith("postgresql://"):
-            url = "postgresql+psycopg://" + url[len("postgresql://"):]
+            url = "postgresql+psycopg://" + url[len("postgresql://") :]
         return url
 
     @property
@@ -430,7 +525,11 @@ def _convert(where: str, f: dataclasses.Field[Any], hint: Any, raw: Any, *, from
     if hint is bool:
         if isinstance(raw, bool):
             value: Any = raw
-        elif from_env and isinstance(raw, str) and raw.strip().lower() in ("1", "true", "yes", "on", "0", "false", "no", "off", ""):
+        elif (
+            from_env
+            and isinstance(raw, str)
+            and raw.strip().lower() in ("1", "true", "yes", "on", "0", "false", "no", "off", "")
+        ):
             value = raw.strip().lower() in ("1", "true", "yes", "on")
         else:
             raise bad("true or false" + (" (1 or 0)" if from_env else ""))
@@ -483,12 +582,12 @@ def _build(cls: type, section: str, raw: Mapping[str, Any], *, from_env: bool = 
     known = {f.name: f for f in fields(cls)}
     for key in raw:
         if key not in known:
-            raise ConfigError(
-                f"unknown setting {section}.{key}; expected one of: {', '.join(sorted(known))}"
-            )
+            raise ConfigError(f"unknown setting {section}.{key}; expected one of: {', '.join(sorted(known))}")
     values = {}
     for name, value in raw.items():
-        values[name] = _convert(f"{section}.{name}" if not from_env else name.upper(), known[name], hints[name], value, from_env=from_env)
+        values[name] = _convert(
+            f"{section}.{name}" if not from_env else name.upper(), known[name], hints[name], value, from_env=from_env
+        )
     return cls(**values)
 
 
@@ -516,8 +615,10 @@ def _check_semantics(s: Settings) -> None:
             raise ConfigError("setting SMTP_URL is invalid: expected smtp://[user:pass@]host[:port] or smtps://…")
     if s.env.operator_password_hash and not s.env.operator_password_hash.startswith("$argon2"):
         # Never echo it: a password pasted by mistake must not reach the logs.
-        raise ConfigError("setting OPERATOR_PASSWORD_HASH is invalid: expected an Argon2 hash "
-                          "(make one with `python -m bot operator hash-password`)")
+        raise ConfigError(
+            "setting OPERATOR_PASSWORD_HASH is invalid: expected an Argon2 hash "
+            "(make one with `python -m bot operator hash-password`)"
+        )
     url = s.env.database_url
     if url and not (url.startswith(("sqlite:", "postgres://", "postgresql:", "postgresql+psycopg:"))):
         raise ConfigError("setting DATABASE_URL is invalid: expected sqlite:///path or postgresql://…")
@@ -525,7 +626,8 @@ def _check_semantics(s: Settings) -> None:
     if folder is not None and not folder.is_dir():
         # Refused rather than created: a typo in the path would otherwise start an empty database.
         raise ConfigError(
-            f"setting DATABASE_URL is invalid: the folder {str(folder)!r} of its SQLite file does not exist (create it first)"
+            f"setting DATABASE_URL is invalid: the folder {str(folder)!r} of its SQLite file does not exist "
+            "(create it first)"
         )
     hh, _, mm = s.digest.time.partition(":")
     if not (hh.isdigit() and mm.isdigit() and 0 <= int(hh) < 24 and 0 <= int(mm) < 60):
@@ -535,13 +637,20 @@ def _check_semantics(s: Settings) -> None:
 
         ZoneInfo(s.digest.timezone)
     except Exception:
-        raise ConfigError(f"setting digest.timezone = {s.digest.timezone!r} is invalid: expected an IANA time zone such as 'UTC' or 'Europe/Berlin'") from None
+        raise ConfigError(
+            f"setting digest.timezone = {s.digest.timezone!r} is invalid: expected an IANA time zone such as "
+            "'UTC' or 'Europe/Berlin'"
+        ) from None
     for category, tag in s.render.hashtags.items():
         if not tag.startswith("#") or len(tag) < 2 or any(c.isspace() for c in tag):
-            raise ConfigError(f"setting render.hashtags.{category} = {tag!r} is invalid: expected a hashtag like '#MachineLearning'")
+            raise ConfigError(
+                f"setting render.hashtags.{category} = {tag!r} is invalid: expected a hashtag like '#MachineLearning'"
+            )
     for tag in s.render.fixed_hashtags:
         if not tag.startswith("#") or len(tag) < 2 or any(c.isspace() for c in tag):
-            raise ConfigError(f"setting render.fixed_hashtags = {tag!r} is invalid: expected hashtags like '#ShortScience'")
+            raise ConfigError(
+                f"setting render.fixed_hashtags = {tag!r} is invalid: expected hashtags like '#ShortScience'"
+            )
 
 
 def _sqlite_folder(url: str) -> Path | None:
@@ -605,7 +714,8 @@ def load_settings(
     for key, table in file_raw.items():
         if key not in known:
             raise ConfigError(
-                f"settings file {path}: unknown section [{key}]; expected one of: {', '.join('[' + s + ']' for s in known)}"
+                f"settings file {path}: unknown section [{key}]; expected one of: "
+                f"{', '.join('[' + s + ']' for s in known)}"
             )
         if not isinstance(table, dict):
             raise ConfigError(f"settings file {path}: [{key}] must be a table")
@@ -640,7 +750,6 @@ def with_overrides(settings: Settings, section: str, **values: Any) -> Settings:
         return dataclasses.replace(settings, channels={**settings.channels, attr: changed})
     current = getattr(settings, attr)
     return dataclasses.replace(settings, **{attr: dataclasses.replace(current, **values)})
-
 
 
 def example_toml() -> str:

@@ -44,13 +44,17 @@ def _safe_db_url(url: str) -> str:
 
 
 def _paper_trouble(app: App, now: datetime) -> list[str]:
-    """arXiv's last error (while it lasts) and the papers posts went out without: both cost posts their authors and hashtags."""
+    """arXiv's last error (while it lasts) and the papers posts went out without: both cost posts their authors and
+    hashtags."""
     from bot.content import ARXIV_JOB
 
     out = []
     job = app.store.jobs().get(ARXIV_JOB) or {}
     if job.get("last_error"):
-        out.append(f"  arXiv failed {_when(job.get('last_run_at'), now)} (last ok {_when(job.get('last_ok_at'), now)}): {job['last_error'][:300]}")
+        out.append(
+            f"  arXiv failed {_when(job.get('last_run_at'), now)} (last ok "
+            f"{_when(job.get('last_ok_at'), now)}): {job['last_error'][:300]}"
+        )
     # With arXiv turned off (arxiv.enabled = false) no paper has details, by the operator's choice.
     missing = app.store.papers_without_details() if app.arxiv is not None else []
     if missing:
@@ -113,14 +117,29 @@ def channel_views(app: App, now: datetime) -> list[ChannelView]:
         live, why = channel_mode(s, channel)
         today, month, last = store.sent_counts(channel, now=now)
         read_price = getattr(cs, "read_price", None)
-        out.append(ChannelView(
-            name=channel, title=channel_spec(channel).title, enabled=cs.enabled, live=live, mode=why,
-            paused=paused.get(channel), counts=dict(counts.get(channel, {})), today=today, month=month, last_post=last,
-            next_due=store.next_due(channel), cost=estimated_cost(month, cs.price_per_post) if live else 0.0,
-            price_per_post=cs.price_per_post,
-            read_price=read_price if read_price is not None and not getattr(cs, "reconcile_resend", False) else None,
-            daily_cap=cs.daily_cap, monthly_cap=cs.monthly_cap, min_interval_minutes=cs.min_interval_minutes,
-        ))
+        out.append(
+            ChannelView(
+                name=channel,
+                title=channel_spec(channel).title,
+                enabled=cs.enabled,
+                live=live,
+                mode=why,
+                paused=paused.get(channel),
+                counts=dict(counts.get(channel, {})),
+                today=today,
+                month=month,
+                last_post=last,
+                next_due=store.next_due(channel),
+                cost=estimated_cost(month, cs.price_per_post) if live else 0.0,
+                price_per_post=cs.price_per_post,
+                read_price=read_price
+                if read_price is not None and not getattr(cs, "reconcile_resend", False)
+                else None,
+                daily_cap=cs.daily_cap,
+                monthly_cap=cs.monthly_cap,
+                min_interval_minutes=cs.min_interval_minutes,
+            )
+        )
     return out
 
 
@@ -148,9 +167,11 @@ def render_status(app: App) -> str:
         out.append(f"    last good poll: {_when(src.last_ok_at, now)}; next poll: {_when(src.next_poll_at, now)}")
         out.append(f"    summaries seen: {src.items_seen}")
         if held.get(src.url):
-            out.append(f"    HELD by the flood guard: {held[src.url]} new summaries in the feeds but not posted"
-                       f" (more than source.max_new_per_poll = {s.source.max_new_per_poll} in one poll);"
-                       f" `python -m bot release --source {src.url}` queues them, `--discard` lets them go")
+            out.append(
+                f"    HELD by the flood guard: {held[src.url]} new summaries in the feeds but not posted"
+                f" (more than source.max_new_per_poll = {s.source.max_new_per_poll} in one poll);"
+                f" `python -m bot release --source {src.url}` queues them, `--discard` lets them go"
+            )
         if src.last_error:
             label = "last error" if src.failures else "skipped items"
             out.append(f"    {label}: {src.last_error[:500]}")
@@ -161,12 +182,26 @@ def render_status(app: App) -> str:
         if view.paused is not None:
             out.append(f"    PAUSED: {view.paused} — fix it, then run `python -m bot check` to resume")
         c = view.counts
-        states = " · ".join(f"{st.value} {c.get(st.value, 0)}" for st in DeliveryState if c.get(st.value, 0) or st in (DeliveryState.PENDING, DeliveryState.SENT))
+        states = " · ".join(
+            f"{st.value} {c.get(st.value, 0)}"
+            for st in DeliveryState
+            if c.get(st.value, 0) or st in (DeliveryState.PENDING, DeliveryState.SENT)
+        )
         out.append(f"    deliveries: {states}")
-        caps = f"daily cap {view.daily_cap or 'off'}, monthly cap {view.monthly_cap or 'off'}, min interval {view.min_interval_minutes or 'off'}{' min' if view.min_interval_minutes else ''}"
+        caps = (
+            f"daily cap {view.daily_cap or 'off'}, monthly cap {view.monthly_cap or 'off'}, min interval "
+            f"{view.min_interval_minutes or 'off'}{' min' if view.min_interval_minutes else ''}"
+        )
         # X bills reads too: reconciliation after a crash reads the account's posts back.
         reads = f", reading back ${view.read_price:.3f}/post read" if view.read_price is not None else ""
-        out.append(f"    posts today {view.today}, this month {view.month}" + (f" (est. ${view.cost:.2f} at ${view.price_per_post:.2f}/post{reads})" if view.live else " (dry-run: no cost)"))
+        out.append(
+            f"    posts today {view.today}, this month {view.month}"
+            + (
+                f" (est. ${view.cost:.2f} at ${view.price_per_post:.2f}/post{reads})"
+                if view.live
+                else " (dry-run: no cost)"
+            )
+        )
         out.append(f"    pacing: {caps}; last post {_when(view.last_post, now)}; next due {_when(view.next_due, now)}")
     attention = attention_deliveries(app)
     out.append("")
@@ -200,7 +235,9 @@ def render_status(app: App) -> str:
         out.append("jobs:")
         for name, j in sorted(jobs.items()):
             err = f" — last error: {j['last_error'][:200]}" if j.get("last_error") else ""
-            out.append(f"  {name}: last run {_when(j.get('last_run_at'), now)}, last ok {_when(j.get('last_ok_at'), now)}{err}")
+            out.append(
+                f"  {name}: last run {_when(j.get('last_run_at'), now)}, last ok {_when(j.get('last_ok_at'), now)}{err}"
+            )
     return "\n".join(out)
 
 
@@ -275,7 +312,10 @@ def channel_renderings(app: App, summary: Summary, text: str | None = None) -> t
                 details = app.arxiv.fetch([summary.arxiv_id]).get(summary.arxiv_id)
             except SourceError as exc:
                 notes.append(f"note: paper details unavailable, rendered without them: {exc}")
-    posts = [describe_post(app.renderer.post(channel, summary, details, text=text)) for channel in enabled_channels(app.settings)]
+    posts = [
+        describe_post(app.renderer.post(channel, summary, details, text=text))
+        for channel in enabled_channels(app.settings)
+    ]
     return posts, notes
 
 
@@ -299,10 +339,17 @@ def render_preview(app: App, *, guid: str | None, feed: str | None, limit: int) 
         from bot.sources.fetch import make_source
         from bot.sources.parse import parse_feed
 
-        src = make_source(feed, timeout=app.settings.source.timeout_seconds, max_bytes=app.settings.source.max_bytes, user_agent=app.settings.source.user_agent,
-                          deadline=app.settings.source.download_deadline_seconds)
+        src = make_source(
+            feed,
+            timeout=app.settings.source.timeout_seconds,
+            max_bytes=app.settings.source.max_bytes,
+            user_agent=app.settings.source.user_agent,
+            deadline=app.settings.source.download_deadline_seconds,
+        )
         fetched = src.fetch(SourceState(url=feed), now=app.clock())
-        parsed = parse_feed(fetched.body or b"", feed, content_type=fetched.content_type, min_votes=app.settings.source.min_votes)
+        parsed = parse_feed(
+            fetched.body or b"", feed, content_type=fetched.content_type, min_votes=app.settings.source.min_votes
+        )
         summaries = sorted(parsed.summaries, key=lambda x: x.edited_at, reverse=True)[:limit]
         problems = list(parsed.problems)
     else:

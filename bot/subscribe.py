@@ -87,7 +87,10 @@ class Pages:
         self.settings = app.settings
         # Pages keep their whitespace as written, and an edited template shows without a restart.
         self.env = make_environment(
-            app.settings.render.templates_dir, trim_blocks=False, auto_reload=True, filters={"category_label": category_label}
+            app.settings.render.templates_dir,
+            trim_blocks=False,
+            auto_reload=True,
+            filters={"category_label": category_label},
         )
         d = app.settings.digest
         self.schedule = DigestSchedule.parse(d.day_of_week, d.time, d.timezone)
@@ -118,7 +121,9 @@ class Pages:
     def _links(self, address: str) -> dict[str, Any]:
         now = self.app.clock()
         return {
-            f"{purpose}_url": f"{PATHS[purpose]}?token={quote(make_token(self.settings, purpose, address, now=now), safe='')}"
+            f"{purpose}_url": (
+                f"{PATHS[purpose]}?token={quote(make_token(self.settings, purpose, address, now=now), safe='')}"
+            )
             for purpose in ("preferences", "unsubscribe")
         }
 
@@ -133,8 +138,14 @@ class Pages:
         try:
             form = await _form(request)
         except _BadForm as exc:
-            return self.page("page_subscribe.html.j2", exc.status, state="form", address="", error=str(exc),
-                             categories=self._choices(()))
+            return self.page(
+                "page_subscribe.html.j2",
+                exc.status,
+                state="form",
+                address="",
+                error=str(exc),
+                categories=self._choices(()),
+            )
         raw = (form.get("email") or [""])[0]
         wanted = self._picked(form, ())
         if (form.get("website") or [""])[0].strip():
@@ -147,8 +158,14 @@ class Pages:
             error = "That does not look like an e-mail address. Please check it."
             if isinstance(exc, AddressTooLong):
                 error = f"That address is too long to be mailed: {exc.reason}."
-            return self.page("page_subscribe.html.j2", 400, state="form", address=raw.strip()[:320],
-                             error=error, categories=self._choices(wanted))
+            return self.page(
+                "page_subscribe.html.j2",
+                400,
+                state="form",
+                address=raw.strip()[:320],
+                error=error,
+                categories=self._choices(wanted),
+            )
         client = request.client.host if request.client else "unknown"
         return await self._run(lambda: self._request(address, wanted, client))
 
@@ -156,12 +173,16 @@ class Pages:
         store = self.app.store
         now = self.app.clock()
         d = self.settings.digest
-        if not store.rate_limit(f"confirm-client:{client}", now=now, window=timedelta(hours=1), limit=d.confirm_per_client):
+        if not store.rate_limit(
+            f"confirm-client:{client}", now=now, window=timedelta(hours=1), limit=d.confirm_per_client
+        ):
             return self.page("page_subscribe.html.j2", 429, state="limited")
         subscriber = store.request_subscription(address, categories=wanted, now=now, source="web")
         # Over the per-address limit the page is the same; only the e-mail is left out,
         # so nobody can flood an inbox (or learn from the answer that the address is known).
-        if store.rate_limit(f"confirm-address:{address.casefold()}", now=now, window=timedelta(days=1), limit=d.confirm_per_address):
+        if store.rate_limit(
+            f"confirm-address:{address.casefold()}", now=now, window=timedelta(days=1), limit=d.confirm_per_address
+        ):
             try:
                 send_confirmation(self.app, subscriber)
             except MailError as exc:
@@ -185,7 +206,9 @@ class Pages:
     def _confirm(self, token: str, *, post: bool) -> Response:
         now = self.app.clock()
         try:
-            address, version = read_versioned_token(self.settings, "confirm", token, max_age=max_age(self.settings, "confirm"), now=now)
+            address, version = read_versioned_token(
+                self.settings, "confirm", token, max_age=max_age(self.settings, "confirm"), now=now
+            )
         except InvalidToken as exc:
             return self.page("page_confirm.html.j2", 400, state="expired" if exc.expired else "invalid")
         store = self.app.store
@@ -199,14 +222,26 @@ class Pages:
             subscriber = store.confirm_subscriber(address, now=now, source="web")
             if subscriber is None:
                 return self.page("page_confirm.html.j2", 400, state="unknown")
-        if not post and (subscriber.state is not SubscriberState.CONFIRMED or subscriber.requested_categories is not None):
-            return self.page("page_confirm.html.j2", state="ask", address=subscriber.address,
-                             action_url=f"/confirm?token={quote(token, safe='')}")
+        if not post and (
+            subscriber.state is not SubscriberState.CONFIRMED or subscriber.requested_categories is not None
+        ):
+            return self.page(
+                "page_confirm.html.j2",
+                state="ask",
+                address=subscriber.address,
+                action_url=f"/confirm?token={quote(token, safe='')}",
+            )
         if post:
             log.info("subscriber %d confirmed", subscriber.id)
         return self.page(
-            "page_confirm.html.j2", state="confirmed", address=subscriber.address, categories=subscriber.categories,
-            next_issue=f"{self.schedule.following(now).astimezone(self.schedule.tz):%A %d %B %Y, %H:%M} ({self.schedule.tz.key})",
+            "page_confirm.html.j2",
+            state="confirmed",
+            address=subscriber.address,
+            categories=subscriber.categories,
+            next_issue=(
+                f"{self.schedule.following(now).astimezone(self.schedule.tz):%A %d %B %Y, %H:%M} "
+                f"({self.schedule.tz.key})"
+            ),
             **self._links(subscriber.address),
         )
 
@@ -225,8 +260,13 @@ class Pages:
         except InvalidToken:
             return self.page("page_unsubscribe.html.j2", 400, state="invalid")
         if not post:
-            return self.page("page_unsubscribe.html.j2", state="ask", address=address,
-                             action_url=f"/unsubscribe?token={quote(token, safe='')}", **self._links(address))
+            return self.page(
+                "page_unsubscribe.html.j2",
+                state="ask",
+                address=address,
+                action_url=f"/unsubscribe?token={quote(token, safe='')}",
+                **self._links(address),
+            )
         subscriber = self.app.store.unsubscribe(address, now=self.app.clock())
         if subscriber is not None:
             log.info("subscriber %d unsubscribed (%s)", subscriber.id, subscriber.state.value)
@@ -259,8 +299,12 @@ class Pages:
             subscriber = store.set_categories(address, chosen, now=self.app.clock()) or subscriber
             state = "saved"
         return self.page(
-            "page_preferences.html.j2", state=state, address=subscriber.address, chosen=subscriber.categories,
-            categories=self._choices(subscriber.categories), subscriber_state=subscriber.state.value,
+            "page_preferences.html.j2",
+            state=state,
+            address=subscriber.address,
+            chosen=subscriber.categories,
+            categories=self._choices(subscriber.categories),
+            subscriber_state=subscriber.state.value,
             action_url=f"/preferences?token={quote(token, safe='')}",
             **self._links(subscriber.address),
         )
@@ -275,4 +319,3 @@ def routes(app: App) -> list[BaseRoute]:
         Route("/unsubscribe", pages.unsubscribe, methods=["GET", "POST"]),
         Route("/preferences", pages.preferences, methods=["GET", "POST"]),
     ]
-

@@ -107,7 +107,11 @@ def list_feeds(root: Path) -> list[FeedLink]:
 
     def add(rel: str, title: str) -> None:
         suffix = PurePosixPath(rel).suffix
-        links.append(FeedLink(f"{title} ({_FORMAT_NAMES[suffix]})", rel, CONTENT_TYPES[suffix].split(";")[0], _FORMAT_NAMES[suffix]))
+        links.append(
+            FeedLink(
+                f"{title} ({_FORMAT_NAMES[suffix]})", rel, CONTENT_TYPES[suffix].split(";")[0], _FORMAT_NAMES[suffix]
+            )
+        )
 
     for suffix in (".rss", ".atom", ".json"):
         if (root / f"feed{suffix}").is_file():
@@ -220,7 +224,11 @@ def create_app(
         try:
             info = await anyio.to_thread.run_sync(health)
         except Exception as exc:  # the check itself failing is what /healthz exists to say
-            body = {"status": "unhealthy", "database": False, "problems": [f"health check failed: {type(exc).__name__}"]}
+            body = {
+                "status": "unhealthy",
+                "database": False,
+                "problems": [f"health check failed: {type(exc).__name__}"],
+            }
             return JSONResponse(body, status_code=503, headers={"Cache-Control": "no-store"})
         code, body = health_verdict(info, settings.web.stale_after_minutes)
         return JSONResponse(body, status_code=code, headers={"Cache-Control": "no-store"})
@@ -258,4 +266,3 @@ def create_app(
         Middleware(GZipMiddleware, minimum_size=500),
     ]
     return Starlette(routes=routes, middleware=middleware)
-

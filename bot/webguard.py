@@ -22,8 +22,10 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 #: every response, HTML pages first of all: no sniffing, no framing, no referrer (token
 #: URLs must not leak), nothing loaded from elsewhere (inline styles only)
 SECURITY_HEADERS: tuple[tuple[str, str], ...] = (
-    ("Content-Security-Policy",
-     "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"),
+    (
+        "Content-Security-Policy",
+        "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    ),
     ("X-Content-Type-Options", "nosniff"),
     ("X-Frame-Options", "DENY"),
     ("Referrer-Policy", "no-referrer"),
@@ -65,7 +67,8 @@ def trusted_proxies(setting: str) -> TrustedProxies:
             networks.append(ipaddress.ip_network(entry, strict=False))
         except ValueError:
             raise ConfigError(
-                f"setting FORWARDED_ALLOW_IPS = {setting!r} is invalid: {entry!r} is not an IP address, a CIDR network or *"
+                f"setting FORWARDED_ALLOW_IPS = {setting!r} is invalid: {entry!r} is not an IP address, a "
+                "CIDR network or *"
             ) from None
     return TrustedProxies(tuple(networks), any_peer)
 
@@ -123,7 +126,9 @@ class SecurityHeaders:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
                 present = {k.lower() for k, _ in headers}
-                headers += [(k.lower().encode(), v.encode()) for k, v in SECURITY_HEADERS if k.lower().encode() not in present]
+                headers += [
+                    (k.lower().encode(), v.encode()) for k, v in SECURITY_HEADERS if k.lower().encode() not in present
+                ]
                 message["headers"] = headers
             await send(message)
 

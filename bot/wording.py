@@ -73,5 +73,7 @@ ARXIV_CATEGORIES: dict[str, str] = {
 
 def category_label(code: str) -> str:
     """ "Machine Learning (cs.LG)" for a known arXiv category; the code itself otherwise."""
-    name = ARXIV_CATEGORIES.get(code) or next((v for k, v in ARXIV_CATEGORIES.items() if k.casefold() == code.casefold()), None)
+    name = ARXIV_CATEGORIES.get(code) or next(
+        (v for k, v in ARXIV_CATEGORIES.items() if k.casefold() == code.casefold()), None
+    )
     return f"{name} ({code})" if name else code

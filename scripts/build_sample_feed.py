@@ -23,7 +23,8 @@ from pathlib import Path
 BASE = "https://www.shortscience.org"
 DEFAULT_OUTPUT = Path(__file__).resolve().parent.parent / "bot" / "data" / "sample-feed.xml"
 
-# The site's template: preg_replace('/\b(https?|ftp|file):\/\/[-A-Z0-9+&@#\/%?=~_|$!:,.;]*[A-Z0-9+&@#\/%=~_|$]/i', '', $text)
+# The site's template: preg_replace('/\b(https?|ftp|file):\/\/[-A-Z0-9+&@#\/%?=~_|$!:,.;]*[A-Z0-9+&@#\/%=~_|$]/i', '',
+# $text)
 SITE_URL_RE = re.compile(r"\b(?:https?|ftp|file)://[-A-Z0-9+&@#/%?=~_|$!:,.;]*[A-Z0-9+&@#/%=~_|$]", re.IGNORECASE)
 
 

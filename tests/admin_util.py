@@ -27,7 +27,9 @@ def password_hash() -> str:
     return hash_password(PASSWORD)
 
 
-def console_settings(tmp_path: Path, db_url: str, *, enabled: bool = True, env: dict[str, str] | None = None, **web: Any) -> Settings:
+def console_settings(
+    tmp_path: Path, db_url: str, *, enabled: bool = True, env: dict[str, str] | None = None, **web: Any
+) -> Settings:
     environ = {"DATABASE_URL": db_url, "DIGEST_FROM": FROM, "SECRET_KEY": SECRET, "PUBLIC_BASE_URL": BASE}
     if enabled:
         environ["OPERATOR_PASSWORD_HASH"] = password_hash()
@@ -36,19 +38,40 @@ def console_settings(tmp_path: Path, db_url: str, *, enabled: bool = True, env: 
 
 
 def troubled_room(settings: Settings) -> tuple[Newsroom, dict[str, int]]:
-    """Two summaries posted on every channel; three deliveries failed, dead and uncertain. Returns their ids by state."""
+    """Two summaries posted on every channel; three deliveries failed, dead and uncertain. Returns their ids by
+    state."""
     room = Newsroom.open(settings, start=MONDAY)
-    room.publish([Item(key="journals/corr/1706.03762", title="Attention <Is> All You Need", votes=9,
-                       text="Self-attention <b>replaces</b> recurrence: $QK^T/\\sqrt{d}$."),
-                  Item(key="journals/corr/1512.03385", title="Deep Residual Learning", votes=7)])
+    room.publish(
+        [
+            Item(
+                key="journals/corr/1706.03762",
+                title="Attention <Is> All You Need",
+                votes=9,
+                text="Self-attention <b>replaces</b> recurrence: $QK^T/\\sqrt{d}$.",
+            ),
+            Item(key="journals/corr/1512.03385", title="Deep Residual Learning", votes=7),
+        ]
+    )
     store = room.app.store
     now = room.clock()
     ids = sorted(d.id for d in store.deliveries(limit=10))
     marks = {"failed": ids[0], "dead": ids[1], "uncertain": ids[2]}
-    store.mark_final(marks["failed"], state=DeliveryState.FAILED, attempt=Attempt(marks["failed"], now, "failed", 400, None, "duplicate content"))
-    store.mark_final(marks["dead"], state=DeliveryState.DEAD, attempt=Attempt(marks["dead"], now, "retry", 503, None, "service unavailable"))
-    store.mark_retry(marks["uncertain"], due_at=now, attempt=Attempt(marks["uncertain"], now, "uncertain", None, None, "worker died"),
-                     state=DeliveryState.UNCERTAIN.value)
+    store.mark_final(
+        marks["failed"],
+        state=DeliveryState.FAILED,
+        attempt=Attempt(marks["failed"], now, "failed", 400, None, "duplicate content"),
+    )
+    store.mark_final(
+        marks["dead"],
+        state=DeliveryState.DEAD,
+        attempt=Attempt(marks["dead"], now, "retry", 503, None, "service unavailable"),
+    )
+    store.mark_retry(
+        marks["uncertain"],
+        due_at=now,
+        attempt=Attempt(marks["uncertain"], now, "uncertain", None, None, "worker died"),
+        state=DeliveryState.UNCERTAIN.value,
+    )
     return room, marks
 
 
@@ -61,9 +84,19 @@ def delivery_state(url: str, delivery_id: int) -> tuple[dict[str, Any], list[tup
     engine = sa.create_engine(url)
     try:
         with engine.connect() as conn:
-            row = dict(conn.execute(sa.text("SELECT * FROM deliveries WHERE id = :i"), {"i": delivery_id}).mappings().one())
-            attempts = [tuple(r) for r in conn.execute(sa.text(
-                "SELECT delivery_id, outcome, http_status, code, message FROM attempts WHERE delivery_id = :i ORDER BY id"), {"i": delivery_id})]
+            row = dict(
+                conn.execute(sa.text("SELECT * FROM deliveries WHERE id = :i"), {"i": delivery_id}).mappings().one()
+            )
+            attempts = [
+                tuple(r)
+                for r in conn.execute(
+                    sa.text(
+                        "SELECT delivery_id, outcome, http_status, code, message FROM attempts WHERE "
+                        "delivery_id = :i ORDER BY id"
+                    ),
+                    {"i": delivery_id},
+                )
+            ]
     finally:
         engine.dispose()
     for key in ("due_at", "updated_at", "lease_until"):

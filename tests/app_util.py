@@ -17,4 +17,6 @@ class MakeApp(Protocol):
     (``arxiv`` is False unless given).
     """
 
-    def __call__(self, body: bytes = b"", *, settings: Settings = ..., **overrides: Any) -> tuple[App, MemorySource]: ...
+    def __call__(
+        self, body: bytes = b"", *, settings: Settings = ..., **overrides: Any
+    ) -> tuple[App, MemorySource]: ...

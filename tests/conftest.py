@@ -69,7 +69,10 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 
 #: The core tests count deliveries on the two channels they were written for (X and Facebook);
 #: the newer channels have tests of their own, which turn them on (`enabled = true`).
-NEWER_CHANNELS_OFF: dict[str, dict[str, Any]] = {"channels.mastodon": {"enabled": False}, "channels.bluesky": {"enabled": False}}
+NEWER_CHANNELS_OFF: dict[str, dict[str, Any]] = {
+    "channels.mastodon": {"enabled": False},
+    "channels.bluesky": {"enabled": False},
+}
 
 
 def make_settings(tmp_path: Path, env: dict[str, str] | None = None, **sections: dict[str, Any]) -> Settings:

@@ -52,9 +52,23 @@ def corpus_root(folders: tuple[str, ...] = (*FOLDERS, SANITIZE)) -> Path:
         env = {**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
         try:
             run = subprocess.run(
-                [sys.executable, "-m", "pip", "download", "--no-binary", ":all:", "--no-deps",
-                 "-q", "-d", tmp, f"feedparser=={version}"],
-                capture_output=True, text=True, timeout=180, env=env,
+                [
+                    sys.executable,
+                    "-m",
+                    "pip",
+                    "download",
+                    "--no-binary",
+                    ":all:",
+                    "--no-deps",
+                    "-q",
+                    "-d",
+                    tmp,
+                    f"feedparser=={version}",
+                ],
+                capture_output=True,
+                text=True,
+                timeout=180,
+                env=env,
             )
         except (OSError, subprocess.TimeoutExpired) as exc:
             raise CorpusUnavailable(f"pip download feedparser=={version} failed: {exc}") from None
@@ -131,7 +145,9 @@ def corpus_files(tests_dir: Path, folders: tuple[str, ...] = FOLDERS) -> list[Co
                 encoding = "gzip" if path.suffix == ".gz" else "deflate"
                 headers = {"content-type": "application/xml", "content-encoding": encoding}
             else:
-                headers = {k.decode("latin-1").strip().lower(): v.decode("latin-1").strip() for k, v in _HEADER.findall(body)}
+                headers = {
+                    k.decode("latin-1").strip().lower(): v.decode("latin-1").strip() for k, v in _HEADER.findall(body)
+                }
                 headers.pop("status", None)  # none in these folders; redirects are not what is tested here
             out.append(CorpusFile(name, body, headers))
     return out

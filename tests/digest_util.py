@@ -65,8 +65,13 @@ class Newsroom:
     def papers(self, categories: dict[str, tuple[str, ...]]) -> None:
         """arXiv details (the digest's categories come from them) as if fetched before."""
         found = {
-            arxiv: PaperDetails(arxiv_id=arxiv, title=f"Paper {arxiv}", authors=("Ada Lovelace", "Alan Turing"),
-                                published=datetime(2026, 10, 1, tzinfo=UTC), categories=cats)
+            arxiv: PaperDetails(
+                arxiv_id=arxiv,
+                title=f"Paper {arxiv}",
+                authors=("Ada Lovelace", "Alan Turing"),
+                published=datetime(2026, 10, 1, tzinfo=UTC),
+                categories=cats,
+            )
             for arxiv, cats in categories.items()
         }
         self.app.store.put_papers(found, [], now=self.clock())
@@ -78,16 +83,20 @@ class Newsroom:
         store = self.app.store
         now = self.clock()
         address = validate_address(address)
-        store.add_subscriber(address, now=now, confirmed=state != "pending", categories=tuple(categories), source="test")
+        store.add_subscriber(
+            address, now=now, confirmed=state != "pending", categories=tuple(categories), source="test"
+        )
         if state == "unsubscribed":
             store.unsubscribe(address, now=now)
         elif state == "bounced":
-
             from bot.store import schema as t
 
             with store.tx() as conn:
-                conn.execute(t.subscribers.update().where(t.subscribers.c.address_key == address.casefold())
-                             .values(state="bounced", bounced_at=now))
+                conn.execute(
+                    t.subscribers.update()
+                    .where(t.subscribers.c.address_key == address.casefold())
+                    .values(state="bounced", bounced_at=now)
+                )
         sub = store.subscriber(address)
         assert sub is not None
         return sub.id
@@ -123,7 +132,11 @@ def sends(app: App, digest_id: int | None = None) -> list[dict[str, Any]]:
     from bot.store import schema as t
 
     ds, sub = t.digest_sends, t.subscribers
-    q = sa.select(ds, sub.c.address).select_from(ds.join(sub, sub.c.id == ds.c.subscriber_id)).order_by(ds.c.subscriber_id)
+    q = (
+        sa.select(ds, sub.c.address)
+        .select_from(ds.join(sub, sub.c.id == ds.c.subscriber_id))
+        .order_by(ds.c.subscriber_id)
+    )
     if digest_id is not None:
         q = q.where(ds.c.digest_id == digest_id)
     with app.store.tx() as conn:

@@ -102,7 +102,10 @@ LARGE_N_LIMIT = FakePaper(
     updated="1998-01-22T21:29:24Z",
     primary_category="hep-th",
     categories=("hep-th",),
-    summary="  We show that the large N limit of certain conformal field theories in\nvarious dimensions include in their Hilbert space a sector describing supergravity.\n",
+    summary=(
+        "  We show that the large N limit of certain conformal field theories in\nvarious dimensions include in "
+        "their Hilbert space a sector describing supergravity.\n"
+    ),
 )
 
 #: the fixture papers by version-less id
@@ -115,7 +118,9 @@ def _paper_entry(paper: FakePaper, requested_version: str | None) -> str:
     vid = f"{paper.arxiv_id}{requested_version}" if requested_version else paper.versioned_id
     authors = "".join(f"    <author>\n      <name>{escape(a)}</name>\n    </author>\n" for a in paper.authors)
     comment = (
-        f'    <arxiv:comment xmlns:arxiv="{ARXIV_NS}">{escape(paper.comment)}</arxiv:comment>\n' if paper.comment else ""
+        f'    <arxiv:comment xmlns:arxiv="{ARXIV_NS}">{escape(paper.comment)}</arxiv:comment>\n'
+        if paper.comment
+        else ""
     )
     categories = "".join(
         f'    <category term={quoteattr(c)} scheme="http://arxiv.org/schemas/atom"/>\n' for c in paper.categories

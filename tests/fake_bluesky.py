@@ -45,18 +45,32 @@ def rate_limited(reset: int, *, nsid: str = "com.atproto.repo.createRecord", met
     return Fault(
         status=429,
         body={"error": "RateLimitExceeded", "message": "Rate Limit Exceeded"},
-        headers={"RateLimit-Limit": "5000", "RateLimit-Remaining": "0", "RateLimit-Reset": str(reset), "RateLimit-Policy": "5000;w=3600"},
+        headers={
+            "RateLimit-Limit": "5000",
+            "RateLimit-Remaining": "0",
+            "RateLimit-Reset": str(reset),
+            "RateLimit-Policy": "5000;w=3600",
+        },
         path=XRPC + nsid,
         method=method,
     )
 
 
 def server_error(status: int = 503, *, nsid: str = "com.atproto.repo.createRecord", method: str = "POST") -> Fault:
-    return Fault(status=status, body={"error": "InternalServerError", "message": "Internal Server Error"}, path=XRPC + nsid, method=method)
+    return Fault(
+        status=status,
+        body={"error": "InternalServerError", "message": "Internal Server Error"},
+        path=XRPC + nsid,
+        method=method,
+    )
 
 
-def invalid_request(message: str = "Invalid app.bsky.feed.post record: Record/text must not be longer than 300 graphemes") -> Fault:
-    return Fault(status=400, body={"error": "InvalidRequest", "message": message}, path=XRPC + "com.atproto.repo.createRecord")
+def invalid_request(
+    message: str = "Invalid app.bsky.feed.post record: Record/text must not be longer than 300 graphemes",
+) -> Fault:
+    return Fault(
+        status=400, body={"error": "InvalidRequest", "message": message}, path=XRPC + "com.atproto.repo.createRecord"
+    )
 
 
 def held_after_create() -> Fault:
@@ -135,7 +149,14 @@ class FakeBluesky(FakeHTTPServer):
 
     def _jwt(self, scope: str, ttl: int) -> str:
         now = int(time.time())
-        payload = {"scope": scope, "sub": self.did, "aud": "did:web:fake.pds", "iat": now, "exp": now + ttl, "jti": str(next(self._serial))}
+        payload = {
+            "scope": scope,
+            "sub": self.did,
+            "aud": "did:web:fake.pds",
+            "iat": now,
+            "exp": now + ttl,
+            "jti": str(next(self._serial)),
+        }
         return _b64({"typ": "JWT", "alg": "HS256"}) + "." + _b64(payload) + ".c2lnbmF0dXJl"
 
     def _issue(self) -> dict[str, Any]:
@@ -210,7 +231,10 @@ class FakeBluesky(FakeHTTPServer):
         actor = (request.query.get("actor") or [""])[0]
         if actor not in (self.handle, self.did):
             return xrpc_error(400, "InvalidRequest", "Profile not found")
-        return json_answer(200, {"did": self.did, "handle": self.handle, "displayName": self.display_name, "postsCount": len(self.records)})
+        return json_answer(
+            200,
+            {"did": self.did, "handle": self.handle, "displayName": self.display_name, "postsCount": len(self.records)},
+        )
 
     def _uri(self, rkey: str) -> str:
         return f"at://{self.did}/app.bsky.feed.post/{rkey}"
@@ -238,7 +262,15 @@ class FakeBluesky(FakeHTTPServer):
             return xrpc_error(500, "InternalServerError", "Internal Server Error")
         cid = _cid(json.dumps(record, sort_keys=True).encode())
         self.records[rkey] = {"uri": self._uri(rkey), "cid": cid, "value": record}
-        return json_answer(200, {"uri": self._uri(rkey), "cid": cid, "commit": {"cid": _cid(cid.encode()), "rev": rkey}, "validationStatus": "valid"})
+        return json_answer(
+            200,
+            {
+                "uri": self._uri(rkey),
+                "cid": cid,
+                "commit": {"cid": _cid(cid.encode()), "rev": rkey},
+                "validationStatus": "valid",
+            },
+        )
 
     def _get_record(self, request: Recorded) -> Answer:
         rkey = (request.query.get("rkey") or [""])[0]
@@ -258,7 +290,9 @@ class FakeBluesky(FakeHTTPServer):
             return xrpc_error(400, "InvalidRequest", "Request body is empty")
         cid = _cid(request.body)
         self.blobs[cid] = (mime, request.body)
-        return json_answer(200, {"blob": {"$type": "blob", "ref": {"$link": cid}, "mimeType": mime, "size": len(request.body)}})
+        return json_answer(
+            200, {"blob": {"$type": "blob", "ref": {"$link": cid}, "mimeType": mime, "size": len(request.body)}}
+        )
 
     def web_url(self, rkey: str) -> str:
         return f"https://bsky.app/profile/{quote(self.did)}/post/{rkey}"
@@ -274,7 +308,7 @@ def _post_problem(record: dict[str, Any]) -> str | None:
     if len(regex.findall(r"\X", text)) > 300:
         return "Record/text must not be longer than 300 graphemes"
     if not isinstance(record.get("createdAt"), str):
-        return "Record must have the property \"createdAt\""
+        return 'Record must have the property "createdAt"'
     langs = record.get("langs", [])
     if not isinstance(langs, list) or len(langs) > 3:
         return "Record/langs must not have more than 3 elements"

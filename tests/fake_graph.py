@@ -41,7 +41,13 @@ def graph_error(
     after_effect: bool = False,
 ) -> Fault:
     """Graph's error answer: HTTP 400 (usually) with {"error": {...}}."""
-    error: dict[str, Any] = {"message": message, "type": type, "code": code, "is_transient": is_transient, "fbtrace_id": "AbCdEfGh"}
+    error: dict[str, Any] = {
+        "message": message,
+        "type": type,
+        "code": code,
+        "is_transient": is_transient,
+        "fbtrace_id": "AbCdEfGh",
+    }
     if subcode is not None:
         error["error_subcode"] = subcode
     return Fault(
@@ -124,7 +130,14 @@ class FakeGraph(FakeHTTPServer):
         if not token:
             return self._error(400, 104, "An access token is required to request this resource.", headers)
         if self.access_token is not None and token != self.access_token:
-            return self._error(400, 190, "Error validating access token: The session has been invalidated because the user changed their password or Facebook has changed the session for security reasons.", headers, subcode=460)
+            return self._error(
+                400,
+                190,
+                "Error validating access token: The session has been invalidated because the user changed "
+                "their password or Facebook has changed the session for security reasons.",
+                headers,
+                subcode=460,
+            )
         match = _VERSIONED.match(request.path)
         if not match:
             return self._error(400, 2500, "Unknown path components: " + request.path, headers)
@@ -134,7 +147,9 @@ class FakeGraph(FakeHTTPServer):
             return self._error(
                 400,
                 100,
-                f"Unsupported {request.method.lower()} request. Object with ID '{node}' does not exist, cannot be loaded due to missing permissions, or does not support this operation. Please read the Graph API documentation at https://developers.facebook.com/docs/graph-api",
+                f"Unsupported {request.method.lower()} request. Object with ID '{node}' does not exist, "
+                "cannot be loaded due to missing permissions, or does not support this operation. Please "
+                "read the Graph API documentation at https://developers.facebook.com/docs/graph-api",
                 headers,
                 subcode=33,
             )
@@ -147,7 +162,9 @@ class FakeGraph(FakeHTTPServer):
             if request.method == "POST" and edge == "photos":
                 if not args.get("url"):
                     return self._error(400, 324, "(#324) Requires upload file", headers)
-                post_id = self._make_post("photo", args.get("caption") or args.get("message", ""), None, version, args["url"])
+                post_id = self._make_post(
+                    "photo", args.get("caption") or args.get("message", ""), None, version, args["url"]
+                )
                 return json_answer(200, {"id": str(next(self._ids)), "post_id": post_id}, headers)
             if request.method == "GET" and edge == "":
                 return json_answer(200, {"name": self.page_name, "id": self.page_id}, headers)
@@ -156,7 +173,8 @@ class FakeGraph(FakeHTTPServer):
         return self._error(400, 100, f"Unsupported {request.method.lower()} request.", headers)
 
     def _listing(self, request: Recorded, args: dict[str, str]) -> dict[str, Any]:
-        """Newest first, `limit` (at most 100) a page, `since` (epoch seconds) and the `after` cursor as Graph takes them."""
+        """Newest first, `limit` (at most 100) a page, `since` (epoch seconds) and the `after` cursor as Graph takes
+        them."""
         limit = min(int(args.get("limit", "25")), 100)
         newest = list(reversed(self.posts))
         if "since" in args:
@@ -185,10 +203,14 @@ class FakeGraph(FakeHTTPServer):
         paging: dict[str, Any] = {"cursors": {"before": f"offset-{start}", "after": f"offset-{start + len(data)}"}}
         if start + limit < len(newest):
             query = {**{k: v[0] for k, v in request.query.items()}, "after": f"offset-{start + len(data)}"}
-            paging["next"] = f"{self.url}{request.path}?" + "&".join(f"{k}={quote(v, safe='')}" for k, v in query.items())
+            paging["next"] = f"{self.url}{request.path}?" + "&".join(
+                f"{k}={quote(v, safe='')}" for k, v in query.items()
+            )
         return {"data": data, "paging": paging}
 
-    def _error(self, status: int, code: int, message: str, headers: dict[str, str], *, subcode: int | None = None) -> Answer:
+    def _error(
+        self, status: int, code: int, message: str, headers: dict[str, str], *, subcode: int | None = None
+    ) -> Answer:
         fault = graph_error(code, message, subcode=subcode, status=status)
         return json_answer(status, fault.body, headers)
 
@@ -202,7 +224,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--page-name", default="ShortScience")
     parser.add_argument("--access-token")
     args = parser.parse_args(argv)
-    serve_main(FakeGraph(port=args.port, delay=args.delay, keep_alive=args.keep_alive, page_id=args.page_id, page_name=args.page_name, access_token=args.access_token))
+    serve_main(
+        FakeGraph(
+            port=args.port,
+            delay=args.delay,
+            keep_alive=args.keep_alive,
+            page_id=args.page_id,
+            page_name=args.page_name,
+            access_token=args.access_token,
+        )
+    )
 
 
 if __name__ == "__main__":

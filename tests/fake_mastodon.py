@@ -64,7 +64,8 @@ def status_html(text: str) -> str:
             scheme, _, rest = target.partition("://")
             parts.append(
                 f'<a href="{html.escape(target)}" rel="nofollow noopener" target="_blank">'
-                f'<span class="invisible">{html.escape(scheme)}://</span><span class="ellipsis">{html.escape(rest[:30])}</span>'
+                f'<span class="invisible">{html.escape(scheme)}://</span><span '
+                f'class="ellipsis">{html.escape(rest[:30])}</span>'
                 f'<span class="invisible">{html.escape(rest[30:])}</span></a>'
             )
             pos = end
@@ -189,8 +190,15 @@ class FakeMastodon(FakeHTTPServer):
                 "title": "Fake Mastodon",
                 "version": "4.3.0",
                 "configuration": {
-                    "statuses": {"max_characters": self.max_characters, "max_media_attachments": 4, "characters_reserved_per_url": 23},
-                    "media_attachments": {"description_limit": 1500, "supported_mime_types": ["image/png", "image/jpeg", "image/gif"]},
+                    "statuses": {
+                        "max_characters": self.max_characters,
+                        "max_media_attachments": 4,
+                        "characters_reserved_per_url": 23,
+                    },
+                    "media_attachments": {
+                        "description_limit": 1500,
+                        "supported_mime_types": ["image/png", "image/jpeg", "image/gif"],
+                    },
                 },
             },
         )
@@ -198,7 +206,9 @@ class FakeMastodon(FakeHTTPServer):
     def _params(self, request: Recorded) -> dict[str, list[str]]:
         if request.headers.get("content-type", "").startswith("application/json"):
             raw = request.json() or {}
-            return {k: [str(x) for x in v] if isinstance(v, list) else [str(v)] for k, v in raw.items() if v is not None}
+            return {
+                k: [str(x) for x in v] if isinstance(v, list) else [str(v)] for k, v in raw.items() if v is not None
+            }
         if request.headers.get("content-type", "").startswith("multipart/"):
             return {k: [v] for k, v in request.form().items()}
         return parse_qs(request.body.decode("utf-8"), keep_blank_values=True)
@@ -233,7 +243,9 @@ class FakeMastodon(FakeHTTPServer):
             self._keys[key] = (status["id"], now)
         return json_answer(200, status)
 
-    def _make(self, text: str, params: dict[str, list[str]], media: list[dict[str, Any]], now: datetime) -> dict[str, Any]:
+    def _make(
+        self, text: str, params: dict[str, list[str]], media: list[dict[str, Any]], now: datetime
+    ) -> dict[str, Any]:
         status_id = str(next(self._ids))
         spoiler = (params.get("spoiler_text") or [""])[0]
         status = {
@@ -271,7 +283,9 @@ class FakeMastodon(FakeHTTPServer):
         headers = {}
         if page:
             base = f"{self.url}/api/v1/accounts/{account_id}/statuses"
-            headers["Link"] = f'<{base}?max_id={page[-1]["id"]}>; rel="next", <{base}?min_id={page[0]["id"]}>; rel="prev"'
+            headers["Link"] = (
+                f'<{base}?max_id={page[-1]["id"]}>; rel="next", <{base}?min_id={page[0]["id"]}>; rel="prev"'
+            )
         return json_answer(200, [{k: v for k, v in s.items() if not k.startswith("_")} for s in page], headers)
 
     def _upload(self, request: Recorded) -> Answer:
@@ -321,9 +335,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--token", default="token", help="the access token it accepts")
     parser.add_argument("--max-characters", type=int, default=500)
     args = parser.parse_args(argv)
-    serve_main(FakeMastodon(port=args.port, delay=args.delay, keep_alive=args.keep_alive, token=args.token, max_characters=args.max_characters))
+    serve_main(
+        FakeMastodon(
+            port=args.port,
+            delay=args.delay,
+            keep_alive=args.keep_alive,
+            token=args.token,
+            max_characters=args.max_characters,
+        )
+    )
 
 
 if __name__ == "__main__":
     main()
-

@@ -152,7 +152,9 @@ class FakeHTTPServer:
         server = ThreadingHTTPServer(("127.0.0.1", self._port), _handler_for(self))
         server.daemon_threads = True
         self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, name=f"{self.name}-server", daemon=True)
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, name=f"{self.name}-server", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -365,7 +367,9 @@ def read_only_app() -> Fault:
         status=403,
         body={
             "title": "Unsupported Authentication",
-            "detail": "Your client app is not configured with the appropriate oauth1 app permissions for this endpoint.",
+            "detail": (
+                "Your client app is not configured with the appropriate oauth1 app permissions for this endpoint."
+            ),
             "type": "https://api.twitter.com/2/problems/oauth1-permissions",
             "status": 403,
         },
@@ -459,7 +463,9 @@ class FakeX(FakeHTTPServer):
 
     def answer(self, request: Recorded) -> Answer:
         if not self._authorised(request):
-            return json_answer(401, {"title": "Unauthorized", "type": "about:blank", "status": 401, "detail": "Unauthorized"})
+            return json_answer(
+                401, {"title": "Unauthorized", "type": "about:blank", "status": 401, "detail": "Unauthorized"}
+            )
         with self.lock:
             if request.method == "POST" and request.path == "/2/tweets":
                 return self._create(request)
@@ -470,7 +476,9 @@ class FakeX(FakeHTTPServer):
             match = re.fullmatch(r"/2/users/(\w+)/tweets", request.path)
             if request.method == "GET" and match:
                 return self._timeline(request, match.group(1))
-        return json_answer(404, {"title": "Not Found Error", "type": "about:blank", "status": 404, "detail": "no route"})
+        return json_answer(
+            404, {"title": "Not Found Error", "type": "about:blank", "status": 404, "detail": "no route"}
+        )
 
     def _create(self, request: Recorded) -> Answer:
         body = request.json()
@@ -478,7 +486,7 @@ class FakeX(FakeHTTPServer):
         if not text:
             return json_answer(400, bad_request("text is required").body)
         # Tests may append to .posts directly (someone else's post): index those too.
-        self._texts.update(p["text"] for p in self.posts[self._indexed:])
+        self._texts.update(p["text"] for p in self.posts[self._indexed :])
         self._indexed = len(self.posts)
         if text in self._texts:
             return json_answer(403, duplicate().body, self._rate_headers())
@@ -491,12 +499,16 @@ class FakeX(FakeHTTPServer):
         }
         self.posts.append(post)
         return json_answer(
-            201, {"data": {"edit_history_tweet_ids": [post["id"]], "id": post["id"], "text": text}}, self._rate_headers()
+            201,
+            {"data": {"edit_history_tweet_ids": [post["id"]], "id": post["id"], "text": text}},
+            self._rate_headers(),
         )
 
     def _upload(self, request: Recorded) -> Answer:
         if not request.headers.get("content-type", "").startswith("multipart/form-data"):
-            return json_answer(400, {"title": "Invalid Request", "detail": "multipart/form-data expected", "status": 400})
+            return json_answer(
+                400, {"title": "Invalid Request", "detail": "multipart/form-data expected", "status": 400}
+            )
         parts = request.parts()
         if "media" not in parts:
             return json_answer(400, {"title": "Invalid Request", "detail": "media is required", "status": 400})
@@ -506,7 +518,14 @@ class FakeX(FakeHTTPServer):
         )
         return json_answer(
             200,
-            {"data": {"id": media_id, "media_key": f"3_{media_id}", "size": len(parts["media"]), "expires_after_secs": 86400}},
+            {
+                "data": {
+                    "id": media_id,
+                    "media_key": f"3_{media_id}",
+                    "size": len(parts["media"]),
+                    "expires_after_secs": 86400,
+                }
+            },
         )
 
     def _timeline(self, request: Recorded, user_id: str) -> Answer:
@@ -519,9 +538,15 @@ class FakeX(FakeHTTPServer):
         limit = int(query.get("max_results", "10"))
         if not 5 <= limit <= 100:
             message = f"The `max_results` query parameter value [{limit}] is not between 5 and 100"
-            return json_answer(400, {"errors": [{"parameters": {"max_results": [str(limit)]}, "message": message}],
-                                     "title": "Invalid Request", "detail": "One or more parameters to your request was invalid.",
-                                     "type": "https://api.twitter.com/2/problems/invalid-request"})
+            return json_answer(
+                400,
+                {
+                    "errors": [{"parameters": {"max_results": [str(limit)]}, "message": message}],
+                    "title": "Invalid Request",
+                    "detail": "One or more parameters to your request was invalid.",
+                    "type": "https://api.twitter.com/2/problems/invalid-request",
+                },
+            )
         start, end = (_rfc3339(query[k]) if k in query else None for k in ("start_time", "end_time"))
         fields = set(query.get("tweet.fields", "").split(",")) - {""}
         exclude = set(query.get("exclude", "").split(",")) - {""}
@@ -571,7 +596,15 @@ def x_rendering_with_urls(text: str) -> tuple[str, list[dict[str, Any]]]:
         out.append(html.escape(text[last : match.start()], quote=False))
         short = f"https://t.co/fake{next(_TCO):06d}"
         at = sum(len(part) for part in out)
-        urls.append({"start": at, "end": at + len(short), "url": short, "expanded_url": match.group(0), "display_url": match.group(0).split("://", 1)[1][:24]})
+        urls.append(
+            {
+                "start": at,
+                "end": at + len(short),
+                "url": short,
+                "expanded_url": match.group(0),
+                "display_url": match.group(0).split("://", 1)[1][:24],
+            }
+        )
         out.append(short)
         last = match.end()
     out.append(html.escape(text[last:], quote=False))
@@ -619,10 +652,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--access-token")
     args = parser.parse_args(argv)
     serve_main(
-        FakeX(port=args.port, delay=args.delay, keep_alive=args.keep_alive, consumer_key=args.consumer_key, access_token=args.access_token)
+        FakeX(
+            port=args.port,
+            delay=args.delay,
+            keep_alive=args.keep_alive,
+            consumer_key=args.consumer_key,
+            access_token=args.access_token,
+        )
     )
 
 
 if __name__ == "__main__":
     main()
-

@@ -56,7 +56,12 @@ def site_feed(items: list[Item]) -> bytes:
 def items(n: int, *, start: datetime = datetime(2026, 10, 1, tzinfo=UTC)) -> list[Item]:
     """n items, newest first, like the site's feed."""
     return [
-        Item(key=f"journals/corr/2610.{i:05d}", title=f"Paper {i}", author=f"user{i % 7}", edited=start + timedelta(hours=i),
-             arxiv=f"2610.{i:05d}" if i % 2 else None)
+        Item(
+            key=f"journals/corr/2610.{i:05d}",
+            title=f"Paper {i}",
+            author=f"user{i % 7}",
+            edited=start + timedelta(hours=i),
+            arxiv=f"2610.{i:05d}" if i % 2 else None,
+        )
         for i in reversed(range(n))
     ]

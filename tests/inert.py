@@ -15,8 +15,27 @@ ACTIVE_TAGS = frozenset({
     "textarea", "select", "base", "meta", "link", "svg", "noscript", "template", "xml", "import", "portal",
     "marquee", "bgsound", "isindex", "keygen", "dialog",
 })  # fmt: skip
-_URL_ATTRS = frozenset({"href", "src", "action", "formaction", "background", "poster", "srcset", "lowsrc", "dynsrc",
-                        "xlink:href", "data", "codebase", "cite", "longdesc", "usemap", "profile", "manifest"})
+_URL_ATTRS = frozenset(
+    {
+        "href",
+        "src",
+        "action",
+        "formaction",
+        "background",
+        "poster",
+        "srcset",
+        "lowsrc",
+        "dynsrc",
+        "xlink:href",
+        "data",
+        "codebase",
+        "cite",
+        "longdesc",
+        "usemap",
+        "profile",
+        "manifest",
+    }
+)
 _SAFE_SCHEME = re.compile(r"^(?:https?:|mailto:|#)", re.IGNORECASE)
 _INVISIBLE = re.compile(r"[\x00-\x20\x7f]+")
 _CSS_CODE = re.compile(r"expression\s*\(|url\s*\(|javascript:|behavior\s*:|-moz-binding|@import", re.IGNORECASE)

@@ -59,11 +59,17 @@ def bot_env(
     config: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> dict[str, str]:
     """The environment of a deployment whose X and Facebook are the given stand-ins."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TWITTER_", "FACEBOOK_", "BOT_", "SMTP_", "DATABASE_URL"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("TWITTER_", "FACEBOOK_", "BOT_", "SMTP_", "DATABASE_URL"))
+    }
     # X's default caps (50 a day) would hold back the hundreds of posts these tests make; the newer
     # channels are off unless a test turns them on: these runs count X and Facebook posts.
     sections: dict[str, dict[str, Any]] = {
-        "arxiv": {"enabled": False}, "digest": {"enabled": False}, **{k: dict(v) for k, v in NEWER_CHANNELS_OFF.items()},
+        "arxiv": {"enabled": False},
+        "digest": {"enabled": False},
+        **{k: dict(v) for k, v in NEWER_CHANNELS_OFF.items()},
         "channels.twitter": {"daily_cap": 0, "monthly_cap": 0},
     }
     for section, values in (config or {}).items():
@@ -98,8 +104,12 @@ def stand_ins(*, delay: float = 0.0) -> tuple[FakeX, FakeGraph]:
     return x, graph
 
 
-def run_bot(env: Mapping[str, str], *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    r = subprocess.run([sys.executable, "-m", "bot", *args], env=dict(env), capture_output=True, text=True, timeout=timeout, cwd=REPO)
+def run_bot(
+    env: Mapping[str, str], *args: str, check: bool = True, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    r = subprocess.run(
+        [sys.executable, "-m", "bot", *args], env=dict(env), capture_output=True, text=True, timeout=timeout, cwd=REPO
+    )
     if check and r.returncode != 0:
         raise AssertionError(f"bot {' '.join(args)} failed ({r.returncode}):\n{r.stdout}\n{r.stderr}")
     return r
@@ -127,8 +137,11 @@ class BotProcess:
 
     def wait_for(self, needle: str, *, timeout: float = 60, start: int = 0) -> None:
         """Wait until `needle` appears in the log after character `start`."""
-        wait_until(lambda: needle in self.text()[start:], timeout=timeout,
-                   why=lambda: f"no {needle!r} in the log of pid {self.pid} (exit {self.p.poll()}):\n{self.text()[-3000:]}")
+        wait_until(
+            lambda: needle in self.text()[start:],
+            timeout=timeout,
+            why=lambda: f"no {needle!r} in the log of pid {self.pid} (exit {self.p.poll()}):\n{self.text()[-3000:]}",
+        )
 
     def kill(self) -> None:
         if self.alive():
@@ -140,7 +153,9 @@ class BotProcess:
         self._log.close()
 
 
-def wait_until(condition: Callable[[], bool], *, timeout: float, why: Callable[[], str] | str = "", every: float = 0.05) -> None:
+def wait_until(
+    condition: Callable[[], bool], *, timeout: float, why: Callable[[], str] | str = "", every: float = 0.05
+) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:

@@ -72,7 +72,9 @@ class _Handler:
         assert server.transport is not None
         server.transport.close()
 
-    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]) -> str:
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
+    ) -> str:
         with self.owner.lock:
             fault = self.owner.state.rcpt_faults.get(address)
             if fault is not None:
@@ -192,7 +194,9 @@ class SmtpTestServer:
         self.implicit_tls = implicit_tls
         self.controller = _Controller(self, _Handler(self), **kwargs)
 
-    def _authenticate(self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, auth_data: Any) -> AuthResult:
+    def _authenticate(
+        self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, auth_data: Any
+    ) -> AuthResult:
         ok = (
             isinstance(auth_data, LoginPassword)
             and auth_data.login.decode() == self.user
@@ -306,7 +310,9 @@ def self_signed_tls(tmp_dir: str) -> tuple[ssl.SSLContext, ssl.SSLContext]:
     import ipaddress
     from pathlib import Path
 
-    pytest.importorskip("cryptography", reason="STARTTLS/smtps tests need the cryptography package for a test certificate")
+    pytest.importorskip(
+        "cryptography", reason="STARTTLS/smtps tests need the cryptography package for a test certificate"
+    )
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec

@@ -26,8 +26,17 @@ with warnings.catch_warnings():
     from starlette.testclient import TestClient
 
 #: every page of the console a logged-in operator can open
-PAGES = ["/admin", "/admin/attention", "/admin/summary/1", "/admin/digest", "/admin/digest?q=someone@example.org",
-         "/admin/digest/preview", "/admin/charts", "/admin/charts?days=90", "/admin/audit"]
+PAGES = [
+    "/admin",
+    "/admin/attention",
+    "/admin/summary/1",
+    "/admin/digest",
+    "/admin/digest?q=someone@example.org",
+    "/admin/digest/preview",
+    "/admin/charts",
+    "/admin/charts?days=90",
+    "/admin/audit",
+]
 HTTP = {"PUBLIC_BASE_URL": "http://testserver"}  # TestClient speaks http: a Secure cookie would not come back
 
 
@@ -82,7 +91,9 @@ def test_pages_need_a_login_and_are_never_cached(room: tuple[Newsroom, dict[str,
         assert answer.status_code == (404 if path.endswith("nothing-here") else 200), path
     assert "frame-ancestors 'none'" in client.get("/admin").headers["content-security-policy"]
     preview = client.get("/admin/digest/preview")
-    assert "sandbox" in preview.headers["content-security-policy"] and preview.headers["x-frame-options"] == "SAMEORIGIN"
+    assert (
+        "sandbox" in preview.headers["content-security-policy"] and preview.headers["x-frame-options"] == "SAMEORIGIN"
+    )
     assert '<iframe src="/admin/digest/preview" sandbox=""' in client.get("/admin/digest").text
 
 
@@ -107,13 +118,23 @@ def test_the_cookie_is_secure_behind_https(tmp_path: Path, db_url: str) -> None:
 
 
 def test_lockout_per_client_then_per_account(tmp_path: Path, db_url: str) -> None:
-    room, _ = troubled_room(console_settings(tmp_path, db_url, env={**HTTP, "FORWARDED_ALLOW_IPS": "*"},
-                                             admin_failures_per_client=2, admin_failures_per_account=3, admin_lockout_minutes=10))
+    room, _ = troubled_room(
+        console_settings(
+            tmp_path,
+            db_url,
+            env={**HTTP, "FORWARDED_ALLOW_IPS": "*"},
+            admin_failures_per_client=2,
+            admin_failures_per_account=3,
+            admin_lockout_minutes=10,
+        )
+    )
     try:
         client = client_for(room)
 
         def attempt(ip: str, password: str = "wrong") -> int:
-            return int(client.post("/admin/login", data={"password": password}, headers={"X-Forwarded-For": ip}).status_code)
+            return int(
+                client.post("/admin/login", data={"password": password}, headers={"X-Forwarded-For": ip}).status_code
+            )
 
         assert [attempt("203.0.113.1"), attempt("203.0.113.1")] == [401, 401]
         assert attempt("203.0.113.1", PASSWORD) == 429  # locked: even the right password is not tried
@@ -146,7 +167,12 @@ def test_actions_need_the_csrf_token_and_a_confirmation(room: tuple[Newsroom, di
     token = csrf(client.get("/admin/attention").text)
     target = str(marks["failed"])
     assert client.post("/admin/act", data={"action": "retry", "target": target, "confirm": "yes"}).status_code == 403
-    assert client.post("/admin/act", data={"action": "retry", "target": target, "confirm": "yes", "csrf": token + "x"}).status_code == 403
+    assert (
+        client.post(
+            "/admin/act", data={"action": "retry", "target": target, "confirm": "yes", "csrf": token + "x"}
+        ).status_code
+        == 403
+    )
     assert r.app.store.delivery(marks["failed"]).state is DeliveryState.FAILED
     asked = client.post("/admin/act", data={"action": "retry", "target": target, "csrf": token})
     assert asked.status_code == 200 and "Confirm" in asked.text and 'name="confirm" value="yes"' in asked.text
@@ -173,7 +199,9 @@ def test_pause_and_resume_a_channel(room: tuple[Newsroom, dict[str, int]]) -> No
     assert "failing since" in client.get("/admin").text
     client.post("/admin/act", data={"action": "resume", "target": channel, "csrf": token, "confirm": "yes"})
     assert channel not in r.app.store.paused_channels()
-    bad = client.post("/admin/act", data={"action": "pause", "target": "no-such-channel", "csrf": token, "confirm": "yes"})
+    bad = client.post(
+        "/admin/act", data={"action": "pause", "target": "no-such-channel", "csrf": token, "confirm": "yes"}
+    )
     assert bad.status_code == 400
     assert [e.action for e in r.app.store.audit_entries()[:2]] == ["resume", "pause"]
 
@@ -235,14 +263,26 @@ def test_the_login_lock_decision() -> None:
 
 
 def test_hash_password_from_stdin_and_refusals() -> None:
-    run = subprocess.run([sys.executable, "-m", "bot", "operator", "hash-password"], input=PASSWORD + "\n",
-                         capture_output=True, text=True, cwd=REPO, timeout=60)
+    run = subprocess.run(
+        [sys.executable, "-m", "bot", "operator", "hash-password"],
+        input=PASSWORD + "\n",
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+    )
     assert run.returncode == 0, run.stderr
     printed = run.stdout.strip()
     assert printed.startswith("$argon2id$") and PASSWORD not in run.stdout + run.stderr
     assert auth.password_matches(printed, PASSWORD) and not auth.password_matches(printed, PASSWORD + "!")
-    empty = subprocess.run([sys.executable, "-m", "bot", "operator", "hash-password"], input="",
-                           capture_output=True, text=True, cwd=REPO, timeout=60)
+    empty = subprocess.run(
+        [sys.executable, "-m", "bot", "operator", "hash-password"],
+        input="",
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+    )
     assert empty.returncode == 1 and empty.stdout == "" and "empty" in empty.stderr
 
 
@@ -278,15 +318,22 @@ def test_the_summary_page_links_the_published_post(room: tuple[Newsroom, dict[st
     r, marks = room
     store = r.app.store
     sent = next(d for d in store.deliveries(limit=10) if d.id not in marks.values())
-    store.mark_sent(sent.id, Published(post_id="1790000000000000001", url="https://social.example/status/1790000000000000001"), now=r.clock())
+    store.mark_sent(
+        sent.id,
+        Published(post_id="1790000000000000001", url="https://social.example/status/1790000000000000001"),
+        now=r.clock(),
+    )
     client = client_for(r)
     login(client)
     page = client.get(f"/admin/summary/{sent.summary_id}").text
-    assert '<a href="https://social.example/status/1790000000000000001" rel="noreferrer">1790000000000000001</a>' in page
+    assert (
+        '<a href="https://social.example/status/1790000000000000001" rel="noreferrer">1790000000000000001</a>' in page
+    )
 
 
 def _on_a_terminal(*answers: str) -> tuple[int, str]:
-    """`operator hash-password` on a pseudo-terminal, typing `answers` at its prompts; (exit code, what the terminal showed)."""
+    """`operator hash-password` on a pseudo-terminal, typing `answers` at its prompts; (exit code, what the terminal
+    showed)."""
     import os
     import pty
 

@@ -37,7 +37,9 @@ def live(tmp_path: Path) -> Iterator[Live]:
     db = tmp_path / "bot.sqlite3"
 
     def make(url: str) -> Any:
-        settings = console_settings(tmp_path, f"sqlite:///{db}", env={"PUBLIC_BASE_URL": url}, admin_failures_per_client=3)
+        settings = console_settings(
+            tmp_path, f"sqlite:///{db}", env={"PUBLIC_BASE_URL": url}, admin_failures_per_client=3
+        )
         rooms.append(troubled_room(settings))
         return console_app(rooms[0][0])
 
@@ -73,8 +75,13 @@ def cli(db: Path, *args: str) -> str:
     """The CLI itself (`python -m bot …`'s click group), on another copy of the database."""
     from bot.cli import main
 
-    env = {"DATABASE_URL": f"sqlite:///{db}", "BOT_CONFIG": str(REPO / "config" / "bot.toml"), "SECRET_KEY": SECRET,
-           "DIGEST_FROM": FROM, "BOT_DATA_DIR": str(db.parent / "cli-var")}
+    env = {
+        "DATABASE_URL": f"sqlite:///{db}",
+        "BOT_CONFIG": str(REPO / "config" / "bot.toml"),
+        "SECRET_KEY": SECRET,
+        "DIGEST_FROM": FROM,
+        "BOT_DATA_DIR": str(db.parent / "cli-var"),
+    }
     result = CliRunner().invoke(main, list(args), env=env, catch_exceptions=False)
     assert result.exit_code == 0, result.output
     return result.output
@@ -122,8 +129,13 @@ def test_console_pages_and_actions_in_chromium(live: Live, browser: Any, tmp_pat
     assert live.room.app.store.delivery(failed).state is DeliveryState.PENDING
     assert live.room.app.store.delivery(dead).state is DeliveryState.SKIPPED
 
-    for name, path in (("summary", "/admin/summary/1"), ("digest", "/admin/digest?q=nobody@example.org"), ("charts", "/admin/charts"),
-                       ("charts-90", "/admin/charts?days=90"), ("audit", "/admin/audit")):
+    for name, path in (
+        ("summary", "/admin/summary/1"),
+        ("digest", "/admin/digest?q=nobody@example.org"),
+        ("charts", "/admin/charts"),
+        ("charts-90", "/admin/charts?days=90"),
+        ("audit", "/admin/audit"),
+    ):
         page.goto(live.url + path)
         assert page.title().endswith("ShortScience bot"), path
         shot(page, name)
@@ -147,8 +159,10 @@ def test_a_cross_site_post_is_refused(live: Live, browser: Any) -> None:
     page = context.new_page()
     log_in(page, live)
     target = live.marks["failed"]
-    form = (f'<form method="post" action="{live.url}/admin/act"><input name="action" value="skip">'
-            f'<input name="target" value="{target}"><input name="confirm" value="yes"><button>go</button></form>')
+    form = (
+        f'<form method="post" action="{live.url}/admin/act"><input name="action" value="skip">'
+        f'<input name="target" value="{target}"><input name="confirm" value="yes"><button>go</button></form>'
+    )
     # A form on a page elsewhere (no origin): SameSite=Strict keeps the session cookie home.
     page.goto("about:blank")
     page.set_content(form)
@@ -162,7 +176,9 @@ def test_a_cross_site_post_is_refused(live: Live, browser: Any) -> None:
         page.click("button")
     assert "expired or was sent from elsewhere" in page.content()
     # The same POST with the cookie, straight from the browser's request context: refused on the token.
-    answer = context.request.post(live.url + "/admin/act", form={"action": "skip", "target": str(target), "confirm": "yes"})
+    answer = context.request.post(
+        live.url + "/admin/act", form={"action": "skip", "target": str(target), "confirm": "yes"}
+    )
     assert answer.status == 403
     assert live.room.app.store.delivery(target).state is DeliveryState.FAILED
     context.close()

@@ -345,6 +345,8 @@ def test_paper_url() -> None:
 
     assert paper_url(None, "1803.08494") == "https://arxiv.org/abs/1803.08494"
     assert paper_url(None, "hep-th/9901001") == "https://arxiv.org/abs/hep-th/9901001"
-    assert paper_url(PaperDetails("1803.08494", "T", (), None, ()), "1803.08494v2") == "https://arxiv.org/abs/1803.08494"
+    assert (
+        paper_url(PaperDetails("1803.08494", "T", (), None, ()), "1803.08494v2") == "https://arxiv.org/abs/1803.08494"
+    )
     assert paper_url(None, None) is None
     assert paper_url(None, 'x" onclick="y') is None  # an id that is not one never reaches a link

@@ -39,7 +39,11 @@ NOW = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 
 def a_post(n: int = 1, *, text: str | None = None) -> Post:
     link = f"{LINK}{n}"
-    body = text or f"Deep Residual Learning {n} (He et al.)\n\nResidual blocks make 152 layers trainable.\n\nSummary by Joseph: {link}\n#ComputerVision #MachineLearning"
+    body = (
+        text
+        or f"Deep Residual Learning {n} (He et al.)\n\nResidual blocks make 152 layers trainable.\n\nSummary by "
+        f"Joseph: {link}\n#ComputerVision #MachineLearning"
+    )
     return Post(channel="bluesky", summary_guid=f"guid-{n}", text=body, link=link)
 
 
@@ -73,7 +77,9 @@ def decode(text: str, facet: dict[str, Any]) -> str:
 
 
 def test_publish_sends_the_record_under_its_key_with_facets_card_and_langs(pds: FakeBluesky) -> None:
-    post = a_post(text="Résumé 👨‍👩‍👧 深度 (He)\n\nWhy residuals help.\n\nSummary by José: " + LINK + "\n#ComputerVision #AI")
+    post = a_post(
+        text="Résumé 👨‍👩‍👧 深度 (He)\n\nWhy residuals help.\n\nSummary by José: " + LINK + "\n#ComputerVision #AI"
+    )
     post = Post(channel="bluesky", summary_guid="g", text=post.text, link=LINK)
     published = publisher(pds, langs=("en", "de")).publish(post)
 
@@ -114,7 +120,13 @@ def test_card_thumbnail_is_uploaded_as_a_blob(pds: FakeBluesky) -> None:
         asked.append(url)
         return image, "image/png"
 
-    post = Post(channel="bluesky", summary_guid="g", text=a_post().text, link=a_post().link, image_url="https://i.imgur.com/x.png")
+    post = Post(
+        channel="bluesky",
+        summary_guid="g",
+        text=a_post().text,
+        link=a_post().link,
+        image_url="https://i.imgur.com/x.png",
+    )
     publisher(pds, fetch_image=fetch).publish(post)
 
     (upload,) = pds.requests_to("POST", "/xrpc/com.atproto.repo.uploadBlob")
@@ -127,7 +139,13 @@ def test_card_thumbnail_is_uploaded_as_a_blob(pds: FakeBluesky) -> None:
 
 def test_a_failed_image_does_not_stop_the_post(pds: FakeBluesky) -> None:
     pds.fail(server_error(500, nsid="com.atproto.repo.uploadBlob"))
-    post = Post(channel="bluesky", summary_guid="g", text=a_post().text, link=a_post().link, image_url="https://i.imgur.com/x.png")
+    post = Post(
+        channel="bluesky",
+        summary_guid="g",
+        text=a_post().text,
+        link=a_post().link,
+        image_url="https://i.imgur.com/x.png",
+    )
     publisher(pds, fetch_image=lambda url: (png(), "image/png")).publish(post)
     assert "thumb" not in creates(pds)[0].json()["record"]["embed"]["external"]
 
@@ -196,7 +214,9 @@ def test_a_saved_session_of_another_account_or_garbage_is_not_used(pds: FakeBlue
     assert pds.sessions_created == 2
 
 
-def test_bad_password_pauses_the_channel_with_a_clear_reason_and_no_secret(pds: FakeBluesky, caplog: pytest.LogCaptureFixture) -> None:
+def test_bad_password_pauses_the_channel_with_a_clear_reason_and_no_secret(
+    pds: FakeBluesky, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.DEBUG)
     with pytest.raises(AuthPublishError) as info:
         publisher(pds, app_password="wrong-pass-word-9876").publish(a_post())
@@ -229,11 +249,21 @@ def test_a_key_already_taken_by_this_post_is_proof(pds: FakeBluesky) -> None:
 
     assert again.post_id == first.post_id
     assert len(pds.records) == 1
-    assert [r.path for r in pds.requests[-2:]] == ["/xrpc/com.atproto.repo.createRecord", "/xrpc/com.atproto.repo.getRecord"]
+    assert [r.path for r in pds.requests[-2:]] == [
+        "/xrpc/com.atproto.repo.createRecord",
+        "/xrpc/com.atproto.repo.getRecord",
+    ]
 
 
 def test_a_post_made_before_a_5xx_is_found_under_its_key(pds: FakeBluesky) -> None:
-    pds.fail(Fault(status=503, body={"error": "InternalServerError", "message": "x"}, path="/xrpc/com.atproto.repo.createRecord", after_effect=True))
+    pds.fail(
+        Fault(
+            status=503,
+            body={"error": "InternalServerError", "message": "x"},
+            path="/xrpc/com.atproto.repo.createRecord",
+            after_effect=True,
+        )
+    )
     published = publisher(pds).publish(a_post())
     assert published.post_id.endswith(record_key(a_post()))
     assert len(pds.records) == 1
@@ -241,7 +271,11 @@ def test_a_post_made_before_a_5xx_is_found_under_its_key(pds: FakeBluesky) -> No
 
 def test_a_key_held_by_another_post_is_never_proof(pds: FakeBluesky) -> None:
     post = a_post()
-    pds.records[record_key(post)] = {"uri": "at://x/app.bsky.feed.post/k", "cid": "bafyreiother", "value": {"text": "someone else", "createdAt": "x"}}
+    pds.records[record_key(post)] = {
+        "uri": "at://x/app.bsky.feed.post/k",
+        "cid": "bafyreiother",
+        "value": {"text": "someone else", "createdAt": "x"},
+    }
     with pytest.raises(PermanentPublishError, match="holds a different post"):
         publisher(pds).reconcile(post)
 
@@ -292,7 +326,11 @@ def test_record_keys_are_valid_tids_fixed_by_the_post() -> None:
     assert record_key(edited) != key  # an edit announced again is a new post, not the old one's proof
     micros, clock = tid_parts(key)
     assert tid(micros, clock) == key
-    assert datetime(2023, 1, 1, tzinfo=UTC).timestamp() * 1e6 <= micros < datetime(2024, 3, 1, tzinfo=UTC).timestamp() * 1e6
+    assert (
+        datetime(2023, 1, 1, tzinfo=UTC).timestamp() * 1e6
+        <= micros
+        < datetime(2024, 3, 1, tzinfo=UTC).timestamp() * 1e6
+    )
     assert tid(0, 0) == "2222222222222" and tid((1 << 53) - 1, 1023) == "bzzzzzzzzzzzz"  # the top bit stays 0
 
 
@@ -338,14 +376,23 @@ def test_a_refused_connection_never_left() -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    pub = BlueskyPublisher(service_url=f"http://127.0.0.1:{port}", handle="a.test", app_password="pass-word-1234", vault=MemoryVault())
+    pub = BlueskyPublisher(
+        service_url=f"http://127.0.0.1:{port}", handle="a.test", app_password="pass-word-1234", vault=MemoryVault()
+    )
     with pytest.raises(TransientPublishError) as info:
         pub.publish(a_post())
     assert not info.value.maybe_sent and "nothing was sent" in str(info.value)
 
 
 def test_a_session_refused_after_renewal_pauses_the_channel(pds: FakeBluesky) -> None:
-    pds.fail(Fault(status=401, body={"error": "AuthenticationRequired", "message": "Account has been taken down"}, path="/xrpc/com.atproto.repo.createRecord"), times=2)
+    pds.fail(
+        Fault(
+            status=401,
+            body={"error": "AuthenticationRequired", "message": "Account has been taken down"},
+            path="/xrpc/com.atproto.repo.createRecord",
+        ),
+        times=2,
+    )
     with pytest.raises(AuthPublishError, match="BLUESKY_HANDLE"):
         publisher(pds).publish(a_post())
     assert pds.refreshes == 1 and pds.sessions_created == 1  # renewed once, refused again: no login loop
@@ -357,7 +404,9 @@ def test_a_session_refused_after_renewal_pauses_the_channel(pds: FakeBluesky) ->
 
 def test_check_resolves_the_handle_and_names_the_account(pds: FakeBluesky) -> None:
     assert publisher(pds).check() == "ok: ShortScience (@shortscience.test)"
-    assert pds.requests_to("GET", "/xrpc/com.atproto.identity.resolveHandle")[0].query["handle"] == ["shortscience.test"]
+    assert pds.requests_to("GET", "/xrpc/com.atproto.identity.resolveHandle")[0].query["handle"] == [
+        "shortscience.test"
+    ]
     assert pds.requests_to("GET", "/xrpc/app.bsky.actor.getProfile")[0].query["actor"] == [pds.did]
 
 
@@ -370,7 +419,9 @@ def test_make_publisher_reads_the_settings_it_will_be_wired_to(pds: FakeBluesky)
     from types import SimpleNamespace
 
     env = SimpleNamespace(bluesky_service_url=pds.url, bluesky_handle=pds.handle, bluesky_app_password=pds.password)
-    pub = make_publisher(SimpleNamespace(env=env, bluesky=BlueskySettings(langs=("fr",))), vault=MemoryVault(), now=lambda: NOW)
+    pub = make_publisher(
+        SimpleNamespace(env=env, bluesky=BlueskySettings(langs=("fr",))), vault=MemoryVault(), now=lambda: NOW
+    )
     pub.publish(a_post())
     assert creates(pds)[0].json()["record"]["langs"] == ["fr"]
 
@@ -401,7 +452,9 @@ FRAGMENTS = [
     "https://example.org/x ",
 ]
 texts = st.lists(st.one_of(st.sampled_from(FRAGMENTS), st.text(min_size=0, max_size=40)), max_size=40).map("".join)
-tags = st.text(alphabet=st.characters(blacklist_categories=("Z", "Cc", "Cs", "P")), min_size=1, max_size=20).map(lambda t: "#" + t)
+tags = st.text(alphabet=st.characters(blacklist_categories=("Z", "Cc", "Cs", "P")), min_size=1, max_size=20).map(
+    lambda t: "#" + t
+)
 
 
 def summary(title: str, author: str, link: str) -> Summary:
@@ -423,7 +476,14 @@ def test_every_post_fits_and_its_facets_cover_exactly_link_and_tags(
     link = "https://www.shortscience.org/" + path
     render = RenderSettings(hashtags={f"c{i}": t for i, t in enumerate(hashtags)})
     details = PaperDetails("1512.03385", "t", (author,), None, tuple(f"c{i}" for i in range(len(hashtags))))
-    rendered = render_post(TEMPLATES, summary(title, author, link), details, teaser, channel=BlueskySettings(teaser_chars=teaser_chars), render=render)
+    rendered = render_post(
+        TEMPLATES,
+        summary(title, author, link),
+        details,
+        teaser,
+        channel=BlueskySettings(teaser_chars=teaser_chars),
+        render=render,
+    )
     text = rendered.post.text
     assert graphemes(text) <= GRAPHEMES_MAX and len(text.encode("utf-8")) <= BYTES_MAX
     found = facets(text, link)
@@ -444,14 +504,22 @@ def test_the_byte_limit_binds_where_graphemes_are_long() -> None:
     family = "👨\u200d👩\u200d👧\u200d👦"  # one grapheme, 25 bytes
     teaser = family * 250  # a word boundary between any two
     rendered = render_post(
-        TEMPLATES, summary("Families", "A", LINK), None, teaser, channel=BlueskySettings(teaser_chars=400), render=RenderSettings()
+        TEMPLATES,
+        summary("Families", "A", LINK),
+        None,
+        teaser,
+        channel=BlueskySettings(teaser_chars=400),
+        render=RenderSettings(),
     )
     text = rendered.post.text
     assert graphemes(text) < GRAPHEMES_MAX  # the graphemes would have allowed more
     assert BYTES_MAX - 30 <= len(text.encode("utf-8")) <= BYTES_MAX
     assert text.endswith(LINK) and "teaser shortened to fit 300 graphemes" in rendered.warnings
     assert problems(text) == []
-    assert problems(text + family * 20) == [f"post is not a valid Bluesky post ({graphemes(text) + 20}/300 graphemes, {len(text.encode()) + 500}/3000 bytes)"]
+    assert problems(text + family * 20) == [
+        f"post is not a valid Bluesky post ({graphemes(text) + 20}/300 graphemes, "
+        f"{len(text.encode()) + 500}/3000 bytes)"
+    ]
 
 
 @settings(max_examples=200, deadline=None)

@@ -38,12 +38,19 @@ def channel_literals(source: str) -> list[tuple[int, str]]:
     for node in ast.walk(tree):
         if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and node.body:
             first = node.body[0]
-            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str):
+            if (
+                isinstance(first, ast.Expr)
+                and isinstance(first.value, ast.Constant)
+                and isinstance(first.value.value, str)
+            ):
                 docstrings.add(id(first.value))
     return [
         (node.lineno, node.value)
         for node in ast.walk(tree)
-        if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings and NAMES.search(node.value)
+        if isinstance(node, ast.Constant)
+        and isinstance(node.value, str)
+        and id(node) not in docstrings
+        and NAMES.search(node.value)
     ]
 
 
@@ -122,8 +129,12 @@ def test_a_channel_section_is_read_from_the_file_and_unknown_ones_refused(tmp_pa
 
 def test_rendering_dispatches_to_each_channel_and_refuses_others(tmp_path: Path) -> None:
     summary = Summary(
-        guid="g1", title="Group Normalization", author="decodyng", text="GN divides channels into groups.",
-        link="https://www.shortscience.org/paper?bibtexKey=gn#d", edited_at=NOW,
+        guid="g1",
+        title="Group Normalization",
+        author="decodyng",
+        text="GN divides channels into groups.",
+        link="https://www.shortscience.org/paper?bibtexKey=gn#d",
+        edited_at=NOW,
     )
     renderer = Renderer(Settings())
     for name in CHANNELS:
@@ -147,4 +158,7 @@ def test_preview_measure_reads_as_before() -> None:
     weighted = Measure(count=len, limit=280, unit="weighted")
     assert weighted.describe(post) == "4/280 weighted, thread of 3"
     sized = Measure(count=len, limit=63_206, unit="characters", show_limit=False, show_link=True)
-    assert sized.describe(Post(channel="c", summary_guid="g", text="abcd", link="https://l")) == "4 characters; link field: https://l"
+    assert (
+        sized.describe(Post(channel="c", summary_guid="g", text="abcd", link="https://l"))
+        == "4 characters; link field: https://l"
+    )

@@ -60,19 +60,44 @@ def store(db_url: str) -> Iterator[Store]:
 def _deliveries(store: Store) -> None:
     """Deliveries and attempts at past dates, written directly (the dispatcher would take a month)."""
     with store.tx() as conn:
-        sid = conn.execute(t.sources.insert().values(url="memory://feed", failures=0, items_seen=0)).inserted_primary_key[0]
+        sid = conn.execute(
+            t.sources.insert().values(url="memory://feed", failures=0, items_seen=0)
+        ).inserted_primary_key[0]
         for n in range(1, 9):
-            conn.execute(t.summaries.insert().values(
-                id=n, source_id=sid, guid=f"g{n}", title="T", author="A", text="x", link=f"https://e.org/{n}",
-                categories=[], content_hash="h", version=1, edited_at=at(1, month=10), first_seen_at=at(1, month=10),
-                changed_at=at(1, month=10), backfilled=False,
-            ))
+            conn.execute(
+                t.summaries.insert().values(
+                    id=n,
+                    source_id=sid,
+                    guid=f"g{n}",
+                    title="T",
+                    author="A",
+                    text="x",
+                    link=f"https://e.org/{n}",
+                    categories=[],
+                    content_hash="h",
+                    version=1,
+                    edited_at=at(1, month=10),
+                    first_seen_at=at(1, month=10),
+                    changed_at=at(1, month=10),
+                    backfilled=False,
+                )
+            )
 
         def delivery(did: int, channel: str, state: str, sent_at: datetime | None = None) -> None:
-            conn.execute(t.deliveries.insert().values(
-                id=did, summary_id=did, channel=channel, revision=0, state=state, attempts=1, due_at=at(1, month=10),
-                created_at=at(1, month=10), updated_at=at(1, month=10), sent_at=sent_at,
-            ))
+            conn.execute(
+                t.deliveries.insert().values(
+                    id=did,
+                    summary_id=did,
+                    channel=channel,
+                    revision=0,
+                    state=state,
+                    attempts=1,
+                    due_at=at(1, month=10),
+                    created_at=at(1, month=10),
+                    updated_at=at(1, month=10),
+                    sent_at=sent_at,
+                )
+            )
 
         delivery(1, "twitter", "sent", at(30, 9))
         delivery(2, "twitter", "sent", at(30, 14, 59))
@@ -106,7 +131,11 @@ def _subscribers(store: Store) -> None:
     store.unsubscribe("c@example.org", now=at(10, 20))
     add("d@example.org", now=at(1, 6), confirmed=True, categories=[], source="cli")
     with store.tx() as conn:  # a bounce takes a digest run; the row is what it leaves
-        conn.execute(t.subscribers.update().where(t.subscribers.c.address == "d@example.org").values(state="bounced", bounced_at=at(20, 3)))
+        conn.execute(
+            t.subscribers.update()
+            .where(t.subscribers.c.address == "d@example.org")
+            .values(state="bounced", bounced_at=at(20, 3))
+        )
     add("e@example.org", now=at(30, 16), confirmed=True, categories=[], source="cli")  # after "now"
     add("f@example.org", now=at(1, month=10), confirmed=True, categories=[], source="cli")
     store.unsubscribe("f@example.org", now=at(2, 12))
@@ -115,8 +144,12 @@ def _subscribers(store: Store) -> None:
 
 def _polls(store: Store) -> None:
     for when, result in [
-        (at(30, 10), "ok"), (at(30, 10, 15), "not_modified"), (at(30, 10, 30), "not_modified"),
-        (at(29, 23), "failed"), (datetime(2026, 10, 31, 23, 45, tzinfo=UTC), "ok"), (at(30, 15, 1), "ok"),
+        (at(30, 10), "ok"),
+        (at(30, 10, 15), "not_modified"),
+        (at(30, 10, 30), "not_modified"),
+        (at(29, 23), "failed"),
+        (datetime(2026, 10, 31, 23, 45, tzinfo=UTC), "ok"),
+        (at(30, 15, 1), "ok"),
     ]:
         store.log_poll("memory://feed", now=when, result=result)
 
@@ -213,7 +246,9 @@ def _parse(svg: str) -> Any:
 
 def _points(root: Any, index: int) -> int:
     """pygal draws one dot (a circle) per value of a series, in the group of class serie-<index>."""
-    return len(root.xpath(f"//s:g[contains(concat(' ', @class, ' '), ' serie-{index} ')]//s:circle", namespaces={"s": SVG}))
+    return len(
+        root.xpath(f"//s:g[contains(concat(' ', @class, ' '), ' serie-{index} ')]//s:circle", namespaces={"s": SVG})
+    )
 
 
 def _self_contained(svg: str) -> Any:
@@ -248,7 +283,9 @@ def test_names_from_the_database_are_escaped() -> None:
     svg = chart_svg(Chart(f"title {hostile}", days, ((hostile, (1,) * 30),)))
     root = _self_contained(svg)
     assert root.xpath("string(//s:title)", namespaces={"s": SVG}) == "title <script>alert(1)</script> & bell"
-    assert root.xpath("//s:g[contains(@class, 'legend')]/s:text/text()", namespaces={"s": SVG}) == ["<script>alert(1)</script> & bell"]
+    assert root.xpath("//s:g[contains(@class, 'legend')]/s:text/text()", namespaces={"s": SVG}) == [
+        "<script>alert(1)</script> & bell"
+    ]
     assert "&lt;script&gt;" in svg
 
 
@@ -281,10 +318,22 @@ def test_status_sparklines_of_a_known_database(known: Store) -> None:
     assert rows["posts twitter"][-2:] == ["▅" + "▁" * 28 + "█", "3"]
     assert rows["posts facebook"][-2:] == ["▁" * 14 + "█" + "▁" * 15, "1"]
     assert rows["failures"][-2:] == ["▁" * 11 + "█" + "▁" * 7 + "▅" + "▁" * 10, "3"]
-    assert rows["subscribers confirmed"][-3:] == [sparkline(days_on(range(30), range(6, 30), range(0, 19), range(24, 30))), "3", "now"]
+    assert rows["subscribers confirmed"][-3:] == [
+        sparkline(days_on(range(30), range(6, 30), range(0, 19), range(24, 30))),
+        "3",
+        "now",
+    ]
     assert rows["polls failed"][-2:] == ["▁" * 28 + "█▁", "1"]
-    assert set(rows) == {"posts twitter", "posts facebook", "failures", "retries", "subscribers confirmed",
-                         "polls ok", "polls not modified (304)", "polls failed"}
+    assert set(rows) == {
+        "posts twitter",
+        "posts facebook",
+        "failures",
+        "retries",
+        "subscribers confirmed",
+        "polls ok",
+        "polls not modified (304)",
+        "polls failed",
+    }
 
 
 def test_status_shows_the_sparklines(make_app: Any, settings: Settings, clock: FakeClock) -> None:

@@ -19,7 +19,11 @@ REPO = Path(__file__).resolve().parent.parent
 
 @pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:
-    e = {k: v for k, v in os.environ.items() if not k.startswith(("TWITTER_", "FACEBOOK_", "BOT_", "SMTP_", "DATABASE_URL"))}
+    e = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("TWITTER_", "FACEBOOK_", "BOT_", "SMTP_", "DATABASE_URL"))
+    }
     cfg = tmp_path / "bot.toml"
     cfg.write_text("[arxiv]\nenabled = false\n")
     e.update(BOT_DATA_DIR=str(tmp_path / "var"), BOT_CONFIG=str(cfg), BOT_DRY_RUN="1")
@@ -27,7 +31,9 @@ def env(tmp_path: Path) -> dict[str, str]:
 
 
 def bot(env: dict[str, str], *args: str, code: int = 0) -> subprocess.CompletedProcess[str]:
-    r = subprocess.run([sys.executable, "-m", "bot", *args], env=env, capture_output=True, text=True, timeout=120, cwd=REPO)
+    r = subprocess.run(
+        [sys.executable, "-m", "bot", *args], env=env, capture_output=True, text=True, timeout=120, cwd=REPO
+    )
     assert r.returncode == code, f"bot {' '.join(args)} exited {r.returncode}, expected {code}:\n{r.stdout}\n{r.stderr}"
     return r
 
@@ -40,8 +46,24 @@ def test_help_lists_every_command_with_one_line(env: dict[str, str]) -> None:
     out = bot(env, "--help").stdout
     commands = out.split("Commands:", 1)[1].splitlines()
     listed = {line.split()[0] for line in commands if line.strip()}
-    assert listed == {"check", "db", "digest", "dispatch", "feeds", "operator", "poll", "preview", "release", "retry", "run", "skip", "status",
-                      "subscribers", "web", "worker"}
+    assert listed == {
+        "check",
+        "db",
+        "digest",
+        "dispatch",
+        "feeds",
+        "operator",
+        "poll",
+        "preview",
+        "release",
+        "retry",
+        "run",
+        "skip",
+        "status",
+        "subscribers",
+        "web",
+        "worker",
+    }
     for line in commands:
         if line.strip():
             assert len(line.split(None, 1)) == 2, f"no help line: {line!r}"
@@ -66,8 +88,14 @@ def test_preview_latest_and_by_guid_read_the_store(env: dict[str, str], tmp_path
     feed = tmp_path / "feed.xml"
     # A long title leaves less room than the teaser wants: fitting into 280 weighted characters shortens it.
     title = "Newest paper " + "with a very long title " * 5
-    feed.write_bytes(site_feed([Item("a/1", title="Older paper", text="Short."), Item("a/2", title=title, text="Word " * 400,
-                                                                                    edited=Item("x").edited.replace(day=2))]))
+    feed.write_bytes(
+        site_feed(
+            [
+                Item("a/1", title="Older paper", text="Short."),
+                Item("a/2", title=title, text="Word " * 400, edited=Item("x").edited.replace(day=2)),
+            ]
+        )
+    )
     env["SHORTSCIENCE_FEED_URL"] = str(feed)
     bot(env, "poll")
     latest = bot(env, "preview").stdout
@@ -76,10 +104,15 @@ def test_preview_latest_and_by_guid_read_the_store(env: dict[str, str], tmp_path
     one = bot(env, "preview", "--summary", Item("a/1").guid).stdout
     assert "=== Older paper" in one and "Newest paper" not in one
     missing = bot(env, "preview", "--summary", "https://nowhere.example/x", code=1)
-    assert missing.stderr.strip().startswith("error: no stored summary with guid") and len(missing.stderr.strip().splitlines()) == 1
+    assert (
+        missing.stderr.strip().startswith("error: no stored summary with guid")
+        and len(missing.stderr.strip().splitlines()) == 1
+    )
     store = store_of(env)
     try:
-        assert store.delivery_counts() == {}  # a first poll with backfill 0 queues nothing; preview queues nothing either
+        assert (
+            store.delivery_counts() == {}
+        )  # a first poll with backfill 0 queues nothing; preview queues nothing either
     finally:
         store.close()
 
@@ -101,7 +134,10 @@ def test_retry_and_skip_resolve_only_what_they_may(env: dict[str, str], tmp_path
         store.close()
     # A pending delivery is neither retried nor refused silently: one line, exit 1.
     r = bot(env, "retry", str(twitter.id), code=1)
-    assert r.stderr.strip() == f"error: delivery {twitter.id} is pending; only uncertain, failed, dead or skipped ones can be retried"
+    assert (
+        r.stderr.strip()
+        == f"error: delivery {twitter.id} is pending; only uncertain, failed, dead or skipped ones can be retried"
+    )
     assert "skipped" in bot(env, "skip", str(twitter.id)).stdout
     assert "pending again" in bot(env, "retry", str(twitter.id)).stdout
     assert bot(env, "retry", "999999", code=1).stderr.strip() == "error: no delivery with id 999999"
@@ -136,7 +172,9 @@ def test_check_tries_the_smtp_login(env: dict[str, str]) -> None:
     with SmtpTestServer(user="bot", password="right-password") as server:
         env["SMTP_URL"] = server.url(user="bot", password="right-password")
         ok = bot(env, "check").stdout
-        assert f"e-mail: ok: SMTP 127.0.0.1:{server.port} (plain, logged in as bot), sending as digest@example.org" in ok
+        assert (
+            f"e-mail: ok: SMTP 127.0.0.1:{server.port} (plain, logged in as bot), sending as digest@example.org" in ok
+        )
         assert "twitter: dry-run" in ok
         env["SMTP_URL"] = server.url(user="bot", password="wrong-password")
         bad = bot(env, "check", code=1)
@@ -158,11 +196,15 @@ def test_held_summaries_are_shown_by_status_and_queued_by_release(env: dict[str,
     bot(env, "poll")
     feed.write_bytes(site_feed(summaries))
     polled = bot(env, "poll")
-    assert "6 new" in polled.stdout and "8 deliveries queued" in polled.stdout and "2 older new ones held" in polled.stdout
+    assert (
+        "6 new" in polled.stdout and "8 deliveries queued" in polled.stdout and "2 older new ones held" in polled.stdout
+    )
     status = bot(env, "status").stdout
     assert "HELD by the flood guard: 2 new summaries" in status and f"python -m bot release --source {feed}" in status
     released = bot(env, "release", "--source", str(feed))
-    assert released.stdout.strip() == "2 held summaries released: 4 deliveries queued on twitter, facebook; 0 still held"
+    assert (
+        released.stdout.strip() == "2 held summaries released: 4 deliveries queued on twitter, facebook; 0 still held"
+    )
     assert "HELD" not in bot(env, "status").stdout
     store = store_of(env)
     try:

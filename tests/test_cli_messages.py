@@ -19,13 +19,19 @@ REPO = Path(__file__).resolve().parent.parent
 
 @pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:
-    e = {k: v for k, v in os.environ.items() if not k.startswith(("TWITTER_", "FACEBOOK_", "BOT_", "SMTP_", "DATABASE_URL", "SHORTSCIENCE_"))}
+    e = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("TWITTER_", "FACEBOOK_", "BOT_", "SMTP_", "DATABASE_URL", "SHORTSCIENCE_"))
+    }
     e.update(BOT_DATA_DIR=str(tmp_path / "var"), BOT_DRY_RUN="1")
     return e
 
 
 def bot(env: dict[str, str], *args: str, code: int = 0) -> subprocess.CompletedProcess[str]:
-    r = subprocess.run([sys.executable, "-m", "bot", *args], env=env, capture_output=True, text=True, timeout=120, cwd=REPO)
+    r = subprocess.run(
+        [sys.executable, "-m", "bot", *args], env=env, capture_output=True, text=True, timeout=120, cwd=REPO
+    )
     assert r.returncode == code, f"bot {' '.join(args)} exited {r.returncode}, expected {code}:\n{r.stdout}\n{r.stderr}"
     return r
 
@@ -98,7 +104,9 @@ def test_scheduler_jobs_have_names(env: dict[str, str], tmp_path: Path) -> None:
     log = tmp_path / "run.log"
     env = {**env, "SECRET_KEY": "jobs-test-key-" + "k" * 32}  # without a key the digest jobs are off
     with log.open("w") as out:
-        p = subprocess.Popen([sys.executable, "-m", "bot", "run"], env=env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
+        p = subprocess.Popen(
+            [sys.executable, "-m", "bot", "run"], env=env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT
+        )
         try:
             deadline = time.monotonic() + 60
             while "scheduler running" not in log.read_text():

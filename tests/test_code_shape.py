@@ -61,7 +61,10 @@ def test_old_homes_still_export_the_moved_exceptions() -> None:
 
     for module, names in [
         (bot.mail.base, ("RecipientRefused", "AddressNotSupported", "MaybeDelivered", "SenderRefused")),
-        (bot.mail, ("NotSent", "InvalidToken", "RecipientRefused", "AddressNotSupported", "MaybeDelivered", "SenderRefused")),
+        (
+            bot.mail,
+            ("NotSent", "InvalidToken", "RecipientRefused", "AddressNotSupported", "MaybeDelivered", "SenderRefused"),
+        ),
         (bot.mail.tokens, ("InvalidToken",)),
         (bot.arxiv, ("ArxivError",)),
         (bot.digest, ("SubscriberError", "AddressTooLong")),
@@ -170,8 +173,21 @@ def test_test_helpers_import_without_path_hacks() -> None:
     assert "sys.path" not in (tests / "conftest.py").read_text(encoding="utf-8")
     # importlib mode puts nothing on sys.path by itself: only the ini option can make these import.
     run = subprocess.run(
-        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", "--import-mode=importlib",
-         "tests/test_pipeline.py", "tests/test_digest.py"],
-        cwd=BOT.parent, capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "--collect-only",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "--import-mode=importlib",
+            "tests/test_pipeline.py",
+            "tests/test_digest.py",
+        ],
+        cwd=BOT.parent,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]

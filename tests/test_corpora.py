@@ -66,7 +66,9 @@ def feedparser_entries(file: CorpusFile) -> list[Any]:
     body = file.decoded()
     if body is None:
         return []  # a broken compressed body: no client gets a document out of it
-    parsed = feedparser.parse(io.BytesIO(body), response_headers=dict(file.headers), sanitize_html=False, resolve_relative_uris=False)
+    parsed = feedparser.parse(
+        io.BytesIO(body), response_headers=dict(file.headers), sanitize_html=False, resolve_relative_uris=False
+    )
     return list(parsed.entries)
 
 
@@ -85,13 +87,25 @@ class Outcome:
             totals[kind] += n
         folders = sorted({folder for folder, _ in self.kinds})
         per_folder = "; ".join(
-            f"{folder}: " + ", ".join(f"{n} {kind}" for (f, kind), n in sorted(self.kinds.items()) if f == folder) for folder in folders
+            f"{folder}: " + ", ".join(f"{n} {kind}" for (f, kind), n in sorted(self.kinds.items()) if f == folder)
+            for folder in folders
         )
-        return f"{sum(totals.values())} feeds: " + ", ".join(f"{n} {kind}" for kind, n in sorted(totals.items())) + f" ({per_folder})"
+        return (
+            f"{sum(totals.values())} feeds: "
+            + ", ".join(f"{n} {kind}" for kind, n in sorted(totals.items()))
+            + f" ({per_folder})"
+        )
 
 
-def poll_corpus(files: list[CorpusFile], server: CorpusServer, settings: Settings, store: Store, clock: FakeClock,
-                *, expect: dict[str, list[Any]]) -> Outcome:
+def poll_corpus(
+    files: list[CorpusFile],
+    server: CorpusServer,
+    settings: Settings,
+    store: Store,
+    clock: FakeClock,
+    *,
+    expect: dict[str, list[Any]],
+) -> Outcome:
     """Poll each file as its own source; check each poll against feedparser's reading (`expect`)."""
     out = Outcome()
     # One connection pool for all the sources: a client of its own each would cost 50 ms (TLS set-up).
@@ -99,7 +113,9 @@ def poll_corpus(files: list[CorpusFile], server: CorpusServer, settings: Setting
     for file in files:
         folder = file.name.split("/", 1)[0]
         url = server.url(file)
-        source = HttpSource(url, timeout=10, max_bytes=settings.source.max_bytes, user_agent="corpus-test", transport=transport)
+        source = HttpSource(
+            url, timeout=10, max_bytes=settings.source.max_bytes, user_agent="corpus-test", transport=transport
+        )
         app = build_app(settings, source=source, store=store, clock=clock, arxiv=False)
         before = store.count_summaries()
         try:
@@ -108,12 +124,21 @@ def poll_corpus(files: list[CorpusFile], server: CorpusServer, settings: Setting
             out.kinds[folder, "error"] += 1
             state = store.source_state(url)
             # Recorded with its reason, nothing stored, and the source backs off.
-            if not (state.last_error and state.last_error == str(exc) and state.failures == 1 and state.next_poll_at and state.next_poll_at > clock.now):
+            if not (
+                state.last_error
+                and state.last_error == str(exc)
+                and state.failures == 1
+                and state.next_poll_at
+                and state.next_poll_at > clock.now
+            ):
                 out.mismatches.append(f"{file.name}: error not recorded as such: {state}")
             if store.count_summaries() != before:
                 out.mismatches.append(f"{file.name}: a failed poll stored summaries")
             if expect[file.name]:
-                out.mismatches.append(f"{file.name}: feedparser reads {len(expect[file.name])} entries, yet the whole feed was rejected: {exc}")
+                out.mismatches.append(
+                    f"{file.name}: feedparser reads {len(expect[file.name])} entries, yet the whole feed was "
+                    f"rejected: {exc}"
+                )
             continue
         except Exception as exc:  # the point is to name every crash, not to stop at the first
             out.crashes.append(f"{file.name}: {type(exc).__name__}: {exc}")
@@ -123,7 +148,8 @@ def poll_corpus(files: list[CorpusFile], server: CorpusServer, settings: Setting
         # Every entry feedparser reads is either kept or named in a problem line: nothing silently lost.
         if kept + len(report.problems) != len(expect[file.name]):
             out.mismatches.append(
-                f"{file.name}: feedparser reads {len(expect[file.name])} entries; the bot kept {kept} and reported {len(report.problems)} problems"
+                f"{file.name}: feedparser reads {len(expect[file.name])} entries; the bot kept {kept} and "
+                f"reported {len(report.problems)} problems"
             )
         state = store.source_state(url)
         if report.problems and not (state.last_error and state.failures == 0):
@@ -149,7 +175,9 @@ def dispatch_all(settings: Settings, store: Store, clock: FakeClock) -> list[dic
 def check_published(store: Store, lines: list[dict[str, Any]]) -> None:
     """Only whole, valid summaries were published, each once per channel, and nothing queued is left over."""
     deliveries = store.deliveries(limit=100_000)
-    assert all(d.state is DeliveryState.SENT for d in deliveries), [(d.guid, d.state, d.last_error) for d in deliveries if d.state is not DeliveryState.SENT][:5]
+    assert all(d.state is DeliveryState.SENT for d in deliveries), [
+        (d.guid, d.state, d.last_error) for d in deliveries if d.state is not DeliveryState.SENT
+    ][:5]
     assert sorted((x["channel"], x["summary_id"]) for x in lines) == sorted((d.channel, d.guid) for d in deliveries)
     for line in lines:
         stored = store.summary_by_guid(line["summary_id"])
@@ -173,10 +201,14 @@ def injected_item(n: int, kind: str) -> tuple[str, str]:
     """(guid, markup) of a complete RSS item or Atom entry, ASCII only."""
     guid = f"https://example.org/corpus/item-{n}"
     if kind == "atom":
-        return guid, (f"<entry><id>{guid}</id><title>Added item {n}</title><link href=\"{guid}\"/>"
-                      f"<updated>2026-11-02T08:00:00Z</updated><summary>{INJECTED_TEXT}</summary></entry>")
-    return guid, (f"<item><title>Added item {n}</title><link>{guid}</link><guid>{guid}</guid>"
-                  f"<pubDate>{INJECTED_DATE}</pubDate><description>{INJECTED_TEXT}</description></item>")
+        return guid, (
+            f'<entry><id>{guid}</id><title>Added item {n}</title><link href="{guid}"/>'
+            f"<updated>2026-11-02T08:00:00Z</updated><summary>{INJECTED_TEXT}</summary></entry>"
+        )
+    return guid, (
+        f"<item><title>Added item {n}</title><link>{guid}</link><guid>{guid}</guid>"
+        f"<pubDate>{INJECTED_DATE}</pubDate><description>{INJECTED_TEXT}</description></item>"
+    )
 
 
 def with_good_item(file: CorpusFile, n: int) -> tuple[str, CorpusFile]:
@@ -241,7 +273,11 @@ def test_a_good_item_survives_every_defect_feedparser_can_read_past(
         if ref and ref[0].get("title", "").startswith("Added item") and ref[0].get("link") == guid:
             readable += 1
             # feedparser reads the item whole: the bot must keep it whole, whatever else is wrong.
-            if stored is None or not stored.summary.title.startswith("Added item") or INJECTED_TEXT not in stored.summary.text:
+            if (
+                stored is None
+                or not stored.summary.title.startswith("Added item")
+                or INJECTED_TEXT not in stored.summary.text
+            ):
                 lost += 1
                 print(f"lost: {file.name}: {stored}")
         elif stored is not None:
@@ -252,8 +288,11 @@ def test_a_good_item_survives_every_defect_feedparser_can_read_past(
     check_published(store, lines)
     stored_count = store.count_summaries()
     with capsys.disabled():
-        print(f"\ncorpora + one good item each: {out.describe()}; feedparser reads the added item in {readable}, the bot keeps it in {readable - lost}"
-              + f"; {stored_count} summaries stored, {len(lines)} posts published")
+        print(
+            f"\ncorpora + one good item each: {out.describe()}; feedparser reads the added item in "
+            f"{readable}, the bot keeps it in {readable - lost}"
+            + f"; {stored_count} summaries stored, {len(lines)} posts published"
+        )
 
 
 _TAG = re.compile(r"<[A-Za-z!/][^<>]*>")
@@ -277,7 +316,12 @@ def test_sanitizer_corpus_as_summaries_leaves_nothing_active_in_any_feed(
     fragments = sanitizer_fragments(corpus)
     assert len(fragments) > 500
     # Each hostile fragment is a summary's text, its title and its author name at once.
-    feed = site_feed([Item(key=f"sanitize/{n}", title=html[:300], author=html[:100], text=html) for n, (_, html) in enumerate(fragments)])
+    feed = site_feed(
+        [
+            Item(key=f"sanitize/{n}", title=html[:300], author=html[:100], text=html)
+            for n, (_, html) in enumerate(fragments)
+        ]
+    )
     settings = with_overrides(make_settings(tmp_path), "feeds", size=len(fragments))
     app = build_app(settings, source=MemorySource(feed), clock=clock, arxiv=False)
     try:
@@ -294,10 +338,24 @@ def test_sanitizer_corpus_as_summaries_leaves_nothing_active_in_any_feed(
         if path.suffix in (".rss", ".atom"):
             parsed = feedparser.parse(path.read_bytes(), sanitize_html=False, resolve_relative_uris=False)
             assert not parsed.bozo, (path, parsed.get("bozo_exception"))
-            entries = [(e.get("title", ""), e.get("author", ""), "".join(c.get("value", "") for c in e.get("content", [])) or e.get("summary", "")) for e in parsed.entries]
+            entries = [
+                (
+                    e.get("title", ""),
+                    e.get("author", ""),
+                    "".join(c.get("value", "") for c in e.get("content", [])) or e.get("summary", ""),
+                )
+                for e in parsed.entries
+            ]
         elif path.suffix == ".json":
             doc = json.loads(path.read_text(encoding="utf-8"))
-            entries = [(i.get("title", ""), " ".join(a.get("name", "") for a in i.get("authors", [])), i.get("content_html", "")) for i in doc["items"]]
+            entries = [
+                (
+                    i.get("title", ""),
+                    " ".join(a.get("name", "") for a in i.get("authors", [])),
+                    i.get("content_html", ""),
+                )
+                for i in doc["items"]
+            ]
         else:
             continue
         for title, author, content in entries:
@@ -305,8 +363,15 @@ def test_sanitizer_corpus_as_summaries_leaves_nothing_active_in_any_feed(
             found += [f"{path.name}: {bit}" for bit in active_content(content)]
             # Titles and names are plain text: no whole tag at all, let alone script (a tag cut
             # off at the end of a shortened title is text to every HTML parser).
-            found += [f"{path.name}: markup in {what}: {value[:80]!r}" for what, value in (("title", title), ("author", author)) if _TAG.search(value)]
+            found += [
+                f"{path.name}: markup in {what}: {value[:80]!r}"
+                for what, value in (("title", title), ("author", author))
+                if _TAG.search(value)
+            ]
     assert checked >= 3 * len(fragments)
     assert found == []
     with capsys.disabled():
-        print(f"\nsanitizer corpus: {len(fragments)} hostile fragments as summaries; {checked} feed entries checked, nothing active")
+        print(
+            f"\nsanitizer corpus: {len(fragments)} hostile fragments as summaries; {checked} feed entries "
+            "checked, nothing active"
+        )

@@ -22,7 +22,9 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def bot(env: dict[str, str], *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    r = subprocess.run([sys.executable, "-m", "bot", *args], env=env, capture_output=True, text=True, timeout=120, cwd=REPO)
+    r = subprocess.run(
+        [sys.executable, "-m", "bot", *args], env=env, capture_output=True, text=True, timeout=120, cwd=REPO
+    )
     if check and r.returncode != 0:
         raise AssertionError(f"bot {' '.join(args)} failed ({r.returncode}): {r.stderr}")
     return r
@@ -48,7 +50,9 @@ def test_sigkill_while_in_flight_is_reconciled_and_published_at_most_once(env: d
     # exactly inside the publish call, after its in_flight claim was committed.
     os.mkfifo(fifo)
     log = (tmp_path / "dispatch.log").open("w")
-    proc = subprocess.Popen([sys.executable, "-m", "bot", "dispatch"], env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bot", "dispatch"], env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT
+    )
     store = Store.open(settings.database_url)
     try:
         deadline = time.monotonic() + 60

@@ -49,8 +49,11 @@ def test_sigkill_between_the_networks_accept_and_the_commit(channel: str, tmp_pa
         wait_until(lambda: fake.held == 1, timeout=60, why=lambda: f"no post was held:\n{proc.text() if proc else ''}")
         # The first post's outcome is written while the second is on the network: once it is,
         # the second is the only post between the network's accept and the bot's commit.
-        wait_until(lambda: any(d.state is DeliveryState.SENT for d in store.deliveries(channel=channel)), timeout=30,
-                   why=lambda: f"the first post was not recorded as sent:\n{proc.text() if proc else ''}")
+        wait_until(
+            lambda: any(d.state is DeliveryState.SENT for d in store.deliveries(channel=channel)),
+            timeout=30,
+            why=lambda: f"the first post was not recorded as sent:\n{proc.text() if proc else ''}",
+        )
         proc.p.send_signal(signal.SIGKILL)
         proc.p.wait(timeout=30)
         fake.release()
@@ -109,7 +112,11 @@ def test_facebook_reconciliation_reads_back_to_when_the_delivery_was_queued() ->
         for i in range(60):
             graph.add_post(f"Summary {i}", f"https://www.shortscience.org/paper?bibtexKey=k{i}#anon")
         settings = load_settings(
-            {"FACEBOOK_PAGE_ID": PAGE_ID, "FACEBOOK_PAGE_ACCESS_TOKEN": PAGE_TOKEN, "FACEBOOK_GRAPH_URL": graph.url + "/"},
+            {
+                "FACEBOOK_PAGE_ID": PAGE_ID,
+                "FACEBOOK_PAGE_ACCESS_TOKEN": PAGE_TOKEN,
+                "FACEBOOK_GRAPH_URL": graph.url + "/",
+            },
             load_dotenv=False,
         )
         publisher = FacebookPublisher(settings)

@@ -31,7 +31,9 @@ ALL = ("twitter", "facebook", "mastodon", "bluesky")
 
 @pytest.fixture
 def network(request: pytest.FixtureRequest) -> Iterator[FakeHTTPServer]:
-    fake: FakeHTTPServer = FakeMastodon(token=MASTODON_TOKEN) if request.param == "mastodon" else FakeBluesky(password=BLUESKY_PASSWORD)
+    fake: FakeHTTPServer = (
+        FakeMastodon(token=MASTODON_TOKEN) if request.param == "mastodon" else FakeBluesky(password=BLUESKY_PASSWORD)
+    )
     fake.start()
     try:
         yield fake
@@ -45,15 +47,21 @@ def network_env(channel: str, fake: FakeHTTPServer) -> dict[str, str]:
         return {"MASTODON_API_BASE_URL": fake.url, "MASTODON_ACCESS_TOKEN": MASTODON_TOKEN}
     assert isinstance(fake, FakeBluesky)
     # SECRET_KEY: the Bluesky session is kept in the database, encrypted.
-    return {"BLUESKY_HANDLE": fake.handle, "BLUESKY_APP_PASSWORD": BLUESKY_PASSWORD, "BLUESKY_SERVICE_URL": fake.url,
-            "SECRET_KEY": "crash-test-secret-key"}
+    return {
+        "BLUESKY_HANDLE": fake.handle,
+        "BLUESKY_APP_PASSWORD": BLUESKY_PASSWORD,
+        "BLUESKY_SERVICE_URL": fake.url,
+        "SECRET_KEY": "crash-test-secret-key",
+    }
 
 
 def posts_per_link(fake: FakeHTTPServer) -> Counter[str]:
     """How many posts the network holds per summary link (Mastodon: in the text; Bluesky: the link card)."""
     with fake.lock:
         if isinstance(fake, FakeMastodon):
-            return Counter(w for s in fake.statuses for w in s["_text"].split() if w.startswith("https://www.shortscience.org/"))
+            return Counter(
+                w for s in fake.statuses for w in s["_text"].split() if w.startswith("https://www.shortscience.org/")
+            )
         assert isinstance(fake, FakeBluesky)
         return Counter(r["value"]["embed"]["external"]["uri"] for r in fake.records.values())
 
@@ -68,7 +76,9 @@ def post_count(fake: FakeHTTPServer) -> int:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("network", ["mastodon", "bluesky"], indirect=True)
-def test_sigkill_between_the_networks_accept_and_the_commit(network: FakeHTTPServer, tmp_path: Path, db_url: str) -> None:
+def test_sigkill_between_the_networks_accept_and_the_commit(
+    network: FakeHTTPServer, tmp_path: Path, db_url: str
+) -> None:
     fake = network
     channel = "mastodon" if isinstance(fake, FakeMastodon) else "bluesky"
     feed = tmp_path / "feed.xml"
@@ -83,11 +93,16 @@ def test_sigkill_between_the_networks_accept_and_the_commit(network: FakeHTTPSer
         run_bot(env, "poll", "--backfill", "3")
         # The second post is made, then its answer is held back: the dispatcher sits between
         # the network's accept and its own commit when we kill it.
-        fake.fail(Fault(hold=True, skip=1, path="/api/v1/statuses" if channel == "mastodon" else held_after_create().path))
+        fake.fail(
+            Fault(hold=True, skip=1, path="/api/v1/statuses" if channel == "mastodon" else held_after_create().path)
+        )
         proc = BotProcess(env, tmp_path / "dispatch-1.log", "dispatch")
         wait_until(lambda: fake.held == 1, timeout=60, why=lambda: f"no post was held:\n{proc.text() if proc else ''}")
-        wait_until(lambda: any(d.state is DeliveryState.SENT for d in store.deliveries(channel=channel)), timeout=30,
-                   why=lambda: f"the first post was not recorded as sent:\n{proc.text() if proc else ''}")
+        wait_until(
+            lambda: any(d.state is DeliveryState.SENT for d in store.deliveries(channel=channel)),
+            timeout=30,
+            why=lambda: f"the first post was not recorded as sent:\n{proc.text() if proc else ''}",
+        )
         proc.p.send_signal(signal.SIGKILL)
         proc.p.wait(timeout=30)
         fake.release()

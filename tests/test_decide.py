@@ -27,7 +27,9 @@ NOW = datetime(2026, 11, 2, 9, 30, tzinfo=UTC)
 
 
 def s(guid: str, text: str = "t", hours: int = 0) -> Summary:
-    return Summary(guid=guid, title="T", author="a", text=text, link=f"https://x/{guid}", edited_at=NOW - timedelta(hours=hours))
+    return Summary(
+        guid=guid, title="T", author="a", text=text, link=f"https://x/{guid}", edited_at=NOW - timedelta(hours=hours)
+    )
 
 
 CHANNELS = {"twitter": False, "facebook": False}
@@ -108,14 +110,19 @@ def test_next_poll_respects_cache_control_and_retry_after() -> None:
 def test_pacing_caps_and_interval() -> None:
     p = Pacing(min_interval=timedelta(minutes=30), daily_cap=2, monthly_cap=10)
     assert pacing_wait(p, now=NOW, last_sent=None, sent_today=0, sent_this_month=0) is None
-    at, why = pacing_wait(p, now=NOW, last_sent=NOW - timedelta(minutes=10), sent_today=1, sent_this_month=1) or (None, "")
+    at, why = pacing_wait(p, now=NOW, last_sent=NOW - timedelta(minutes=10), sent_today=1, sent_this_month=1) or (
+        None,
+        "",
+    )
     assert at == NOW + timedelta(minutes=20) and "interval" in why
     at, why = pacing_wait(p, now=NOW, last_sent=NOW - timedelta(hours=5), sent_today=2, sent_this_month=2) or (None, "")
     assert at == datetime(2026, 11, 3, tzinfo=UTC) and "daily cap" in why
     at, why = pacing_wait(p, now=NOW, last_sent=None, sent_today=0, sent_this_month=10) or (None, "")
     assert at == datetime(2026, 12, 1, tzinfo=UTC) and "monthly cap" in why
     dec = datetime(2026, 12, 31, 23, 0, tzinfo=UTC)
-    assert (pacing_wait(p, now=dec, last_sent=None, sent_today=0, sent_this_month=10) or (None,))[0] == datetime(2027, 1, 1, tzinfo=UTC)
+    assert (pacing_wait(p, now=dec, last_sent=None, sent_today=0, sent_this_month=10) or (None,))[0] == datetime(
+        2027, 1, 1, tzinfo=UTC
+    )
     assert pacing_wait(Pacing(), now=NOW, last_sent=NOW, sent_today=10**6, sent_this_month=10**6) is None
 
 
@@ -156,14 +163,21 @@ _LATER = _NOW + timedelta(hours=2)
         (TransientPublishError("503"), 6, PublishVerdict.GIVE_UP, None),
         # The platform's reset time wins over backoff when it is later.
         (TransientPublishError("429", retry_at=_LATER), 1, PublishVerdict.RETRY, _LATER),
-        (TransientPublishError("429", retry_at=_NOW - timedelta(hours=1)), 1, PublishVerdict.RETRY, _NOW + timedelta(seconds=60)),
+        (
+            TransientPublishError("429", retry_at=_NOW - timedelta(hours=1)),
+            1,
+            PublishVerdict.RETRY,
+            _NOW + timedelta(seconds=60),
+        ),
         (TransientPublishError("429", retry_at=_LATER), 5, PublishVerdict.GIVE_UP, None),
         # A bare PublishError (neither kind) is retried like a transient one.
         (PublishError("odd"), 1, PublishVerdict.RETRY, _NOW + timedelta(seconds=60)),
         (PublishError("odd"), 5, PublishVerdict.GIVE_UP, None),
     ],
 )
-def test_publish_failure_verdict(error: PublishError, attempts: int, verdict: PublishVerdict, due_at: datetime | None) -> None:
+def test_publish_failure_verdict(
+    error: PublishError, attempts: int, verdict: PublishVerdict, due_at: datetime | None
+) -> None:
     got = publish_failure_verdict(error, attempts=attempts, max_attempts=5, now=_NOW, base=60, maximum=600, rng=_Top())
     assert got == (verdict, due_at)
 

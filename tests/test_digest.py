@@ -144,13 +144,17 @@ def room(tmp_path: Path, db_url: str, server: SmtpTestServer) -> Iterator[Newsro
 
 def news(*keys: tuple[str, int, str | None]) -> list[Item]:
     """Items by (key, votes, arXiv id)."""
-    return [Item(key=k, title=f"Paper {k}", author="alice", votes=v, arxiv=a, text=f"Summary of {k}. It is good.")
-            for k, v, a in keys]
+    return [
+        Item(key=k, title=f"Paper {k}", author="alice", votes=v, arxiv=a, text=f"Summary of {k}. It is good.")
+        for k, v, a in keys
+    ]
 
 
 def test_digest_reaches_exactly_the_right_subscribers_with_every_header(room: Newsroom, server: SmtpTestServer) -> None:
     room.papers({"2610.00001": ("cs.LG",), "2610.00002": ("cs.CV",), "2610.00003": ("cs.CV", "cs.LG")})
-    room.publish(news(("k1", 5, "2610.00001"), ("k2", 9, "2610.00002"), ("k3", 7, "2610.00003")), at=MONDAY - timedelta(days=3))
+    room.publish(
+        news(("k1", 5, "2610.00001"), ("k2", 9, "2610.00002"), ("k3", 7, "2610.00003")), at=MONDAY - timedelta(days=3)
+    )
     everything = room.subscribe("all@example.net")
     vision = room.subscribe("Vision@Example.net", categories=["cs.CV"])
     room.subscribe("bio@example.net", categories=["q-bio.NC"])  # nothing of this issue is theirs
@@ -174,7 +178,9 @@ def test_digest_reaches_exactly_the_right_subscribers_with_every_header(room: Ne
         assert parsedate_to_datetime(msg["Date"]) == MONDAY
         stored = room.app.store.last_digest()
         assert stored is not None
-        assert msg["Message-ID"] == digest_message_id(1, sid, stored.nonce, "example.org") == rows[address]["message_id"]
+        assert (
+            msg["Message-ID"] == digest_message_id(1, sid, stored.nonce, "example.org") == rows[address]["message_id"]
+        )
         assert msg["List-Id"] == "ShortScience weekly <shortscience-weekly.example.org>"
         assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
         unsubscribe = re.fullmatch(r"<(\S+)>", msg["List-Unsubscribe"])
@@ -184,7 +190,9 @@ def test_digest_reaches_exactly_the_right_subscribers_with_every_header(room: Ne
         text, html = parts(msg)
         assert f"Unsubscribe: {unsubscribe.group(1)}" in text
         doc = lxml.html.fromstring(html)
-        assert [a.get("href") for a in doc.iter("a") if a.text_content().strip() == "Unsubscribe"] == [unsubscribe.group(1)]
+        assert [a.get("href") for a in doc.iter("a") if a.text_content().strip() == "Unsubscribe"] == [
+            unsubscribe.group(1)
+        ]
         assert rows[address]["state"] == "sent" and not rows[address]["possibly_duplicated"]
     # Ordered by votes; each subscriber only gets their categories.
     text_all, _ = parts(got["all@example.net"][0])
@@ -343,7 +351,9 @@ def test_550_fails_and_bounces_after_k_issues(room: Newsroom, server: SmtpTestSe
     assert server.recipients().count("gone@example.net") == 0
     assert server.recipients().count("ok@example.net") == 3
     # Importing it again changes nothing: bounced stays bounced.
-    outcome = room.app.store.import_subscribers([("gone@example.net", ())], now=room.clock(), confirmed=True, source="t")
+    outcome = room.app.store.import_subscribers(
+        [("gone@example.net", ())], now=room.clock(), confirmed=True, source="t"
+    )
     assert outcome[0].result == "known:bounced"
 
 
@@ -374,7 +384,9 @@ def test_connection_dropped_mid_data_reconnects_and_mails_nobody_twice(room: New
     assert server.connections >= 2  # the other messages went on over a fresh connection
 
 
-def test_answer_lost_after_acceptance_resends_the_same_message_on_record(room: Newsroom, server: SmtpTestServer) -> None:
+def test_answer_lost_after_acceptance_resends_the_same_message_on_record(
+    room: Newsroom, server: SmtpTestServer
+) -> None:
     _one_issue(room, "a@example.net", "b@example.net")
     server.fail_message(1, "accept_then_drop")  # keeps it, then hangs up without answering
     send_digest(room.app)
@@ -394,7 +406,9 @@ def test_answer_lost_after_acceptance_resends_the_same_message_on_record(room: N
 
 def test_server_refusing_us_stops_the_run_and_loses_nobody(tmp_path: Path, db_url: str) -> None:
     with SmtpTestServer(user="bot", password="right") as server:
-        bad = Newsroom.open(digest_settings(tmp_path, db_url, env={"SMTP_URL": server.url(user="bot", password="wrong")}))
+        bad = Newsroom.open(
+            digest_settings(tmp_path, db_url, env={"SMTP_URL": server.url(user="bot", password="wrong")})
+        )
         _one_issue(bad, *[f"r{i}@example.net" for i in range(5)])
         with pytest.raises(MailError, match="login refused") as info:
             send_digest(bad.app)
@@ -403,8 +417,10 @@ def test_server_refusing_us_stops_the_run_and_loses_nobody(tmp_path: Path, db_ur
         assert {r["state"] for r in sends(bad.app)} == {"pending"}
         assert {r["attempts"] for r in sends(bad.app)} == {0}  # not the recipients' fault: no try counted
         bad.close()
-        good = Newsroom.open(digest_settings(tmp_path, db_url, env={"SMTP_URL": server.url(user="bot", password="right")}),
-                             start=MONDAY + timedelta(minutes=5))
+        good = Newsroom.open(
+            digest_settings(tmp_path, db_url, env={"SMTP_URL": server.url(user="bot", password="right")}),
+            start=MONDAY + timedelta(minutes=5),
+        )
         assert "5 sent" in send_digest(good.app)
         assert sorted(server.recipients()) == [f"r{i}@example.net" for i in range(5)]
         good.close()

@@ -27,9 +27,16 @@ def cli(tmp_path: Path, db_url: str) -> Iterator[Run]:
     """`python -m bot …` in-process, on the test database, mail to the outbox (no SMTP_URL)."""
     config = tmp_path / "bot.toml"
     config.write_text("[arxiv]\nenabled = false\n")
-    env = {"BOT_DATA_DIR": str(tmp_path / "var"), "BOT_CONFIG": str(config), "DATABASE_URL": db_url,
-           "PUBLIC_BASE_URL": "https://bot.example.org", "SMTP_URL": "", "BOT_DRY_RUN": "", "SECRET_KEY": "cli-test-secret-key-0123456789",
-           "DIGEST_FROM": "ShortScience weekly <digest@example.org>"}
+    env = {
+        "BOT_DATA_DIR": str(tmp_path / "var"),
+        "BOT_CONFIG": str(config),
+        "DATABASE_URL": db_url,
+        "PUBLIC_BASE_URL": "https://bot.example.org",
+        "SMTP_URL": "",
+        "BOT_DRY_RUN": "",
+        "SECRET_KEY": "cli-test-secret-key-0123456789",
+        "DIGEST_FROM": "ShortScience weekly <digest@example.org>",
+    }
     runner = CliRunner()
 
     def run(*args: str, code: int = 0) -> Result:
@@ -54,10 +61,15 @@ def test_subscribers_add_remove_list(cli: Run, tmp_path: Path) -> None:
     assert "/confirm?token=" in mails[0].get_body(("plain",)).get_content()  # type: ignore[union-attr]
     assert "already pending" in cli("subscribers", "add", "reader@example.org").output
     assert len(outbox(tmp_path)) == 2  # sent again: the operator asked
-    assert "was pending, now confirmed (cs.LG)" in cli("subscribers", "add", "reader@example.org", "--confirmed",
-                                                        "--category", "cs.LG").output
+    assert (
+        "was pending, now confirmed (cs.LG)"
+        in cli("subscribers", "add", "reader@example.org", "--confirmed", "--category", "cs.LG").output
+    )
     assert "already confirmed (cs.LG); nothing changed" in cli("subscribers", "add", "READER@example.org").output
-    assert "other@example.org: added, confirmed (all categories)" in cli("subscribers", "add", "other@example.org", "--confirmed").output
+    assert (
+        "other@example.org: added, confirmed (all categories)"
+        in cli("subscribers", "add", "other@example.org", "--confirmed").output
+    )
     assert len(outbox(tmp_path)) == 2
 
     listing = cli("subscribers", "list").output.splitlines()
@@ -66,11 +78,17 @@ def test_subscribers_add_remove_list(cli: Run, tmp_path: Path) -> None:
     assert re.match(r"other@example\.org\s+confirmed\s+\S+ all$", listing[2])
     assert listing[-1] == "total: pending 0 · confirmed 2 · unsubscribed 0 · bounced 0"
 
-    assert "Reader@example.org: unsubscribed (was confirmed); it will not be mailed again" in cli("subscribers", "remove", "reader@example.org").output
+    assert (
+        "Reader@example.org: unsubscribed (was confirmed); it will not be mailed again"
+        in cli("subscribers", "remove", "reader@example.org").output
+    )
     assert "already unsubscribed" in cli("subscribers", "remove", "reader@example.org").output
     assert "not on the list" in cli("subscribers", "remove", "nobody@example.org").output
     refused = cli("subscribers", "add", "reader@example.org", "--confirmed", code=1)
-    assert "is unsubscribed since" in refused.output and "subscribe again, themselves, at https://bot.example.org/subscribe" in refused.output
+    assert (
+        "is unsubscribed since" in refused.output
+        and "subscribe again, themselves, at https://bot.example.org/subscribe" in refused.output
+    )
     assert "unsubscribed" in cli("subscribers", "list", "--state", "unsubscribed").output
     assert "no subscribers in state pending" in cli("subscribers", "list", "--state", "pending").output
     bad = cli("subscribers", "add", "not-an-address", code=1)
@@ -95,8 +113,10 @@ def test_import_reports_added_and_skipped_with_reasons(cli: Run, tmp_path: Path)
         encoding="utf-8",
     )
     out = cli("subscribers", "import", str(csv_file), "--confirmed").output
-    assert out.startswith("import list.csv: 2 added as confirmed; 5 skipped: 2 invalid (line 5, 9), 1 duplicate in the file, "
-                          "1 already on the list, 1 unsubscribed"), out
+    assert out.startswith(
+        "import list.csv: 2 added as confirmed; 5 skipped: 2 invalid (line 5, 9), 1 duplicate in the file, "
+        "1 already on the list, 1 unsubscribed"
+    ), out
     assert "never added back" in out
     listing = cli("subscribers", "list").output
     assert re.search(r"ada@example\.org\s+confirmed\s+\S+ cs\.LG, cs\.CV", listing)
@@ -115,7 +135,9 @@ def test_import_reports_added_and_skipped_with_reasons(cli: Run, tmp_path: Path)
 def test_digest_send_preview_and_status(cli: Run, tmp_path: Path, db_url: str) -> None:
     room = Newsroom.open(digest_settings(tmp_path, db_url, env={"BOT_DATA_DIR": str(tmp_path / "var")}))
     # The command line runs on the real clock.
-    room.publish([Item(key="k1", title="Attention Is All You Need", votes=9)], at=datetime.now(UTC) - timedelta(hours=1))
+    room.publish(
+        [Item(key="k1", title="Attention Is All You Need", votes=9)], at=datetime.now(UTC) - timedelta(hours=1)
+    )
     room.close()
     cli("subscribers", "add", "a@example.org", "--confirmed")
     cli("subscribers", "add", "pending@example.org")
@@ -130,7 +152,7 @@ def test_digest_send_preview_and_status(cli: Run, tmp_path: Path, db_url: str) -
     assert re.search(r"digest #1 \(.*, 1 summary, 1 recipient\): 1 sent, 0 failed, 0 retrying, 0 skipped", sent), sent
     assert "nothing new to send" in cli("digest", "send").output or "no new summaries" in cli("digest", "send").output
     status = cli("status").output
-    section = status[status.index("digest:"):]
+    section = status[status.index("digest:") :]
     assert "subscribers: pending 1 · confirmed 1 · unsubscribed 0 · bounced 0" in section
     assert "last issue: digest #1" in section and "complete: 1 of 1 delivered" in section
     assert re.search(r"next issue: \d{4}-\d\d-\d\d 08:00 UTC \(every mon at 08:00 UTC\)", section)

@@ -41,9 +41,20 @@ def server() -> Iterator[SmtpTestServer]:
 def environment(tmp_path: Path, db_url: str, server: SmtpTestServer) -> dict[str, str]:
     config = tmp_path / "bot.toml"
     config.write_text(f"[arxiv]\nenabled = false\n\n[digest]\nconnections = {CONNECTIONS}\nsmtp_timeout_seconds = 60\n")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TWITTER_", "FACEBOOK_", "BOT_", "SMTP_", "DATABASE_URL"))}
-    env.update(BOT_DATA_DIR=str(tmp_path / "var"), BOT_CONFIG=str(config), DATABASE_URL=db_url, SMTP_URL=server.url(),
-               DIGEST_FROM=FROM, SECRET_KEY=SECRET, PUBLIC_BASE_URL="https://bot.example.org")
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("TWITTER_", "FACEBOOK_", "BOT_", "SMTP_", "DATABASE_URL"))
+    }
+    env.update(
+        BOT_DATA_DIR=str(tmp_path / "var"),
+        BOT_CONFIG=str(config),
+        DATABASE_URL=db_url,
+        SMTP_URL=server.url(),
+        DIGEST_FROM=FROM,
+        SECRET_KEY=SECRET,
+        PUBLIC_BASE_URL="https://bot.example.org",
+    )
     return env
 
 
@@ -53,15 +64,22 @@ def prepare(env: dict[str, str], subscribers: int) -> list[str]:
     room.publish([Item(key="k1", title="Paper one", votes=3), Item(key="k2", title="Paper two", votes=5)])
     addresses = [f"reader{i:04d}@example.net" for i in range(subscribers)]
     for i in range(0, len(addresses), 500):
-        room.app.store.import_subscribers([(a, ()) for a in addresses[i : i + 500]], now=room.clock(), confirmed=True, source="t")
+        room.app.store.import_subscribers(
+            [(a, ()) for a in addresses[i : i + 500]], now=room.clock(), confirmed=True, source="t"
+        )
     room.close()
     return addresses
 
 
 def start(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     with log.open("wb") as handle:  # the child has its own copy of the descriptor
-        return subprocess.Popen([sys.executable, "-m", "bot", "digest", "send", "--now"], env=env, cwd=REPO,
-                                stdout=handle, stderr=subprocess.STDOUT)
+        return subprocess.Popen(
+            [sys.executable, "-m", "bot", "digest", "send", "--now"],
+            env=env,
+            cwd=REPO,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+        )
 
 
 def wait_for(condition: object, proc: subprocess.Popen[bytes], log: Path, what: str, timeout: float = 90) -> None:
@@ -73,8 +91,14 @@ def wait_for(condition: object, proc: subprocess.Popen[bytes], log: Path, what: 
 
 
 def run_again(env: dict[str, str]) -> str:
-    r = subprocess.run([sys.executable, "-m", "bot", "digest", "send", "--now"], env=env, cwd=REPO,
-                       capture_output=True, text=True, timeout=180)
+    r = subprocess.run(
+        [sys.executable, "-m", "bot", "digest", "send", "--now"],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     return r.stdout + r.stderr
 
@@ -113,7 +137,9 @@ def check_guarantee(env: dict[str, str], server: SmtpTestServer, addresses: list
         room.close()
 
 
-def test_sigkill_in_the_middle_of_2000_recipients_then_again(tmp_path: Path, db_url: str, server: SmtpTestServer) -> None:
+def test_sigkill_in_the_middle_of_2000_recipients_then_again(
+    tmp_path: Path, db_url: str, server: SmtpTestServer
+) -> None:
     env = environment(tmp_path, db_url, server)
     addresses = prepare(env, 2000)
     log = tmp_path / "send.log"
@@ -161,7 +187,9 @@ def test_killed_while_the_server_holds_an_accepted_message(tmp_path: Path, db_ur
     room.close()
     assert len(handing) == 1, "exactly the held message is on record as possibly out"
     held_to = handing[0]["address"]
-    status = subprocess.run([sys.executable, "-m", "bot", "status"], env=env, cwd=REPO, capture_output=True, text=True, timeout=60)
+    status = subprocess.run(
+        [sys.executable, "-m", "bot", "status"], env=env, cwd=REPO, capture_output=True, text=True, timeout=60
+    )
     assert "handing_over 1" in status.stdout, status.stdout
     out = run_again(env)
     assert "1 possibly duplicated after a crash" in out, out

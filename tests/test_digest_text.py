@@ -42,6 +42,11 @@ def test_plain_text_loads_no_html_renderer() -> None:
         "assert Renderer(Settings()).text(summary)\n"
         "print([m for m in ('latex2mathml', 'bot.render.html') if m in sys.modules])\n"
     )
-    out = subprocess.run([sys.executable, "-c", probe], check=True, capture_output=True, text=True,
-                         env={"PATH": "/usr/bin:/bin", "PYTHONDONTWRITEBYTECODE": "1"}).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", probe],
+        check=True,
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", "PYTHONDONTWRITEBYTECODE": "1"},
+    ).stdout
     assert out.strip() == "[]"

@@ -21,7 +21,9 @@ from bot.status import render_status, run_check
 from bot.store import Store
 
 
-def setup(make_app: Any, settings: Settings, n: int = 3, **publishers: FakePublisher) -> tuple[Any, dict[str, FakePublisher]]:
+def setup(
+    make_app: Any, settings: Settings, n: int = 3, **publishers: FakePublisher
+) -> tuple[Any, dict[str, FakePublisher]]:
     pubs = {"twitter": FakePublisher("twitter"), "facebook": FakePublisher("facebook"), **publishers}
     app, _ = make_app(site_feed(items(6)), settings=settings, publishers=pubs)
     poll(app, backfill=n)
@@ -56,7 +58,9 @@ def test_transient_error_retries_with_backoff_then_dies(make_app: Any, settings:
     r = Dispatcher(app).run_once()
     assert (r.sent, r.retried) == (1, 1)  # facebook went out; twitter did not block it
     d = app.store.deliveries(channel="twitter")[0]
-    assert d.state is DeliveryState.PENDING and clock.now + timedelta(seconds=30) <= d.due_at <= clock.now + timedelta(seconds=60)
+    assert d.state is DeliveryState.PENDING and clock.now + timedelta(seconds=30) <= d.due_at <= clock.now + timedelta(
+        seconds=60
+    )
     assert Dispatcher(app).run_once().retried == 0  # not due yet
     clock.now = d.due_at
     Dispatcher(app).run_once()
@@ -70,13 +74,20 @@ def test_transient_error_retries_with_backoff_then_dies(make_app: Any, settings:
 
 def test_rate_limit_reset_time_is_honoured(make_app: Any, settings: Settings, clock: FakeClock) -> None:
     reset = clock.now + timedelta(minutes=14)
-    app, _ = setup(make_app, settings, 1, twitter=FakePublisher("twitter", faults=[TransientPublishError("429", status=429, code=88, retry_at=reset)]))
+    app, _ = setup(
+        make_app,
+        settings,
+        1,
+        twitter=FakePublisher("twitter", faults=[TransientPublishError("429", status=429, code=88, retry_at=reset)]),
+    )
     Dispatcher(app).run_once()
     assert app.store.deliveries(channel="twitter")[0].due_at == reset
 
 
 def test_retry_sends_exactly_the_same_text(make_app: Any, settings: Settings, clock: FakeClock) -> None:
-    app, pubs = setup(make_app, settings, 1, twitter=FakePublisher("twitter", faults=[TransientPublishError("timeout")]))
+    app, pubs = setup(
+        make_app, settings, 1, twitter=FakePublisher("twitter", faults=[TransientPublishError("timeout")])
+    )
     Dispatcher(app).run_once()
     first_text = app.store.stored_post(app.store.deliveries(channel="twitter")[0].id).text
     clock.advance(hours=1)
@@ -85,7 +96,9 @@ def test_retry_sends_exactly_the_same_text(make_app: Any, settings: Settings, cl
 
 
 def test_permanent_error_fails_with_reason(make_app: Any, settings: Settings, clock: FakeClock) -> None:
-    err = PermanentPublishError("You are not allowed to create a Tweet with duplicate content.", status=403, duplicate=True)
+    err = PermanentPublishError(
+        "You are not allowed to create a Tweet with duplicate content.", status=403, duplicate=True
+    )
     app, _ = setup(make_app, settings, 1, twitter=FakePublisher("twitter", faults=[err]))
     Dispatcher(app).run_once()
     d = app.store.deliveries(channel="twitter")[0]
@@ -93,12 +106,22 @@ def test_permanent_error_fails_with_reason(make_app: Any, settings: Settings, cl
     assert "duplicate content" in render_status(app)
 
 
-def test_auth_error_pauses_only_that_channel_until_check_passes(make_app: Any, settings: Settings, clock: FakeClock) -> None:
+def test_auth_error_pauses_only_that_channel_until_check_passes(
+    make_app: Any, settings: Settings, clock: FakeClock
+) -> None:
     import dataclasses
 
-    env = dataclasses.replace(settings.env, twitter_api_key="k-1234", twitter_api_secret="s-1234", twitter_access_token="t-1234", twitter_access_token_secret="ts-1234")
+    env = dataclasses.replace(
+        settings.env,
+        twitter_api_key="k-1234",
+        twitter_api_secret="s-1234",
+        twitter_access_token="t-1234",
+        twitter_access_token_secret="ts-1234",
+    )
     settings = dataclasses.replace(settings, env=env)
-    tw = FakePublisher("twitter", faults=[AuthPublishError("X rejected the credentials (401): renew TWITTER_ACCESS_TOKEN", status=401)])
+    tw = FakePublisher(
+        "twitter", faults=[AuthPublishError("X rejected the credentials (401): renew TWITTER_ACCESS_TOKEN", status=401)]
+    )
     app, pubs = setup(make_app, settings, 3, twitter=tw)
     r = Dispatcher(app).run_once()
     assert r.paused == ["twitter"] and len(pubs["facebook"].posts) == 3 and tw.posts == []
@@ -141,7 +164,8 @@ def test_min_interval_paces_posts(make_app: Any, settings: Settings, clock: Fake
 
 
 def in_flight(app: Any, clock: FakeClock, worker: str, lease: timedelta) -> tuple[Delivery, Post]:
-    """What a worker does before its network call: reserve the next twitter delivery, mark it in flight with its post."""
+    """What a worker does before its network call: reserve the next twitter delivery, mark it in flight with its
+    post."""
     reserved = app.store.reserve(now=clock.now, channels=["twitter"], worker=worker, lease=lease)
     assert reserved is not None
     post = app.renderer.post("twitter", reserved.summary.summary, None)
@@ -149,7 +173,9 @@ def in_flight(app: Any, clock: FakeClock, worker: str, lease: timedelta) -> tupl
     return reserved.delivery, post
 
 
-def test_in_flight_of_dead_worker_becomes_uncertain_and_is_reconciled_with_proof(make_app: Any, settings: Settings, clock: FakeClock) -> None:
+def test_in_flight_of_dead_worker_becomes_uncertain_and_is_reconciled_with_proof(
+    make_app: Any, settings: Settings, clock: FakeClock
+) -> None:
     app, pubs = setup(make_app, settings, 2)
     tw = pubs["twitter"]
     # A worker on another host marked one in flight and sent it, then died before recording it.
@@ -165,7 +191,9 @@ def test_in_flight_of_dead_worker_becomes_uncertain_and_is_reconciled_with_proof
     assert [a.outcome for a in app.store.attempts(d.id)] == ["reconciled"]
 
 
-def test_uncertain_without_proof_is_held_for_operator_then_retry_or_skip(make_app: Any, settings: Settings, clock: FakeClock) -> None:
+def test_uncertain_without_proof_is_held_for_operator_then_retry_or_skip(
+    make_app: Any, settings: Settings, clock: FakeClock
+) -> None:
     app, pubs = setup(make_app, settings, 2)
     d1, _ = in_flight(app, clock, "other:1:1", timedelta(seconds=10))
     d2, _ = in_flight(app, clock, "other:1:1", timedelta(seconds=10))
@@ -182,7 +210,9 @@ def test_uncertain_without_proof_is_held_for_operator_then_retry_or_skip(make_ap
     assert app.store.delivery(d2.id).state is DeliveryState.SKIPPED
 
 
-def test_reserved_but_never_sent_goes_out_once_its_lease_ends(make_app: Any, settings: Settings, clock: FakeClock) -> None:
+def test_reserved_but_never_sent_goes_out_once_its_lease_ends(
+    make_app: Any, settings: Settings, clock: FakeClock
+) -> None:
     app, pubs = setup(make_app, settings, 1)
     # A worker on another host reserved it (still pending: nothing went out) and vanished.
     reserved = app.store.reserve(now=clock.now, channels=["twitter"], worker="other:1:1", lease=timedelta(seconds=10))
@@ -195,7 +225,9 @@ def test_reserved_but_never_sent_goes_out_once_its_lease_ends(make_app: Any, set
     assert app.store.delivery(d.id).state is DeliveryState.SENT and len(pubs["twitter"].posts) == 1
 
 
-def test_a_pooled_connection_the_server_dropped_while_idle_is_replaced_before_use(db_url: str, monkeypatch: Any) -> None:
+def test_a_pooled_connection_the_server_dropped_while_idle_is_replaced_before_use(
+    db_url: str, monkeypatch: Any
+) -> None:
     # Not pinged at every checkout (a round trip per transaction): only after sitting idle.
     if not db_url.startswith("postgresql"):
         pytest.skip("PostgreSQL only: SQLite has no server to drop a connection")

@@ -12,8 +12,36 @@ REPO = Path(__file__).resolve().parent.parent
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 
 #: folders that are not the project's own text (tools, caches, run output)
-SKIP_DIRS = {".git", ".venv", "var", "__pycache__", "artifacts", "build", "dist", ".mypy_cache", ".ruff_cache", ".pytest_cache", ".hypothesis"}
-TEXT_SUFFIXES = {".py", ".md", ".toml", ".txt", ".j2", ".css", ".html", ".json", ".cfg", ".ini", ".yml", ".yaml", ".csv", ".xml", ".sh"}
+SKIP_DIRS = {
+    ".git",
+    ".venv",
+    "var",
+    "__pycache__",
+    "artifacts",
+    "build",
+    "dist",
+    ".mypy_cache",
+    ".ruff_cache",
+    ".pytest_cache",
+    ".hypothesis",
+}
+TEXT_SUFFIXES = {
+    ".py",
+    ".md",
+    ".toml",
+    ".txt",
+    ".j2",
+    ".css",
+    ".html",
+    ".json",
+    ".cfg",
+    ".ini",
+    ".yml",
+    ".yaml",
+    ".csv",
+    ".xml",
+    ".sh",
+}
 #: places a clone does not have (written in pieces so this file does not match itself)
 OUTSIDE = re.compile("|".join((r"\.\./+shared\b", r"/work/" + "shared", r"\bDESIGN" + r"\.md\b", r"/work/" + "main")))
 

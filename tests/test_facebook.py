@@ -28,7 +28,10 @@ NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 PAGE = "123456789"
 TOKEN = "EAAG-SECRETMARKER-page-token"
 LINK = "https://www.shortscience.org/paper?bibtexKey=journals/corr/1803.08494#joecohen"
-TEXT = "Group Normalization (Wu & He, 2018)\n\nBN's error grows quickly as the batch shrinks; GN divides channels into groups instead."
+TEXT = (
+    "Group Normalization (Wu & He, 2018)\n\nBN's error grows quickly as the batch shrinks; GN divides channels "
+    "into groups instead."
+)
 
 
 @pytest.fixture
@@ -38,7 +41,9 @@ def fake() -> Iterator[FakeGraph]:
         yield server
 
 
-def settings_for(graph_url: str, *, token: str = TOKEN, page_id: str = PAGE, version: str = "v26.0", **facebook: Any) -> Settings:
+def settings_for(
+    graph_url: str, *, token: str = TOKEN, page_id: str = PAGE, version: str = "v26.0", **facebook: Any
+) -> Settings:
     env = Env(
         facebook_page_id=page_id,
         facebook_page_access_token=token,
@@ -148,8 +153,24 @@ def test_expired_token_says_what_to_renew(fake: FakeGraph) -> None:
 
 
 def test_throttling_honours_the_business_use_case_header(fake: FakeGraph) -> None:
-    usage = {PAGE: [{"type": "pages", "call_count": 100, "total_cputime": 20, "total_time": 30, "estimated_time_to_regain_access": 17}]}
-    fake.fail(graph_error(80001, "There have been too many calls to this Page account.", headers={"X-Business-Use-Case-Usage": json.dumps(usage)}))
+    usage = {
+        PAGE: [
+            {
+                "type": "pages",
+                "call_count": 100,
+                "total_cputime": 20,
+                "total_time": 30,
+                "estimated_time_to_regain_access": 17,
+            }
+        ]
+    }
+    fake.fail(
+        graph_error(
+            80001,
+            "There have been too many calls to this Page account.",
+            headers={"X-Business-Use-Case-Usage": json.dumps(usage)},
+        )
+    )
     with pytest.raises(TransientPublishError) as caught:
         publisher(fake).publish(post())
     assert caught.value.retry_at == NOW + timedelta(minutes=17)
@@ -215,7 +236,9 @@ def test_reconcile_finds_a_post_that_went_out_before_the_crash(fake: FakeGraph) 
 
     proof = p.reconcile(post())
 
-    assert proof == Published(post_id=fake.posts[0]["id"], url=f"https://www.facebook.com/{PAGE}/posts/{fake.posts[0]['id'].split('_')[1]}")
+    assert proof == Published(
+        post_id=fake.posts[0]["id"], url=f"https://www.facebook.com/{PAGE}/posts/{fake.posts[0]['id'].split('_')[1]}"
+    )
     assert len(fake.posts) == 2  # nothing new was posted
     [listing] = fake.requests_to("GET", f"/v26.0/{PAGE}/posts")
     assert listing.query["fields"] == ["id,message,permalink_url,created_time,attachments{url,unshimmed_url}"]
@@ -260,7 +283,9 @@ def test_check_with_a_wrong_page_id(fake: FakeGraph) -> None:
 
 
 def test_check_with_a_missing_permission(fake: FakeGraph) -> None:
-    fake.fail(graph_error(200, "(#200) The user hasn't authorized the application to perform this action", method="GET"))
+    fake.fail(
+        graph_error(200, "(#200) The user hasn't authorized the application to perform this action", method="GET")
+    )
     with pytest.raises(AuthPublishError, match="missing permission pages_manage_posts"):
         publisher(fake).check()
 
@@ -291,7 +316,9 @@ def test_an_image_makes_a_photo_post_with_the_text_and_link_as_caption(fake: Fak
         ("graph refuses the image", "code 324"),
     ],
 )
-def test_a_failed_image_falls_back_to_the_link_post(fake: FakeGraph, caplog: pytest.LogCaptureFixture, case: str, expected: str) -> None:
+def test_a_failed_image_falls_back_to_the_link_post(
+    fake: FakeGraph, caplog: pytest.LogCaptureFixture, case: str, expected: str
+) -> None:
     fake.files["/img/figure.png"] = (200, "image/png", png(40, 40))
     fake.files["/img/page.png"] = (200, "image/png", b"<html>not an image</html>")
     fake.files["/img/broken.png"] = (500, "text/plain", b"oops")
@@ -346,7 +373,11 @@ def test_no_secret_in_any_error_or_log(fake: FakeGraph, caplog: pytest.LogCaptur
     ]
     for fault in faults:
         fake.fail(fault)
-        for call in (lambda: p.publish(post(image_url=f"{fake.url}/img/broken.png")), p.check, lambda: p.reconcile(post())):
+        for call in (
+            lambda: p.publish(post(image_url=f"{fake.url}/img/broken.png")),
+            p.check,
+            lambda: p.reconcile(post()),
+        ):
             try:
                 call()
             except PublishError as exc:
@@ -359,7 +390,10 @@ def test_no_secret_in_any_error_or_log(fake: FakeGraph, caplog: pytest.LogCaptur
     errors.append(caught.value)
     url = fake.url
     fake.stop()
-    for call in (FacebookPublisher(settings_for(url), now=lambda: NOW).check, lambda: FacebookPublisher(settings_for(url), now=lambda: NOW).publish(post())):
+    for call in (
+        FacebookPublisher(settings_for(url), now=lambda: NOW).check,
+        lambda: FacebookPublisher(settings_for(url), now=lambda: NOW).publish(post()),
+    ):
         try:
             call()
         except PublishError as exc:
@@ -377,9 +411,21 @@ def test_the_sdk_import_warning_is_silenced_narrowly() -> None:
     """facebook-sdk's invalid escape warns when its source is compiled; importing us must not."""
     with tempfile.TemporaryDirectory() as cache:
         env = {**os.environ, "PYTHONPYCACHEPREFIX": cache}  # force a fresh compile of facebook-sdk
-        ours = subprocess.run([sys.executable, "-W", "error", "-c", "import bot.channels.facebook.publisher"], env=env, capture_output=True, text=True, check=False)
+        ours = subprocess.run(
+            [sys.executable, "-W", "error", "-c", "import bot.channels.facebook.publisher"],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         assert ours.returncode == 0, ours.stderr
     with tempfile.TemporaryDirectory() as cache:
         env = {**os.environ, "PYTHONPYCACHEPREFIX": cache}
-        bare = subprocess.run([sys.executable, "-W", "error", "-c", "import facebook"], env=env, capture_output=True, text=True, check=False)
+        bare = subprocess.run(
+            [sys.executable, "-W", "error", "-c", "import facebook"],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         assert bare.returncode != 0 and "invalid escape sequence" in bare.stderr  # the warning is real

@@ -39,10 +39,15 @@ def feed_dates(public: Path) -> dict[str, dict[str, tuple[datetime, datetime | N
     doc = json.loads((public / "feed.json").read_text(encoding="utf-8"))
     return {
         "atom": {
-            e.findtext(f"{ATOM}id"): (_iso(e.findtext(f"{ATOM}published") or ""), _iso(e.findtext(f"{ATOM}updated") or ""))
+            e.findtext(f"{ATOM}id"): (
+                _iso(e.findtext(f"{ATOM}published") or ""),
+                _iso(e.findtext(f"{ATOM}updated") or ""),
+            )
             for e in atom.iter(f"{ATOM}entry")
         },
-        "rss": {i.findtext("guid"): (parsedate_to_datetime(i.findtext("pubDate") or ""), None) for i in rss.iter("item")},
+        "rss": {
+            i.findtext("guid"): (parsedate_to_datetime(i.findtext("pubDate") or ""), None) for i in rss.iter("item")
+        },
         "json": {i["id"]: (_iso(i["date_published"]), _iso(i["date_modified"])) for i in doc["items"]},
     }
 
@@ -53,7 +58,9 @@ def sample_pub_dates() -> dict[str, datetime]:
 
 
 @pytest.mark.parametrize("backfill", [0, 3])
-def test_first_poll_of_the_sample_dates_entries_by_their_pub_date(make_app: Any, settings: Settings, clock: FakeClock, backfill: int) -> None:
+def test_first_poll_of_the_sample_dates_entries_by_their_pub_date(
+    make_app: Any, settings: Settings, clock: FakeClock, backfill: int
+) -> None:
     app, _ = make_app(sample_feed_path().read_bytes(), settings=settings)
     poll(app, backfill=backfill)
     build_feeds(app)
@@ -94,7 +101,11 @@ def test_a_summary_seen_appearing_is_published_when_it_appeared_or_at_its_earlie
     # The feed lists by discovery, so the late one lands on the open archive page, not in a full one.
     assert list(atom) == [ahead.guid, late.guid, *(it.guid for it in feed)]
     archive = etree.parse(str(settings.public_dir / "archive" / "1.atom")).getroot()
-    assert [e.findtext(f"{ATOM}id") for e in archive.iter(f"{ATOM}entry")] == [*(it.guid for it in reversed(feed)), late.guid, ahead.guid]
+    assert [e.findtext(f"{ATOM}id") for e in archive.iter(f"{ATOM}entry")] == [
+        *(it.guid for it in reversed(feed)),
+        late.guid,
+        ahead.guid,
+    ]
 
 
 def test_entry_dates_never_put_updated_before_published() -> None:
@@ -106,7 +117,8 @@ def test_entry_dates_never_put_updated_before_published() -> None:
 
 
 def test_migration_0002_dates_existing_summaries(db_url: str, tmp_path: Path) -> None:
-    """Rows written before the column existed get the earliest of their first version's date and first sight; old renders go."""
+    """Rows written before the column existed get the earliest of their first version's date and first sight; old
+    renders go."""
     from alembic import command
     from alembic.config import Config
 
@@ -125,30 +137,46 @@ def test_migration_0002_dates_existing_summaries(db_url: str, tmp_path: Path) ->
         when = sa.bindparam("when", type_=UtcDateTime())
         with engine.begin() as conn:
             conn.execute(sa.text("INSERT INTO sources (id, url, failures, items_seen) VALUES (1, 'feed', 0, 0)"))
-            for sid, first_version, first_seen in ((1, seen - timedelta(days=30), seen), (2, seen + timedelta(minutes=3), seen)):
+            for sid, first_version, first_seen in (
+                (1, seen - timedelta(days=30), seen),
+                (2, seen + timedelta(minutes=3), seen),
+            ):
                 conn.execute(
                     sa.text(
-                        "INSERT INTO summaries (id, source_id, guid, title, author, text, link, categories, content_hash,"
+                        "INSERT INTO summaries (id, source_id, guid, title, author, text, link, categories, "
+                        "content_hash,"
                         " version, edited_at, first_seen_at, changed_at, backfilled)"
                         " VALUES (:id, 1, :guid, 't', 'a', 'x', 'l', '[]', 'h', 2, :edited, :seen, :seen, false)"
-                    ).bindparams(sa.bindparam("edited", type_=UtcDateTime()), sa.bindparam("seen", type_=UtcDateTime())),
+                    ).bindparams(
+                        sa.bindparam("edited", type_=UtcDateTime()), sa.bindparam("seen", type_=UtcDateTime())
+                    ),
                     {"id": sid, "guid": f"g{sid}", "edited": seen + timedelta(days=1), "seen": first_seen},
                 )
                 for version, edited in ((1, first_version), (2, seen + timedelta(days=1))):
                     conn.execute(
                         sa.text(
-                            "INSERT INTO summary_versions (summary_id, version, title, author, text, content_hash, edited_at, seen_at)"
+                            "INSERT INTO summary_versions (summary_id, version, title, author, text, "
+                            "content_hash, edited_at, seen_at)"
                             " VALUES (:sid, :version, 't', 'a', 'x', 'h', :when, :when)"
                         ).bindparams(when),
                         {"sid": sid, "version": version, "when": edited},
                     )
             conn.execute(
-                sa.text("INSERT INTO renders (summary_id, content_hash, html, text, rendered_at) VALUES (1, 'h', '<p></p>', 'alt', :when)").bindparams(when),
+                sa.text(
+                    "INSERT INTO renders (summary_id, content_hash, html, text, rendered_at) VALUES (1, 'h', "
+                    "'<p></p>', 'alt', :when)"
+                ).bindparams(when),
                 {"when": seen},
             )
         assert migrate(engine)
         with engine.connect() as conn:
-            rows = dict(conn.execute(sa.select(sa.column("id"), sa.column("published_at", UtcDateTime())).select_from(sa.table("summaries"))).all())
+            rows = dict(
+                conn.execute(
+                    sa.select(sa.column("id"), sa.column("published_at", UtcDateTime())).select_from(
+                        sa.table("summaries")
+                    )
+                ).all()
+            )
             renders = conn.execute(sa.text("SELECT COUNT(*) FROM renders")).scalar()
     finally:
         engine.dispose()

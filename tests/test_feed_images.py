@@ -1,4 +1,5 @@
-"""Images in what readers get: only from allowed hosts, no alt text in plain text, no empty paragraph (issue 14, points 5 and 7)."""
+"""Images in what readers get: only from allowed hosts, no alt text in plain text, no empty paragraph (issue 14, points
+5 and 7)."""
 
 from __future__ import annotations
 
@@ -27,8 +28,12 @@ PIXEL = "https://tracker.example/p.gif?u=42"
 
 def summary(text: str) -> Summary:
     return Summary(
-        guid=f"{SITE}/paper?bibtexKey=x#u", title="A paper", author="Someone", text=text,
-        link=f"{SITE}/paper?bibtexKey=x#u", edited_at=datetime(2024, 1, 1, tzinfo=UTC),
+        guid=f"{SITE}/paper?bibtexKey=x#u",
+        title="A paper",
+        author="Someone",
+        text=text,
+        link=f"{SITE}/paper?bibtexKey=x#u",
+        edited_at=datetime(2024, 1, 1, tzinfo=UTC),
     )
 
 
@@ -45,7 +50,9 @@ def img_sources(html: str) -> list[str]:
 
 
 def test_images_from_allowed_hosts_and_the_site_are_kept(renderer: Renderer) -> None:
-    out = renderer.html(summary("![fig](https://i.imgur.com/a.png) ![own](/static/fig.png) ![up](https://I.IMGUR.com/b.png)"))
+    out = renderer.html(
+        summary("![fig](https://i.imgur.com/a.png) ![own](/static/fig.png) ![up](https://I.IMGUR.com/b.png)")
+    )
     assert img_sources(out) == ["https://i.imgur.com/a.png", f"{SITE}/static/fig.png", "https://I.IMGUR.com/b.png"]
 
 
@@ -60,7 +67,9 @@ def test_images_from_allowed_hosts_and_the_site_are_kept(renderer: Renderer) -> 
         "Text ![pixel](https://i.imgur.com.tracker.example/p.gif) more.",
     ],
 )
-def test_an_image_from_another_host_becomes_a_link_labelled_with_its_alt_text(renderer: Renderer, markdown: str) -> None:
+def test_an_image_from_another_host_becomes_a_link_labelled_with_its_alt_text(
+    renderer: Renderer, markdown: str
+) -> None:
     out = renderer.html(summary(markdown))
     assert "<img" not in out
     link = re.search(r'<a href="([^"]*)" rel="nofollow noopener noreferrer">([^<]*)</a>', out)
@@ -80,14 +89,19 @@ def test_filter_images_escapes_what_it_writes() -> None:
     hosts = allowed_hosts(["i.imgur.com"], SITE)
     assert hosts == {"i.imgur.com", "www.shortscience.org"}
     out = filter_images('<p><img src="https://x.example/a?b=1&amp;c=&quot;2" alt="&lt;b&gt; &quot;q&quot;"></p>', hosts)
-    assert out == '<p><a href="https://x.example/a?b=1&amp;c=&quot;2" rel="nofollow noopener noreferrer">&lt;b&gt; "q"</a></p>'
+    assert (
+        out
+        == '<p><a href="https://x.example/a?b=1&amp;c=&quot;2" rel="nofollow noopener noreferrer">&lt;b&gt; "q"</a></p>'
+    )
 
 
 # ---- point 7: no alt text in plain text, no empty paragraph ----
 
 
 def test_alt_text_stays_out_of_plain_text(renderer: Renderer) -> None:
-    text = renderer.text(summary("Before.\n\n![screen shot 2017-06-02 at 10 24 45 am]()\n\nAfter ![fig](https://i.imgur.com/a.png) end."))
+    text = renderer.text(
+        summary("Before.\n\n![screen shot 2017-06-02 at 10 24 45 am]()\n\nAfter ![fig](https://i.imgur.com/a.png) end.")
+    )
     assert text == "Before.\n\nAfter end."
 
 
@@ -105,9 +119,13 @@ def entries(settings: Settings) -> dict[str, dict[str, str]]:
     public = settings.public_dir
     out: dict[str, dict[str, str]] = {}
     for e in etree.parse(str(public / "feed.atom")).getroot().iter(f"{ATOM}entry"):
-        out.setdefault(e.findtext(f"{ATOM}id") or "", {}).update(atom=e.findtext(f"{ATOM}content") or "", atom_summary=e.findtext(f"{ATOM}summary") or "")
+        out.setdefault(e.findtext(f"{ATOM}id") or "", {}).update(
+            atom=e.findtext(f"{ATOM}content") or "", atom_summary=e.findtext(f"{ATOM}summary") or ""
+        )
     for i in etree.parse(str(public / "feed.rss")).getroot().iter("item"):
-        out[i.findtext("guid") or ""].update(rss=i.findtext(CONTENT) or "", rss_description=i.findtext("description") or "")
+        out[i.findtext("guid") or ""].update(
+            rss=i.findtext(CONTENT) or "", rss_description=i.findtext("description") or ""
+        )
     for j in json.loads((public / "feed.json").read_text(encoding="utf-8"))["items"]:
         out[j["id"]].update(json=j["content_html"], json_summary=j["summary"])
     return out
@@ -127,7 +145,9 @@ def test_no_tracking_pixel_and_no_alt_text_reach_a_feed(make_app: Any, settings:
         assert "screen shot" not in entry[kind] and "pixel" not in entry[kind], (kind, entry[kind])
 
 
-def test_the_sample_feeds_carry_no_alt_text_and_no_empty_paragraph(make_app: Any, settings: Settings, clock: FakeClock) -> None:
+def test_the_sample_feeds_carry_no_alt_text_and_no_empty_paragraph(
+    make_app: Any, settings: Settings, clock: FakeClock
+) -> None:
     app, _ = make_app(sample_feed_path().read_bytes(), settings=settings)
     poll(app, backfill=3)
     build_feeds(app)

@@ -20,7 +20,11 @@ DEAD_HUB = "http://127.0.0.1:9/hub"
 
 
 def files(folder: Path) -> dict[str, bytes]:
-    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file() and not p.name.startswith(".")}
+    return {
+        p.relative_to(folder).as_posix(): p.read_bytes()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and not p.name.startswith(".")
+    }
 
 
 def on_own_disk(settings: Settings, folder: Path) -> Settings:
@@ -94,7 +98,9 @@ def test_a_failing_refresh_is_reported_and_the_next_one_works(
     assert mirror.refresh() is not None and (blocked / "feed.rss").is_file()
 
 
-def test_a_web_process_on_its_own_disk_serves_the_feeds(make_app: Any, settings: Settings, db_url: str, tmp_path: Path) -> None:
+def test_a_web_process_on_its_own_disk_serves_the_feeds(
+    make_app: Any, settings: Settings, db_url: str, tmp_path: Path
+) -> None:
     """`python -m bot web` on an empty disk, with only the database shared (a web dyno): the feeds appear."""
     import os
     import socket
@@ -109,12 +115,26 @@ def test_a_web_process_on_its_own_disk_serves_the_feeds(make_app: Any, settings:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TWITTER_", "FACEBOOK_", "BOT_", "SMTP_", "DATABASE_URL"))}
-    env.update(DATABASE_URL=db_url, BOT_DATA_DIR=str(tmp_path / "web-dyno"), PORT=str(port), BOT_DRY_RUN="1",
-               SECRET_KEY="mirror-test-secret-key-0123456789")
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("TWITTER_", "FACEBOOK_", "BOT_", "SMTP_", "DATABASE_URL"))
+    }
+    env.update(
+        DATABASE_URL=db_url,
+        BOT_DATA_DIR=str(tmp_path / "web-dyno"),
+        PORT=str(port),
+        BOT_DRY_RUN="1",
+        SECRET_KEY="mirror-test-secret-key-0123456789",
+    )
     log = (tmp_path / "web.log").open("wb")
-    proc = subprocess.Popen([sys.executable, "-m", "bot", "web"], env=env, cwd=Path(__file__).resolve().parent.parent,
-                            stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bot", "web"],
+        env=env,
+        cwd=Path(__file__).resolve().parent.parent,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     try:
         deadline = time.monotonic() + 60
         status = None

@@ -32,7 +32,10 @@ NS = {
     "fh": "http://purl.org/syndication/history/1.0",
 }
 T0 = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
-RFC822 = re.compile(r"^(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d{2} (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) \d{4} \d{2}:\d{2}:\d{2} [+-]\d{4}$")
+RFC822 = re.compile(
+    r"^(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d{2} (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) \d{4} "
+    r"\d{2}:\d{2}:\d{2} [+-]\d{4}$"
+)
 RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$")
 
 
@@ -49,7 +52,10 @@ def entry(i: int, **changes: object) -> FeedEntry:
         title=f"Paper {i}: Group Normalization",
         author=f"Reader {i}",
         link=link,
-        content_html=f'<p>Summary {i} with <math><mi>x</mi></math> and <a href="https://arxiv.org/abs/1803.08494">a link</a>.</p>',
+        content_html=(
+            f'<p>Summary {i} with <math><mi>x</mi></math> and <a href="https://arxiv.org/abs/1803.08494">a '
+            "link</a>.</p>"
+        ),
         summary_text=f"Summary {i}, a teaser.",
         published=T0 + timedelta(days=i),
         updated=T0 + timedelta(days=i, hours=1),
@@ -165,7 +171,10 @@ def test_every_feed_is_valid_and_complete(tmp_path: Path) -> None:
     assert e9.id == entry(9).guid and e9.author == "Reader 9"
     assert e9.published_parsed[:6] == entry(9).published.timetuple()[:6]
     assert e9.updated_parsed[:6] == entry(9).updated.timetuple()[:6]
-    assert {(link.rel, link.href) for link in e9.links} == {("alternate", entry(9).link), ("related", "https://arxiv.org/abs/1803.08494")}
+    assert {(link.rel, link.href) for link in e9.links} == {
+        ("alternate", entry(9).link),
+        ("related", "https://arxiv.org/abs/1803.08494"),
+    }
     assert e9.summary == "Summary 9, a teaser."
     assert {link.rel: link.href for link in atom.feed.links}["hub"] == HUB
 
@@ -265,10 +274,21 @@ HOSTILE = "Evil\r\nTitle\x0b\x00\x1f\ufffe\ufeff \u202eetirw\u202c <script>alert
 def test_hostile_entries_make_valid_feeds(tmp_path: Path) -> None:
     huge = "A" * 5_000_000
     entries = [
-        entry(1, title=HOSTILE, author="Mallory\r\nBcc: x@example.org\u202e", summary_text=HOSTILE,
-              categories=("../../etc/passwd", "cs.LG\x00", "a b"), content_html="<p>bad \x0b char \ufffe</p>"),
+        entry(
+            1,
+            title=HOSTILE,
+            author="Mallory\r\nBcc: x@example.org\u202e",
+            summary_text=HOSTILE,
+            categories=("../../etc/passwd", "cs.LG\x00", "a b"),
+            content_html="<p>bad \x0b char \ufffe</p>",
+        ),
         entry(2, title=huge, author=huge, summary_text=huge, content_html=f"<p>{huge}</p>"),
-        entry(3, title="\x0b\u202e  ", author="", content_html='<p><a href="/relative/path">rel</a><img src="img.png"></p>'),
+        entry(
+            3,
+            title="\x0b\u202e  ",
+            author="",
+            content_html='<p><a href="/relative/path">rel</a><img src="img.png"></p>',
+        ),
     ]
     report = build_feeds(entries, make_settings(tmp_path))
     check_all(tmp_path)

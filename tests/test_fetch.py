@@ -39,7 +39,11 @@ def test_etag_and_last_modified_round_trip_to_304() -> None:
     def answer(headers: dict[str, str]) -> Reply:
         if headers.get("if-none-match") == '"v1"':
             return Reply(304, headers={"ETag": '"v1"'})
-        return Reply(200, FEED, {**RSS, "ETag": '"v1"', "Last-Modified": "Mon, 02 Nov 2026 08:00:00 GMT", "Cache-Control": "max-age=600"})
+        return Reply(
+            200,
+            FEED,
+            {**RSS, "ETag": '"v1"', "Last-Modified": "Mon, 02 Nov 2026 08:00:00 GMT", "Cache-Control": "max-age=600"},
+        )
 
     with ScriptedServer(answer) as srv:
         src = source(srv.url)
@@ -100,7 +104,9 @@ def test_slow_server_hits_the_timeout() -> None:
 
 
 def test_non_utf8_feed_bytes_pass_through_unchanged() -> None:
-    latin = FEED.replace(b'encoding="UTF-8"', b'encoding="ISO-8859-1"').replace(b"A summary", "Caf\u00e9 summary".encode("latin-1"))
+    latin = FEED.replace(b'encoding="UTF-8"', b'encoding="ISO-8859-1"').replace(
+        b"A summary", "Caf\u00e9 summary".encode("latin-1")
+    )
     with ScriptedServer(Reply(200, latin, {"Content-Type": "application/rss+xml; charset=ISO-8859-1"})) as srv:
         result = source(srv.url).fetch(SourceState(url="x"), now=NOW)
     assert result.body == latin  # decoding is the parser's job, by the XML declaration
@@ -130,7 +136,9 @@ def test_a_server_that_drips_fails_the_download_at_its_deadline() -> None:
     with ScriptedServer(Reply(200, FEED, RSS, drip=0.2)) as srv:
         src = HttpSource(srv.url + "/rss.xml", timeout=5, max_bytes=1_000_000, user_agent="test-bot", deadline=1.0)
         _OPEN.append(src)
-        with pytest.raises(SourceError, match=r"rss\.xml: the download took longer than 1 s \(source\.download_deadline_seconds\)"):
+        with pytest.raises(
+            SourceError, match=r"rss\.xml: the download took longer than 1 s \(source\.download_deadline_seconds\)"
+        ):
             src.fetch(SourceState(url="x"), now=NOW)
 
 
@@ -159,10 +167,17 @@ def test_a_server_that_drips_its_headers_fails_at_the_deadline_too() -> None:
     thread = threading.Thread(target=drip, daemon=True)
     thread.start()
     try:
-        src = HttpSource(f"http://127.0.0.1:{listener.getsockname()[1]}/rss.xml", timeout=5, max_bytes=1_000_000,
-                         user_agent="test-bot", deadline=1.0)
+        src = HttpSource(
+            f"http://127.0.0.1:{listener.getsockname()[1]}/rss.xml",
+            timeout=5,
+            max_bytes=1_000_000,
+            user_agent="test-bot",
+            deadline=1.0,
+        )
         _OPEN.append(src)
-        with pytest.raises(SourceError, match=r"the download took longer than 1 s \(source\.download_deadline_seconds\)"):
+        with pytest.raises(
+            SourceError, match=r"the download took longer than 1 s \(source\.download_deadline_seconds\)"
+        ):
             src.fetch(SourceState(url="x"), now=NOW)
     finally:
         stop.set()

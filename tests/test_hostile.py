@@ -66,25 +66,68 @@ def good_site_items() -> list[Item]:
     t = datetime(2026, 10, 30, 12, 0, tzinfo=UTC)
     words = "attention is all you need " * (BIG_TEXT_CHARS // 26 + 1)
     return [
-        Item(key="h/script", author="alice",
-             # Taking "<b>" out of the last one leaves a whole new tag: stripping must go on until none is left.
-             title='<script>alert("title")</script>A <b onmouseover="alert(1)">bold</b> paper <img src=x onerror=alert(7)<b>>',
-             text='<script>alert(1)</script>Intro <img src=x onerror=alert(2)> <a href="javascript:alert(3)">click</a> '
-                  '[md link](javascript:alert(4)) <iframe src="https://evil.example/"></iframe> <svg onload=alert(5)></svg> '
-                  '<p style="background:url(javascript:alert(6))">styled</p> <form action="https://evil.example/"><input name=x></form>',
-             edited=t),
-        Item(key="h/crlf", author="alice", title="First line\r\nBcc: victim@example.org\r\n\r\nInjected body",
-             text="Text with\r\nCRLF and a lone\rCR.", edited=t - timedelta(minutes=1)),
-        Item(key="h/big", author="alice", title="A five megabyte summary", text=words[:BIG_TEXT_CHARS], edited=t - timedelta(minutes=2)),
-        Item(key="h/controls", author="alice", title="Controls \x0bin\x00 the &#x0B; title &#0;",
-             text="Before\x0bafter\x00end, as references &#x0B; &#0; &#xD800; &#xFFFE; and $x\x0b^2$ math.",
-             edited=t - timedelta(minutes=3)),
-        Item(key="h/rtl", author="alice", title="Harmless \u202egnp.exe and \u2067isolated",
-             text="Reversed \u202etext\u202c and \u2066isolates\u2069, plus real RTL: \u05e9\u05dc\u05d5\u05dd \u0645\u0631\u062d\u0628\u0627.",
-             edited=t - timedelta(minutes=4)),
-        Item(key="h/zwj", author="alice", title=f"Families {FAMILY} and flags {RAINBOW} a\u200db",
-             text=" ".join([FAMILY, RAINBOW, "x\u200dy"] * 120), edited=t - timedelta(minutes=5)),
-        Item(key="h/longtitle", author="alice", title="Long title " + "word " * 20_000, text="Short.", edited=t - timedelta(minutes=6)),
+        Item(
+            key="h/script",
+            author="alice",
+            # Taking "<b>" out of the last one leaves a whole new tag: stripping must go on until none is left.
+            title=(
+                '<script>alert("title")</script>A <b onmouseover="alert(1)">bold</b> paper <img src=x '
+                "onerror=alert(7)<b>>"
+            ),
+            text=(
+                '<script>alert(1)</script>Intro <img src=x onerror=alert(2)> <a href="javascript:alert(3)">click</a> '
+                '[md link](javascript:alert(4)) <iframe src="https://evil.example/"></iframe> '
+                "<svg onload=alert(5)></svg> "
+                '<p style="background:url(javascript:alert(6))">styled</p> <form '
+                'action="https://evil.example/"><input name=x></form>'
+            ),
+            edited=t,
+        ),
+        Item(
+            key="h/crlf",
+            author="alice",
+            title="First line\r\nBcc: victim@example.org\r\n\r\nInjected body",
+            text="Text with\r\nCRLF and a lone\rCR.",
+            edited=t - timedelta(minutes=1),
+        ),
+        Item(
+            key="h/big",
+            author="alice",
+            title="A five megabyte summary",
+            text=words[:BIG_TEXT_CHARS],
+            edited=t - timedelta(minutes=2),
+        ),
+        Item(
+            key="h/controls",
+            author="alice",
+            title="Controls \x0bin\x00 the &#x0B; title &#0;",
+            text="Before\x0bafter\x00end, as references &#x0B; &#0; &#xD800; &#xFFFE; and $x\x0b^2$ math.",
+            edited=t - timedelta(minutes=3),
+        ),
+        Item(
+            key="h/rtl",
+            author="alice",
+            title="Harmless \u202egnp.exe and \u2067isolated",
+            text=(
+                "Reversed \u202etext\u202c and \u2066isolates\u2069, plus real RTL: \u05e9\u05dc\u05d5\u05dd "
+                "\u0645\u0631\u062d\u0628\u0627."
+            ),
+            edited=t - timedelta(minutes=4),
+        ),
+        Item(
+            key="h/zwj",
+            author="alice",
+            title=f"Families {FAMILY} and flags {RAINBOW} a\u200db",
+            text=" ".join([FAMILY, RAINBOW, "x\u200dy"] * 120),
+            edited=t - timedelta(minutes=5),
+        ),
+        Item(
+            key="h/longtitle",
+            author="alice",
+            title="Long title " + "word " * 20_000,
+            text="Short.",
+            edited=t - timedelta(minutes=6),
+        ),
     ]
 
 
@@ -92,16 +135,28 @@ def hostile_site_feed() -> tuple[bytes, list[str], dict[str, str]]:
     """The site-format feed: its bytes, the good guids, and the rejected guids with the reason each must name."""
     good = good_site_items()
     rejected = [
-        Item(key="h/script", author="alice", title="Second item with the first one's guid", edited=datetime(2026, 10, 1, tzinfo=UTC)),
+        Item(
+            key="h/script",
+            author="alice",
+            title="Second item with the first one's guid",
+            edited=datetime(2026, 10, 1, tzinfo=UTC),
+        ),
         Item(key="r/baddate", author="alice", title="Bad date"),
         Item(key="r/notitle", author="alice", title="\x0b\x00 \r\n "),
         Item(key="r/crlflink", author="alice", title="CR/LF in the link"),
     ]
     body = site_feed([*good, *rejected])
     # Authors with CR/LF and markup go in raw: Item uses the author in its guid too.
-    body = body.replace(b"<author>alice</author>", b"<author>Mallory\r\nSubject: hi &lt;img src=x onerror=alert(1)&gt;\xe2\x80\xae</author>", 2)
+    body = body.replace(
+        b"<author>alice</author>",
+        b"<author>Mallory\r\nSubject: hi &lt;img src=x onerror=alert(1)&gt;\xe2\x80\xae</author>",
+        2,
+    )
     bad_date = escape(guid("r/baddate")).encode()
-    body = body.replace(b"<guid>" + bad_date + b"</guid>\n<pubDate>", b"<guid>" + bad_date + b"</guid>\n<pubDate>the day before yesterday ")
+    body = body.replace(
+        b"<guid>" + bad_date + b"</guid>\n<pubDate>",
+        b"<guid>" + bad_date + b"</guid>\n<pubDate>the day before yesterday ",
+    )
     crlf = escape(guid("r/crlflink")).encode()
     body = body.replace(b"<link>" + crlf + b"</link>", b"<link>" + crlf + b"\r\nX-Injected: 1</link>")
     reasons = {
@@ -116,21 +171,47 @@ def hostile_site_feed() -> tuple[bytes, list[str], dict[str, str]]:
 def hostile_json_feed() -> tuple[bytes, list[str], dict[str, str]]:
     """A JSON Feed: lone surrogates, NUL and CR/LF as JSON escapes (XML cannot even carry them)."""
     items = [
-        {"id": "https://example.org/j/1", "url": "https://example.org/j/1",
-         "title": "Lone \ud800 surrogate, NUL \u0000 and VT \u000b in a title",
-         "authors": [{"name": "Eve \udfff\r\nBcc: victim@example.org"}],
-         "content_html": "<p onclick=\"alert(1)\">Text \ud83d with a lone high surrogate \u0000 NUL</p><script>alert(2)</script>",
-         "date_modified": "2026-10-29T10:00:00Z"},
-        {"id": "https://example.org/j/2", "url": "https://example.org/j/2", "title": "Zero width\u200b\u200c\u200d joiners",
-         "content_text": f"Plain text {FAMILY} with \u202eoverride.", "date_published": "2026-10-29T09:00:00+02:00"},
-        {"id": "https://example.org/j/3", "url": "https://example.org/j/3 with spaces", "title": "Spaces in the URL",
-         "content_text": "The link still works, encoded.", "date_modified": "2026-10-29T07:00:00Z"},
-        {"id": "https://example.org/j/1", "url": "https://example.org/j/1", "title": "Duplicate", "content_text": "x",
-         "date_modified": "2026-10-29T08:00:00Z"},
+        {
+            "id": "https://example.org/j/1",
+            "url": "https://example.org/j/1",
+            "title": "Lone \ud800 surrogate, NUL \u0000 and VT \u000b in a title",
+            "authors": [{"name": "Eve \udfff\r\nBcc: victim@example.org"}],
+            "content_html": (
+                '<p onclick="alert(1)">Text \ud83d with a lone high surrogate \u0000 NUL</p><script>alert(2)</script>'
+            ),
+            "date_modified": "2026-10-29T10:00:00Z",
+        },
+        {
+            "id": "https://example.org/j/2",
+            "url": "https://example.org/j/2",
+            "title": "Zero width\u200b\u200c\u200d joiners",
+            "content_text": f"Plain text {FAMILY} with \u202eoverride.",
+            "date_published": "2026-10-29T09:00:00+02:00",
+        },
+        {
+            "id": "https://example.org/j/3",
+            "url": "https://example.org/j/3 with spaces",
+            "title": "Spaces in the URL",
+            "content_text": "The link still works, encoded.",
+            "date_modified": "2026-10-29T07:00:00Z",
+        },
+        {
+            "id": "https://example.org/j/1",
+            "url": "https://example.org/j/1",
+            "title": "Duplicate",
+            "content_text": "x",
+            "date_modified": "2026-10-29T08:00:00Z",
+        },
         {"title": "No id and no url", "content_text": "x", "date_modified": "2026-10-29T08:00:00Z"},
     ]
-    body = json.dumps({"version": "https://jsonfeed.org/version/1.1", "title": "Hostile \ud800 JSON", "items": items}).encode("ascii")
-    return body, ["https://example.org/j/1", "https://example.org/j/2", "https://example.org/j/3"], {"https://example.org/j/1": "duplicate guid", "(no guid)": "neither guid nor link"}
+    body = json.dumps(
+        {"version": "https://jsonfeed.org/version/1.1", "title": "Hostile \ud800 JSON", "items": items}
+    ).encode("ascii")
+    return (
+        body,
+        ["https://example.org/j/1", "https://example.org/j/2", "https://example.org/j/3"],
+        {"https://example.org/j/1": "duplicate guid", "(no guid)": "neither guid nor link"},
+    )
 
 
 def check_problems(problems: tuple[str, ...], reasons: dict[str, str]) -> None:
@@ -190,8 +271,15 @@ def check_feeds(public: Path, good: list[str], links: dict[str, str]) -> int:
         else:
             parsed = feedparser.parse(raw, sanitize_html=False, resolve_relative_uris=False)
             assert not parsed.bozo, (path, parsed.get("bozo_exception"))
-            entries = [(e["id"], e.get("title", ""), "".join(c["value"] for c in e.get("content", [])) or e.get("summary", ""), e.get("link", ""))
-                       for e in parsed.entries]
+            entries = [
+                (
+                    e["id"],
+                    e.get("title", ""),
+                    "".join(c["value"] for c in e.get("content", [])) or e.get("summary", ""),
+                    e.get("link", ""),
+                )
+                for e in parsed.entries
+            ]
         text = json.dumps(json.loads(raw), ensure_ascii=False) if path.suffix == ".json" else raw.decode("utf-8")
         assert not _FORBIDDEN.search(text), (path.name, ascii(_FORBIDDEN.findall(text)))
         for ident, title, content, link in entries:
@@ -215,8 +303,20 @@ def check_email(path: Path, links: list[str], titles: list[str]) -> None:
     message = BytesParser(policy=policy.default).parsebytes(raw)
     names = sorted(k.lower() for k in message.keys())
     # Exactly our headers: nothing a summary smuggled in (Bcc, a second Subject, ...).
-    assert names == sorted(["from", "to", "subject", "date", "message-id", "list-id", "list-unsubscribe",
-                            "list-unsubscribe-post", "mime-version", "content-type"]), names
+    assert names == sorted(
+        [
+            "from",
+            "to",
+            "subject",
+            "date",
+            "message-id",
+            "list-id",
+            "list-unsubscribe",
+            "list-unsubscribe-post",
+            "mime-version",
+            "content-type",
+        ]
+    ), names
     assert message["To"] == RECIPIENT and message["Bcc"] is None
     assert "victim" not in str(message["Subject"]) and "\n" not in str(message["Subject"])
     assert message.defects == []
@@ -240,7 +340,9 @@ def check_email(path: Path, links: list[str], titles: list[str]) -> None:
 
 
 @pytest.mark.slow
-def test_hostile_summaries_come_out_valid_everywhere_and_nothing_is_lost(settings: Settings, clock: FakeClock, tmp_path: Path) -> None:
+def test_hostile_summaries_come_out_valid_everywhere_and_nothing_is_lost(
+    settings: Settings, clock: FakeClock, tmp_path: Path
+) -> None:
     settings = with_overrides(settings, "feeds", size=100)
     # Every channel: the newer ones too (the suite's settings leave them off).
     for name in ("mastodon", "bluesky"):
@@ -249,15 +351,29 @@ def test_hostile_summaries_come_out_valid_everywhere_and_nothing_is_lost(setting
     jf, json_good, json_rejected = hostile_json_feed()
 
     site = build_app(settings, source=MemorySource(rss, url="memory://site"), clock=clock, arxiv=False)
-    other = build_app(settings, source=MemorySource(jf, url="memory://json", content_type="application/feed+json"), store=site.store, clock=clock, arxiv=False)
+    other = build_app(
+        settings,
+        source=MemorySource(jf, url="memory://json", content_type="application/feed+json"),
+        store=site.store,
+        clock=clock,
+        arxiv=False,
+    )
     try:
         run_everything(site, other, settings, clock, rss_good, rss_rejected, json_good, json_rejected)
     finally:
         site.close()
 
 
-def run_everything(site: Any, other: Any, settings: Settings, clock: FakeClock, rss_good: list[str], rss_rejected: dict[str, str],
-                   json_good: list[str], json_rejected: dict[str, str]) -> None:
+def run_everything(
+    site: Any,
+    other: Any,
+    settings: Settings,
+    clock: FakeClock,
+    rss_good: list[str],
+    rss_rejected: dict[str, str],
+    json_good: list[str],
+    json_rejected: dict[str, str],
+) -> None:
     good = [*rss_good, *json_good]
     report = poll(site, backfill=100)
     assert report.new == len(rss_good)
@@ -311,8 +427,15 @@ def run_everything(site: Any, other: Any, settings: Settings, clock: FakeClock, 
     summaries = [s for s in stored.values() if s is not None]
     items = tuple(digest_items(site, summaries))
     digest = Digest(issue=1, period_start=clock.now - timedelta(days=7), period_end=clock.now, items=items)
-    email = DigestComposer(settings).compose(digest).for_recipient(
-        RECIPIENT, "https://bot.example.org/unsubscribe?token=abc", "https://bot.example.org/preferences?token=abc", now=clock.now
+    email = (
+        DigestComposer(settings)
+        .compose(digest)
+        .for_recipient(
+            RECIPIENT,
+            "https://bot.example.org/unsubscribe?token=abc",
+            "https://bot.example.org/preferences?token=abc",
+            now=clock.now,
+        )
     )
     mailer = OutboxMailer(settings)
     mailer.send(email)
@@ -339,24 +462,41 @@ _MEASURED = (
 def run_measured(env: dict[str, str], *args: str) -> tuple[int, str, float, int]:
     """`python -m bot ARGS`: exit code, output, wall time and peak resident memory in KiB (-1 without /proc)."""
     start = time.perf_counter()
-    run = subprocess.run([sys.executable, "-c", _MEASURED, *args], env=env, cwd=REPO, capture_output=True, text=True, timeout=300)
+    run = subprocess.run(
+        [sys.executable, "-c", _MEASURED, *args], env=env, cwd=REPO, capture_output=True, text=True, timeout=300
+    )
     elapsed = time.perf_counter() - start
     found = re.search(r"peak-rss-kib (-?\d+)", run.stderr)
     return run.returncode, run.stdout + run.stderr, elapsed, int(found.group(1)) if found else -1
 
 
 @pytest.mark.slow
-def test_a_ten_thousand_item_feed_is_stored_and_queued_exactly_once(db_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_ten_thousand_item_feed_is_stored_and_queued_exactly_once(
+    db_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     feed = items(10_000)
     # Ten repeats of guids further down the feed: the first occurrence wins, each repeat is one problem line.
-    repeats = [Item(key=it.key, author=it.author, title="A repeat", edited=datetime(2020, 1, 1, tzinfo=UTC)) for it in feed[::1000]]
+    repeats = [
+        Item(key=it.key, author=it.author, title="A repeat", edited=datetime(2020, 1, 1, tzinfo=UTC))
+        for it in feed[::1000]
+    ]
     path = tmp_path / "feed.xml"
     path.write_bytes(site_feed([*feed, *repeats]))
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TWITTER_", "FACEBOOK_", "BOT_", "SMTP_", "DATABASE_"))}
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("TWITTER_", "FACEBOOK_", "BOT_", "SMTP_", "DATABASE_"))
+    }
     config = tmp_path / "bot.toml"
     # feeds build would ask arXiv about the newest papers; the two channels this test counts, not the newer ones
-    config.write_text("[arxiv]\nenabled = false\n[channels.mastodon]\nenabled = false\n[channels.bluesky]\nenabled = false\n")
-    env.update(BOT_DATA_DIR=str(tmp_path / "var"), DATABASE_URL=db_url, SHORTSCIENCE_FEED_URL=str(path), BOT_DRY_RUN="1", BOT_CONFIG=str(config))
+    config.write_text(
+        "[arxiv]\nenabled = false\n[channels.mastodon]\nenabled = false\n[channels.bluesky]\nenabled = false\n"
+    )
+    env.update(
+        BOT_DATA_DIR=str(tmp_path / "var"),
+        DATABASE_URL=db_url,
+        SHORTSCIENCE_FEED_URL=str(path),
+        BOT_DRY_RUN="1",
+        BOT_CONFIG=str(config),
+    )
 
     code, output, poll_s, poll_kib = run_measured(env, "poll", "--backfill", "10000")
     assert code == 0, output
@@ -378,26 +518,36 @@ def test_a_ten_thousand_item_feed_is_stored_and_queued_exactly_once(db_url: str,
     assert code == 0, output
     archived: Counter[str] = Counter()
     for page in (settings.public_dir / "archive").glob("*.atom"):
-        archived.update(el.text or "" for el in etree.parse(str(page)).iterfind("{http://www.w3.org/2005/Atom}entry/{http://www.w3.org/2005/Atom}id"))
+        archived.update(
+            el.text or ""
+            for el in etree.parse(str(page)).iterfind(
+                "{http://www.w3.org/2005/Atom}entry/{http://www.w3.org/2005/Atom}id"
+            )
+        )
     assert len(archived) == 10_000 and set(archived.values()) == {1}
     main = feedparser.parse((settings.public_dir / "feed.atom").read_bytes())
     assert not main.bozo and len(main.entries) == settings.feeds.size
     with capsys.disabled():
-        print(f"\n10,000-item feed ({path.stat().st_size / 1e6:.1f} MB, {'PostgreSQL' if db_url.startswith('postgres') else 'SQLite'}): first poll {poll_s:.1f} s, "
-              f"peak RSS {poll_kib / 1024:.0f} MiB; feeds build {build_s:.1f} s, peak RSS {build_kib / 1024:.0f} MiB")
+        print(
+            f"\n10,000-item feed ({path.stat().st_size / 1e6:.1f} MB, "
+            f"{'PostgreSQL' if db_url.startswith('postgres') else 'SQLite'}): first poll {poll_s:.1f} s, "
+            f"peak RSS {poll_kib / 1024:.0f} MiB; feeds build {build_s:.1f} s, peak RSS {build_kib / 1024:.0f} MiB"
+        )
 
 
 def generic_feed(kind: str, n: int) -> str:
     if kind == "atom":
         entries = "".join(
             f'<entry><id>urn:cut:{i}</id><title>Entry {i}</title><link href="https://example.org/cut/{i}"/>'
-            f'<updated>2026-10-0{i + 1}T00:00:00Z</updated><content type="html">Entry {i} has a long text that goes on and on.</content></entry>'
+            f'<updated>2026-10-0{i + 1}T00:00:00Z</updated><content type="html">Entry {i} has a long text '
+            "that goes on and on.</content></entry>"
             for i in range(n)
         )
         return f'<?xml version="1.0" encoding="utf-8"?><feed xmlns="http://www.w3.org/2005/Atom"><title>t</title><id>urn:cut</id>{entries}</feed>'
     items_ = "".join(
         f"<item><title>Entry {i}</title><link>https://example.org/cut/{i}</link><guid>urn:cut:{i}</guid>"
-        f"<pubDate>Thu, 0{i + 1} Oct 2026 00:00:00 +0000</pubDate><description>Entry {i} has a long text that goes on and on.</description></item>"
+        f"<pubDate>Thu, 0{i + 1} Oct 2026 00:00:00 +0000</pubDate><description>Entry {i} has a long text that "
+        "goes on and on.</description></item>"
         for i in range(n)
     )
     return f'<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>t</title>{items_}</channel></rss>'

@@ -113,7 +113,9 @@ def test_the_feeds_are_rebuilt_when_the_data_changed_after_the_last_build(tmp_pa
         "manifest",
     ],
 )
-def test_the_fast_path_declines_whenever_there_is_something_to_do(tmp_path: Path, clock: FakeClock, change: str) -> None:
+def test_the_fast_path_declines_whenever_there_is_something_to_do(
+    tmp_path: Path, clock: FakeClock, change: str
+) -> None:
     settings = settings_for(tmp_path, str(sample_feed_path()))
     first_run(settings, clock)
     clock.advance(minutes=20)
@@ -158,17 +160,25 @@ def test_a_changed_feed_is_fetched_once_and_handed_to_the_full_path(tmp_path: Pa
 
 
 def test_a_no_op_run_loads_no_database_toolkit_and_no_renderer(tmp_path: Path) -> None:
-    env = {"BOT_DATA_DIR": str(tmp_path / "var"), "BOT_CONFIG": str(REPO / "config" / "bot.toml"), "PATH": "/usr/bin:/bin",
-           "PYTHONDONTWRITEBYTECODE": "1"}
+    env = {
+        "BOT_DATA_DIR": str(tmp_path / "var"),
+        "BOT_CONFIG": str(REPO / "config" / "bot.toml"),
+        "PATH": "/usr/bin:/bin",
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
     cmd = [sys.executable, "-m", "bot", "run", "--once"]
     subprocess.run(cmd, env=env, cwd=tmp_path, check=True, capture_output=True)
     probe = (
         "import runpy, sys\n"
         "sys.argv = ['bot', 'run', '--once']\n"
-        "try:\n    runpy.run_module('bot', run_name='__main__')\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
-        "heavy = ['sqlalchemy', 'alembic', 'httpx', 'jinja2', 'markdown_it', 'latex2mathml', 'lxml', 'feedgen', 'nh3']\n"
+        "try:\n    runpy.run_module('bot', run_name='__main__')\nexcept SystemExit as e:\n    assert not "
+        "e.code, e.code\n"
+        "heavy = ['sqlalchemy', 'alembic', 'httpx', 'jinja2', 'markdown_it', 'latex2mathml', 'lxml', "
+        "'feedgen', 'nh3']\n"
         "print('LOADED', [m for m in heavy if m in sys.modules])\n"
     )
-    out = subprocess.run([sys.executable, "-c", probe], env=env, cwd=tmp_path, check=True, capture_output=True, text=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", probe], env=env, cwd=tmp_path, check=True, capture_output=True, text=True
+    ).stdout
     assert "not modified" in out and FEEDS_UNCHANGED in out
     assert "LOADED []" in out

@@ -25,13 +25,16 @@ GIF = b"GIF89a\x01\x00\x01\x00\x80\x00\x00" + b"\x00" * 16
     ("markdown", "expected"),
     [
         ("Intro.\n\n![Figure 1](https://i.imgur.com/abc.png)\n\nMore.", "https://i.imgur.com/abc.png"),
-        ('![fig](https://i.imgur.com/abc.png "a title") and ![two](https://i.imgur.com/two.png)', "https://i.imgur.com/abc.png"),
+        (
+            '![fig](https://i.imgur.com/abc.png "a title") and ![two](https://i.imgur.com/two.png)',
+            "https://i.imgur.com/abc.png",
+        ),
         ("![fig](/static/figs/1.png)", "https://www.shortscience.org/static/figs/1.png"),
         ("![fig](figs/1.png)", "https://www.shortscience.org/figs/1.png"),
         # The site's feed strips URLs: an empty image means nothing; the next one counts.
         ("![figure]() then ![real](https://i.imgur.com/real.jpg)", "https://i.imgur.com/real.jpg"),
         ('Text <img width="300" src="https://i.imgur.com/html.png"> more', "https://i.imgur.com/html.png"),
-        ('<div>\n<img src=\'https://i.imgur.com/block.gif\'/>\n</div>\n', "https://i.imgur.com/block.gif"),
+        ("<div>\n<img src='https://i.imgur.com/block.gif'/>\n</div>\n", "https://i.imgur.com/block.gif"),
         ("![ref style][fig]\n\n[fig]: https://i.imgur.com/ref.png", "https://i.imgur.com/ref.png"),
         ("`![not an image](https://i.imgur.com/code.png)` in code", None),
         ("![data](data:image/png;base64,AAAA)", None),
@@ -91,7 +94,9 @@ def images() -> Images:
 @pytest.mark.parametrize(("body", "media_type"), [(png(), "image/png"), (JPEG, "image/jpeg"), (GIF, "image/gif")])
 def test_an_allowed_image_is_fetched(images: Images, body: bytes, media_type: str) -> None:
     # The server's Content-Type is not trusted: the bytes decide.
-    images.routes["/a"] = lambda r: httpx.Response(200, content=body, headers={"Content-Type": "application/octet-stream"})
+    images.routes["/a"] = lambda r: httpx.Response(
+        200, content=body, headers={"Content-Type": "application/octet-stream"}
+    )
     assert fetch_image("https://i.imgur.com/a", settings(), images.client()) == (body, media_type)
 
 
@@ -111,14 +116,18 @@ def test_only_http_is_fetched(images: Images, url: str) -> None:
 
 
 def test_a_declared_size_over_the_limit_is_refused_before_reading(images: Images) -> None:
-    images.routes["/big"] = lambda r: httpx.Response(200, content=images.endless(b"\x89PNG\r\n\x1a\n" * 64), headers={"Content-Length": "5000"})
+    images.routes["/big"] = lambda r: httpx.Response(
+        200, content=images.endless(b"\x89PNG\r\n\x1a\n" * 64), headers={"Content-Length": "5000"}
+    )
     with pytest.raises(PermanentPublishError, match=r"5000 bytes is more than render.image_max_bytes"):
         fetch_image("https://i.imgur.com/big", settings(), images.client())
     assert images.chunks_sent <= 1
 
 
 def test_an_undeclared_size_over_the_limit_stops_the_download(images: Images) -> None:
-    images.routes["/stream"] = lambda r: httpx.Response(200, content=images.endless(b"\x89PNG\r\n\x1a\n" + b"\x00" * 248))
+    images.routes["/stream"] = lambda r: httpx.Response(
+        200, content=images.endless(b"\x89PNG\r\n\x1a\n" + b"\x00" * 248)
+    )
     with pytest.raises(PermanentPublishError, match=r"more than render.image_max_bytes"):
         fetch_image("https://i.imgur.com/stream", settings(image_max_bytes=1000), images.client())
     # 256-byte chunks, 1000-byte limit: it stops at the fourth or fifth, not at the end of an endless body.
@@ -126,7 +135,9 @@ def test_an_undeclared_size_over_the_limit_stops_the_download(images: Images) ->
 
 
 def test_something_else_than_an_image_is_refused(images: Images) -> None:
-    images.routes["/page"] = lambda r: httpx.Response(200, content=b"<html>hi</html>", headers={"Content-Type": "image/png"})
+    images.routes["/page"] = lambda r: httpx.Response(
+        200, content=b"<html>hi</html>", headers={"Content-Type": "image/png"}
+    )
     with pytest.raises(PermanentPublishError, match="not a PNG, JPEG or GIF"):
         fetch_image("https://i.imgur.com/page", settings(), images.client())
 
@@ -151,7 +162,9 @@ def test_a_network_failure_is_a_refusal(images: Images) -> None:
 def test_redirects_are_followed_only_to_allowed_hosts(images: Images) -> None:
     images.routes["/moved"] = lambda r: httpx.Response(302, headers={"Location": "https://img.example.org/real.png"})
     images.routes["/real.png"] = lambda r: httpx.Response(200, content=png())
-    images.routes["/away"] = lambda r: httpx.Response(301, headers={"Location": "http://169.254.169.254/latest/meta-data"})
+    images.routes["/away"] = lambda r: httpx.Response(
+        301, headers={"Location": "http://169.254.169.254/latest/meta-data"}
+    )
     images.routes["/loop"] = lambda r: httpx.Response(302, headers={"Location": "/loop"})
 
     assert fetch_image("https://i.imgur.com/moved", settings(), images.client()) == (png(), "image/png")

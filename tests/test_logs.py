@@ -35,10 +35,13 @@ def test_a_guid_with_a_newline_cannot_forge_a_text_log_line(capsys: pytest.Captu
     lines = err.splitlines()
     assert len(lines) == 2, err
     assert lines[0].endswith(
-        "skipped item x\\n2026-01-01 00:00:00 ERROR   bot.pipeline: forged\\r\\x1b[2J\\x85\\u2028\\u2029\\x00\\tend: ***\\nmore"
+        "skipped item x\\n2026-01-01 00:00:00 ERROR   bot.pipeline: "
+        "forged\\r\\x1b[2J\\x85\\u2028\\u2029\\x00\\tend: ***\\nmore"
     )
     assert "s3cret" not in err
-    assert lines[1].endswith(": x\\n2026-01-01 00:00:00 ERROR   bot.pipeline: forged\\r\\x1b[2J\\x85\\u2028\\u2029\\x00\\tend")
+    assert lines[1].endswith(
+        ": x\\n2026-01-01 00:00:00 ERROR   bot.pipeline: forged\\r\\x1b[2J\\x85\\u2028\\u2029\\x00\\tend"
+    )
 
 
 @pytest.mark.usefixtures("restore_root")

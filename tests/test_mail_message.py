@@ -36,7 +36,10 @@ def item(n: int, **kw: object) -> DigestItem:
         "title": f"Paper number {n}: attention in deep nets",
         "paper_authors": f"Ada Lovelace, Alan Turing {n}",
         "summary_author": f"summarist{n}",
-        "teaser_text": f"Teaser {n}. This paper shows that a long enough sentence wraps nicely in the plain-text part of the digest.\n\nSecond paragraph {n}.",
+        "teaser_text": (
+            f"Teaser {n}. This paper shows that a long enough sentence wraps nicely in the plain-text part of the "
+            f"digest.\n\nSecond paragraph {n}."
+        ),
         "teaser_html": f"<p>Teaser {n}. <em>Emphasis</em> kept.</p><p>Second paragraph {n}.</p>",
         "link": f"https://www.shortscience.org/paper?bibtexKey=key{n}&a=1#alice",
         "paper_url": f"https://arxiv.org/abs/2601.0000{n}",
@@ -69,10 +72,14 @@ def composer(settings: Settings) -> DigestComposer:
 
 
 def links(settings: Settings, address: str) -> tuple[str, str]:
-    return signed_link(settings, "unsubscribe", address, now=NOW), signed_link(settings, "preferences", address, now=NOW) + "&from=digest"
+    return signed_link(settings, "unsubscribe", address, now=NOW), signed_link(
+        settings, "preferences", address, now=NOW
+    ) + "&from=digest"
 
 
-def send_to(composer: DigestComposer, settings: Settings, d: Digest, address: str = READER) -> tuple[Email, EmailMessage, bytes]:
+def send_to(
+    composer: DigestComposer, settings: Settings, d: Digest, address: str = READER
+) -> tuple[Email, EmailMessage, bytes]:
     unsubscribe, preferences = links(settings, address)
     out = composer.compose(d).for_recipient(address, unsubscribe, preferences, now=NOW)
     raw = out.as_bytes()
@@ -120,7 +127,18 @@ def test_headers(composer: DigestComposer, settings: Settings) -> None:
     # Providers read List-Unsubscribe raw: one plain line, no RFC 2047 encoded words.
     assert f"\r\nList-Unsubscribe: <{unsubscribe}>\r\n".encode() in raw
     assert sorted(raw_headers(raw)) == sorted(
-        ["From", "To", "Subject", "Date", "Message-ID", "List-Id", "List-Unsubscribe", "List-Unsubscribe-Post", "MIME-Version", "Content-Type"]
+        [
+            "From",
+            "To",
+            "Subject",
+            "Date",
+            "Message-ID",
+            "List-Id",
+            "List-Unsubscribe",
+            "List-Unsubscribe-Post",
+            "MIME-Version",
+            "Content-Type",
+        ]
     )
 
 
@@ -230,7 +248,16 @@ def test_everything_is_escaped_except_the_sanitised_teaser(composer: DigestCompo
 
 def test_no_header_can_be_injected_through_summary_text(composer: DigestComposer, settings: Settings) -> None:
     evil = "Title\r\nBcc: victim@example.com\r\nX-Injected: yes"
-    d = digest(item(1, title=evil, paper_authors=evil, summary_author="Eve\nBcc: x@y", teaser_text=evil, link="https://www.shortscience.org/p"))
+    d = digest(
+        item(
+            1,
+            title=evil,
+            paper_authors=evil,
+            summary_author="Eve\nBcc: x@y",
+            teaser_text=evil,
+            link="https://www.shortscience.org/p",
+        )
+    )
     _, msg, raw = send_to(composer, settings, d)
     assert msg["Bcc"] is None and msg["X-Injected"] is None
     assert "Bcc" not in raw_headers(raw) and "X-Injected" not in raw_headers(raw)
@@ -241,28 +268,42 @@ def test_no_header_can_be_injected_through_summary_text(composer: DigestComposer
     assert msg["Subject"] == "ShortScience weekly #12: 3–9 Nov 2026"
 
 
-@pytest.mark.parametrize("address", ["a@example.org\r\nBcc: x@y", "a@example.org, b@example.org", "no-at-sign", "<a@example.org>", ""])
+@pytest.mark.parametrize(
+    "address", ["a@example.org\r\nBcc: x@y", "a@example.org, b@example.org", "no-at-sign", "<a@example.org>", ""]
+)
 def test_bad_recipient_address_is_refused(composer: DigestComposer, settings: Settings, address: str) -> None:
     composed = composer.compose(digest(item(1)))
     with pytest.raises(RecipientRefused):
-        composed.for_recipient(address, "https://bot.example.org/unsubscribe?token=x", "https://bot.example.org/preferences?token=x", now=NOW)
+        composed.for_recipient(
+            address,
+            "https://bot.example.org/unsubscribe?token=x",
+            "https://bot.example.org/preferences?token=x",
+            now=NOW,
+        )
 
 
 def test_bad_link_is_refused(composer: DigestComposer) -> None:
     composed = composer.compose(digest(item(1)))
     with pytest.raises(ValueError):
-        composed.for_recipient(READER, "https://bot.example.org/u?t=x\r\nBcc: y@z", "https://bot.example.org/p", now=NOW)
+        composed.for_recipient(
+            READER, "https://bot.example.org/u?t=x\r\nBcc: y@z", "https://bot.example.org/p", now=NOW
+        )
 
 
 def test_non_ascii_is_encoded_correctly(tmp_path: Path) -> None:
     settings = make_settings(
         tmp_path,
-        {"DIGEST_FROM": "Kurzwissenschaft Ü <digest@example.org>", "PUBLIC_BASE_URL": "https://bot.example.org",
-         "SECRET_KEY": "message-test-secret-key-0123"},
+        {
+            "DIGEST_FROM": "Kurzwissenschaft Ü <digest@example.org>",
+            "PUBLIC_BASE_URL": "https://bot.example.org",
+            "SECRET_KEY": "message-test-secret-key-0123",
+        },
         digest={"list_name": "Wöchentlich"},
     )
     title = "Über Aufmerksamkeit — 注意力 is all you need 🧠"
-    _, msg, raw = send_to(DigestComposer(settings), settings, digest(item(1, title=title, summary_author="Jürgen Schmidhüber")))
+    _, msg, raw = send_to(
+        DigestComposer(settings), settings, digest(item(1, title=title, summary_author="Jürgen Schmidhüber"))
+    )
     assert raw.isascii()  # 7-bit clean: headers as encoded words, bodies quoted-printable
     assert msg["Subject"] == "Wöchentlich #12: 3–9 Nov 2026"
     assert msg["From"].addresses[0].display_name == "Kurzwissenschaft Ü"
@@ -289,7 +330,7 @@ def test_compose_renders_once_and_for_recipient_only_substitutes(composer: Diges
     u0, p0 = links(settings, "r0@example.net")
     u1, p1 = links(settings, "r1@example.net")
     assert text0.replace(u0, u1).replace(p0, p1) == text1
-    esc = (lambda s: s.replace("&", "&amp;"))  # noqa: E731
+    esc = lambda s: s.replace("&", "&amp;")  # noqa: E731
     assert html0.replace(esc(u0), esc(u1)).replace(esc(p0), esc(p1)) == html1
     assert u0 not in text1 and esc(u0) not in html1
 
@@ -314,7 +355,9 @@ def test_a_digest_message_carries_its_smtp_form_with_dots_stuffed(composer: Dige
     assert out.wire.count(b"\r\n..") > out.data.count(b"\r\n..")
 
 
-LINE_BITS = st.sampled_from([".", "..", "\n", "\n.", "\r\n.", "\r", " ", "a", "word.", "é", "=", "-" * 70, "x" * 75 + "."])
+LINE_BITS = st.sampled_from(
+    [".", "..", "\n", "\n.", "\r\n.", "\r", " ", "a", "word.", "é", "=", "-" * 70, "x" * 75 + "."]
+)
 
 
 @hypothesis_settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -328,7 +371,10 @@ def test_the_smtp_form_is_what_the_mailer_would_make_of_the_message(
 ) -> None:
     d = digest(item(1, teaser_text=teaser, title=title or "t", teaser_html=f"<p>{teaser}</p>"))
     out = composer.compose(d).for_recipient(
-        READER, f"https://bot.example.org/unsubscribe?token={token}", f"https://bot.example.org/preferences?t={token}.", now=NOW
+        READER,
+        f"https://bot.example.org/unsubscribe?token={token}",
+        f"https://bot.example.org/preferences?t={token}.",
+        now=NOW,
     )
     assert out.wire is not None
     assert out.wire == smtp_data(out.data)
@@ -384,7 +430,9 @@ def test_period_is_shown_in_the_digest_time_zone(tmp_path: Path) -> None:
 
 
 def test_sender_falls_back_to_the_public_host(tmp_path: Path) -> None:
-    settings = make_settings(tmp_path, {"PUBLIC_BASE_URL": "https://bot.example.org", "SECRET_KEY": "message-test-secret-key-0123"})
+    settings = make_settings(
+        tmp_path, {"PUBLIC_BASE_URL": "https://bot.example.org", "SECRET_KEY": "message-test-secret-key-0123"}
+    )
     _, msg, _ = send_to(DigestComposer(settings), settings, digest(item(1)))
     assert msg["From"] == "ShortScience weekly <shortscience-weekly@bot.example.org>"
     assert msg["Message-ID"].endswith("@bot.example.org>")

@@ -88,7 +88,9 @@ def make_emails(composer: DigestComposer, addresses: list[str]) -> list[Email]:
     )
     composed = composer.compose(Digest(issue=1, period_start=NOW, period_end=NOW, items=(item,)))
     return [
-        composed.for_recipient(a, f"https://bot.example.org/unsubscribe?token={i}", "https://bot.example.org/preferences?token=p", now=NOW)
+        composed.for_recipient(
+            a, f"https://bot.example.org/unsubscribe?token={i}", "https://bot.example.org/preferences?token=p", now=NOW
+        )
         for i, a in enumerate(addresses)
     ]
 
@@ -100,7 +102,9 @@ def ids(server: SmtpTestServer) -> list[str]:
 # ---- plain sending ----
 
 
-def test_sends_and_reuses_one_connection(tmp_path: Path, smtp: Callable[..., SmtpMailer], server: SmtpTestServer, composer: DigestComposer) -> None:
+def test_sends_and_reuses_one_connection(
+    tmp_path: Path, smtp: Callable[..., SmtpMailer], server: SmtpTestServer, composer: DigestComposer
+) -> None:
     mailer = smtp(server.url())
     emails = make_emails(composer, [f"r{i}@example.net" for i in range(5)])
     for e in emails:
@@ -116,7 +120,9 @@ def test_sends_and_reuses_one_connection(tmp_path: Path, smtp: Callable[..., Smt
     assert server.messages[0].data.rstrip(b"\r\n") == emails[0].as_bytes().rstrip(b"\r\n")
 
 
-def test_close_then_send_reconnects(tmp_path: Path, smtp: Callable[..., SmtpMailer], server: SmtpTestServer, composer: DigestComposer) -> None:
+def test_close_then_send_reconnects(
+    tmp_path: Path, smtp: Callable[..., SmtpMailer], server: SmtpTestServer, composer: DigestComposer
+) -> None:
     mailer = smtp(server.url())
     a, b = make_emails(composer, ["a@example.net", "b@example.net"])
     mailer.send(a)
@@ -142,7 +148,9 @@ def test_live_smtp_needs_a_sender_address(tmp_path: Path) -> None:
 # ---- faults ----
 
 
-def test_451_is_transient_and_the_next_message_goes_through(tmp_path: Path, smtp: Callable[..., SmtpMailer], server: SmtpTestServer, composer: DigestComposer) -> None:
+def test_451_is_transient_and_the_next_message_goes_through(
+    tmp_path: Path, smtp: Callable[..., SmtpMailer], server: SmtpTestServer, composer: DigestComposer
+) -> None:
     server.fail_rcpt("busy@example.net", "451", times=1)
     mailer = smtp(server.url())
     busy, ok = make_emails(composer, ["busy@example.net", "ok@example.net"])
@@ -154,7 +162,9 @@ def test_451_is_transient_and_the_next_message_goes_through(tmp_path: Path, smtp
     assert server.connections == 1  # RSET kept the connection usable
 
 
-def test_451_at_end_of_data_is_transient(tmp_path: Path, smtp: Callable[..., SmtpMailer], server: SmtpTestServer, composer: DigestComposer) -> None:
+def test_451_at_end_of_data_is_transient(
+    tmp_path: Path, smtp: Callable[..., SmtpMailer], server: SmtpTestServer, composer: DigestComposer
+) -> None:
     server.fail_message(1, "451")
     mailer = smtp(server.url())
     a, b = make_emails(composer, ["a@example.net", "b@example.net"])
@@ -181,7 +191,9 @@ def test_421_is_transient_and_the_next_message_goes_through(
     assert server.connections == 2  # the server hung up; we opened a new connection
 
 
-def test_550_is_permanent_for_that_recipient_only(tmp_path: Path, smtp: Callable[..., SmtpMailer], server: SmtpTestServer, composer: DigestComposer) -> None:
+def test_550_is_permanent_for_that_recipient_only(
+    tmp_path: Path, smtp: Callable[..., SmtpMailer], server: SmtpTestServer, composer: DigestComposer
+) -> None:
     server.fail_rcpt("gone@example.net", "550")
     mailer = smtp(server.url())
     before, gone, after = make_emails(composer, ["before@example.net", "gone@example.net", "after@example.net"])
@@ -194,7 +206,9 @@ def test_550_is_permanent_for_that_recipient_only(tmp_path: Path, smtp: Callable
     assert server.connections == 1
 
 
-def test_550_at_end_of_data_is_permanent(tmp_path: Path, smtp: Callable[..., SmtpMailer], server: SmtpTestServer, composer: DigestComposer) -> None:
+def test_550_at_end_of_data_is_permanent(
+    tmp_path: Path, smtp: Callable[..., SmtpMailer], server: SmtpTestServer, composer: DigestComposer
+) -> None:
     server.fail_message(1, "550")
     mailer = smtp(server.url())
     a, b = make_emails(composer, ["a@example.net", "b@example.net"])
@@ -204,7 +218,9 @@ def test_550_at_end_of_data_is_permanent(tmp_path: Path, smtp: Callable[..., Smt
     assert server.recipients() == ["b@example.net"]
 
 
-def test_dropped_mid_data_reconnects_without_duplicates(tmp_path: Path, smtp: Callable[..., SmtpMailer], server: SmtpTestServer, composer: DigestComposer) -> None:
+def test_dropped_mid_data_reconnects_without_duplicates(
+    tmp_path: Path, smtp: Callable[..., SmtpMailer], server: SmtpTestServer, composer: DigestComposer
+) -> None:
     server.fail_message(2, "drop")
     mailer = smtp(server.url())
     a, b, c = make_emails(composer, ["a@example.net", "b@example.net", "c@example.net"])
@@ -218,7 +234,9 @@ def test_dropped_mid_data_reconnects_without_duplicates(tmp_path: Path, smtp: Ca
     assert server.connections == 2
 
 
-def test_reply_lost_after_data_is_not_resent(tmp_path: Path, smtp: Callable[..., SmtpMailer], server: SmtpTestServer, composer: DigestComposer) -> None:
+def test_reply_lost_after_data_is_not_resent(
+    tmp_path: Path, smtp: Callable[..., SmtpMailer], server: SmtpTestServer, composer: DigestComposer
+) -> None:
     # The server kept the message but hung up before answering: resending on our
     # own would mail the reader twice, so the mailer reports it and moves on.
     server.fail_message(1, "accept_then_drop")
@@ -230,7 +248,9 @@ def test_reply_lost_after_data_is_not_resent(tmp_path: Path, smtp: Callable[...,
     assert server.recipients() == ["a@example.net", "b@example.net"]  # a exactly once
 
 
-def test_stale_connection_is_replaced_once(tmp_path: Path, smtp: Callable[..., SmtpMailer], server: SmtpTestServer, composer: DigestComposer) -> None:
+def test_stale_connection_is_replaced_once(
+    tmp_path: Path, smtp: Callable[..., SmtpMailer], server: SmtpTestServer, composer: DigestComposer
+) -> None:
     server.close_after(1)  # like a server dropping an idle client
     mailer = smtp(server.url())
     a, b = make_emails(composer, ["a@example.net", "b@example.net"])
@@ -240,7 +260,9 @@ def test_stale_connection_is_replaced_once(tmp_path: Path, smtp: Callable[..., S
     assert server.connections == 2
 
 
-def test_non_ascii_address_goes_out_with_smtputf8(tmp_path: Path, smtp: Callable[..., SmtpMailer], server: SmtpTestServer, composer: DigestComposer) -> None:
+def test_non_ascii_address_goes_out_with_smtputf8(
+    tmp_path: Path, smtp: Callable[..., SmtpMailer], server: SmtpTestServer, composer: DigestComposer
+) -> None:
     (e,) = make_emails(composer, ["jürgen@exämple.org"])
     smtp(server.url()).send(e)
     assert server.recipients() == ["jürgen@exämple.org"]
@@ -248,7 +270,9 @@ def test_non_ascii_address_goes_out_with_smtputf8(tmp_path: Path, smtp: Callable
     assert received["To"] == "jürgen@exämple.org"
 
 
-def test_non_ascii_local_part_without_smtputf8_is_not_supported(tmp_path: Path, smtp: Callable[..., SmtpMailer], composer: DigestComposer) -> None:
+def test_non_ascii_local_part_without_smtputf8_is_not_supported(
+    tmp_path: Path, smtp: Callable[..., SmtpMailer], composer: DigestComposer
+) -> None:
     with SmtpTestServer(smtputf8=False) as server:
         mailer = smtp(server.url())
         u, a = make_emails(composer, ["jürgen@exämple.org", "a@example.net"])
@@ -260,7 +284,9 @@ def test_non_ascii_local_part_without_smtputf8_is_not_supported(tmp_path: Path, 
         assert server.recipients() == ["a@example.net"]
 
 
-def test_idn_domain_goes_as_punycode_without_smtputf8(tmp_path: Path, smtp: Callable[..., SmtpMailer], composer: DigestComposer) -> None:
+def test_idn_domain_goes_as_punycode_without_smtputf8(
+    tmp_path: Path, smtp: Callable[..., SmtpMailer], composer: DigestComposer
+) -> None:
     with SmtpTestServer(smtputf8=False) as server:
         mailer = smtp(server.url())
         (sent,) = make_emails(composer, ["leser@bücher.example"])
@@ -271,7 +297,9 @@ def test_idn_domain_goes_as_punycode_without_smtputf8(tmp_path: Path, smtp: Call
         assert received["Message-ID"] == sent.message_id
 
 
-def test_idn_domain_stays_unicode_with_smtputf8(tmp_path: Path, smtp: Callable[..., SmtpMailer], composer: DigestComposer) -> None:
+def test_idn_domain_stays_unicode_with_smtputf8(
+    tmp_path: Path, smtp: Callable[..., SmtpMailer], composer: DigestComposer
+) -> None:
     with SmtpTestServer(smtputf8=True) as server:
         mailer = smtp(server.url())
         (sent,) = make_emails(composer, ["leser@bücher.example"])
@@ -285,7 +313,9 @@ def test_ascii_address_forms() -> None:
     assert ascii_address("jürgen@example.org") is None
 
 
-def test_unreachable_server_is_transient(tmp_path: Path, smtp: Callable[..., SmtpMailer], composer: DigestComposer) -> None:
+def test_unreachable_server_is_transient(
+    tmp_path: Path, smtp: Callable[..., SmtpMailer], composer: DigestComposer
+) -> None:
     mailer = smtp(f"smtp://127.0.0.1:{free_port()}")
     (a,) = make_emails(composer, ["a@example.net"])
     with pytest.raises(TransientMailError, match="cannot connect"):
@@ -295,7 +325,9 @@ def test_unreachable_server_is_transient(tmp_path: Path, smtp: Callable[..., Smt
 # ---- AUTH ----
 
 
-def test_auth_with_user_and_password_from_the_url(tmp_path: Path, smtp: Callable[..., SmtpMailer], composer: DigestComposer) -> None:
+def test_auth_with_user_and_password_from_the_url(
+    tmp_path: Path, smtp: Callable[..., SmtpMailer], composer: DigestComposer
+) -> None:
     password = "p@ss:w%rd/1 x"
     with SmtpTestServer(user="bot@example.org", password=password) as server:
         url = server.url(user=quote("bot@example.org", safe=""), password=quote(password, safe=""))
@@ -308,7 +340,9 @@ def test_auth_with_user_and_password_from_the_url(tmp_path: Path, smtp: Callable
         mailer.close()
 
 
-def test_wrong_password_is_sender_refused_and_never_shown(tmp_path: Path, smtp: Callable[..., SmtpMailer], composer: DigestComposer) -> None:
+def test_wrong_password_is_sender_refused_and_never_shown(
+    tmp_path: Path, smtp: Callable[..., SmtpMailer], composer: DigestComposer
+) -> None:
     with SmtpTestServer(user="bot", password="right-password") as server:
         mailer = smtp(server.url(user="bot", password="wrong-password"))
         (a,) = make_emails(composer, ["a@example.net"])
@@ -321,7 +355,9 @@ def test_wrong_password_is_sender_refused_and_never_shown(tmp_path: Path, smtp: 
         assert server.messages == []
 
 
-def test_non_ascii_password_is_refused_cleanly(tmp_path: Path, smtp: Callable[..., SmtpMailer], composer: DigestComposer) -> None:
+def test_non_ascii_password_is_refused_cleanly(
+    tmp_path: Path, smtp: Callable[..., SmtpMailer], composer: DigestComposer
+) -> None:
     with SmtpTestServer(user="bot", password="pässwörd") as server:
         mailer = smtp(server.url(user="bot", password=quote("pässwörd")))
         (a,) = make_emails(composer, ["a@example.net"])
@@ -333,7 +369,9 @@ def test_non_ascii_password_is_refused_cleanly(tmp_path: Path, smtp: Callable[..
 @pytest.mark.parametrize("mode", ["starttls", "smtps"])
 def test_tls_with_auth(tmp_path: Path, composer: DigestComposer, mode: str) -> None:
     server_ctx, client_ctx = self_signed_tls(str(tmp_path))
-    with SmtpTestServer(user="bot", password="secret-pw", tls_context=server_ctx, implicit_tls=mode == "smtps") as server:
+    with SmtpTestServer(
+        user="bot", password="secret-pw", tls_context=server_ctx, implicit_tls=mode == "smtps"
+    ) as server:
         url = server.url(user="bot", password="secret-pw", starttls=mode == "starttls")
         mailer = SmtpMailer(settings_for(tmp_path, url), ssl_context=client_ctx)
         try:
@@ -352,7 +390,13 @@ def test_tls_with_auth(tmp_path: Path, composer: DigestComposer, mode: str) -> N
 
 def test_smtp_url_parsing() -> None:
     cfg = SmtpConfig.from_url("smtp://us%40er:p%3Ass@mail.example.org?starttls=1", timeout=3)
-    assert (cfg.host, cfg.port, cfg.security, cfg.user, cfg.password) == ("mail.example.org", 587, "starttls", "us@er", "p:ss")
+    assert (cfg.host, cfg.port, cfg.security, cfg.user, cfg.password) == (
+        "mail.example.org",
+        587,
+        "starttls",
+        "us@er",
+        "p:ss",
+    )
     assert SmtpConfig.from_url("smtps://mail.example.org", timeout=3).port == 465
     assert SmtpConfig.from_url("smtp://mail.example.org", timeout=3).port == 25
     for bad in ("smtp://mail.example.org?tls=1", "smtps://mail.example.org?starttls=1", "http://x"):
@@ -364,7 +408,9 @@ def test_smtp_url_parsing() -> None:
 # ---- the pool ----
 
 
-def test_pool_sends_200_messages_over_4_connections_each_exactly_once(tmp_path: Path, server: SmtpTestServer, composer: DigestComposer) -> None:
+def test_pool_sends_200_messages_over_4_connections_each_exactly_once(
+    tmp_path: Path, server: SmtpTestServer, composer: DigestComposer
+) -> None:
     settings = settings_for(tmp_path, server.url())
     pool = MailerPool([SmtpMailer(settings) for _ in range(4)])
     addresses = [f"r{i:03d}@example.net" for i in range(200)]
@@ -395,7 +441,9 @@ def test_pool_sends_200_messages_over_4_connections_each_exactly_once(tmp_path: 
     assert len({m.connection for m in server.messages}) == server.connections
 
 
-def test_pool_reports_failures_per_recipient(tmp_path: Path, smtp: Callable[..., SmtpMailer], server: SmtpTestServer, composer: DigestComposer) -> None:
+def test_pool_reports_failures_per_recipient(
+    tmp_path: Path, smtp: Callable[..., SmtpMailer], server: SmtpTestServer, composer: DigestComposer
+) -> None:
     server.fail_rcpt("gone@example.net", "550")
     server.fail_rcpt("busy@example.net", "451")
     pool = MailerPool([smtp(server.url()) for _ in range(2)])
@@ -466,6 +514,7 @@ def test_pool_reports_what_was_taken_when_the_stream_fails(composer: DigestCompo
     mailer = RecordingMailer()
     pool = MailerPool([mailer])
     emails = make_emails(composer, [f"r{i}@example.net" for i in range(5)])
+
     def stream() -> Iterator[Email]:
         yield from emails
         raise LookupError("store failed")
@@ -514,8 +563,9 @@ def test_pool_notes_each_message_before_it_goes_and_its_outcome_with_the_next(
     def on_result(e: Email, exc: Exception | None) -> None:
         results[e.to] = exc
         with notes.lock:
-            reported_after_noted.append(any(to == e.to and what != "going" for what, to, _ in notes.log)
-                                        or isinstance(exc, NotSent))
+            reported_after_noted.append(
+                any(to == e.to and what != "going" for what, to, _ in notes.log) or isinstance(exc, NotSent)
+            )
 
     report = pool.send_all(make_emails(composer, addresses), on_result, handover=notes)
     pool.close()
@@ -556,13 +606,29 @@ def test_pool_surfaces_a_failing_note_and_sends_nothing_unnoted(composer: Digest
 
 def test_a_digest_message_is_the_same_bytes_whoever_builds_it(tmp_path: Path) -> None:
     settings = make_settings(tmp_path, {"DIGEST_FROM": f"ShortScience <{FROM}>"})
-    item = DigestItem(guid="g", title="T", paper_authors="", summary_author="a", teaser_text="x", teaser_html="<p>x</p>",
-                      link="https://www.shortscience.org/p", paper_url=None, votes=1, categories=())
+    item = DigestItem(
+        guid="g",
+        title="T",
+        paper_authors="",
+        summary_author="a",
+        teaser_text="x",
+        teaser_html="<p>x</p>",
+        link="https://www.shortscience.org/p",
+        paper_url=None,
+        votes=1,
+        categories=(),
+    )
     digest = Digest(issue=3, period_start=NOW, period_end=NOW, items=(item,))
     made = [
-        DigestComposer(settings).compose(digest).for_recipient(
-            "r@example.net", "https://bot.example.org/unsubscribe?token=t", "https://bot.example.org/preferences?token=p",
-            now=NOW, message_id="<digest3.7.abc@example.org>")
+        DigestComposer(settings)
+        .compose(digest)
+        .for_recipient(
+            "r@example.net",
+            "https://bot.example.org/unsubscribe?token=t",
+            "https://bot.example.org/preferences?token=p",
+            now=NOW,
+            message_id="<digest3.7.abc@example.org>",
+        )
         for _ in range(2)  # two composers: as two processes would
     ]
     assert made[0].as_bytes() == made[1].as_bytes()

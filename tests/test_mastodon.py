@@ -49,7 +49,10 @@ from bot.settings import RenderSettings, Settings
 
 TOKEN = "mastodon-access-token-123"
 LINK = "https://www.shortscience.org/paper?bibtexKey=journals/corr/1803.08494#decodyng"
-TEXT = f"Group Normalization (Wu & He)\n\nBatch norm's error grows as batches shrink.\n\nSummary by decodyng: {LINK}\n\n#MachineLearning"
+TEXT = (
+    "Group Normalization (Wu & He)\n\nBatch norm's error grows as batches shrink.\n\nSummary by decodyng: "
+    f"{LINK}\n\n#MachineLearning"
+)
 START = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 
 
@@ -159,7 +162,9 @@ def test_the_stand_in_refuses_a_status_over_the_limit_as_mastodon_does(fake: Fak
 
 def test_the_stand_in_runs_as_a_process() -> None:
     script = Path(__file__).with_name("fake_mastodon.py")
-    proc = subprocess.Popen([sys.executable, str(script), "--port", "0", "--token", TOKEN], stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(script), "--port", "0", "--token", TOKEN], stdout=subprocess.PIPE, text=True
+    )
     try:
         assert proc.stdout is not None
         port = int(proc.stdout.readline())
@@ -267,7 +272,9 @@ def test_reconcile_finds_the_status_by_its_link(fake: FakeMastodon, clock: FakeC
     assert [r.query.get("max_id") for r in pages] == [None, [mine_page_end(fake, 40)]]
 
 
-def test_reconcile_without_the_status_and_past_the_keys_window_waits_for_the_operator(fake: FakeMastodon, clock: FakeClock) -> None:
+def test_reconcile_without_the_status_and_past_the_keys_window_waits_for_the_operator(
+    fake: FakeMastodon, clock: FakeClock
+) -> None:
     since = clock.now
     fake.add_status("something else")
     clock.advance(hours=2)
@@ -362,7 +369,11 @@ def test_an_image_is_uploaded_with_alt_text_and_attached(fake: FakeMastodon, clo
     [upload] = fake.requests_to("POST", "/api/v2/media")
     parts = upload.parts()
     assert parts["file"] == image
-    assert parts["description"].decode() == alt_text(the_post) == "Figure from the summary of: Group Normalization (Wu & He)"
+    assert (
+        parts["description"].decode()
+        == alt_text(the_post)
+        == "Figure from the summary of: Group Normalization (Wu & He)"
+    )
     [media] = fake.media
     [sent] = fake.requests_to("POST", "/api/v1/statuses")
     assert sent.form()["media_ids[]"] == media["id"]
@@ -425,15 +436,25 @@ def test_counting_as_mastodon_counts() -> None:
 
 
 def summary(*, title: str = "Group Normalization", text: str = "Batch norm's error grows. " * 10) -> Summary:
-    return Summary(guid=LINK, title=title, author="decodyng", text=text, link=LINK, edited_at=START, arxiv_id="1803.08494")
+    return Summary(
+        guid=LINK, title=title, author="decodyng", text=text, link=LINK, edited_at=START, arxiv_id="1803.08494"
+    )
 
 
-DETAILS = PaperDetails(arxiv_id="1803.08494", title="Group Normalization", authors=("Yuxin Wu", "Kaiming He"), published=None, categories=("cs.CV", "cs.LG", "cs.AI"))
+DETAILS = PaperDetails(
+    arxiv_id="1803.08494",
+    title="Group Normalization",
+    authors=("Yuxin Wu", "Kaiming He"),
+    published=None,
+    categories=("cs.CV", "cs.LG", "cs.AI"),
+)
 
 
 def test_a_post_has_title_teaser_credit_link_and_hashtags() -> None:
     plain = "Batch norm's error grows as batches shrink. Group norm does not."
-    rendered = mastodon_post(Templates(), summary(), DETAILS, plain, settings=MastodonSettings(), render=RenderSettings())
+    rendered = mastodon_post(
+        Templates(), summary(), DETAILS, plain, settings=MastodonSettings(), render=RenderSettings()
+    )
     assert rendered.post.channel == "mastodon"
     assert rendered.post.text == (
         "Group Normalization (Wu & He)\n\n"
@@ -448,7 +469,9 @@ def test_a_post_has_title_teaser_credit_link_and_hashtags() -> None:
 def test_fitting_drops_hashtags_first_then_cuts_the_teaser_between_words() -> None:
     plain = "word " * 200
     tight = StatusLimits(max_characters=160)
-    rendered = mastodon_post(Templates(), summary(), DETAILS, plain, settings=MastodonSettings(), render=RenderSettings(), limits=tight)
+    rendered = mastodon_post(
+        Templates(), summary(), DETAILS, plain, settings=MastodonSettings(), render=RenderSettings(), limits=tight
+    )
     text = rendered.post.text
     assert not {"#ComputerVision", "#MachineLearning", "#AI"} & set(text.split())
     assert rendered.warnings[0] == "hashtags dropped: #ComputerVision #MachineLearning #AI"
@@ -462,7 +485,9 @@ def test_fitting_drops_hashtags_first_then_cuts_the_teaser_between_words() -> No
 def test_a_long_word_is_dropped_whole_rather_than_cut() -> None:
     plain = "Intro " + "x" * 300 + " outro"
     tight = StatusLimits(max_characters=250)
-    rendered = mastodon_post(Templates(), summary(), None, plain, settings=MastodonSettings(), render=RenderSettings(), limits=tight)
+    rendered = mastodon_post(
+        Templates(), summary(), None, plain, settings=MastodonSettings(), render=RenderSettings(), limits=tight
+    )
     assert rendered.post.text.split("\n\n")[1] == "Intro…"
     # Also where the teaser is first cut to teaser_chars (300).
     roomy = mastodon_post(Templates(), summary(), None, plain, settings=MastodonSettings(), render=RenderSettings())
@@ -473,7 +498,9 @@ def test_the_content_warning_counts_towards_the_limit() -> None:
     plain = "word " * 200
     with_cw = MastodonSettings(spoiler_text="Long content warning " * 3)
     tight = StatusLimits(max_characters=200)
-    rendered = mastodon_post(Templates(), summary(), None, plain, settings=with_cw, render=RenderSettings(), limits=tight)
+    rendered = mastodon_post(
+        Templates(), summary(), None, plain, settings=with_cw, render=RenderSettings(), limits=tight
+    )
     assert status_length(rendered.post.text) > 200 - len(with_cw.spoiler_text) - 10
     assert status_length(rendered.post.text, spoiler_text=with_cw.spoiler_text) <= 200
     assert mastodon_length(rendered.post.text, with_cw.spoiler_text) <= 200
@@ -482,7 +509,9 @@ def test_the_content_warning_counts_towards_the_limit() -> None:
 def test_a_post_that_cannot_fit_is_a_render_error() -> None:
     fields = StatusFields(title="T", credit="", teaser="", author="a", link=LINK, hashtags=())
     with pytest.raises(RenderError, match="cannot fit 20 characters"):
-        fit_status(lambda f: f"A fixed text far longer than twenty characters {f.link}", fields, limits=StatusLimits(20))
+        fit_status(
+            lambda f: f"A fixed text far longer than twenty characters {f.link}", fields, limits=StatusLimits(20)
+        )
 
 
 def test_the_channel_declares_its_variables() -> None:
@@ -495,16 +524,39 @@ def test_the_channel_declares_its_variables() -> None:
 # Emoji ZWJ sequences, combining marks, CJK, right-to-left scripts, URL look-alikes and mentions.
 PIECES = st.sampled_from(
     [
-        "👩\u200d👩\u200d👧\u200d👦", "🏳️\u200d🌈", "👍🏽", "🇩🇪", "e\u0301\u0301", "Z\u0335\u0321\u0327", "漢字", "日本語の文章",
-        "مرحبا", "שלום", "\u202eevil\u202c", "http://a.co", "https://x.org/a,http://y.org", "gemini://z.org",
-        "@someone@mastodon.social", "word", " ", "\n", ".", "…", "#tag",
+        "👩\u200d👩\u200d👧\u200d👦",
+        "🏳️\u200d🌈",
+        "👍🏽",
+        "🇩🇪",
+        "e\u0301\u0301",
+        "Z\u0335\u0321\u0327",
+        "漢字",
+        "日本語の文章",
+        "مرحبا",
+        "שלום",
+        "\u202eevil\u202c",
+        "http://a.co",
+        "https://x.org/a,http://y.org",
+        "gemini://z.org",
+        "@someone@mastodon.social",
+        "word",
+        " ",
+        "\n",
+        ".",
+        "…",
+        "#tag",
     ]
 )
 TEXTS = st.lists(st.one_of(PIECES, st.text(max_size=30)), max_size=60).map("".join)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(title=TEXTS, teaser=TEXTS, spoiler=st.sampled_from(["", "CW", "Spoiler: 🧪 maths " * 4]), limit=st.sampled_from([500, 300, 200]))
+@given(
+    title=TEXTS,
+    teaser=TEXTS,
+    spoiler=st.sampled_from(["", "CW", "Spoiler: 🧪 maths " * 4]),
+    limit=st.sampled_from([500, 300, 200]),
+)
 def test_every_fitted_post_fits_as_mastodon_counts(title: str, teaser: str, spoiler: str, limit: int) -> None:
     s = summary(title=title or "Untitled")
     try:

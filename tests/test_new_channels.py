@@ -31,8 +31,12 @@ from bot.status import render_preview, render_status, run_check
 
 TOKEN = "mastodon-token-0x51"
 SECRET_KEY = "a-secret-key-for-sessions"
-OTHERS_OFF = {"channels.twitter": {"enabled": False}, "channels.facebook": {"enabled": False},
-              "channels.mastodon": {"enabled": True}, "channels.bluesky": {"enabled": True}}
+OTHERS_OFF = {
+    "channels.twitter": {"enabled": False},
+    "channels.facebook": {"enabled": False},
+    "channels.mastodon": {"enabled": True},
+    "channels.bluesky": {"enabled": True},
+}
 
 
 @pytest.fixture
@@ -90,8 +94,14 @@ def test_a_live_instance_limit_is_what_the_status_is_fitted_to(
     try:
         assert app.post_limit("mastodon") == 200
         assert app.post_limit("bluesky") is None
-        long = Summary(guid="g", title="A title", author="a", text="Words and more words. " * 80,
-                       link="https://www.shortscience.org/paper?bibtexKey=x#a", edited_at=clock())
+        long = Summary(
+            guid="g",
+            title="A title",
+            author="a",
+            text="Words and more words. " * 80,
+            link="https://www.shortscience.org/paper?bibtexKey=x#a",
+            edited_at=clock(),
+        )
         live = app.renderer.post("mastodon", long, limit=app.post_limit("mastodon"))
         assert 150 < mastodon_length(live.text) <= 200
         assert mastodon_length(app.renderer.post("mastodon", long).text) > 200  # dry-run and preview: 500
@@ -122,7 +132,9 @@ def test_preview_shows_each_rendering_with_its_measure(tmp_path: Path, db_url: s
 
 
 @pytest.mark.parametrize("channel", ["mastodon", "bluesky"])
-def test_daily_cap_and_pacing_hold_for_the_new_channels(channel: str, make_app: Any, settings: Settings, clock: FakeClock) -> None:
+def test_daily_cap_and_pacing_hold_for_the_new_channels(
+    channel: str, make_app: Any, settings: Settings, clock: FakeClock
+) -> None:
     settings = with_overrides(settings, f"channels.{channel}", enabled=True, daily_cap=2, min_interval_minutes=30)
     pubs = {name: FakePublisher(name) for name in ("twitter", "facebook", "mastodon", "bluesky")}
     app, _ = make_app(site_feed(items(5)), settings=settings, publishers=pubs)

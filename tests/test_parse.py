@@ -65,7 +65,10 @@ def test_site_item_maps_every_field() -> None:
         site_item(
             "decodyng",
             author="Cody &amp; Wild",
-            description="**Bold** &lt;b&gt;x&lt;/b&gt; $a &lt; b$ &amp;amp; &quot;q&quot; &#039;s&#039;&#13;&#10;next line\n\n$$\\sum_i x_i$$",
+            description=(
+                "**Bold** &lt;b&gt;x&lt;/b&gt; $a &lt; b$ &amp;amp; &quot;q&quot; &#039;s&#039;&#13;&#10;next "
+                "line\n\n$$\\sum_i x_i$$"
+            ),
             votes="7",
             arxiv=" 1803.08494v2 ",
             pub_date="Tue, 10 Nov 2020 17:05:31 +0100",

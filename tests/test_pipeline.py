@@ -1,4 +1,5 @@
-"""Polling into the store: one transaction per poll, no second delivery per guid and channel, first-run backfill, edits."""
+"""Polling into the store: one transaction per poll, no second delivery per guid and channel, first-run backfill,
+edits."""
 
 from __future__ import annotations
 
@@ -16,7 +17,9 @@ from bot.records import DeliveryState
 from bot.settings import Settings, with_overrides
 
 
-def test_first_poll_marks_all_seen_and_queues_nothing_by_default(make_app: Any, settings: Settings, clock: FakeClock) -> None:
+def test_first_poll_marks_all_seen_and_queues_nothing_by_default(
+    make_app: Any, settings: Settings, clock: FakeClock
+) -> None:
     app, _ = make_app(site_feed(items(20)), settings=settings)
     report = poll(app)
     assert report.first_poll and report.new == 20 and report.queued == 0 and report.backfilled == 20
@@ -102,7 +105,9 @@ def test_bad_items_are_reported_and_the_rest_go_through(make_app: Any, settings:
     assert state.last_error and "date" in state.last_error.lower()
 
 
-def test_malformed_feed_records_error_backs_off_and_changes_nothing(make_app: Any, settings: Settings, clock: FakeClock) -> None:
+def test_malformed_feed_records_error_backs_off_and_changes_nothing(
+    make_app: Any, settings: Settings, clock: FakeClock
+) -> None:
     app, source = make_app(site_feed(items(3))[:300], settings=settings)  # cut off mid-item
     with pytest.raises(SourceError):
         poll(app)
@@ -130,7 +135,9 @@ def test_retry_after_pushes_next_poll(make_app: Any, settings: Settings, clock: 
     assert app.store.source_state(source.url).next_poll_at == clock.now + timedelta(hours=3)
 
 
-def test_crash_inside_the_poll_transaction_leaves_nothing_half_written(make_app: Any, settings: Settings, clock: FakeClock, tmp_path: Path) -> None:
+def test_crash_inside_the_poll_transaction_leaves_nothing_half_written(
+    make_app: Any, settings: Settings, clock: FakeClock, tmp_path: Path
+) -> None:
     from bot.decide import plan_poll
     from bot.errors import StoreError
     from bot.records import FetchResult
@@ -143,5 +150,7 @@ def test_crash_inside_the_poll_transaction_leaves_nothing_half_written(make_app:
     # A queue entry naming a guid that is not in the plan makes the delivery insert fail mid-transaction.
     broken = dataclasses.replace(plan, queue=(*plan.queue, ("no-such-guid", "twitter", 0)))
     with pytest.raises((KeyError, StoreError)):
-        app.store.apply_poll("memory://feed", broken, now=clock.now, fetch=FetchResult(body=b""), next_poll_at=clock.now)
+        app.store.apply_poll(
+            "memory://feed", broken, now=clock.now, fetch=FetchResult(body=b""), next_poll_at=clock.now
+        )
     assert app.store.count_summaries() == 0 and app.store.deliveries() == []

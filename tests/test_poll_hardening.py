@@ -88,7 +88,9 @@ def test_the_next_poll_after_a_slow_good_download_counts_from_its_end(
     request: pytest.FixtureRequest, settings: Settings, clock: FakeClock
 ) -> None:
     interval = settings.source.poll_interval_minutes
-    app = build_app(settings, source=SlowSource(clock, minutes=interval, body=site_feed(items(2))), clock=clock, arxiv=False)
+    app = build_app(
+        settings, source=SlowSource(clock, minutes=interval, body=site_feed(items(2))), clock=clock, arxiv=False
+    )
     request.addfinalizer(app.close)
     poll(app)
     state = app.store.source_state("memory://slow")
@@ -108,12 +110,16 @@ def _flood(make_app: Any, settings: Settings, clock: FakeClock, new: int) -> tup
     return app, feed[:new]
 
 
-def test_the_flood_guard_queues_the_newest_and_holds_the_rest(make_app: Any, settings: Settings, clock: FakeClock) -> None:
+def test_the_flood_guard_queues_the_newest_and_holds_the_rest(
+    make_app: Any, settings: Settings, clock: FakeClock
+) -> None:
     assert settings.source.max_new_per_poll == 20  # the default
     app, new = _flood(make_app, settings, clock, 25)
     report = poll(app)
     assert (report.new, report.queued, report.held) == (25, 40, 5)
-    assert "5 older new ones held by the flood guard" in report.describe() and "python -m bot release" in report.describe()
+    assert (
+        "5 older new ones held by the flood guard" in report.describe() and "python -m bot release" in report.describe()
+    )
     assert {d.guid for d in app.store.deliveries()} == {s.guid for s in new[:20]}
     # Held ones are stored as any other: the feeds list them.
     assert {s.guid for s in new} <= {s.summary.guid for s in app.store.latest_summaries(with_text=False)}
@@ -123,7 +129,9 @@ def test_the_flood_guard_queues_the_newest_and_holds_the_rest(make_app: Any, set
     assert source_again.status == 304 and app.store.held_counts() == {"memory://feed": 5}
 
 
-def test_release_queues_the_newest_held_first_then_the_rest(make_app: Any, settings: Settings, clock: FakeClock) -> None:
+def test_release_queues_the_newest_held_first_then_the_rest(
+    make_app: Any, settings: Settings, clock: FakeClock
+) -> None:
     app, new = _flood(make_app, settings, clock, 25)
     poll(app)
     before = {d.id for d in app.store.deliveries()}
@@ -139,7 +147,9 @@ def test_release_queues_the_newest_held_first_then_the_rest(make_app: Any, setti
     assert len(app.store.deliveries(limit=1000)) == 44
 
 
-def test_the_first_poll_keeps_its_backfill_rule_whatever_the_flood_guard(make_app: Any, settings: Settings, clock: FakeClock) -> None:
+def test_the_first_poll_keeps_its_backfill_rule_whatever_the_flood_guard(
+    make_app: Any, settings: Settings, clock: FakeClock
+) -> None:
     app, _ = make_app(site_feed(items(40)), settings=settings)
     report = poll(app, backfill=30)
     assert (report.backfilled, report.queued, report.held) == (10, 60, 0)
@@ -168,11 +178,15 @@ def test_the_held_column_migration_keeps_existing_summaries_unheld(db_url: str) 
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "0001")
             conn.execute(sa.text("INSERT INTO sources (url, failures, items_seen) VALUES ('memory://feed', 0, 1)"))
-            conn.execute(sa.text(
-                "INSERT INTO summaries (source_id, guid, title, author, text, link, categories, content_hash, version,"
-                " edited_at, first_seen_at, changed_at, backfilled)"
-                " VALUES (1, 'g', 'T', 'a', 'x', 'https://x/g', '[]', 'h', 1, '2026-01-01', '2026-01-01', '2026-01-01', false)"
-            ))
+            conn.execute(
+                sa.text(
+                    "INSERT INTO summaries (source_id, guid, title, author, text, link, categories, "
+                    "content_hash, version,"
+                    " edited_at, first_seen_at, changed_at, backfilled)"
+                    " VALUES (1, 'g', 'T', 'a', 'x', 'https://x/g', '[]', 'h', 1, '2026-01-01', '2026-01-01', "
+                    "'2026-01-01', false)"
+                )
+            )
     finally:
         engine.dispose()
     store = Store.open(db_url)

@@ -20,7 +20,15 @@ LONG = " ".join(f"Sentence number {i} explains one more idea of the paper in pla
 
 
 def summary(text: str = LONG, *, title: str = "Group Normalization", author: str = "decodyng") -> Summary:
-    return Summary(guid=LINK, title=title, author=author, text=text, link=LINK, edited_at=datetime(2024, 1, 1, tzinfo=UTC), arxiv_id="1803.08494")
+    return Summary(
+        guid=LINK,
+        title=title,
+        author=author,
+        text=text,
+        link=LINK,
+        edited_at=datetime(2024, 1, 1, tzinfo=UTC),
+        arxiv_id="1803.08494",
+    )
 
 
 def details(*authors: str, categories: tuple[str, ...] = ("cs.CV", "cs.LG")) -> PaperDetails:

@@ -32,10 +32,39 @@ def test_readme_has_exactly_the_two_quick_start_commands() -> None:
 def test_quick_start_runs_on_a_fresh_copy(tmp_path: Path) -> None:
     copy = tmp_path / "shortscience-bot"
     shutil.copytree(
-        REPO, copy,
-        ignore=shutil.ignore_patterns(".git", ".venv", "var", "__pycache__", "*.egg-info", ".mypy_cache", ".ruff_cache", ".pytest_cache", ".hypothesis", "artifacts", "build"),
+        REPO,
+        copy,
+        ignore=shutil.ignore_patterns(
+            ".git",
+            ".venv",
+            "var",
+            "__pycache__",
+            "*.egg-info",
+            ".mypy_cache",
+            ".ruff_cache",
+            ".pytest_cache",
+            ".hypothesis",
+            "artifacts",
+            "build",
+        ),
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("BOT_", "TWITTER_", "FACEBOOK_", "MASTODON_", "BLUESKY_", "SMTP_", "DATABASE_URL", "SHORTSCIENCE_", "VIRTUAL_ENV"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(
+            (
+                "BOT_",
+                "TWITTER_",
+                "FACEBOOK_",
+                "MASTODON_",
+                "BLUESKY_",
+                "SMTP_",
+                "DATABASE_URL",
+                "SHORTSCIENCE_",
+                "VIRTUAL_ENV",
+            )
+        )
+    }
     env["PATH"] = ":".join(p for p in env.get("PATH", "").split(":") if ".venv" not in p)
     command = section_command = readme_commands()[0]
     r = subprocess.run(["bash", "-c", command], cwd=copy, env=env, capture_output=True, text=True, timeout=900)

@@ -39,9 +39,27 @@ def workdir(tmp_path: Path) -> Path:
 
 
 def bot(cwd: Path, *args: str, extra: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("BOT_", "TWITTER_", "FACEBOOK_", "MASTODON_", "BLUESKY_", "SMTP_", "DATABASE_URL", "SHORTSCIENCE_", "SECRET_KEY"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(
+            (
+                "BOT_",
+                "TWITTER_",
+                "FACEBOOK_",
+                "MASTODON_",
+                "BLUESKY_",
+                "SMTP_",
+                "DATABASE_URL",
+                "SHORTSCIENCE_",
+                "SECRET_KEY",
+            )
+        )
+    }
     env.update(extra or {})
-    r = subprocess.run([sys.executable, "-m", "bot", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [sys.executable, "-m", "bot", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120
+    )
     assert r.returncode == 0, f"bot {' '.join(args)} exited {r.returncode}:\n{r.stdout}\n{r.stderr}"
     return r
 
@@ -49,7 +67,10 @@ def bot(cwd: Path, *args: str, extra: dict[str, str] | None = None) -> subproces
 def test_quick_start_offline_posts_carry_authors_and_hashtags(workdir: Path) -> None:
     r = bot(workdir, "run", "--once", "--backfill", "3")
     assert "paper details unavailable" not in r.stderr  # no arXiv request was tried
-    posts = {p["summary_id"].split("#")[0].rsplit("/", 1)[-1]: p["text"] for p in map(json.loads, (workdir / "var" / "outbox" / "twitter.jsonl").read_text().splitlines())}
+    posts = {
+        p["summary_id"].split("#")[0].rsplit("/", 1)[-1]: p["text"]
+        for p in map(json.loads, (workdir / "var" / "outbox" / "twitter.jsonl").read_text().splitlines())
+    }
     assert len(posts) == 3
     # The two newer networks get their dry-run outbox too: three posts each, each with its summary's link.
     for name in ("mastodon", "bluesky"):
@@ -95,7 +116,9 @@ def test_status_shows_arxiv_trouble_as_needing_attention(workdir: Path) -> None:
 def test_only_the_bundled_sample_uses_bundled_details(tmp_path: Path) -> None:
     env = {"BOT_DATA_DIR": str(tmp_path)}
     sample = build_app(load_settings(env, load_dotenv=False))
-    other = build_app(load_settings({**env, "SHORTSCIENCE_FEED_URL": "https://www.shortscience.org/rss-full.xml"}, load_dotenv=False))
+    other = build_app(
+        load_settings({**env, "SHORTSCIENCE_FEED_URL": "https://www.shortscience.org/rss-full.xml"}, load_dotenv=False)
+    )
     try:
         assert isinstance(sample.arxiv, BundledPapers)
         assert isinstance(other.arxiv, ArxivClient)

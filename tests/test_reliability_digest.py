@@ -49,8 +49,9 @@ class Worker:
 
     def start(self) -> None:
         with self.log.open("ab") as handle:
-            self.proc = subprocess.Popen([sys.executable, "-m", "bot", "worker"], env=self.env, cwd=REPO,
-                                         stdout=handle, stderr=subprocess.STDOUT)
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "bot", "worker"], env=self.env, cwd=REPO, stdout=handle, stderr=subprocess.STDOUT
+            )
 
     def sending(self) -> bool:
         """This process holds a send it is working on (claimed, or being handed over to the server)."""
@@ -58,9 +59,9 @@ class Worker:
         ds = schema.digest_sends
         with self.watch.app.store.tx() as conn:
             held = conn.execute(
-                sa.select(sa.func.count()).select_from(ds).where(
-                    ds.c.state.in_(["claimed", "handing_over"]), ds.c.claimed_by.like(f"%:{self.proc.pid}:digest:%")
-                )
+                sa.select(sa.func.count())
+                .select_from(ds)
+                .where(ds.c.state.in_(["claimed", "handing_over"]), ds.c.claimed_by.like(f"%:{self.proc.pid}:digest:%"))
             ).scalar()
         return bool(held)
 
@@ -87,9 +88,21 @@ def environment(tmp_path: Path, db_url: str, server: SmtpTestServer) -> dict[str
         f"[arxiv]\nenabled = false\n\n[dispatch]\ninterval_seconds = 1\nlease_seconds = 10\n\n"
         f"[digest]\nconnections = {CONNECTIONS}\nsmtp_timeout_seconds = 60\nretry_base_seconds = 1\n"
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TWITTER_", "FACEBOOK_", "BOT_", "SMTP_", "DATABASE_URL"))}
-    env.update(BOT_DATA_DIR=str(tmp_path / "var"), BOT_CONFIG=str(config), DATABASE_URL=db_url, SMTP_URL=server.url(),
-               DIGEST_FROM=FROM, SECRET_KEY=SECRET, PUBLIC_BASE_URL="https://bot.example.org", BOT_DRY_RUN="")
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("TWITTER_", "FACEBOOK_", "BOT_", "SMTP_", "DATABASE_URL"))
+    }
+    env.update(
+        BOT_DATA_DIR=str(tmp_path / "var"),
+        BOT_CONFIG=str(config),
+        DATABASE_URL=db_url,
+        SMTP_URL=server.url(),
+        DIGEST_FROM=FROM,
+        SECRET_KEY=SECRET,
+        PUBLIC_BASE_URL="https://bot.example.org",
+        BOT_DRY_RUN="",
+    )
     return env
 
 
@@ -101,8 +114,9 @@ def prepare(env: dict[str, str]) -> list[str]:
         room.publish([Item(key="k1", title="Paper one", votes=3), Item(key="k2", title="Paper two", votes=5)])
         addresses = [f"reader{i:04d}@example.net" for i in range(SUBSCRIBERS)]
         for i in range(0, len(addresses), 500):
-            room.app.store.import_subscribers([(a, ()) for a in addresses[i : i + 500]], now=room.clock(), confirmed=True,
-                                              source="t")
+            room.app.store.import_subscribers(
+                [(a, ()) for a in addresses[i : i + 500]], now=room.clock(), confirmed=True, source="t"
+            )
         built = build_digest(room.app, DigestPeriod(now - timedelta(days=1), now - timedelta(minutes=1)), now=now)
         assert not isinstance(built, str), built
     finally:
@@ -164,6 +178,8 @@ def test_fifty_sigkills_of_workers_sending_a_digest(tmp_path: Path, db_url: str)
         for address, copies in got.items():
             assert {_message_id(c) for c in copies} == {rows[address]["message_id"]}
             assert len(set(copies)) == 1, f"the copies to {address} differ"
-        print(f"{KILLS} kills during {sent_during_kills} of {SUBSCRIBERS} sends; "
-              f"{len(doubtful)} sends recorded in the crash window, {len(twice)} of them arrived twice "
-              f"(same bytes, same Message-ID)")
+        print(
+            f"{KILLS} kills during {sent_during_kills} of {SUBSCRIBERS} sends; "
+            f"{len(doubtful)} sends recorded in the crash window, {len(twice)} of them arrived twice "
+            f"(same bytes, same Message-ID)"
+        )

@@ -47,8 +47,12 @@ class Cluster:
     url: str
 
     def _pg_ctl(self, *args: str) -> None:
-        subprocess.run(["runuser", "-u", "postgres", "--", str(self.bin / "pg_ctl"), "-D", str(self.dir / "data"), *args],
-                       check=True, capture_output=True, timeout=60)
+        subprocess.run(
+            ["runuser", "-u", "postgres", "--", str(self.bin / "pg_ctl"), "-D", str(self.dir / "data"), *args],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
 
     def stop(self) -> None:
         # fast: every session is cut off, as when the server restarts or fails over.
@@ -67,14 +71,36 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
     if not list(Path("/usr/lib/postgresql").glob("*/bin/initdb")):
         pytest.skip("PostgreSQL binaries are not installed (apt-get install postgresql)")
     pgdir = Path(f"/tmp/bot-outage-{os.getpid()}-{time.monotonic_ns()}")
-    out = subprocess.run(["bash", str(REPO / ".ci" / "start-postgres"), str(pgdir)], capture_output=True, text=True, check=True, timeout=120)
-    values = dict(part.split("=", 1) for line in out.stdout.splitlines() for part in line.removeprefix("export ").split())
+    out = subprocess.run(
+        ["bash", str(REPO / ".ci" / "start-postgres"), str(pgdir)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    values = dict(
+        part.split("=", 1) for line in out.stdout.splitlines() for part in line.removeprefix("export ").split()
+    )
     c = Cluster(pgdir, Path(values["PG_BIN"]), int(values["PG_PORT"]), values["BOT_TEST_POSTGRES_URL"])
     try:
         yield c
     finally:
-        subprocess.run(["runuser", "-u", "postgres", "--", str(c.bin / "pg_ctl"), "-D", str(pgdir / "data"), "-m", "immediate", "stop"],
-                       capture_output=True, timeout=60)
+        subprocess.run(
+            [
+                "runuser",
+                "-u",
+                "postgres",
+                "--",
+                str(c.bin / "pg_ctl"),
+                "-D",
+                str(pgdir / "data"),
+                "-m",
+                "immediate",
+                "stop",
+            ],
+            capture_output=True,
+            timeout=60,
+        )
         shutil.rmtree(pgdir, ignore_errors=True)
 
 
@@ -87,8 +113,14 @@ def test_postgres_down_for_ten_seconds_mid_run(cluster: Cluster, tmp_path: Path)
     links = [s.guid for s in summaries]
     x, graph = stand_ins(delay=0.1)
     # The scheduler's first poll queues all 100 summaries on both channels.
-    env = bot_env(tmp_path, cluster.url, x=x, graph=graph, feed=feed,
-                  config={"dispatch": {"interval_seconds": 1}, "source": {"backfill": 100}})
+    env = bot_env(
+        tmp_path,
+        cluster.url,
+        x=x,
+        graph=graph,
+        feed=feed,
+        config={"dispatch": {"interval_seconds": 1}, "source": {"backfill": 100}},
+    )
     procs: list[BotProcess] = []
     store: Store | None = None
     try:
@@ -98,7 +130,11 @@ def test_postgres_down_for_ten_seconds_mid_run(cluster: Cluster, tmp_path: Path)
         store = Store.open(cluster.url, migrate_schema=False)
         wait_until(lambda: sent_count(store) > 0 if store else False, timeout=60, why=scheduler.text)
         procs += [BotProcess(env, tmp_path / f"worker-{i}.log", "worker") for i in range(2)]
-        wait_until(lambda: store is not None and sent_count(store) >= 40, timeout=60, why=lambda: "\n".join(p.text()[-2000:] for p in procs))
+        wait_until(
+            lambda: store is not None and sent_count(store) >= 40,
+            timeout=60,
+            why=lambda: "\n".join(p.text()[-2000:] for p in procs),
+        )
 
         cluster.stop()
         down_at = time.monotonic()
@@ -106,18 +142,21 @@ def test_postgres_down_for_ten_seconds_mid_run(cluster: Cluster, tmp_path: Path)
         time.sleep(OUTAGE_SECONDS)
         assert all(p.alive() for p in procs), "a process gave up while the database was down"
         cluster.start()
-        sent_before = {p: p.text()[marks[p]:].count(" sent on ") for p in procs}
+        sent_before = {p: p.text()[marks[p] :].count(" sent on ") for p in procs}
         assert time.monotonic() - down_at >= OUTAGE_SECONDS
 
         # Every process carries on by itself; nothing is lost or done twice.
-        wait_until(lambda: store is not None and sent_count(store) == 200, timeout=120,
-                   why=lambda: "\n".join(p.text()[-3000:] for p in procs))
+        wait_until(
+            lambda: store is not None and sent_count(store) == 200,
+            timeout=120,
+            why=lambda: "\n".join(p.text()[-3000:] for p in procs),
+        )
         assert store.delivery_counts() == {"twitter": {"sent": 100}, "facebook": {"sent": 100}}
         assert store.count_summaries() == 100
         assert exactly_once(x_posts_per_link(x), links) == []
         assert exactly_once(graph_posts_per_link(graph), links) == []
         for p in procs[1:]:
-            after = p.text()[marks[p]:]
+            after = p.text()[marks[p] :]
             assert "database error" in after or "cannot record" in after, after[-3000:]
             assert after.count(" sent on ") > sent_before[p], f"worker sent nothing after the outage:\n{after[-3000:]}"
         # The scheduler lost its lock with its session, stood by, and leads again.

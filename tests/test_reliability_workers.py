@@ -47,8 +47,11 @@ def test_four_workers_post_500_deliveries_exactly_once(tmp_path: Path, db_url: s
     try:
         assert "500 deliveries queued" in run_bot(env, "poll", "--backfill", "250").stdout
         workers = [BotProcess(env, tmp_path / f"worker-{i}.log", "worker") for i in range(4)]
-        wait_until(lambda: sent_count(store) == 500, timeout=120,
-                   why=lambda: f"{store.delivery_counts()}\n" + "\n".join(w.text()[-2000:] for w in workers))
+        wait_until(
+            lambda: sent_count(store) == 500,
+            timeout=120,
+            why=lambda: f"{store.delivery_counts()}\n" + "\n".join(w.text()[-2000:] for w in workers),
+        )
         for w in workers:
             w.p.send_signal(signal.SIGTERM)
         assert [w.p.wait(timeout=30) for w in workers] == [0, 0, 0, 0]
@@ -126,8 +129,11 @@ def test_fifty_sigkills_of_workers_lose_nothing_and_post_nothing_twice(tmp_path:
                 x.delay = graph.delay = 0.3
             assert sent_count(store) < 500, f"dispatch was over after {kills} kills"
         x.delay = graph.delay = 0.0
-        wait_until(lambda: not store.deliveries(states=["pending", "in_flight"]) and _reconciled_all(store), timeout=120,
-                   why=lambda: f"{store.delivery_counts()}\n" + "\n".join(w.text()[-2000:] for w in workers))
+        wait_until(
+            lambda: not store.deliveries(states=["pending", "in_flight"]) and _reconciled_all(store),
+            timeout=120,
+            why=lambda: f"{store.delivery_counts()}\n" + "\n".join(w.text()[-2000:] for w in workers),
+        )
         for w in workers:
             w.p.send_signal(signal.SIGTERM)
         assert [w.p.wait(timeout=30) for w in workers] == [0, 0, 0, 0]

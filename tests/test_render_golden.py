@@ -47,7 +47,9 @@ def sample_summaries() -> list[Summary]:
 
 
 def slug(summary: Summary) -> str:
-    return re.sub(r"[^A-Za-z0-9.]+", "-", f"{summary.bibtex_key or summary.guid}-{summary.guid.rsplit('#', 1)[-1]}").strip("-")
+    return re.sub(
+        r"[^A-Za-z0-9.]+", "-", f"{summary.bibtex_key or summary.guid}-{summary.guid.rsplit('#', 1)[-1]}"
+    ).strip("-")
 
 
 def golden_settings() -> Settings:

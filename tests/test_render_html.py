@@ -86,7 +86,7 @@ def test_absolute_https_link_kept(renderer: Renderer) -> None:
 
 def test_code_block_kept_escaped(renderer: Renderer) -> None:
     out = html(renderer, "```python\nif a < b and c:\n    print('$x$')\n```")
-    assert '<pre><code class="language-python">if a &lt; b and c:\n    print(\'$x$\')\n</code></pre>' in out
+    assert "<pre><code class=\"language-python\">if a &lt; b and c:\n    print('$x$')\n</code></pre>" in out
     assert "<math" not in out
 
 
@@ -143,7 +143,10 @@ def _visible(mathml: str) -> str:
 
 def test_citation_links_to_the_papers_page(renderer: Renderer) -> None:
     out = html(renderer, r"As shown by \cite{journals/tnn/BengioSF94}, gradients vanish.")
-    assert '<a href="https://site.example/paper?bibtexKey=journals/tnn/BengioSF94" rel="nofollow noopener noreferrer">[BengioSF94]</a>' in out
+    assert (
+        '<a href="https://site.example/paper?bibtexKey=journals/tnn/BengioSF94" rel="nofollow noopener '
+        'noreferrer">[BengioSF94]</a>' in out
+    )
     assert "\\cite" not in out and "{journals" not in out
 
 

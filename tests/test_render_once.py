@@ -1,4 +1,5 @@
-"""Rendering HTML and text from one parse (what the render cache keeps) gives exactly what the two renderings give apart."""
+"""Rendering HTML and text from one parse (what the render cache keeps) gives exactly what the two renderings give
+apart."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ EXTRA = [
     "See [the paper](/paper?bibtexKey=x) and ![a pixel](https://tracker.example/p.gif), [bad](javascript:alert(1)).",
     "Inline $x^2$ and display $$\\frac{1}{Z}p(x)$$ with \\cite{journals/tnn/BengioSF94}.",
     "Many formulas: " + " ".join(f"$x_{i}$" for i in range(1200)),
-    "[ref]: https://example.org\n\nA [reference link][ref] and <b>raw</b> <script>x</script> HTML.\n\n1. one\n2. two\n\n```\ncode\n```",
+    "[ref]: https://example.org\n\nA [reference link][ref] and <b>raw</b> <script>x</script> HTML.\n\n1. "
+    "one\n2. two\n\n```\ncode\n```",
 ]
 
 

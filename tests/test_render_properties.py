@@ -23,36 +23,117 @@ RENDERER = Renderer(with_overrides(Settings(), "render", fixed_hashtags=("#Short
 THREADS = Renderer(with_overrides(Settings(), "twitter", thread=True, thread_max_replies=3))
 
 LATEX = [
-    r"$\mathbb{R}^{128}$", r"$$\sum_{i=1}^n x_i$$", r"$\frac{a}{b}$", r"$\alpha_t + \beta$", r"$\frac{$",
-    r"$\left( x$", r"$\begin{align} a &= b \\ c &= d \end{align}$", r"$\text{<b>}$", r"$x<y>z$", "$", "$$",
-    r"\alpha", r"$\unknown{x}$", r"$\\$", r"$\$$", "$a$b$c", r"$\mathcal{L}(\theta)$", r"$\hat{y}$",
+    r"$\mathbb{R}^{128}$",
+    r"$$\sum_{i=1}^n x_i$$",
+    r"$\frac{a}{b}$",
+    r"$\alpha_t + \beta$",
+    r"$\frac{$",
+    r"$\left( x$",
+    r"$\begin{align} a &= b \\ c &= d \end{align}$",
+    r"$\text{<b>}$",
+    r"$x<y>z$",
+    "$",
+    "$$",
+    r"\alpha",
+    r"$\unknown{x}$",
+    r"$\\$",
+    r"$\$$",
+    "$a$b$c",
+    r"$\mathcal{L}(\theta)$",
+    r"$\hat{y}$",
 ]
 MARKDOWN = [
-    "# Heading", "## Sub", "**bold**", "*em*", "__u__", "**unclosed", "- item", "1. first", "> quote",
-    "[paper]()", "![]()", "![fig](/a.png)", "[rel](/x)", "`code`", "\n\n", "\n", "  ", "---", "| a | b |\n|---|---|\n| 1 | 2 |",
-    "&amp;", "&lt;b&gt;", "&#x3c;script&#x3e;", "&nbsp;", "\\*",
+    "# Heading",
+    "## Sub",
+    "**bold**",
+    "*em*",
+    "__u__",
+    "**unclosed",
+    "- item",
+    "1. first",
+    "> quote",
+    "[paper]()",
+    "![]()",
+    "![fig](/a.png)",
+    "[rel](/x)",
+    "`code`",
+    "\n\n",
+    "\n",
+    "  ",
+    "---",
+    "| a | b |\n|---|---|\n| 1 | 2 |",
+    "&amp;",
+    "&lt;b&gt;",
+    "&#x3c;script&#x3e;",
+    "&nbsp;",
+    "\\*",
 ]
 HOSTILE = [
-    "<script>alert(1)</script>", "<img src=x onerror=alert(1)>", '<a href="javascript:alert(1)">x</a>',
-    "[x](javascript:alert(1))", "<svg onload=alert(1)>", "<iframe src=//e.example>", "\r\n", "\r", "\x00", "\x1b",
-    '<div style="x" onclick="y">z</div>', "<style>*{}</style>", "<a href='&#106;avascript:x'>j</a>",
-    "@elonmusk", "＠jack", LINK, "https://t.co/x", "\ufeff", "\u200d", "<!-- c -->", "<math><mi>x</mi></math>",
-    "[m1](javascript:alert(1))", "[d](data:text/html,x)", "[t][ref]", "\n\n[ref]: vbscript:x\n\n", "#### Tasks * **Item**:",
-    r"\href{javascript:x}{t}", r"$\style{color:red}{x}$", r"\cite{journals/tnn/BengioSF94}", r"$\label{a} \nonumber$",
-    "\u200e", "\u200f", "\u061c", "\u200b",
+    "<script>alert(1)</script>",
+    "<img src=x onerror=alert(1)>",
+    '<a href="javascript:alert(1)">x</a>',
+    "[x](javascript:alert(1))",
+    "<svg onload=alert(1)>",
+    "<iframe src=//e.example>",
+    "\r\n",
+    "\r",
+    "\x00",
+    "\x1b",
+    '<div style="x" onclick="y">z</div>',
+    "<style>*{}</style>",
+    "<a href='&#106;avascript:x'>j</a>",
+    "@elonmusk",
+    "＠jack",
+    LINK,
+    "https://t.co/x",
+    "\ufeff",
+    "\u200d",
+    "<!-- c -->",
+    "<math><mi>x</mi></math>",
+    "[m1](javascript:alert(1))",
+    "[d](data:text/html,x)",
+    "[t][ref]",
+    "\n\n[ref]: vbscript:x\n\n",
+    "#### Tasks * **Item**:",
+    r"\href{javascript:x}{t}",
+    r"$\style{color:red}{x}$",
+    r"\cite{journals/tnn/BengioSF94}",
+    r"$\label{a} \nonumber$",
+    "\u200e",
+    "\u200f",
+    "\u061c",
+    "\u200b",
 ]
 UNICODE = [
-    "研究は重要です", "한국어 문장", "👩‍👩‍👧‍👦", "🇩🇪🇫🇷", "🏴󠁧󠁢󠁳󠁣󠁴󠁿", "👍🏽", "é", "e\u0301", "ﬁ", "\u2028", "x" * 300,
-    "Supercalifragilistic" * 20, "…", "“quoted”",
+    "研究は重要です",
+    "한국어 문장",
+    "👩‍👩‍👧‍👦",
+    "🇩🇪🇫🇷",
+    "🏴󠁧󠁢󠁳󠁣󠁴󠁿",
+    "👍🏽",
+    "é",
+    "e\u0301",
+    "ﬁ",
+    "\u2028",
+    "x" * 300,
+    "Supercalifragilistic" * 20,
+    "…",
+    "“quoted”",
 ]
 PROSE = st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="`~"), max_size=80)
-FRAGMENT = st.one_of(PROSE, st.sampled_from(LATEX), st.sampled_from(MARKDOWN), st.sampled_from(HOSTILE), st.sampled_from(UNICODE))
+FRAGMENT = st.one_of(
+    PROSE, st.sampled_from(LATEX), st.sampled_from(MARKDOWN), st.sampled_from(HOSTILE), st.sampled_from(UNICODE)
+)
 TEXT = st.lists(FRAGMENT, max_size=25).map(" ".join)
-NAME = st.one_of(st.text(max_size=40), st.sampled_from(["Anonymous", "Marie-Noëlle O'Brien", "<b>x</b>", "李雷", "x" * 500]))
+NAME = st.one_of(
+    st.text(max_size=40), st.sampled_from(["Anonymous", "Marie-Noëlle O'Brien", "<b>x</b>", "李雷", "x" * 500])
+)
 
 
 def summary(text: str, title: str = "Title", author: str = "A") -> Summary:
-    return Summary(guid=LINK, title=title, author=author, text=text, link=LINK, edited_at=datetime(2024, 1, 1, tzinfo=UTC))
+    return Summary(
+        guid=LINK, title=title, author=author, text=text, link=LINK, edited_at=datetime(2024, 1, 1, tzinfo=UTC)
+    )
 
 
 @st.composite
@@ -66,7 +147,9 @@ def details(draw: st.DrawFn) -> PaperDetails | None:
 
 @FAST
 @given(text=TEXT, title=st.one_of(NAME, TEXT), author=NAME, paper=details(), thread=st.booleans())
-def test_x_post_always_valid_with_link_once(text: str, title: str, author: str, paper: PaperDetails | None, thread: bool) -> None:
+def test_x_post_always_valid_with_link_once(
+    text: str, title: str, author: str, paper: PaperDetails | None, thread: bool
+) -> None:
     renderer = THREADS if thread else RENDERER
     post = renderer.post("twitter", summary(text, title, author), paper)
     for one in (post.text, *post.replies):
@@ -105,10 +188,27 @@ class _Attributes(HTMLParser):
 _XML_INVALID = re.compile("[\x00-\x08\x0b-\x1f\ufffe\uffff\ud800-\udfff]")
 
 
-URLISH = ["a.co", "x.com/y", "https://e.org/" + "p" * 60, "t.co", "www.example.org", "1.2.3.4", "a@b.co", "ftp://f.org", "e.g.", "…co"]
+URLISH = [
+    "a.co",
+    "x.com/y",
+    "https://e.org/" + "p" * 60,
+    "t.co",
+    "www.example.org",
+    "1.2.3.4",
+    "a@b.co",
+    "ftp://f.org",
+    "e.g.",
+    "…co",
+]
 EMOJI = ["©", "®", "©\ufe0f", "#\ufe0f\u20e3", "1\u20e3", "‼", "™", "👩‍👩‍👧‍👦", "🇩🇪", "🏴󠁧󠁢󠁳󠁣󠁴󠁿", "👍🏽", "☺\ufe0f", "\u200d"]
 WEIGHED = st.lists(
-    st.one_of(PROSE, st.sampled_from(URLISH), st.sampled_from(EMOJI), st.sampled_from(UNICODE), st.sampled_from(["\r\n", "\r", "\n"])),
+    st.one_of(
+        PROSE,
+        st.sampled_from(URLISH),
+        st.sampled_from(EMOJI),
+        st.sampled_from(UNICODE),
+        st.sampled_from(["\r\n", "\r", "\n"]),
+    ),
     max_size=30,
 ).map("".join)
 
@@ -122,10 +222,12 @@ def test_the_fast_weight_never_counts_below_x(text: str) -> None:
     assert estimated_weight(text) >= parse_tweet(text).weightedLength
 
 
-
 SPACED = st.lists(
-    st.one_of(st.sampled_from(URLISH), st.sampled_from(["(", ")", "-", "_", "/", ".", "@", "#", "$", "a", "é", "中", "https://", "\u202a"]),
-              st.sampled_from([" ", "\t", "\n", "\u3000", "\u00a0", "\u2009", "\u180e", "\u1680"])),
+    st.one_of(
+        st.sampled_from(URLISH),
+        st.sampled_from(["(", ")", "-", "_", "/", ".", "@", "#", "$", "a", "é", "中", "https://", "\u202a"]),
+        st.sampled_from([" ", "\t", "\n", "\u3000", "\u00a0", "\u2009", "\u180e", "\u1680"]),
+    ),
     max_size=25,
 ).map("".join)
 
@@ -148,6 +250,7 @@ def test_weighing_word_by_word_finds_the_urls_of_the_whole_text(text: str) -> No
         weight += _span_weight(whole[pos:start]) + 23
         pos = end
     assert estimated_weight(text) == weight + _span_weight(whole[pos:])
+
 
 @FAST
 @given(text=TEXT)
@@ -179,5 +282,7 @@ def test_plain_text_has_no_markup_math_or_entities(text: str) -> None:
     assert not _ENTITY.search(prose), prose
     assert "**" not in prose
     assert not re.search(r"(^|\n)#{1,6}\s", out), out
-    assert not re.search(r"\]\((?:javascript|data|vbscript):|\\cite|\\href|\\nonumber|<cit\.>|[\u200e\u200f\u061c]", out), out
+    assert not re.search(
+        r"\]\((?:javascript|data|vbscript):|\\cite|\\href|\\nonumber|<cit\.>|[\u200e\u200f\u061c]", out
+    ), out
     assert not re.search(r"(?<![@＠])\u200b", out), ascii(out)

@@ -13,7 +13,14 @@ from bot.settings import Settings
 
 
 def summary(text: str) -> Summary:
-    return Summary(guid="g", title="T", author="A", text=text, link="https://www.shortscience.org/p#a", edited_at=datetime(2024, 1, 1, tzinfo=UTC))
+    return Summary(
+        guid="g",
+        title="T",
+        author="A",
+        text=text,
+        link="https://www.shortscience.org/p#a",
+        edited_at=datetime(2024, 1, 1, tzinfo=UTC),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +48,9 @@ def test_lists_keep_one_item_per_line(renderer: Renderer) -> None:
 
 
 def test_html_and_entities_removed(renderer: Renderer) -> None:
-    out = text(renderer, "a <b>bold</b> &amp; &lt;i&gt;x&lt;/i&gt; <script>alert(1)</script> z\n\n<div>block &copy;</div>")
+    out = text(
+        renderer, "a <b>bold</b> &amp; &lt;i&gt;x&lt;/i&gt; <script>alert(1)</script> z\n\n<div>block &copy;</div>"
+    )
     assert "<" not in out and ">" not in out
     assert "&amp;" not in out and "&lt;" not in out
     assert "alert" not in out
@@ -85,12 +94,17 @@ def test_control_characters_removed(renderer: Renderer) -> None:
 
 
 def test_refused_links_keep_their_text_and_lose_their_target(renderer: Renderer) -> None:
-    source = "See [m1](javascript:alert(1)), [d](data:text/html,x), [v](vbscript:y) and [t][ref], [u][].\n\n[ref]: javascript:z"
+    source = (
+        "See [m1](javascript:alert(1)), [d](data:text/html,x), [v](vbscript:y) and [t][ref], [u][].\n\n[ref]: "
+        "javascript:z"
+    )
     assert text(renderer, source) == "See m1, d, v and t, u."
 
 
 def test_unsupported_macros_keep_their_readable_argument(renderer: Renderer) -> None:
-    out = text(renderer, r"$\href{https://e.example}{text} + \style{color:red}{x} + \class{c}{y} + \unicode{x41} + \html{z}$")
+    out = text(
+        renderer, r"$\href{https://e.example}{text} + \style{color:red}{x} + \class{c}{y} + \unicode{x41} + \html{z}$"
+    )
     assert out == "text + x + y + A + z"
     assert text(renderer, r"See \href{https://e.example}{the paper}.") == "See the paper."
 
@@ -114,7 +128,11 @@ def test_fractions_and_exponents_keep_their_grouping(renderer: Renderer) -> None
 
 
 def test_citations_and_equation_housekeeping(renderer: Renderer) -> None:
-    out = text(renderer, r"As \cite{journals/tnn/BengioSF94} shows, $$a = b \nonumber \label{eq:1} \tag{3} \notag$$ and $\cite{a/B, c/D}$")
+    out = text(
+        renderer,
+        r"As \cite{journals/tnn/BengioSF94} shows, $$a = b \nonumber \label{eq:1} \tag{3} \notag$$ and "
+        r"$\cite{a/B, c/D}$",
+    )
     assert out == "As [BengioSF94] shows, a = b and [B, D]"
 
 
@@ -134,9 +152,17 @@ def test_every_output_drops_invisible_marks_with_one_cleaner(renderer: Renderer)
     assert post_line(dirty) == mail_line(dirty) == clean_line(dirty, limit=100) == "Group Norm"
     assert clean_html(f"<p>{dirty}</p>", "https://site.example") == "<p>Group Norm</p>"
     assert renderer.html(summary(dirty)) == "<p>Group Norm</p>"
-    post = renderer.post("twitter", Summary(
-        guid="g", title=dirty, author=dirty, text=dirty, link="https://www.shortscience.org/p#a", edited_at=datetime(2024, 1, 1, tzinfo=UTC)
-    ))
+    post = renderer.post(
+        "twitter",
+        Summary(
+            guid="g",
+            title=dirty,
+            author=dirty,
+            text=dirty,
+            link="https://www.shortscience.org/p#a",
+            edited_at=datetime(2024, 1, 1, tzinfo=UTC),
+        ),
+    )
     assert not any(m in post.text for m in marks), ascii(post.text)
     # The posts' own mention guard (a zero-width space after "@") survives the cleaning.
     assert "@\u200bname" in renderer.post("facebook", summary("Ask @name.")).text

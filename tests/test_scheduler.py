@@ -16,7 +16,11 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def base_env(tmp_path: Path, db_url: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TWITTER_", "FACEBOOK_", "BOT_", "SMTP_", "DATABASE_URL"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("TWITTER_", "FACEBOOK_", "BOT_", "SMTP_", "DATABASE_URL"))
+    }
     env.update(BOT_DATA_DIR=str(tmp_path / "var"), DATABASE_URL=db_url, BOT_DRY_RUN="1")
     return env
 
@@ -27,7 +31,9 @@ class Proc:
     def __init__(self, env: dict[str, str], log: Path, *args: str) -> None:
         self.log_path = log
         self.log = log.open("w")
-        self.p = subprocess.Popen([sys.executable, "-m", "bot", *args], env=env, cwd=REPO, stdout=self.log, stderr=subprocess.STDOUT)
+        self.p = subprocess.Popen(
+            [sys.executable, "-m", "bot", *args], env=env, cwd=REPO, stdout=self.log, stderr=subprocess.STDOUT
+        )
 
     def text(self) -> str:
         return self.log_path.read_text()
@@ -61,7 +67,9 @@ def test_sigterm_exits_cleanly_and_a_second_sqlite_scheduler_is_refused(tmp_path
     procs.append(first)
     first.wait_for("scheduler running")
     first.wait_for("poll ")  # the first poll ran (the sample feed)
-    second = subprocess.run([sys.executable, "-m", "bot", "run"], env=env, cwd=REPO, capture_output=True, text=True, timeout=60)
+    second = subprocess.run(
+        [sys.executable, "-m", "bot", "run"], env=env, cwd=REPO, capture_output=True, text=True, timeout=60
+    )
     assert second.returncode != 0
     assert "another scheduler is already running" in second.stderr
     t0 = time.monotonic()

@@ -116,7 +116,9 @@ def stand_ins() -> Iterator[tuple[FakeX, FakeGraph, SmtpTestServer, ScriptedServ
         FakeX(consumer_key="the-real-key", access_token="the-real-token") as x,
         FakeGraph(page_id="424242", access_token="the-real-page-token") as graph,
         SmtpTestServer(user=SMTP_USER, password="the-real-password") as smtp,
-        ScriptedServer(default=Reply(500, b"<html>Internal Server Error</html>", {"Content-Type": "text/html"})) as feed,
+        ScriptedServer(
+            default=Reply(500, b"<html>Internal Server Error</html>", {"Content-Type": "text/html"})
+        ) as feed,
     ):
         yield x, graph, smtp, feed  # type: ignore[misc]
 
@@ -148,7 +150,11 @@ def test_no_secret_shows_anywhere_through_a_run_full_of_failures(
     config = tmp_path / "bot.toml"
     config.write_text("[arxiv]\nenabled = false\n")  # no real network from tests
     database_url = with_password(db_url, DB_PASSWORD) if db_url.startswith("postgresql") else db_url
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TWITTER_", "FACEBOOK_", "MASTODON_", "BLUESKY_", "BOT_", "SMTP_", "DATABASE_", "SECRET_"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("TWITTER_", "FACEBOOK_", "MASTODON_", "BLUESKY_", "BOT_", "SMTP_", "DATABASE_", "SECRET_"))
+    }
     env.update(
         MARKERS,
         BOT_DATA_DIR=str(tmp_path / "var"),
@@ -172,7 +178,14 @@ def test_no_secret_shows_anywhere_through_a_run_full_of_failures(
     bot("poll", "--backfill", "2")
     dispatched = bot("dispatch")  # X: 401 → the channel pauses; Graph: 500 → retried later
     bot("check", expect=1)  # both refuse the credentials (X 401, Graph 190)
-    bot("check", expect=1, TWITTER_API_BASE_URL=closed, FACEBOOK_GRAPH_URL=closed + "/", MASTODON_API_BASE_URL=closed, BLUESKY_SERVICE_URL=closed)
+    bot(
+        "check",
+        expect=1,
+        TWITTER_API_BASE_URL=closed,
+        FACEBOOK_GRAPH_URL=closed + "/",
+        MASTODON_API_BASE_URL=closed,
+        BLUESKY_SERVICE_URL=closed,
+    )
     mailed = bot("digest", "send", "--now", expect=None)  # the SMTP server refuses the login
     bot("poll", expect=1, SHORTSCIENCE_FEED_URL=failing_feed.url + "/feed.xml")
     bot("run", "--once", expect=1, SHORTSCIENCE_FEED_URL=failing_feed.url + "/feed.xml")
@@ -180,21 +193,37 @@ def test_no_secret_shows_anywhere_through_a_run_full_of_failures(
     # The database unreachable, or its URL broken, with the password in it.
     password = quote(DB_PASSWORD, safe="")
     bot("status", expect=1, DATABASE_URL=f"postgresql://bot:{password}@127.0.0.1:9/bot")
-    for broken in (f"postgresql://bot:{password}@127.0.0.1:notaport/bot", f"postgresql://bot:{password}@[::1/bot", f"mysql://bot:{password}@localhost/bot"):
+    for broken in (
+        f"postgresql://bot:{password}@127.0.0.1:notaport/bot",
+        f"postgresql://bot:{password}@[::1/bot",
+        f"mysql://bot:{password}@localhost/bot",
+    ):
         assert "DATABASE_URL is invalid" in bot("status", expect=2, DATABASE_URL=broken)
-    assert "SMTP_URL is invalid" in bot("status", expect=2, SMTP_URL=f"smtp://{SMTP_USER}:{quote(SMTP_PASSWORD, safe='')}@")
+    assert "SMTP_URL is invalid" in bot(
+        "status", expect=2, SMTP_URL=f"smtp://{SMTP_USER}:{quote(SMTP_PASSWORD, safe='')}@"
+    )
 
     # The run did fail where it was meant to, and the markers did reach the stand-ins.
     assert "PAUSED: X rejected the credentials (401)" in status and "last error" in status
     assert "(facebook) will be retried" in dispatched and "500" in dispatched
     assert graph.faults == []  # both 500s were served
-    assert {"MASTODON_ACCESS_TOKEN", "BLUESKY_APP_PASSWORD", "TWITTER_API_KEY", "FACEBOOK_PAGE_ACCESS_TOKEN", "SECRET_KEY"} <= set(MARKERS)
+    assert {
+        "MASTODON_ACCESS_TOKEN",
+        "BLUESKY_APP_PASSWORD",
+        "TWITTER_API_KEY",
+        "FACEBOOK_PAGE_ACCESS_TOKEN",
+        "SECRET_KEY",
+    } <= set(MARKERS)
     assert any(MARKERS["TWITTER_API_KEY"] in r.headers.get("authorization", "") for r in x.requests)
-    assert any(MARKERS["FACEBOOK_PAGE_ACCESS_TOKEN"] in (r.body.decode("latin-1") + str(r.query)) for r in graph.requests)
+    assert any(
+        MARKERS["FACEBOOK_PAGE_ACCESS_TOKEN"] in (r.body.decode("latin-1") + str(r.query)) for r in graph.requests
+    )
     assert smtp.auth_attempts and not any(ok for _, ok in smtp.auth_attempts) and "535" in mailed
     assert failing_feed.requests
     assert "PAUSED: Mastodon API refused (401)" in status
-    assert any(r.headers.get("authorization") == "Bearer " + MARKERS["MASTODON_ACCESS_TOKEN"] for r in mastodon.requests)
+    assert any(
+        r.headers.get("authorization") == "Bearer " + MARKERS["MASTODON_ACCESS_TOKEN"] for r in mastodon.requests
+    )
     assert pds.sessions_created == 1 and len(pds.records) == 2  # one login; the session was taken up again after
     engine = sa.create_engine(database_url)
     try:
@@ -230,26 +259,34 @@ def dump_database(url: str) -> str:
         engine.dispose()
 
 
-
 def test_url_passwords_are_redacted_in_both_spellings() -> None:
     """As written in the URL ("%40") and as sent to the server ("@"): a message may quote either."""
     from bot.logs import RedactingFilter
     from bot.settings import load_settings
 
-    settings = load_settings({
-        "BOT_CONFIG": str(REPO / "config" / "bot.toml"),
-        "SMTP_URL": f"smtp://{SMTP_USER}:{quote(SMTP_PASSWORD, safe='')}@127.0.0.1:2525",
-        "DIGEST_FROM": "digest@example.org",
-        "DATABASE_URL": f"postgresql://bot:{quote(DB_PASSWORD, safe='')}@127.0.0.1/bot",
-        **MARKERS,
-    })
+    settings = load_settings(
+        {
+            "BOT_CONFIG": str(REPO / "config" / "bot.toml"),
+            "SMTP_URL": f"smtp://{SMTP_USER}:{quote(SMTP_PASSWORD, safe='')}@127.0.0.1:2525",
+            "DIGEST_FROM": "digest@example.org",
+            "DATABASE_URL": f"postgresql://bot:{quote(DB_PASSWORD, safe='')}@127.0.0.1/bot",
+            **MARKERS,
+        }
+    )
     redact = RedactingFilter(settings.secrets()).redact
-    for secret in (SMTP_PASSWORD, quote(SMTP_PASSWORD, safe=""), DB_PASSWORD, quote(DB_PASSWORD, safe=""), *MARKERS.values()):
+    for secret in (
+        SMTP_PASSWORD,
+        quote(SMTP_PASSWORD, safe=""),
+        DB_PASSWORD,
+        quote(DB_PASSWORD, safe=""),
+        *MARKERS.values(),
+    ):
         assert redact(f"login refused for {secret}!") == "login refused for ***!"
 
 
 def test_no_secret_shows_on_any_console_page(db_url: str, tmp_path: Path) -> None:
-    """Every page of the operator console, with every secret set to a marker: credentials read "set", never their value."""
+    """Every page of the operator console, with every secret set to a marker: credentials read "set", never their
+    value."""
     import re
     import warnings
 
@@ -262,22 +299,39 @@ def test_no_secret_shows_on_any_console_page(db_url: str, tmp_path: Path) -> Non
 
     database_url = with_password(db_url, DB_PASSWORD) if db_url.startswith("postgresql") else db_url
     # The console needs a hash its password matches: the real one stands in for the marker (and is looked for too).
-    env = {**{k: v for k, v in MARKERS.items() if k != "OPERATOR_PASSWORD_HASH"}, "FACEBOOK_PAGE_ID": "424242", "PUBLIC_BASE_URL": "http://testserver",
-           "SMTP_URL": f"smtp://{SMTP_USER}:{quote(SMTP_PASSWORD, safe='')}@127.0.0.1:9"}
+    env = {
+        **{k: v for k, v in MARKERS.items() if k != "OPERATOR_PASSWORD_HASH"},
+        "FACEBOOK_PAGE_ID": "424242",
+        "PUBLIC_BASE_URL": "http://testserver",
+        "SMTP_URL": f"smtp://{SMTP_USER}:{quote(SMTP_PASSWORD, safe='')}@127.0.0.1:9",
+    }
     room, _ = troubled_room(console_settings(tmp_path, database_url, env=env))
     try:
         client = TestClient(console_app(room), follow_redirects=False)
         pages = {"/admin/login": client.get("/admin/login").text}
         assert client.post("/admin/login", data={"password": PASSWORD}).status_code == 303
-        for path in ("/admin", "/admin/attention", "/admin/summary/1", "/admin/summary/2", "/admin/digest",
-                     "/admin/digest?q=reader@example.org", "/admin/digest/preview", "/admin/charts", "/admin/audit"):
+        for path in (
+            "/admin",
+            "/admin/attention",
+            "/admin/summary/1",
+            "/admin/summary/2",
+            "/admin/digest",
+            "/admin/digest?q=reader@example.org",
+            "/admin/digest/preview",
+            "/admin/charts",
+            "/admin/audit",
+        ):
             answer = client.get(path)
             assert answer.status_code == 200, path
             pages[path] = answer.text
         token = re.search(r'name="csrf" value="([^"]+)"', pages["/admin"])
         assert token
-        pages["confirm"] = client.post("/admin/act", data={"action": "skip", "target": "1", "csrf": token.group(1)}).text
-        pages["done"] = client.post("/admin/act", data={"action": "skip", "target": "1", "csrf": token.group(1), "confirm": "yes"}).text
+        pages["confirm"] = client.post(
+            "/admin/act", data={"action": "skip", "target": "1", "csrf": token.group(1)}
+        ).text
+        pages["done"] = client.post(
+            "/admin/act", data={"action": "skip", "target": "1", "csrf": token.group(1), "confirm": "yes"}
+        ).text
         assert "live" in pages["/admin"] and "SMTP_URL</td><td>set" in pages["/admin"]  # the credentials are in use
         hidden = {**forms(), "OPERATOR_PASSWORD_HASH": password_hash(), "console password": PASSWORD}
         found = {path: [name for name, value in hidden.items() if value in text] for path, text in pages.items()}

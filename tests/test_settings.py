@@ -29,12 +29,36 @@ def test_defaults_without_file_or_env(tmp_path: Path) -> None:
 def test_environment_names_are_the_contract() -> None:
     names = {name for name, _ in iter_settings() if name.isupper()}
     assert names == {
-        "BOT_CONFIG", "DATABASE_URL", "BOT_DATA_DIR", "SHORTSCIENCE_FEED_URL", "BOT_DRY_RUN", "BOT_OUTBOX_DIR",
-        "BOT_PUBLIC_DIR", "PUBLIC_BASE_URL", "SECRET_KEY", "PORT", "SMTP_URL", "DIGEST_FROM", "TWITTER_API_KEY",
-        "TWITTER_API_SECRET", "TWITTER_ACCESS_TOKEN", "TWITTER_ACCESS_TOKEN_SECRET", "FACEBOOK_PAGE_ID",
-        "FACEBOOK_PAGE_ACCESS_TOKEN", "FACEBOOK_GRAPH_VERSION", "TWITTER_API_BASE_URL", "FACEBOOK_GRAPH_URL",
-        "HOST", "FORWARDED_ALLOW_IPS", "BOT_DEV", "OPERATOR_PASSWORD_HASH",
-        "MASTODON_API_BASE_URL", "MASTODON_ACCESS_TOKEN", "BLUESKY_HANDLE", "BLUESKY_APP_PASSWORD", "BLUESKY_SERVICE_URL",
+        "BOT_CONFIG",
+        "DATABASE_URL",
+        "BOT_DATA_DIR",
+        "SHORTSCIENCE_FEED_URL",
+        "BOT_DRY_RUN",
+        "BOT_OUTBOX_DIR",
+        "BOT_PUBLIC_DIR",
+        "PUBLIC_BASE_URL",
+        "SECRET_KEY",
+        "PORT",
+        "SMTP_URL",
+        "DIGEST_FROM",
+        "TWITTER_API_KEY",
+        "TWITTER_API_SECRET",
+        "TWITTER_ACCESS_TOKEN",
+        "TWITTER_ACCESS_TOKEN_SECRET",
+        "FACEBOOK_PAGE_ID",
+        "FACEBOOK_PAGE_ACCESS_TOKEN",
+        "FACEBOOK_GRAPH_VERSION",
+        "TWITTER_API_BASE_URL",
+        "FACEBOOK_GRAPH_URL",
+        "HOST",
+        "FORWARDED_ALLOW_IPS",
+        "BOT_DEV",
+        "OPERATOR_PASSWORD_HASH",
+        "MASTODON_API_BASE_URL",
+        "MASTODON_ACCESS_TOKEN",
+        "BLUESKY_HANDLE",
+        "BLUESKY_APP_PASSWORD",
+        "BLUESKY_SERVICE_URL",
     }
 
 
@@ -62,21 +86,27 @@ def test_file_values_and_channel_tables(tmp_path: Path) -> None:
     ("toml", "env", "needle"),
     [
         ("[source]\nbackfill = -1\n", {}, "source.backfill = -1 is invalid: expected a value >= 0"),
-        ("[source]\nbackfill = \"three\"\n", {}, "source.backfill = 'three' is invalid: expected an integer"),
-        ("[source]\non_edit = \"repost\"\n", {}, "expected one of 'update', 'republish'"),
+        ('[source]\nbackfill = "three"\n', {}, "source.backfill = 'three' is invalid: expected an integer"),
+        ('[source]\non_edit = "repost"\n', {}, "expected one of 'update', 'republish'"),
         ("[source]\nbackfil = 1\n", {}, "unknown setting source.backfil"),
         ("[sauce]\n", {}, "unknown section [sauce]"),
-        ("[digest]\ntime = \"25:00\"\n", {}, "digest.time = '25:00' is invalid: expected HH:MM"),
-        ("[digest]\ntimezone = \"Mars/Base\"\n", {}, "digest.timezone = 'Mars/Base'"),
-        ("[render.hashtags]\n\"cs.LG\" = \"ML\"\n", {}, "render.hashtags.cs.LG = 'ML'"),
+        ('[digest]\ntime = "25:00"\n', {}, "digest.time = '25:00' is invalid: expected HH:MM"),
+        ('[digest]\ntimezone = "Mars/Base"\n', {}, "digest.timezone = 'Mars/Base'"),
+        ('[render.hashtags]\n"cs.LG" = "ML"\n', {}, "render.hashtags.cs.LG = 'ML'"),
         ("", {"PORT": "eighty"}, "PORT = 'eighty' is invalid: expected an integer"),
         ("", {"BOT_DRY_RUN": "maybe"}, "BOT_DRY_RUN = 'maybe' is invalid"),
-        ("", {"PUBLIC_BASE_URL": "localhost:8000"}, "PUBLIC_BASE_URL = 'localhost:8000' is invalid: expected an absolute http(s) URL"),
+        (
+            "",
+            {"PUBLIC_BASE_URL": "localhost:8000"},
+            "PUBLIC_BASE_URL = 'localhost:8000' is invalid: expected an absolute http(s) URL",
+        ),
         ("", {"DATABASE_URL": "mysql://x"}, "DATABASE_URL is invalid"),
         ("this is = not toml [", {}, "bot.toml"),
     ],
 )
-def test_bad_values_name_setting_value_and_expectation(tmp_path: Path, toml: str, env: dict[str, str], needle: str) -> None:
+def test_bad_values_name_setting_value_and_expectation(
+    tmp_path: Path, toml: str, env: dict[str, str], needle: str
+) -> None:
     cfg = tmp_path / "bot.toml"
     cfg.write_text(toml)
     with pytest.raises(ConfigError) as err:
@@ -129,6 +159,8 @@ def _regen_docs() -> Any:
 def test_bad_setting_exits_2_with_one_line(tmp_path: Path) -> None:
     cfg = tmp_path / "bot.toml"
     cfg.write_text("[dispatch]\nmax_attempts = 0\n")
-    r = subprocess.run([sys.executable, "-m", "bot", "--config", str(cfg), "status"], capture_output=True, text=True, cwd=tmp_path)
+    r = subprocess.run(
+        [sys.executable, "-m", "bot", "--config", str(cfg), "status"], capture_output=True, text=True, cwd=tmp_path
+    )
     assert r.returncode == 2
     assert r.stderr.strip() == "error: setting dispatch.max_attempts = 0 is invalid: expected a value >= 1"

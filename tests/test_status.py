@@ -12,7 +12,10 @@ from bot.settings import with_overrides
 from bot.status import render_status
 
 X_CREDENTIALS = {
-    "TWITTER_API_KEY": "k", "TWITTER_API_SECRET": "s", "TWITTER_ACCESS_TOKEN": "t", "TWITTER_ACCESS_TOKEN_SECRET": "ts",
+    "TWITTER_API_KEY": "k",
+    "TWITTER_API_SECRET": "s",
+    "TWITTER_ACCESS_TOKEN": "t",
+    "TWITTER_ACCESS_TOKEN_SECRET": "ts",
 }
 
 

@@ -46,7 +46,9 @@ class Site:
         self.client = TestClient(create_app(room.app.settings, extra_routes=routes(room.app)), follow_redirects=False)
 
     def subscribe(self, address: str, *categories: str, **extra: str) -> Any:
-        return self.client.post("/subscribe", data={"email": address, "category": list(categories), "website": "", **extra})
+        return self.client.post(
+            "/subscribe", data={"email": address, "category": list(categories), "website": "", **extra}
+        )
 
     def confirmation_link(self, address: str, index: int = -1) -> str:
         mails = [parse(m) for m in self.server.messages if address in m.rcpt_tos]
@@ -102,7 +104,11 @@ def test_the_form(site: Site) -> None:
     assert doc.xpath("//input[@name='category']/@value")[:3] == ["cs.LG", "stat.ML", "cs.CV"]
     # People read names; the form still sends the codes.
     labels = [" ".join(label.text_content().split()) for label in doc.find_class("choice")]
-    assert labels[:3] == ["Machine Learning (cs.LG)", "Machine Learning (stat.ML)", "Computer Vision and Pattern Recognition (cs.CV)"]
+    assert labels[:3] == [
+        "Machine Learning (cs.LG)",
+        "Machine Learning (stat.ML)",
+        "Computer Vision and Pattern Recognition (cs.CV)",
+    ]
     assert "Neurons and Cognition (q-bio.NC)" in labels
     assert r.headers["cache-control"] == "no-store" and r.headers["referrer-policy"] == "no-referrer"
     assert "frame-ancestors 'none'" in r.headers["content-security-policy"]
@@ -147,7 +153,9 @@ def test_new_and_known_addresses_get_the_same_answer(site: Site) -> None:
     known = site.subscribe("known@example.org", "cs.CV")
     assert (new.status_code, known.status_code) == (200, 200)
     assert new.text.replace("new@example.org", "X") == known.text.replace("known@example.org", "X")
-    assert sorted(h for h in new.headers if h != "content-length") == sorted(h for h in known.headers if h != "content-length")
+    assert sorted(h for h in new.headers if h != "content-length") == sorted(
+        h for h in known.headers if h != "content-length"
+    )
     # The known subscriber's categories change only if they follow their link.
     sub = site.room.app.store.subscriber("known@example.org")
     assert sub is not None and sub.categories == ("cs.LG",) and sub.state.value == "confirmed"
@@ -163,9 +171,12 @@ def test_honeypot_invalid_address_and_bad_bodies(site: Site) -> None:
     bad = site.subscribe("<script>alert(1)</script>")
     assert bad.status_code == 400 and "does not look like an e-mail address" in bad.text
     assert "<script>alert" not in bad.text and "&lt;script&gt;" in bad.text
-    assert site.client.post("/subscribe", content=b"{}", headers={"content-type": "application/json"}).status_code == 415
-    too_big = site.client.post("/subscribe", content=b"email=" + b"a" * 20000,
-                               headers={"content-type": "application/x-www-form-urlencoded"})
+    assert (
+        site.client.post("/subscribe", content=b"{}", headers={"content-type": "application/json"}).status_code == 415
+    )
+    too_big = site.client.post(
+        "/subscribe", content=b"email=" + b"a" * 20000, headers={"content-type": "application/x-www-form-urlencoded"}
+    )
     assert too_big.status_code == 413
     assert site.server.messages == []
 
@@ -216,8 +227,11 @@ def test_one_click_unsubscribe(site: Site) -> None:
     assert sub is not None and sub.state.value == "confirmed"  # a GET (a link scanner) changes nothing
 
     # What a mailbox provider sends (RFC 8058): POST, this body, no cookies; no redirect, no second step.
-    r = site.client.post(local(link), content=b"List-Unsubscribe=One-Click",
-                         headers={"content-type": "application/x-www-form-urlencoded"})
+    r = site.client.post(
+        local(link),
+        content=b"List-Unsubscribe=One-Click",
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
     assert r.status_code == 200 and "You are unsubscribed" in r.text
     assert "set-cookie" not in r.headers and "location" not in r.headers
     sub = site.room.app.store.subscriber("reader@example.org")
@@ -271,8 +285,11 @@ def test_the_whole_loop_from_the_form_to_a_digest_that_skips_the_address(site: S
     # → a one-click POST to its List-Unsubscribe URL, as the mailbox provider makes it
     url = re.fullmatch(r"<(\S+)>", digest["List-Unsubscribe"])
     assert url and digest["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
-    r = site.client.post(local(url.group(1)), content=b"List-Unsubscribe=One-Click",
-                         headers={"content-type": "application/x-www-form-urlencoded"})
+    r = site.client.post(
+        local(url.group(1)),
+        content=b"List-Unsubscribe=One-Click",
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
     assert r.status_code == 200
     # → the next digest skips that address
     room.publish([Item(key="k1", title="Paper one"), Item(key="k2", title="Paper two")], at=MONDAY + timedelta(days=8))
@@ -280,5 +297,7 @@ def test_the_whole_loop_from_the_form_to_a_digest_that_skips_the_address(site: S
     assert "1 sent" in send_digest(room.app)
     got = by_recipient(server)
     assert len(got["reader@example.org"]) == 2  # the confirmation and the first digest, nothing after
-    assert [m["Subject"] for m in got["stays@example.org"]] == ["ShortScience weekly #1: 2–9 Nov 2026",
-                                                               "ShortScience weekly #2: 9–16 Nov 2026"]
+    assert [m["Subject"] for m in got["stays@example.org"]] == [
+        "ShortScience weekly #1: 2–9 Nov 2026",
+        "ShortScience weekly #2: 9–16 Nov 2026",
+    ]

@@ -34,7 +34,9 @@ def live(tmp_path: Path) -> Iterator[tuple[str, Newsroom, SmtpTestServer]]:
     with SmtpTestServer() as server:
 
         def make(url: str) -> Any:
-            settings = digest_settings(tmp_path, f"sqlite:///{tmp_path / 'bot.sqlite3'}", server, env={"PUBLIC_BASE_URL": url})
+            settings = digest_settings(
+                tmp_path, f"sqlite:///{tmp_path / 'bot.sqlite3'}", server, env={"PUBLIC_BASE_URL": url}
+            )
             rooms.append(Newsroom.open(settings, start=MONDAY))
             return create_app(settings, extra_routes=routes(rooms[0].app))
 
@@ -55,18 +57,35 @@ def browser() -> Iterator[Any]:
 def test_digest_html_in_chromium(tmp_path: Path, browser: Any) -> None:
     room = Newsroom.open(digest_settings(tmp_path, f"sqlite:///{tmp_path / 'bot.sqlite3'}"), start=MONDAY)
     room.papers({"1803.08494": ("cs.CV", "cs.LG")})
-    room.publish([
-        Item(key="journals/corr/1803.08494", title="Group Normalization", votes=12, arxiv="1803.08494",
-             text="Batch norm fails with small batches. **Group norm** divides channels into groups: $\\mu_i = \\frac{1}{m}\\sum x_k$."),
-        Item(key="conf/nips/VaswaniSPUJGKP17", title="Attention Is All You Need", author="Jürgen", votes=30,
-             text="A transformer uses attention only. " * 12),
-    ])
+    room.publish(
+        [
+            Item(
+                key="journals/corr/1803.08494",
+                title="Group Normalization",
+                votes=12,
+                arxiv="1803.08494",
+                text=(
+                    "Batch norm fails with small batches. **Group norm** divides channels into groups: $\\mu_i = "
+                    "\\frac{1}{m}\\sum x_k$."
+                ),
+            ),
+            Item(
+                key="conf/nips/VaswaniSPUJGKP17",
+                title="Attention Is All You Need",
+                author="Jürgen",
+                votes=30,
+                text="A transformer uses attention only. " * 12,
+            ),
+        ]
+    )
     summaries = room.app.store.latest_summaries()
     items = tuple(digest_items(room.app, summaries))
     d = Digest(issue=7, period_start=MONDAY - timedelta(days=7), period_end=MONDAY, items=items)
     address = "reader@example.org"
     email = room.app.composer.compose(d).for_recipient(
-        address, signed_link(room.app.settings, "unsubscribe", address), signed_link(room.app.settings, "preferences", address),
+        address,
+        signed_link(room.app.settings, "unsubscribe", address),
+        signed_link(room.app.settings, "preferences", address),
         now=MONDAY,
     )
     _, html = parts(email.message)
@@ -85,7 +104,9 @@ def test_digest_html_in_chromium(tmp_path: Path, browser: Any) -> None:
     assert page.eval_on_selector("table.container", "t => t.getBoundingClientRect().width") <= 375
 
 
-def test_subscribe_confirm_unsubscribe_pages_in_chromium(live: tuple[str, Newsroom, SmtpTestServer], browser: Any) -> None:
+def test_subscribe_confirm_unsubscribe_pages_in_chromium(
+    live: tuple[str, Newsroom, SmtpTestServer], browser: Any
+) -> None:
     url, room, server = live
     page = browser.new_page(viewport={"width": 900, "height": 900})
     response = page.goto(f"{url}/subscribe")

@@ -19,7 +19,9 @@ ADDRESS = "reader@example.org"
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return make_settings(tmp_path, {"SECRET_KEY": "test-secret-key-0123456789", "PUBLIC_BASE_URL": "https://bot.example.org/"})
+    return make_settings(
+        tmp_path, {"SECRET_KEY": "test-secret-key-0123456789", "PUBLIC_BASE_URL": "https://bot.example.org/"}
+    )
 
 
 @pytest.mark.parametrize("purpose", ["confirm", "unsubscribe", "preferences"])
@@ -77,7 +79,9 @@ def test_confirm_token_expires(settings: Settings) -> None:
         read_token(settings, "confirm", token, max_age=ttl, now=just_in_time + timedelta(seconds=2))
     assert info.value.expired
     # A token signed in the past, read with the real clock.
-    old = make_token(settings, "confirm", ADDRESS, now=datetime.now(UTC) - timedelta(hours=settings.digest.confirm_ttl_hours + 1))
+    old = make_token(
+        settings, "confirm", ADDRESS, now=datetime.now(UTC) - timedelta(hours=settings.digest.confirm_ttl_hours + 1)
+    )
     with pytest.raises(InvalidToken):
         read_token(settings, "confirm", old, max_age=ttl)
 
@@ -86,14 +90,16 @@ def test_unsubscribe_token_never_expires(settings: Settings) -> None:
     assert max_age(settings, "unsubscribe") is None
     token = make_token(settings, "unsubscribe", ADDRESS, now=NOW)
     ten_years = NOW + timedelta(days=3650)
-    assert read_token(settings, "unsubscribe", token, max_age=max_age(settings, "unsubscribe"), now=ten_years) == ADDRESS
+    assert (
+        read_token(settings, "unsubscribe", token, max_age=max_age(settings, "unsubscribe"), now=ten_years) == ADDRESS
+    )
 
 
 def test_link_points_at_the_web_process(settings: Settings) -> None:
     url = signed_link(settings, "unsubscribe", ADDRESS, now=NOW)
     prefix = "https://bot.example.org/unsubscribe?token="
     assert url.startswith(prefix)
-    assert read_token(settings, "unsubscribe", url[len(prefix):], max_age=None) == ADDRESS
+    assert read_token(settings, "unsubscribe", url[len(prefix) :], max_age=None) == ADDRESS
 
 
 def test_secret_key_required_when_mail_is_live(tmp_path: Path) -> None:
@@ -102,7 +108,9 @@ def test_secret_key_required_when_mail_is_live(tmp_path: Path) -> None:
         make_token(live, "unsubscribe", ADDRESS)
     # Development mode does not lift it while mail is live: the development key is public.
     with pytest.raises(ConfigError, match="SECRET_KEY"):
-        make_token(make_settings(tmp_path, {"SMTP_URL": "smtp://127.0.0.1:2525", "BOT_DEV": "1"}), "unsubscribe", ADDRESS)
+        make_token(
+            make_settings(tmp_path, {"SMTP_URL": "smtp://127.0.0.1:2525", "BOT_DEV": "1"}), "unsubscribe", ADDRESS
+        )
 
 
 def test_secret_key_required_without_live_mail_too(tmp_path: Path) -> None:

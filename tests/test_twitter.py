@@ -32,7 +32,12 @@ from bot.records import Post, Published
 from bot.settings import Env, RenderSettings, Settings
 
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
-KEY, KEY_SECRET, TOKEN, TOKEN_SECRET = "ck-SECRETMARKER-1", "cs-SECRETMARKER-2", "at-SECRETMARKER-3", "as-SECRETMARKER-4"
+KEY, KEY_SECRET, TOKEN, TOKEN_SECRET = (
+    "ck-SECRETMARKER-1",
+    "cs-SECRETMARKER-2",
+    "at-SECRETMARKER-3",
+    "as-SECRETMARKER-4",
+)
 LINK = "https://www.shortscience.org/paper?bibtexKey=journals/corr/1803.08494#joecohen"
 TEXT = f"Group Normalization: BN's error grows as batches shrink; GN does not. {LINK} #ComputerVision"
 
@@ -101,7 +106,9 @@ def test_the_tweepy_host_is_rewritten_only_on_our_session(fake: FakeX) -> None:
 
 
 def test_a_thread_is_a_reply_chain(fake: FakeX) -> None:
-    published = publisher(fake).publish(post(replies=("2/3 GN divides channels into groups.", "3/3 It matches BN at batch 32.")))
+    published = publisher(fake).publish(
+        post(replies=("2/3 GN divides channels into groups.", "3/3 It matches BN at batch 32."))
+    )
 
     first, second, third = fake.posts
     assert published.post_id == first["id"]
@@ -273,7 +280,9 @@ def test_reconcile_without_proof_either_way_sends_nothing_and_waits_for_the_oper
     # No queue time: the read cannot show the post absent.
     assert p.reconcile(post()) is None
     # Reading back to the queue time would take more pages than a reconciliation reads.
-    fake.posts.extend({"id": str(10**18 + i), "text": f"post {i}", "in_reply_to_tweet_id": None, "media_ids": []} for i in range(1001))
+    fake.posts.extend(
+        {"id": str(10**18 + i), "text": f"post {i}", "in_reply_to_tweet_id": None, "media_ids": []} for i in range(1001)
+    )
     assert p.reconcile(post(), since=datetime.now(UTC) - timedelta(minutes=1)) is None
     assert len(fake.requests_to("GET", "/2/users/1/tweets")) == 1 + 10
     assert len(fake.requests_to("POST", "/2/tweets")) == 1 and not [x for x in fake.posts if x["text"] == TEXT]
@@ -343,7 +352,9 @@ def test_reconcile_completes_a_thread_whose_first_post_went_out(fake: FakeX) -> 
     proof = p.reconcile(post(replies=replies))
 
     first, second, third = fake.posts
-    assert proof == Published(post_id=first["id"], url=proof.url if proof else None, reply_ids=(second["id"], third["id"]))
+    assert proof == Published(
+        post_id=first["id"], url=proof.url if proof else None, reply_ids=(second["id"], third["id"])
+    )
     assert (second["in_reply_to_tweet_id"], third["in_reply_to_tweet_id"]) == (first["id"], second["id"])
 
 
@@ -351,7 +362,9 @@ def test_reconcile_continues_a_thread_after_the_replies_that_went_out(fake: Fake
     # The process died after the first post and one reply: both are on X, the last reply is not.
     p = publisher(fake, reconcile_read=True)
     first = p.publish(post())
-    fake.posts.append({"id": "1900000000000009999", "text": "2/3 reply one", "in_reply_to_tweet_id": first.post_id, "media_ids": []})
+    fake.posts.append(
+        {"id": "1900000000000009999", "text": "2/3 reply one", "in_reply_to_tweet_id": first.post_id, "media_ids": []}
+    )
 
     proof = p.reconcile(post(replies=("2/3 reply one", "3/3 reply two")))
 
@@ -390,7 +403,9 @@ def test_check_with_bad_credentials_says_what_to_renew(fake: FakeX) -> None:
     p = TwitterPublisher(settings_for(fake.url, token="at-revoked"), now=lambda: NOW)
     with pytest.raises(AuthPublishError) as caught:
         p.check()
-    assert "X rejected the credentials (401): renew TWITTER_ACCESS_TOKEN / TWITTER_ACCESS_TOKEN_SECRET" in str(caught.value)
+    assert "X rejected the credentials (401): renew TWITTER_ACCESS_TOKEN / TWITTER_ACCESS_TOKEN_SECRET" in str(
+        caught.value
+    )
 
 
 def test_check_when_x_is_down_is_transient(fake: FakeX) -> None:
@@ -435,7 +450,9 @@ def test_images_are_off_by_default(fake: FakeX) -> None:
         ("upload refused", "refused the image upload (400)"),
     ],
 )
-def test_a_failed_image_never_stops_the_text_post(fake: FakeX, caplog: pytest.LogCaptureFixture, case: str, expected: str) -> None:
+def test_a_failed_image_never_stops_the_text_post(
+    fake: FakeX, caplog: pytest.LogCaptureFixture, case: str, expected: str
+) -> None:
     fake.files["/img/figure.png"] = (200, "image/png", png(40, 40))
     fake.files["/img/page.png"] = (200, "image/png", b"<html>not an image</html>")
     fake.files["/img/broken.png"] = (500, "text/plain", b"oops")
@@ -469,7 +486,15 @@ def test_no_secret_in_any_error_or_log(fake: FakeX, caplog: pytest.LogCaptureFix
     p = publisher(fake, images=True, reconcile_read=True)
     errors: list[PublishError] = []
     fake.files["/img/broken.png"] = (500, "text/plain", b"oops")
-    for fault in (unauthorized(), rate_limited(1), duplicate(), server_error(503), bad_request(), read_only_app(), posted_then_dropped()):
+    for fault in (
+        unauthorized(),
+        rate_limited(1),
+        duplicate(),
+        server_error(503),
+        bad_request(),
+        read_only_app(),
+        posted_then_dropped(),
+    ):
         fake.fail(fault)
         try:
             p.publish(post(image_url=f"{fake.url}/img/broken.png"))
@@ -507,7 +532,9 @@ def test_the_stand_in_runs_as_a_process() -> None:
     from pathlib import Path
 
     def call(url: str, data: bytes | None = None) -> Any:
-        with urllib.request.urlopen(urllib.request.Request(url, data=data, method="POST" if data else "GET"), timeout=5) as answer:
+        with urllib.request.urlopen(
+            urllib.request.Request(url, data=data, method="POST" if data else "GET"), timeout=5
+        ) as answer:
             return json.load(answer)
 
     script = Path(__file__).with_name("fake_x.py")
@@ -527,7 +554,11 @@ def test_the_stand_in_runs_as_a_process() -> None:
             assert proof is not None and proof.post_id == posted[0]["id"]
 
             made = call(f"{base}/_fake/requests")
-            assert [(r["method"], r["path"]) for r in made] == [("POST", "/2/tweets"), ("GET", "/2/users/me"), ("GET", "/2/users/1/tweets")]
+            assert [(r["method"], r["path"]) for r in made] == [
+                ("POST", "/2/tweets"),
+                ("GET", "/2/users/me"),
+                ("GET", "/2/users/1/tweets"),
+            ]
         finally:
             process.terminate()
             process.wait(timeout=5)

@@ -38,12 +38,20 @@ def entries() -> list[FeedEntry]:
     out = []
     for i in range(5):
         link = f"https://www.shortscience.org/paper?bibtexKey=k{i}#u"
-        out.append(FeedEntry(
-            guid=link, title=f"Paper {i}", author="Alice", link=link,
-            content_html="<p>" + "A long enough summary to be worth compressing. " * 20 + "</p>",
-            summary_text="teaser", published=NOW - timedelta(days=10 - i), updated=NOW - timedelta(days=10 - i),
-            categories=("cs.LG",), paper_url=None,
-        ))
+        out.append(
+            FeedEntry(
+                guid=link,
+                title=f"Paper {i}",
+                author="Alice",
+                link=link,
+                content_html="<p>" + "A long enough summary to be worth compressing. " * 20 + "</p>",
+                summary_text="teaser",
+                published=NOW - timedelta(days=10 - i),
+                updated=NOW - timedelta(days=10 - i),
+                categories=("cs.LG",),
+                paper_url=None,
+            )
+        )
     return out
 
 
@@ -69,7 +77,9 @@ def client(public: Path) -> TestClient:
         ("/archive/1.atom", "application/atom+xml; charset=utf-8"),
     ],
 )
-def test_feed_files_are_served_with_their_content_type(client: TestClient, public: Path, path: str, content_type: str) -> None:
+def test_feed_files_are_served_with_their_content_type(
+    client: TestClient, public: Path, path: str, content_type: str
+) -> None:
     response = client.get(path)
     assert response.status_code == 200
     assert response.headers["content-type"] == content_type
@@ -121,7 +131,9 @@ def test_index_lists_every_feed_with_autodiscovery(client: TestClient, public: P
     assert response.status_code == 200 and response.headers["content-type"].startswith("text/html")
     page = html.fromstring(response.text)
     tags = {(link.get("type"), link.get("href")) for link in page.xpath("//head/link[@rel='alternate']")}
-    files = sorted(p.relative_to(public).as_posix() for p in public.rglob("*") if p.is_file() and not p.name.startswith("."))
+    files = sorted(
+        p.relative_to(public).as_posix() for p in public.rglob("*") if p.is_file() and not p.name.startswith(".")
+    )
     types = {".rss": "application/rss+xml", ".atom": "application/atom+xml", ".json": "application/feed+json"}
     assert tags == {(types[Path(f).suffix], "/" + f) for f in files}
     assert {"/feed.atom", "/category/cs.LG.rss", "/archive/3.atom"} <= {a.get("href") for a in page.xpath("//body//a")}

@@ -24,10 +24,16 @@ def base_url(tmp_path: Path) -> Iterator[str]:
         t0 = datetime(2024, 5, 1, tzinfo=UTC)
         entries = [
             FeedEntry(
-                guid=f"https://www.shortscience.org/paper?bibtexKey=k{i}#u", title=f"Paper {i}", author="Alice",
-                link=f"https://www.shortscience.org/paper?bibtexKey=k{i}#u", content_html=f"<p>Summary {i}</p>",
-                summary_text=f"Summary {i}", published=t0 + timedelta(days=i), updated=t0 + timedelta(days=i),
-                categories=("cs.LG",), paper_url=None,
+                guid=f"https://www.shortscience.org/paper?bibtexKey=k{i}#u",
+                title=f"Paper {i}",
+                author="Alice",
+                link=f"https://www.shortscience.org/paper?bibtexKey=k{i}#u",
+                content_html=f"<p>Summary {i}</p>",
+                summary_text=f"Summary {i}",
+                published=t0 + timedelta(days=i),
+                updated=t0 + timedelta(days=i),
+                categories=("cs.LG",),
+                paper_url=None,
             )
             for i in range(3)
         ]

@@ -42,12 +42,14 @@ with warnings.catch_warnings():
 REPO = Path(__file__).resolve().parent.parent
 
 
-def open_site(tmp_path: Path, db_url: str, server: SmtpTestServer, *, peer: str = "203.0.113.7",
-              env: dict[str, str] | None = None) -> Site:
+def open_site(
+    tmp_path: Path, db_url: str, server: SmtpTestServer, *, peer: str = "203.0.113.7", env: dict[str, str] | None = None
+) -> Site:
     room = Newsroom.open(digest_settings(tmp_path, db_url, server, env=env), start=MONDAY)
     site = Site(room, server)
-    site.client = TestClient(create_app(room.app.settings, extra_routes=routes(room.app)), follow_redirects=False,
-                             client=(peer, 40000))
+    site.client = TestClient(
+        create_app(room.app.settings, extra_routes=routes(room.app)), follow_redirects=False, client=(peer, 40000)
+    )
     return site
 
 
@@ -74,20 +76,33 @@ def random_ip(rng: random.Random) -> str:
 
 def test_forwarded_for_from_an_untrusted_peer_does_not_dodge_the_client_limit(site: Site) -> None:
     rng = random.Random(13)
-    codes = [site.client.post("/subscribe", data={"email": f"p{i}@example.org", "website": ""},
-                              headers={"X-Forwarded-For": random_ip(rng)}).status_code
-             for i in range(12)]
+    codes = [
+        site.client.post(
+            "/subscribe",
+            data={"email": f"p{i}@example.org", "website": ""},
+            headers={"X-Forwarded-For": random_ip(rng)},
+        ).status_code
+        for i in range(12)
+    ]
     assert codes[:10] == [200] * 10  # digest.confirm_per_client = 10 an hour
     assert codes[10:] == [429, 429]
 
 
-def test_behind_a_trusted_proxy_the_address_it_appended_is_the_client(tmp_path: Path, db_url: str, server: SmtpTestServer) -> None:
+def test_behind_a_trusted_proxy_the_address_it_appended_is_the_client(
+    tmp_path: Path, db_url: str, server: SmtpTestServer
+) -> None:
     site = open_site(tmp_path, db_url, server, peer="10.1.2.3", env={"FORWARDED_ALLOW_IPS": "10.0.0.0/8, 192.0.2.1"})
     rng = random.Random(7)
     try:
+
         def ask(i: int, forwarded: str) -> int:
-            return int(site.client.post("/subscribe", data={"email": f"t{i}@example.org", "website": ""},
-                                        headers={"X-Forwarded-For": forwarded}).status_code)
+            return int(
+                site.client.post(
+                    "/subscribe",
+                    data={"email": f"t{i}@example.org", "website": ""},
+                    headers={"X-Forwarded-For": forwarded},
+                ).status_code
+            )
 
         # Heroku's router appends what it saw to what the client wrote: only the right end counts.
         codes = [ask(i, f"{random_ip(rng)}, 198.51.100.9") for i in range(11)]
@@ -143,7 +158,10 @@ def test_a_confirm_link_from_before_an_unsubscribe_does_not_subscribe_again(site
     assert sub is not None and sub.state.value == "confirmed"
     # Unsubscribe and preferences links stay long-lived.
     site.room.clock.advance(days=400)
-    assert site.get(signed_link(site.room.app.settings, "preferences", "reader@example.org", now=MONDAY)).status_code == 200
+    assert (
+        site.get(signed_link(site.room.app.settings, "preferences", "reader@example.org", now=MONDAY)).status_code
+        == 200
+    )
 
 
 def test_token_values_are_redacted_from_access_log_lines() -> None:
@@ -235,17 +253,26 @@ def test_a_local_part_the_server_cannot_take_fails_without_counting_as_a_bounce(
 
 
 def web_env(tmp_path: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("BOT_", "SMTP_", "SECRET_", "DATABASE_URL", "TWITTER_", "FACEBOOK_", "HOST", "PORT", "FORWARDED_"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(
+            ("BOT_", "SMTP_", "SECRET_", "DATABASE_URL", "TWITTER_", "FACEBOOK_", "HOST", "PORT", "FORWARDED_")
+        )
+    }
     env.update(BOT_DATA_DIR=str(tmp_path / "var"), BOT_CONFIG=str(REPO / "config" / "bot.toml"), **extra)
     return env
 
 
 def bot(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "bot", *args], env=env, cwd=REPO, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "bot", *args], env=env, cwd=REPO, capture_output=True, text=True, timeout=120
+    )
 
 
-@pytest.mark.parametrize("extra", [{}, {"BOT_DRY_RUN": "1"}, {"SMTP_URL": "smtp://127.0.0.1:2525", "DIGEST_FROM": "d@example.org"}])
+@pytest.mark.parametrize(
+    "extra", [{}, {"BOT_DRY_RUN": "1"}, {"SMTP_URL": "smtp://127.0.0.1:2525", "DIGEST_FROM": "d@example.org"}]
+)
 def test_web_refuses_to_start_without_a_secret_key(tmp_path: Path, extra: dict[str, str]) -> None:
     r = bot(web_env(tmp_path, PORT=str(free_port()), **extra), "web")
     assert r.returncode == 2, r.stderr
@@ -258,7 +285,10 @@ def test_token_commands_refuse_without_a_key_and_the_quick_start_needs_none(tmp_
     env = web_env(tmp_path)
     for args in (["digest", "send"], ["digest", "preview"], ["subscribers", "add", "a@example.org"]):
         r = bot(env, *args)
-        assert r.returncode == 2 and r.stderr.strip().startswith("error: setting SECRET_KEY is required"), (args, r.stderr)
+        assert r.returncode == 2 and r.stderr.strip().startswith("error: setting SECRET_KEY is required"), (
+            args,
+            r.stderr,
+        )
     r = bot(env, "run", "--once", "--backfill", "1")
     assert r.returncode == 0, r.stderr
     # Development mode: says so loudly, and works.
@@ -282,7 +312,9 @@ def web_process(tmp_path: Path, host: str, **extra: str) -> Iterator[tuple[subpr
     log = tmp_path / "web.log"
     env = web_env(tmp_path, HOST=host, PORT=str(port), BOT_DEV="1", **extra)
     with log.open("w") as out:
-        p = subprocess.Popen([sys.executable, "-m", "bot", "web"], env=env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
+        p = subprocess.Popen(
+            [sys.executable, "-m", "bot", "web"], env=env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT
+        )
     try:
         wait_until(lambda: "Uvicorn running" in log.read_text() or p.poll() is not None, timeout=60, why=log.read_text)
         assert p.poll() is None, log.read_text()
@@ -299,8 +331,9 @@ def test_the_web_process_ignores_forwarded_for_from_an_untrusted_peer(tmp_path: 
         codes = []
         for i in range(12):
             body = f"email=x{i}%40example.org&website=".encode()
-            request = urllib.request.Request(f"{base}/subscribe", data=body, method="POST",
-                                             headers={"X-Forwarded-For": random_ip(rng)})
+            request = urllib.request.Request(
+                f"{base}/subscribe", data=body, method="POST", headers={"X-Forwarded-For": random_ip(rng)}
+            )
             codes.append(_open(request)[0])
     assert codes == [200] * 10 + [429, 429], log.read_text()[-2000:]
 

@@ -40,8 +40,10 @@ def password_matches(stored_hash: str, password: str) -> bool:
     except VerifyMismatchError:
         return False
     except (InvalidHashError, VerificationError):
-        raise ConfigError("setting OPERATOR_PASSWORD_HASH is invalid: argon2 cannot read it "
-                          "(make one with `python -m bot operator hash-password`)") from None
+        raise ConfigError(
+            "setting OPERATOR_PASSWORD_HASH is invalid: argon2 cannot read it "
+            "(make one with `python -m bot operator hash-password`)"
+        ) from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +70,9 @@ def read_session(settings: Settings, value: str, *, now: datetime) -> Session | 
     except (BadSignature, ValueError):
         return None
     # itsdangerous compares ages with the real clock; ours is passed in.
-    if now - signed_at > timedelta(minutes=settings.web.admin_session_minutes) or signed_at > now + timedelta(minutes=1):
+    if now - signed_at > timedelta(minutes=settings.web.admin_session_minutes) or signed_at > now + timedelta(
+        minutes=1
+    ):
         return None
     return Session(sid.decode("ascii"), signed_at)
 
@@ -102,8 +106,9 @@ class Lockout:
     until: datetime
 
 
-def login_lockout(client_failures: list[datetime], account_failures: list[datetime], settings: Settings, *,
-                  now: datetime) -> Lockout | None:
+def login_lockout(
+    client_failures: list[datetime], account_failures: list[datetime], settings: Settings, *, now: datetime
+) -> Lockout | None:
     """Whether a login may be tried now, from the failures since the last success (oldest first).
 
     After M failures within admin_lockout_minutes, logins are refused until
@@ -111,8 +116,10 @@ def login_lockout(client_failures: list[datetime], account_failures: list[dateti
     """
     w = settings.web
     window = timedelta(minutes=w.admin_lockout_minutes)
-    for scope, failures, limit in (("client", client_failures, w.admin_failures_per_client),
-                                   ("account", account_failures, w.admin_failures_per_account)):
+    for scope, failures, limit in (
+        ("client", client_failures, w.admin_failures_per_client),
+        ("account", account_failures, w.admin_failures_per_account),
+    ):
         recent = [at for at in failures if at > now - window]
         if len(recent) >= limit:
             until = recent[-limit] + window

@@ -36,11 +36,15 @@ log = logging.getLogger(__name__)
 #: every console response: never stored by a browser or a proxy
 NO_STORE = {"Cache-Control": "no-store"}
 #: the console's pages: the site's policy, plus frames from itself (the digest preview)
-CONSOLE_CSP = ("default-src 'none'; style-src 'unsafe-inline'; frame-src 'self'; form-action 'self'; "
-               "frame-ancestors 'none'; base-uri 'none'")
+CONSOLE_CSP = (
+    "default-src 'none'; style-src 'unsafe-inline'; frame-src 'self'; form-action 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'"
+)
 #: the digest preview, shown in a sandboxed frame of the console: no script, nothing from elsewhere
-PREVIEW_CSP = ("default-src 'none'; style-src 'unsafe-inline'; img-src data:; form-action 'none'; "
-               "frame-ancestors 'self'; base-uri 'none'; sandbox")
+PREVIEW_CSP = (
+    "default-src 'none'; style-src 'unsafe-inline'; img-src data:; form-action 'none'; "
+    "frame-ancestors 'self'; base-uri 'none'; sandbox"
+)
 
 #: the actions, what they act on, and how the confirmation asks
 ACTIONS = {
@@ -85,8 +89,12 @@ class Console:
     def page(self, template: str, status: int = 200, /, *, session: auth.Session | None, **context: Any) -> Response:
         now = self.app.clock()
         body = self.env.get_template(template).render(
-            csrf=auth.csrf_token(self.settings, session) if session else "", logged_in=session is not None,
-            when=lambda at: _when(at, now), plural=plural, here=template.removeprefix("admin_").split(".")[0], **context,
+            csrf=auth.csrf_token(self.settings, session) if session else "",
+            logged_in=session is not None,
+            when=lambda at: _when(at, now),
+            plural=plural,
+            here=template.removeprefix("admin_").split(".")[0],
+            **context,
         )
         return HTMLResponse(body, status_code=status, headers={**NO_STORE, "Content-Security-Policy": CONSOLE_CSP})
 
@@ -131,15 +139,25 @@ class Console:
         store = self.app.store
         now = self.app.clock()
         since = now - timedelta(minutes=self.settings.web.admin_lockout_minutes)
-        locked = auth.login_lockout(store.login_failures(since=since, client=client), store.login_failures(since=since),
-                                    self.settings, now=now)
+        locked = auth.login_lockout(
+            store.login_failures(since=since, client=client), store.login_failures(since=since), self.settings, now=now
+        )
         if locked is not None:
             # One line a minute per client: a script hammering a locked login must not fill the table.
             if store.rate_limit(f"console-refused:{client}", now=now, window=timedelta(minutes=1), limit=1):
-                store.audit("login_refused", now=now, target=auth.ACCOUNT, client=client,
-                            detail=f"locked ({locked.scope}) until {locked.until:%H:%M:%S} UTC")
-            return self.page("admin_login.html.j2", 429, session=None,
-                             error=f"Too many failed logins. Try again after {locked.until:%H:%M} UTC.")
+                store.audit(
+                    "login_refused",
+                    now=now,
+                    target=auth.ACCOUNT,
+                    client=client,
+                    detail=f"locked ({locked.scope}) until {locked.until:%H:%M:%S} UTC",
+                )
+            return self.page(
+                "admin_login.html.j2",
+                429,
+                session=None,
+                error=f"Too many failed logins. Try again after {locked.until:%H:%M} UTC.",
+            )
         if not auth.password_matches(self.settings.env.operator_password_hash, password):
             store.audit("login_failed", now=now, target=auth.ACCOUNT, client=client)
             log.warning("operator console: failed login from %s", client)
@@ -147,7 +165,10 @@ class Console:
         value, session = auth.new_session_cookie(self.settings, now=now)
         store.audit("login", now=now, target=auth.session_label(session), client=client)
         log.info("operator console: login from %s", client)
-        return self.redirect("/admin", cookie=auth.cookie_header(self.settings, value, max_age=self.settings.web.admin_session_minutes * 60))
+        return self.redirect(
+            "/admin",
+            cookie=auth.cookie_header(self.settings, value, max_age=self.settings.web.admin_session_minutes * 60),
+        )
 
     async def logout(self, request: Request) -> Response:
         checked = await self.checked_form(request)
@@ -155,7 +176,9 @@ class Console:
             return checked
         label = auth.session_label(checked[0])
         client = _client(request)
-        await anyio.to_thread.run_sync(lambda: self.app.store.audit("logout", now=self.app.clock(), target=label, client=client))
+        await anyio.to_thread.run_sync(
+            lambda: self.app.store.audit("logout", now=self.app.clock(), target=label, client=client)
+        )
         return self.redirect("/admin/login", cookie=auth.cookie_header(self.settings, "", max_age=0))
 
     async def checked_form(self, request: Request) -> tuple[auth.Session, dict[str, list[str]]] | Response:
@@ -169,15 +192,22 @@ class Console:
             return PlainTextResponse(str(exc), status_code=exc.status, headers=NO_STORE)
         if not _same_origin(request) or not auth.csrf_ok(self.settings, session, form.get("csrf", [""])[0]):
             client = _client(request)
-            await anyio.to_thread.run_sync(lambda: self.app.store.audit(
-                "csrf_refused", now=self.app.clock(), target=request.url.path, client=client))
-            return PlainTextResponse("this form has expired or was sent from elsewhere: reload the page", status_code=403, headers=NO_STORE)
+            await anyio.to_thread.run_sync(
+                lambda: self.app.store.audit(
+                    "csrf_refused", now=self.app.clock(), target=request.url.path, client=client
+                )
+            )
+            return PlainTextResponse(
+                "this form has expired or was sent from elsewhere: reload the page", status_code=403, headers=NO_STORE
+            )
         return session, form
 
     # ---- pages ----
 
     async def overview(self, request: Request) -> Response:
-        return await self.guarded(request, lambda s: self.page("admin_overview.html.j2", session=s, o=views.overview(self.app)))
+        return await self.guarded(
+            request, lambda s: self.page("admin_overview.html.j2", session=s, o=views.overview(self.app))
+        )
 
     async def attention(self, request: Request) -> Response:
         def render(s: auth.Session) -> Response:
@@ -192,14 +222,18 @@ class Console:
         def render(s: auth.Session) -> Response:
             data = views.summary_page(self.app, summary_id)
             if data is None:
-                return self.page("admin_message.html.j2", 404, session=s, title="Not found", message=f"No summary #{summary_id}.")
+                return self.page(
+                    "admin_message.html.j2", 404, session=s, title="Not found", message=f"No summary #{summary_id}."
+                )
             return self.page("admin_summary.html.j2", session=s, p=data)
 
         return await self.guarded(request, render)
 
     async def digest(self, request: Request) -> Response:
         query = request.query_params.get("q", "")
-        return await self.guarded(request, lambda s: self.page("admin_digest.html.j2", session=s, d=views.digest_page(self.app, query)))
+        return await self.guarded(
+            request, lambda s: self.page("admin_digest.html.j2", session=s, d=views.digest_page(self.app, query))
+        )
 
     async def digest_preview(self, request: Request) -> Response:
         def render(s: auth.Session) -> Response:
@@ -215,12 +249,19 @@ class Console:
         def render(s: auth.Session) -> Response:
             from bot.charts import console_charts
 
-            return self.page("admin_charts.html.j2", session=s, days=days, charts=console_charts(self.app.store, self.app.clock(), days))
+            return self.page(
+                "admin_charts.html.j2",
+                session=s,
+                days=days,
+                charts=console_charts(self.app.store, self.app.clock(), days),
+            )
 
         return await self.guarded(request, render)
 
     async def audit(self, request: Request) -> Response:
-        return await self.guarded(request, lambda s: self.page("admin_audit.html.j2", session=s, entries=views.audit_log(self.app)))
+        return await self.guarded(
+            request, lambda s: self.page("admin_audit.html.j2", session=s, entries=views.audit_log(self.app))
+        )
 
     # ---- actions ----
 
@@ -239,12 +280,22 @@ class Console:
         kind, question = ACTIONS.get(action, ("", ""))
         valid = (kind == "delivery" and target.isdigit()) or (kind == "channel" and target in CHANNELS)
         if not valid:
-            return self.page("admin_message.html.j2", 400, session=session, title="Unknown action",
-                             message="That action or what it acts on is not known.")
+            return self.page(
+                "admin_message.html.j2",
+                400,
+                session=session,
+                title="Unknown action",
+                message="That action or what it acts on is not known.",
+            )
         if not confirmed:
             # No JavaScript needed: without the ticked box the action is only asked about.
-            return self.page("admin_confirm.html.j2", session=session, action=action, target=target,
-                             question=question.format(target=target))
+            return self.page(
+                "admin_confirm.html.j2",
+                session=session,
+                action=action,
+                target=target,
+                question=question.format(target=target),
+            )
         now = self.app.clock()
         try:
             done = self._apply(action, target, now)
@@ -277,9 +328,13 @@ async def _not_found(request: Request) -> Response:
 
 
 def routes(app: App) -> list[BaseRoute]:
-    """The console's routes for bot.web.create_app(extra_routes=...); without OPERATOR_PASSWORD_HASH every /admin URL is 404."""
+    """The console's routes for bot.web.create_app(extra_routes=...); without OPERATOR_PASSWORD_HASH every /admin URL
+    is 404."""
     anything = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]
-    gone: list[BaseRoute] = [Route("/admin", _not_found, methods=anything), Route("/admin/{rest:path}", _not_found, methods=anything)]
+    gone: list[BaseRoute] = [
+        Route("/admin", _not_found, methods=anything),
+        Route("/admin/{rest:path}", _not_found, methods=anything),
+    ]
     if not app.settings.env.operator_password_hash:
         return gone
     c = Console(app)

@@ -49,17 +49,27 @@ def overview(app: App) -> Overview:
     channels = channel_views(app, now)
     since = store.paused_since()
     env = app.settings.env
-    credentials = [("SECRET_KEY", "set" if env.secret_key else "not set"),
-                   ("SMTP_URL", "set" if env.smtp_url else "not set (e-mails go to the outbox)"),
-                   ("DATABASE_URL", "set" if env.database_url else "not set (SQLite under BOT_DATA_DIR)")]
+    credentials = [
+        ("SECRET_KEY", "set" if env.secret_key else "not set"),
+        ("SMTP_URL", "set" if env.smtp_url else "not set (e-mails go to the outbox)"),
+        ("DATABASE_URL", "set" if env.database_url else "not set (SQLite under BOT_DATA_DIR)"),
+    ]
     for view in channels:
         if view.paused is not None:
             state = f"failing since {_when(since.get(view.name), now)}: {view.paused}"
         else:
             state = "set" if view.live else f"not set: {view.mode}"
         credentials.append((view.title, state))
-    return Overview(now, store.all_sources() or [], store.held_counts(), channels, digest_status(app), database_ok,
-                    _paper_trouble(app, now), credentials)
+    return Overview(
+        now,
+        store.all_sources() or [],
+        store.held_counts(),
+        channels,
+        digest_status(app),
+        database_ok,
+        _paper_trouble(app, now),
+        credentials,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,8 +117,14 @@ def summary_page(app: App, summary_id: int) -> SummaryPage | None:
     for d in deliveries:
         post = store.stored_post(d.id)
         url = urls.get(d.id)
-        history.append(ChannelHistory(d, store.attempts(d.id), describe_post(post) if post else None,
-                                      url if url and url.startswith(("https://", "http://")) else None))
+        history.append(
+            ChannelHistory(
+                d,
+                store.attempts(d.id),
+                describe_post(post) if post else None,
+                url if url and url.startswith(("https://", "http://")) else None,
+            )
+        )
     have = {h.delivery.channel for h in history if h.sent is not None}
     try:
         upcoming, notes = channel_renderings(app, stored.summary)
@@ -135,8 +151,11 @@ def digest_page(app: App, query: str) -> DigestPage:
     try:
         upcoming = next_issue(app)
         issue = upcoming.issue
-        head = (f"#{issue.issue}: {plural(len(issue.items), 'summary')} first seen since {upcoming.since:%Y-%m-%d %H:%M} UTC; "
-                f"goes out at {issue.period_end:%Y-%m-%d %H:%M} UTC; subject: {upcoming.email.message['Subject']}")
+        head = (
+            f"#{issue.issue}: {plural(len(issue.items), 'summary')} first seen since "
+            f"{upcoming.since:%Y-%m-%d %H:%M} UTC; "
+            f"goes out at {issue.period_end:%Y-%m-%d %H:%M} UTC; subject: {upcoming.email.message['Subject']}"
+        )
     except BotError as exc:
         head = f"cannot be built now: {exc}"
     past = [describe_issue(app, d) for d in app.store.recent_digests(limit=20)]

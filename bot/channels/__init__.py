@@ -27,12 +27,17 @@ from bot.errors import ConfigError
 from bot.settings import Settings
 
 #: every channel, in the order `status` shows them and the settings file lists them
-REGISTRY: Mapping[str, Channel] = MappingProxyType({c.name: c for c in (
-    twitter.CHANNEL,
-    facebook.CHANNEL,
-    mastodon.CHANNEL,
-    bluesky.CHANNEL,
-)})
+REGISTRY: Mapping[str, Channel] = MappingProxyType(
+    {
+        c.name: c
+        for c in (
+            twitter.CHANNEL,
+            facebook.CHANNEL,
+            mastodon.CHANNEL,
+            bluesky.CHANNEL,
+        )
+    }
+)
 
 #: the channels' names
 CHANNELS: tuple[str, ...] = tuple(REGISTRY)

@@ -86,7 +86,8 @@ def check_image_url(url: str, settings: Settings) -> None:
     host = (parts.hostname or "").lower().rstrip(".")
     if host not in allowed:
         raise PermanentPublishError(
-            f"image {url!r} refused: host {host!r} is not in render.image_hosts ({', '.join(sorted(allowed)) or 'none'})"
+            f"image {url!r} refused: host {host!r} is not in render.image_hosts "
+            f"({', '.join(sorted(allowed)) or 'none'})"
         )
 
 

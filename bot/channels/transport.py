@@ -40,7 +40,7 @@ class HostAdapter(HTTPAdapter):
 
     def rewrite(self, url: str) -> str:
         if url.startswith(self.prefix):
-            return self.base + url[len(self.prefix):]
+            return self.base + url[len(self.prefix) :]
         return url
 
     def send(  # type: ignore[override]

@@ -103,7 +103,13 @@ def plan_feeds(entries: Iterable[FeedEntry], settings: Settings) -> list[FeedFil
     ident = [(e.guid, e.updated.timestamp(), e.categories, e.paper_url) for e in newest]
 
     def feed(
-        stem: str, title: str, description: str, chosen: Sequence[FeedEntry], idents: list[Any], *, prev_archive: str = ""
+        stem: str,
+        title: str,
+        description: str,
+        chosen: Sequence[FeedEntry],
+        idents: list[Any],
+        *,
+        prev_archive: str = "",
     ) -> None:
         atom_url = _url(base, f"{stem}.atom")
         shared = pickle.dumps(idents, protocol=5)
@@ -128,7 +134,11 @@ def plan_feeds(entries: Iterable[FeedEntry], settings: Settings) -> list[FeedFil
     pages = len(oldest) // size + 1
     main_atom = _url(base, "feed.atom")
     feed(
-        "feed", fs.title, fs.description, newest[: fs.size], ident[: fs.size],
+        "feed",
+        fs.title,
+        fs.description,
+        newest[: fs.size],
+        ident[: fs.size],
         prev_archive=_url(base, f"archive/{pages}.atom"),
     )
 
@@ -148,7 +158,13 @@ def plan_feeds(entries: Iterable[FeedEntry], settings: Settings) -> list[FeedFil
         for category in sorted(by_category):
             chosen, idents = by_category[category]
             label = category_label(category)  # what a feed reader shows: the name, with the code
-            feed(f"category/{stems[category]}", f"{fs.title}: {label}", f"{fs.description} Category {label}.", chosen, idents)
+            feed(
+                f"category/{stems[category]}",
+                f"{fs.title}: {label}",
+                f"{fs.description} Category {label}.",
+                chosen,
+                idents,
+            )
 
     for page in range(1, pages + 1):
         meta = FeedMeta(
@@ -213,7 +229,9 @@ def _inside(out_dir: Path, rel: str) -> Path | None:
     return out_dir.joinpath(*parts)
 
 
-def stale_entries(entries: Iterable[FeedEntry], settings: Settings, *, out_dir: Path | None = None, force: bool = False) -> set[str]:
+def stale_entries(
+    entries: Iterable[FeedEntry], settings: Settings, *, out_dir: Path | None = None, force: bool = False
+) -> set[str]:
     """The guids of the entries that sit in a file the next build must serialise.
 
     Only those need their content; the caller may leave the others' content
@@ -295,7 +313,10 @@ def build_feeds(
                 stale.unlink()
                 removed.append(rel)
         if manifest != old_manifest or force:
-            write_atomic(out / MANIFEST, json.dumps({"version": FORMAT_VERSION, "files": manifest}, indent=1, sort_keys=True).encode())
+            write_atomic(
+                out / MANIFEST,
+                json.dumps({"version": FORMAT_VERSION, "files": manifest}, indent=1, sort_keys=True).encode(),
+            )
     except OSError as exc:
         raise RenderError(f"feeds: cannot write to {out}: {exc}") from exc
     except ValueError as exc:  # lxml refusing a string would be a gap in cleaning: report it, don't crash the job

@@ -68,19 +68,21 @@ def clean_entry(entry: FeedEntry) -> CleanEntry:
     """Validate the dates and make every text field safe."""
     guid = clean_line(entry.guid, limit=2000)
     link = clean_url(entry.link) or guid
-    return CleanEntry(FeedEntry(
-        guid=guid,
-        title=clean_line(entry.title, limit=MAX_TITLE, fallback="(untitled)"),
-        author=clean_line(entry.author, limit=MAX_AUTHOR, fallback="Anonymous"),
-        link=link,
-        content_html=clean_html(entry.content_html, link),
-        summary_text=clean_line(entry.summary_text, limit=MAX_TEASER),
-        published=_utc(entry, "published", entry.published),
-        updated=_utc(entry, "updated", entry.updated),
-        categories=clean_categories(entry.categories),
-        paper_url=clean_url(entry.paper_url),
-        first_seen=entry.first_seen,
-    ))
+    return CleanEntry(
+        FeedEntry(
+            guid=guid,
+            title=clean_line(entry.title, limit=MAX_TITLE, fallback="(untitled)"),
+            author=clean_line(entry.author, limit=MAX_AUTHOR, fallback="Anonymous"),
+            link=link,
+            content_html=clean_html(entry.content_html, link),
+            summary_text=clean_line(entry.summary_text, limit=MAX_TEASER),
+            published=_utc(entry, "published", entry.published),
+            updated=_utc(entry, "updated", entry.updated),
+            categories=clean_categories(entry.categories),
+            paper_url=clean_url(entry.paper_url),
+            first_seen=entry.first_seen,
+        )
+    )
 
 
 # ---- feedgen extensions: what feedgen cannot say in RSS by itself ----
@@ -373,4 +375,3 @@ def json_document(meta: FeedMeta, entries: Sequence[CleanEntry], fragments: Sequ
 
 
 DOCUMENTS = {"rss": rss_document, "atom": atom_document, "json": json_document}
-

@@ -129,7 +129,9 @@ def sender(settings: Settings) -> tuple[str, str]:
         return f"{list_name} <{address}>", address
     _name, address = parseaddr(raw)
     if not _ADDRESS.fullmatch(address or ""):
-        raise ConfigError(f"setting DIGEST_FROM = {raw!r} is invalid: expected an address like 'Name <digest@example.org>'")
+        raise ConfigError(
+            f"setting DIGEST_FROM = {raw!r} is invalid: expected an address like 'Name <digest@example.org>'"
+        )
     return raw, address
 
 
@@ -492,7 +494,9 @@ class DigestComposer:
         try:
             css, _, _ = self.env.loader.get_source(self.env, CSS)  # type: ignore[union-attr]
         except jinja2.TemplateNotFound:
-            raise RenderError(f"template {CSS}: not found in {', '.join(map(str, template_dirs(settings.render.templates_dir)))}") from None
+            raise RenderError(
+                f"template {CSS}: not found in {', '.join(map(str, template_dirs(settings.render.templates_dir)))}"
+            ) from None
         self.inliner = css_inline.CSSInliner(
             extra_css=css,
             load_remote_stylesheets=False,
@@ -597,7 +601,9 @@ class DigestComposer:
                 raise RenderError(f"template {name}: it must show unsubscribe_url (a visible unsubscribe link)")
         return text, html_body
 
-    def _digest_skeleton(self, subject: str, text: str, html_body: str, marks: tuple[str, str], nonce: str) -> _Skeleton:
+    def _digest_skeleton(
+        self, subject: str, text: str, html_body: str, marks: tuple[str, str], nonce: str
+    ) -> _Skeleton:
         """The digest message without its recipient's parts, split around the two bodies."""
         text_mark, html_mark = f"sstextpart{nonce}", f"sshtmlpart{nonce}"
         return _Skeleton.build(

@@ -53,7 +53,9 @@ class OutboxMailer:
                 Path(tmp).unlink(missing_ok=True)
                 raise
         except OSError as exc:
-            raise TransientMailError(f"outbox {self.directory}: cannot write {path.name}: {exc.strerror or exc}") from None
+            raise TransientMailError(
+                f"outbox {self.directory}: cannot write {path.name}: {exc.strerror or exc}"
+            ) from None
 
     def check(self) -> str:
         return f"ok: e-mails are written to {self.directory} (no SMTP_URL, or dry-run)"

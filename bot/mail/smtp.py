@@ -55,15 +55,15 @@ def ascii_address(address: str) -> str | None:
 def _replace_to_header(data: bytes, old: str, new: str) -> bytes:
     """The message with `old` replaced by `new` in its To header (the header block only)."""
     end = data.find(b"\r\n\r\n")
-    head, body = (data, b"") if end < 0 else (data[:end + 2], data[end + 2:])
+    head, body = (data, b"") if end < 0 else (data[: end + 2], data[end + 2 :])
     old_b, new_b = old.encode("utf-8"), new.encode("ascii")
     for prefix in (b"\r\nTo: ", b"\r\nTo: <"):
         at = head.find(prefix + old_b)
         if at >= 0:
             start = at + len(prefix)
-            return head[:start] + new_b + head[start + len(old_b):] + body
+            return head[:start] + new_b + head[start + len(old_b) :] + body
     if head.startswith(b"To: " + old_b):
-        return b"To: " + new_b + head[4 + len(old_b):] + body
+        return b"To: " + new_b + head[4 + len(old_b) :] + body
     return data
 
 
@@ -162,7 +162,11 @@ class SmtpMailer:
         try:
             if cfg.security == "smtps":
                 conn = smtplib.SMTP_SSL(
-                    cfg.host, cfg.port, local_hostname=self.local_hostname, timeout=cfg.timeout, context=self.ssl_context
+                    cfg.host,
+                    cfg.port,
+                    local_hostname=self.local_hostname,
+                    timeout=cfg.timeout,
+                    context=self.ssl_context,
                 )
             else:
                 conn = smtplib.SMTP(cfg.host, cfg.port, local_hostname=self.local_hostname, timeout=cfg.timeout)
@@ -174,14 +178,18 @@ class SmtpMailer:
                 conn.login(cfg.user, cfg.password or "")
         except smtplib.SMTPAuthenticationError as exc:
             self._discard(conn)
-            raise SenderRefused(f"SMTP {cfg.where}: login refused: {self._reply(exc.smtp_code, exc.smtp_error)}", code=exc.smtp_code) from None
+            raise SenderRefused(
+                f"SMTP {cfg.where}: login refused: {self._reply(exc.smtp_code, exc.smtp_error)}", code=exc.smtp_code
+            ) from None
         except smtplib.SMTPNotSupportedError as exc:
             self._discard(conn)
             raise SenderRefused(f"SMTP {cfg.where}: {self._redact(str(exc))}") from None
         except UnicodeEncodeError:
             # smtplib's AUTH encodes user and password as ASCII.
             self._discard(conn)
-            raise SenderRefused(f"SMTP {cfg.where}: login impossible: the user name or password in SMTP_URL is not ASCII") from None
+            raise SenderRefused(
+                f"SMTP {cfg.where}: login impossible: the user name or password in SMTP_URL is not ASCII"
+            ) from None
         except smtplib.SMTPResponseException as exc:  # bad banner, HELO or STARTTLS answer
             self._discard(conn)
             message = f"SMTP {cfg.where}: connection refused: {self._reply(exc.smtp_code, exc.smtp_error)}"
@@ -193,7 +201,9 @@ class SmtpMailer:
             raise SenderRefused(f"SMTP {cfg.where}: TLS certificate not accepted: {exc.verify_message}") from None
         except (OSError, smtplib.SMTPException) as exc:
             self._discard(conn)
-            raise TransientMailError(f"SMTP {cfg.where}: cannot connect: {self._redact(str(exc)) or type(exc).__name__}") from None
+            raise TransientMailError(
+                f"SMTP {cfg.where}: cannot connect: {self._redact(str(exc)) or type(exc).__name__}"
+            ) from None
         self.connections_opened += 1
         return conn
 
@@ -288,7 +298,9 @@ class SmtpMailer:
         """Both addresses in their ASCII form (IDNA domains), for a server without SMTPUTF8, and the
         message with its To header to match; AddressNotSupported / SenderRefused if one has none."""
         if self.envelope_from_ascii is None:
-            raise SenderRefused(f"{where}: the sender address {self.envelope_from!r} is not ASCII and the server lacks SMTPUTF8")
+            raise SenderRefused(
+                f"{where}: the sender address {self.envelope_from!r} is not ASCII and the server lacks SMTPUTF8"
+            )
         to_ascii = ascii_address(to)
         if to_ascii is None:
             raise AddressNotSupported(f"{where}: the part before the @ is not ASCII and the server lacks SMTPUTF8")

@@ -37,6 +37,7 @@ PATHS: dict[Purpose, str] = {"confirm": "/confirm", "unsubscribe": "/unsubscribe
 # it is public, so anyone could forge a link signed with it.
 _DEV_KEY = "insecure-dev-key-mail-is-not-live"
 
+
 class _HmacSha1(SigningAlgorithm):
     """itsdangerous's default signature (HMAC-SHA1), in one OpenSSL call: its own builds a
     Python HMAC object per token, and a digest signs two tokens per message."""
@@ -85,10 +86,14 @@ def _secret(settings: Settings) -> str:
     if env.bot_dev and not live_mail:
         return _DEV_KEY
     if live_mail:
-        raise ConfigError("setting SECRET_KEY is required when e-mail is sent (SMTP_URL is set): it signs subscription "
-                          "links; BOT_DEV=1 does not replace it")
-    raise ConfigError("setting SECRET_KEY is required: it signs subscription links (set a long random string; "
-                      "for local development only, BOT_DEV=1 uses a public key)")
+        raise ConfigError(
+            "setting SECRET_KEY is required when e-mail is sent (SMTP_URL is set): it signs subscription "
+            "links; BOT_DEV=1 does not replace it"
+        )
+    raise ConfigError(
+        "setting SECRET_KEY is required: it signs subscription links (set a long random string; "
+        "for local development only, BOT_DEV=1 uses a public key)"
+    )
 
 
 def require_signing_key(settings: Settings) -> None:
@@ -135,7 +140,9 @@ def operator_signer(settings: Settings, *, now: datetime | None = None) -> Times
     return _ClockSigner(_secret(settings), salt="shortscience-bot/operator-session", now=now, algorithm=_HmacSha1())
 
 
-def make_token(settings: Settings, purpose: Purpose, address: str, *, now: datetime | None = None, version: str = "") -> str:
+def make_token(
+    settings: Settings, purpose: Purpose, address: str, *, now: datetime | None = None, version: str = ""
+) -> str:
     """A URL-safe token carrying `address`, signed for `purpose` (at `now`, default the real time).
 
     The address travels base64url-encoded (no JSON, no compression: a digest
@@ -146,7 +153,9 @@ def make_token(settings: Settings, purpose: Purpose, address: str, *, now: datet
     return _signer(settings, purpose, now).sign(payload).decode("ascii")
 
 
-def read_token(settings: Settings, purpose: Purpose, token: str, *, max_age: int | None, now: datetime | None = None) -> str:
+def read_token(
+    settings: Settings, purpose: Purpose, token: str, *, max_age: int | None, now: datetime | None = None
+) -> str:
     """The address a token carries; InvalidToken if forged, for another purpose, or older than max_age seconds."""
     return read_versioned_token(settings, purpose, token, max_age=max_age, now=now)[0]
 
@@ -180,7 +189,9 @@ def max_age(settings: Settings, purpose: Purpose) -> int | None:
     return settings.digest.confirm_ttl_hours * 3600 if purpose == "confirm" else None
 
 
-def signed_link(settings: Settings, purpose: Purpose, address: str, *, now: datetime | None = None, version: str = "") -> str:
+def signed_link(
+    settings: Settings, purpose: Purpose, address: str, *, now: datetime | None = None, version: str = ""
+) -> str:
     """The absolute link for `purpose`, e.g. https://bot.example.org/unsubscribe?token=…"""
     token = make_token(settings, purpose, address, now=now, version=version)
     # A token is base64url and dots, nothing a URL needs quoted (checked rather than quoted: cheaper).

@@ -56,6 +56,7 @@ def __getattr__(name: str) -> Any:
         return tex_to_mathml
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
+
 # Bounded, so a long-running scheduler does not grow it; `preview` reads it right after rendering.
 _WARNINGS: OrderedDict[Post, tuple[str, ...]] = OrderedDict()
 _WARNINGS_MAX = 512
@@ -133,7 +134,13 @@ class Renderer:
     # -------------------------------------------------------------------- posts
 
     def post(
-        self, channel: str, summary: Summary, details: PaperDetails | None = None, *, text: str | None = None, limit: int | None = None
+        self,
+        channel: str,
+        summary: Summary,
+        details: PaperDetails | None = None,
+        *,
+        text: str | None = None,
+        limit: int | None = None,
     ) -> Post:
         """The post `channel` sends for `summary`; `text` is self.text(summary) when the caller has it cached.
 
@@ -141,7 +148,13 @@ class Renderer:
         return self.render_post(channel, summary, details, text=text, limit=limit).post
 
     def render_post(
-        self, channel: str, summary: Summary, details: PaperDetails | None = None, *, text: str | None = None, limit: int | None = None
+        self,
+        channel: str,
+        summary: Summary,
+        details: PaperDetails | None = None,
+        *,
+        text: str | None = None,
+        limit: int | None = None,
     ) -> RenderedPost:
         """Like post(), with the warnings of what was shortened or dropped to fit."""
         from bot.channels import REGISTRY
@@ -198,5 +211,7 @@ class Renderer:
         body = self.html(summary) if html is None else html
         ctx = self._context(summary, details)
         # The link lands in an href unsanitised: only an http(s) URL may.
-        ctx["link"] = absolute_url(ctx["link"], self.settings.render.site_base_url) or self.settings.render.site_base_url
+        ctx["link"] = (
+            absolute_url(ctx["link"], self.settings.render.site_base_url) or self.settings.render.site_base_url
+        )
         return self.templates.render(FEED_ENTRY_TEMPLATE, {**ctx, "html": body}).strip()

@@ -45,7 +45,20 @@ _MATHML_ATTRIBUTES: dict[str, set[str]] = {
     "mrow": set(),
     "mi": {"mathvariant"},
     "mn": {"mathvariant"},
-    "mo": {"accent", "fence", "form", "lspace", "maxsize", "minsize", "movablelimits", "rspace", "separator", "stretchy", "largeop", "symmetric"},
+    "mo": {
+        "accent",
+        "fence",
+        "form",
+        "lspace",
+        "maxsize",
+        "minsize",
+        "movablelimits",
+        "rspace",
+        "separator",
+        "stretchy",
+        "largeop",
+        "symmetric",
+    },
     "ms": set(),
     "mtext": {"mathvariant"},
     "mspace": {"width", "height", "depth", "linebreak"},
@@ -60,7 +73,16 @@ _MATHML_ATTRIBUTES: dict[str, set[str]] = {
     "munderover": {"accent", "accentunder"},
     "mmultiscripts": set(),
     "mprescripts": set(),
-    "mtable": {"columnlines", "columnspacing", "displaystyle", "rowlines", "rowspacing", "columnalign", "rowalign", "frame"},
+    "mtable": {
+        "columnlines",
+        "columnspacing",
+        "displaystyle",
+        "rowlines",
+        "rowspacing",
+        "columnalign",
+        "rowalign",
+        "frame",
+    },
     "mtr": set(),
     "mtd": {"columnalign", "columnspan", "rowspan"},
     "mstyle": {"displaystyle", "mathcolor", "mathsize", "scriptlevel", "mathvariant"},
@@ -88,7 +110,19 @@ _HTML_ATTRIBUTES: dict[str, set[str]] = {
 }
 
 # Removed with their content, not just unwrapped.
-_DROP_WITH_CONTENT = {"script", "style", "iframe", "object", "embed", "noscript", "template", "textarea", "title", "svg", "select"}
+_DROP_WITH_CONTENT = {
+    "script",
+    "style",
+    "iframe",
+    "object",
+    "embed",
+    "noscript",
+    "template",
+    "textarea",
+    "title",
+    "svg",
+    "select",
+}
 
 _CODE_CLASS = re.compile(r"(language-[A-Za-z0-9_+#.-]{1,40}|tex)")
 _NUMERIC_REF = re.compile(r"&#(x[0-9A-Fa-f]{1,6}|[0-9]{1,7});")
@@ -188,7 +222,8 @@ def _cite_rule(site_base_url: str) -> Any:
             out.append(escapeHtml(content[pos : m.start()]))
             keys = [k.strip() for k in m.group(1).split(",") if k.strip()]
             links = [
-                f'<a href="{htmllib.escape(base + "/paper?bibtexKey=" + quote(k, safe="/:.-_"))}">{htmllib.escape(cite_text(k))}</a>'
+                f'<a href="{htmllib.escape(base + "/paper?bibtexKey=" + quote(k, safe="/:.-_"))}">'
+                f"{htmllib.escape(cite_text(k))}</a>"
                 for k in keys
             ]
             out.append(" ".join(links) or "[ref]")

@@ -38,7 +38,8 @@ MAX_SOURCE_CHARS = 200_000
 
 
 def clean_chars(text: str) -> str:
-    """The text with CRLF/CR made LF and every character invalid in XML 1.0 (or X posts), or invisible and harmful, removed.
+    """The text with CRLF/CR made LF and every character invalid in XML 1.0 (or X posts), or invisible and harmful,
+    removed.
 
     The one cleaner of every output: posts, plain and HTML renderings, feed titles and bodies, the digest.
     """

@@ -73,13 +73,16 @@ _DROP_WITH_ARG = {
     "color",
     "pagecolor",
 }
-_DROP = {"nonumber", "notag", "left", "right", "big", "Big", "bigg", "Bigg", "bigl", "bigr", "Bigl", "Bigr", "biggl", "biggr",
-         "Biggl", "Biggr", "middle", "displaystyle", "textstyle", "scriptstyle", "scriptscriptstyle", "limits", "nolimits"}  # fmt: skip
-_TEXT = {"text", "textrm", "textbf", "textit", "textsf", "texttt", "textnormal", "mbox", "hbox", "mathrm", "mathit", "mathsf",
-         "mathtt", "operatorname", "mathop", "emph", "html", "boxed", "mathbin", "mathrel", "mathord", "underline"}  # fmt: skip
+_DROP = {"nonumber", "notag", "left", "right", "big", "Big", "bigg", "Bigg", "bigl", "bigr", "Bigl", "Bigr", "biggl",
+         "biggr", "Biggl", "Biggr", "middle", "displaystyle", "textstyle", "scriptstyle", "scriptscriptstyle", "limits",
+         "nolimits"}  # fmt: skip
+_TEXT = {"text", "textrm", "textbf", "textit", "textsf", "texttt", "textnormal", "mbox", "hbox", "mathrm", "mathit",
+         "mathsf", "mathtt", "operatorname", "mathop", "emph", "html", "boxed", "mathbin", "mathrel", "mathord",
+         "underline"}  # fmt: skip
 # Fonts and accents pylatexenc turns into Unicode (ℝ, 𝐱, ŷ) when the argument is a plain symbol.
-_STYLED = {"mathbb", "mathcal", "mathfrak", "mathscr", "mathbf", "boldsymbol", "bm", "hat", "widehat", "tilde", "widetilde",
-           "bar", "overline", "vec", "dot", "ddot", "acute", "grave", "breve", "check", "mathring"}  # fmt: skip
+_STYLED = {"mathbb", "mathcal", "mathfrak", "mathscr", "mathbf", "boldsymbol", "bm", "hat", "widehat", "tilde",
+           "widetilde", "bar", "overline", "vec", "dot", "ddot", "acute", "grave", "breve", "check",
+           "mathring"}  # fmt: skip
 # A matrix's brackets, by the environment's first letter (pmatrix, bmatrix, Bmatrix, vmatrix, cases).
 _MATRIX_BRACKETS = {
     "begin": {"p": "(", "b": "[", "B": "{", "v": "|", "c": "{"},

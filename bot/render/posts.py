@@ -26,7 +26,26 @@ _SPACE = re.compile(r"\s+")
 # mentions. A zero-width space after "@" keeps the text and drops the mention.
 _MENTION = re.compile(r"(?<![A-Za-z0-9_])([@＠])(?=[A-Za-z0-9_])")
 _SENTENCE_END = re.compile(r"[.!?。！？](?:[\"'”’)\]]*)(?=\s|$)")
-_ABBREVIATIONS = ("e.g.", "i.e.", "et al.", "etc.", "vs.", "Fig.", "fig.", "Eq.", "eq.", "cf.", "Sec.", "Dr.", "Mr.", "Ms.", "al.", "approx.", "resp.", "No.")
+_ABBREVIATIONS = (
+    "e.g.",
+    "i.e.",
+    "et al.",
+    "etc.",
+    "vs.",
+    "Fig.",
+    "fig.",
+    "Eq.",
+    "eq.",
+    "cf.",
+    "Sec.",
+    "Dr.",
+    "Mr.",
+    "Ms.",
+    "al.",
+    "approx.",
+    "resp.",
+    "No.",
+)
 _TRAILING_PUNCT = " \t\n,;:-–—([{/\\"
 
 

@@ -111,12 +111,15 @@ class Templates:
             ) from None
         except jinja2.TemplateError as exc:
             line = _template_line(exc.__traceback__, filename)
-            raise RenderError(f"template {name} ({filename or name}), line {line if line is not None else '?'}: {exc}") from None
+            raise RenderError(
+                f"template {name} ({filename or name}), line {line if line is not None else '?'}: {exc}"
+            ) from None
         except (TypeError, ValueError, AttributeError, KeyError, ZeroDivisionError, OverflowError) as exc:
             # An operator template calling a filter wrongly: still "what and where".
             line = _template_line(exc.__traceback__, filename)
             raise RenderError(
-                f"template {name} ({filename or name}), line {line if line is not None else '?'}: {type(exc).__name__}: {exc}"
+                f"template {name} ({filename or name}), line {line if line is not None else '?'}: "
+                f"{type(exc).__name__}: {exc}"
             ) from None
 
     def _searched(self) -> str:

@@ -48,7 +48,9 @@ _HEADING_LEFT = re.compile(r"(?:^|(?<=\s))#{1,6}(?=\s)")
 _BULLET_LEFT = re.compile(r"(?:^|(?<=\s))\*(?=\s)")
 _HIDDEN_OPEN = re.compile(r"<(script|style|iframe|textarea|title|noscript|template)\b[^>]*(?<!/)>", re.I)
 
-_strip_html = nh3.Cleaner(tags=set(), clean_content_tags={"script", "style", "iframe", "object", "noscript", "template", "textarea", "title"})
+_strip_html = nh3.Cleaner(
+    tags=set(), clean_content_tags={"script", "style", "iframe", "object", "noscript", "template", "textarea", "title"}
+)
 
 # pylatexenc logs a warning for every macro it does not know; user text is full of them.
 logging.getLogger("pylatexenc").setLevel(logging.ERROR)
@@ -242,4 +244,3 @@ def teaser_source(text: str) -> str:
     """The prose of a plain-text rendering as one line: code blocks (indented) left out."""
     paragraphs = [p for p in text.split("\n\n") if p and not p.startswith(_CODE_INDENT)]
     return _SPACES.sub(" ", " ".join(p.replace("\n", " ") for p in paragraphs)).strip()
-

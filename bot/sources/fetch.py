@@ -91,7 +91,12 @@ class HttpSource:
         self.deadline = deadline
         self._client = httpx.Client(
             timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
-            headers={"User-Agent": user_agent, "Accept": "application/rss+xml, application/atom+xml, application/feed+json, application/xml;q=0.9, */*;q=0.5"},
+            headers={
+                "User-Agent": user_agent,
+                "Accept": (
+                    "application/rss+xml, application/atom+xml, application/feed+json, application/xml;q=0.9, */*;q=0.5"
+                ),
+            },
             follow_redirects=True,
             max_redirects=5,
             transport=transport,
@@ -126,7 +131,9 @@ class HttpSource:
             if watchdog.fired:
                 raise self._past_deadline() from None
             if isinstance(exc, httpx.TimeoutException):
-                raise SourceError(f"{self.url}: no answer within {self._timeout:g} s (source.timeout_seconds)") from None
+                raise SourceError(
+                    f"{self.url}: no answer within {self._timeout:g} s (source.timeout_seconds)"
+                ) from None
             if isinstance(exc, httpx.RemoteProtocolError):
                 raise SourceError(f"{self.url}: the connection broke off: {exc}") from None
             raise SourceError(f"{self.url}: {type(exc).__name__}: {exc}") from None
@@ -155,7 +162,10 @@ class HttpSource:
                 raise SourceError(f"{self.url}: content type {ctype!r} is not a feed")
             declared = response.headers.get("Content-Length")
             if declared and declared.isdigit() and int(declared) > self.max_bytes:
-                raise SourceError(f"{self.url}: body of {declared} bytes is over the limit of {self.max_bytes} bytes (source.max_bytes)")
+                raise SourceError(
+                    f"{self.url}: body of {declared} bytes is over the limit of {self.max_bytes} bytes "
+                    "(source.max_bytes)"
+                )
             chunks: list[bytes] = []
             size = 0
             for chunk in response.iter_bytes():
@@ -163,7 +173,9 @@ class HttpSource:
                     raise self._past_deadline()
                 size += len(chunk)
                 if size > self.max_bytes:
-                    raise SourceError(f"{self.url}: body is over the limit of {self.max_bytes} bytes (source.max_bytes)")
+                    raise SourceError(
+                        f"{self.url}: body is over the limit of {self.max_bytes} bytes (source.max_bytes)"
+                    )
                 chunks.append(chunk)
             return FetchResult(
                 body=b"".join(chunks),
@@ -183,7 +195,8 @@ class HttpSource:
 
     def _past_deadline(self) -> SourceError:
         return SourceError(
-            f"{self.url}: the download took longer than {self.deadline:g} s (source.download_deadline_seconds); given up"
+            f"{self.url}: the download took longer than {self.deadline:g} s "
+            "(source.download_deadline_seconds); given up"
         )
 
 
@@ -255,7 +268,10 @@ class FileSource:
             if state.last_modified == stamp and state.etag:
                 return FetchResult(body=None, etag=state.etag, last_modified=stamp, status=304)
             if stat.st_size > self.max_bytes:
-                raise SourceError(f"{self.path}: file of {stat.st_size} bytes is over the limit of {self.max_bytes} (source.max_bytes)")
+                raise SourceError(
+                    f"{self.path}: file of {stat.st_size} bytes is over the limit of {self.max_bytes} "
+                    "(source.max_bytes)"
+                )
             body = self.path.read_bytes()
         except FileNotFoundError:
             raise SourceError(f"{self.path}: no such file (SHORTSCIENCE_FEED_URL)") from None
@@ -274,5 +290,7 @@ def make_source(
         return HttpSource(url, timeout=timeout, max_bytes=max_bytes, user_agent=user_agent, deadline=deadline)
     if "://" in url and not url.startswith("file://"):
         # A bad setting, not a failing source: exit 2 like every other bad setting.
-        raise ConfigError(f"setting SHORTSCIENCE_FEED_URL = {url!r} is invalid: expected an http(s):// URL or a file path")
+        raise ConfigError(
+            f"setting SHORTSCIENCE_FEED_URL = {url!r} is invalid: expected an http(s):// URL or a file path"
+        )
     return FileSource(url, max_bytes=max_bytes)

@@ -102,7 +102,7 @@ def _without_broken_items(body: bytes, error: etree.XMLSyntaxError, collector: _
     whole = SourceError(f"{collector.source}: {_describe_xml_error(error)}")
     if not spans:
         raise whole from None
-    head, tail = body[: spans[0][0]], body[spans[-1][1]:]
+    head, tail = body[: spans[0][0]], body[spans[-1][1] :]
     try:
         etree.fromstring(head + tail, _xml_parser())
     except etree.XMLSyntaxError:
@@ -113,7 +113,9 @@ def _without_broken_items(body: bytes, error: etree.XMLSyntaxError, collector: _
         try:
             etree.fromstring(head + item + tail, _xml_parser())
         except etree.XMLSyntaxError as exc:
-            collector.problem(site_item_guid(item), f"not well-formed XML: {_XML_POSITION.sub('', exc.msg or str(exc))}: left out")
+            collector.problem(
+                site_item_guid(item), f"not well-formed XML: {_XML_POSITION.sub('', exc.msg or str(exc))}: left out"
+            )
             continue
         kept.append(item)
     if len(kept) == len(spans):

@@ -31,9 +31,17 @@ def _publisher(settings: Settings, now: Callable[[], datetime], sessions: Sessio
 
     if sessions is not None and not settings.env.secret_key:
         # Refused here, before any login: the session is only ever kept encrypted.
-        raise ConfigError("setting SECRET_KEY is required for a live Bluesky channel (its login session is kept in the database, encrypted with it)")
+        raise ConfigError(
+            "setting SECRET_KEY is required for a live Bluesky channel (its login session is kept in the "
+            "database, encrypted with it)"
+        )
     # Without a store (a caller outside the app) the session lasts as long as the process.
-    return make_publisher(settings, vault=sessions if sessions is not None else MemoryVault(), now=now, fetch_image=image_fetcher(settings))
+    return make_publisher(
+        settings,
+        vault=sessions if sessions is not None else MemoryVault(),
+        now=now,
+        fetch_image=image_fetcher(settings),
+    )
 
 
 CHANNEL = Channel(

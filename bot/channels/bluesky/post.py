@@ -72,7 +72,10 @@ def problems(text: str) -> list[str]:
     """What Bluesky would refuse in `text` (for `preview` and post_warnings); empty when it fits."""
     if fits(text):
         return []
-    return [f"post is not a valid Bluesky post ({graphemes(text)}/{GRAPHEMES_MAX} graphemes, {len(text.encode('utf-8'))}/{BYTES_MAX} bytes)"]
+    return [
+        f"post is not a valid Bluesky post ({graphemes(text)}/{GRAPHEMES_MAX} graphemes, "
+        f"{len(text.encode('utf-8'))}/{BYTES_MAX} bytes)"
+    ]
 
 
 def word_cut(text: str, ok: Callable[[str], bool], *, scan: int | None = None) -> str:
@@ -211,7 +214,13 @@ def facets(text: str, link: str) -> list[dict[str, Any]]:
             found.append((m.start(), {"index": _byte_range(text, m.start(), m.end()), "features": [feature]}))
     for m in _TAG.finditer(text):
         tag = _TRAILING_PUNCT.sub("", m.group(1))
-        if not tag or tag.isdigit() or tag == link or graphemes(tag) > TAG_GRAPHEMES_MAX or len(tag.encode("utf-8")) > TAG_BYTES_MAX:
+        if (
+            not tag
+            or tag.isdigit()
+            or tag == link
+            or graphemes(tag) > TAG_GRAPHEMES_MAX
+            or len(tag.encode("utf-8")) > TAG_BYTES_MAX
+        ):
             continue
         end = m.start(1) + len(tag)
         feature = {"$type": "app.bsky.richtext.facet#tag", "tag": tag}

@@ -50,7 +50,6 @@ _SESSION_ERRORS = ("ExpiredToken", "InvalidToken")
 _CREDENTIALS = "check BLUESKY_HANDLE and BLUESKY_APP_PASSWORD (an app password, not the account's)"
 
 
-
 class BlueskyPublisher:
     """Publishes posts on one Bluesky account with an app password."""
 
@@ -117,7 +116,9 @@ class BlueskyPublisher:
             f"Bluesky could not resolve the handle @{self._handle}",
             lambda: self._client.com.atproto.identity.resolve_handle({"handle": self._handle}).did,
         )
-        profile = self._call("Bluesky refused the profile read", lambda: self._client.app.bsky.actor.get_profile({"actor": did}))
+        profile = self._call(
+            "Bluesky refused the profile read", lambda: self._client.app.bsky.actor.get_profile({"actor": did})
+        )
         name = getattr(profile, "display_name", None) or self._handle
         return f"ok: {name} (@{self._handle})"
 
@@ -133,7 +134,9 @@ class BlueskyPublisher:
 
         def get() -> Any:
             try:
-                return self._client.com.atproto.repo.get_record({"repo": self._repo(), "collection": COLLECTION, "rkey": key})
+                return self._client.com.atproto.repo.get_record(
+                    {"repo": self._repo(), "collection": COLLECTION, "rkey": key}
+                )
             except RequestErrorBase as exc:
                 if _xrpc_error(exc) == "RecordNotFound":
                     return None
@@ -146,7 +149,9 @@ class BlueskyPublisher:
         text = value.get("text") if isinstance(value, dict) else getattr(value, "text", None)
         if text != post.text:
             # Another post under our key: 55 bits of hash make it all but impossible; never call it proof.
-            raise PermanentPublishError(f"Bluesky record key {key} holds a different post; this post was not published", status=None, code=None)
+            raise PermanentPublishError(
+                f"Bluesky record key {key} holds a different post; this post was not published", status=None, code=None
+            )
         return Published(post_id=str(out.uri), url=self._web_url(key))
 
     def _read_back(self, post: Post, key: str, *, fallback: TransientPublishError) -> Published | None:
@@ -162,12 +167,17 @@ class BlueskyPublisher:
         try:
             data, media_type = self._fetch_image(post.image_url)
             if len(data) > THUMB_MAX_BYTES:
-                raise PermanentPublishError(f"image of {len(data)} bytes is over the card's {THUMB_MAX_BYTES}", status=None, code=None)
+                raise PermanentPublishError(
+                    f"image of {len(data)} bytes is over the card's {THUMB_MAX_BYTES}", status=None, code=None
+                )
             # Raw bytes as httpx's `content`: the SDK's upload_blob passes them as `data`, which httpx deprecates.
             out = self._call(
                 "Bluesky refused the image upload",
                 lambda: self._client.invoke_procedure(
-                    "com.atproto.repo.uploadBlob", content=data, headers={"Content-Type": media_type}, output_encoding="application/json"
+                    "com.atproto.repo.uploadBlob",
+                    content=data,
+                    headers={"Content-Type": media_type},
+                    output_encoding="application/json",
                 ),
             )
         except PublishError as exc:
@@ -252,7 +262,11 @@ class BlueskyPublisher:
             return fn()
         except AtProtocolError as exc:
             if _session_trouble(exc):
-                raise AuthPublishError(f"{what}: the PDS refuses a fresh session ({_describe(exc)}); {_CREDENTIALS}", status=_status(exc), code=None) from None
+                raise AuthPublishError(
+                    f"{what}: the PDS refuses a fresh session ({_describe(exc)}); {_CREDENTIALS}",
+                    status=_status(exc),
+                    code=None,
+                ) from None
             raise self._translate(exc, what) from None
 
     # ---- errors ----
@@ -285,7 +299,9 @@ class BlueskyPublisher:
         never = isinstance(cause, (httpx.ConnectError, httpx.ConnectTimeout))
         kind = "timed out" if isinstance(exc, InvokeTimeoutError) else f"unreachable ({type(cause or exc).__name__})"
         return TransientPublishError(
-            self._redact(f"Bluesky PDS {kind}" + ("; nothing was sent" if never else "; the post may or may not have gone out")),
+            self._redact(
+                f"Bluesky PDS {kind}" + ("; nothing was sent" if never else "; the post may or may not have gone out")
+            ),
             status=None,
             code=None,
             maybe_sent=not never,
@@ -334,7 +350,8 @@ def make_publisher(
     now: Callable[[], datetime] = utc_now,
     fetch_image: Callable[[str], tuple[bytes, str]] | None = None,
 ) -> BlueskyPublisher:
-    """The live publisher from the bot's Settings (``env.bluesky_*`` and the ``bluesky`` section): the registry's one line."""
+    """The live publisher from the bot's Settings (``env.bluesky_*`` and the ``bluesky`` section): the registry's one
+    line."""
     env, channel = settings.env, settings.bluesky
     return BlueskyPublisher(
         service_url=env.bluesky_service_url,

@@ -59,7 +59,9 @@ def record_key(post: Post) -> str:
     one delivery is fixed at its first attempt, so its retries share a key.
     """
     guid = hashlib.sha256(post.summary_guid.encode("utf-8", "surrogatepass")).digest()
-    whole = hashlib.sha256(b"\x00".join(p.encode("utf-8", "surrogatepass") for p in (post.summary_guid, post.text, post.link))).digest()
+    whole = hashlib.sha256(
+        b"\x00".join(p.encode("utf-8", "surrogatepass") for p in (post.summary_guid, post.text, post.link))
+    ).digest()
     micros = _BASE_MICROS + (int.from_bytes(whole[:8], "big") >> (64 - _WINDOW_BITS))
     clock_id = int.from_bytes(guid[:2], "big") >> 6
     return tid(micros, clock_id)

@@ -36,7 +36,8 @@ with warnings.catch_warnings():
 
 log = logging.getLogger(__name__)
 
-#: Graph error codes that mean "slow down" (docs/architecture.md, platform facts); 80000-80099 are the business use case limits
+#: Graph error codes that mean "slow down" (docs/architecture.md, platform facts); 80000-80099 are the business use case
+#: limits
 THROTTLING_CODES = frozenset({4, 17, 32, 341, 613, 80001})
 #: codes of a bad or dead token
 TOKEN_CODES = frozenset({102, 190})
@@ -49,7 +50,6 @@ _PAGE_ID = re.compile(r"^[A-Za-z0-9_.-]+$")
 _POST_FIELDS = "id,message,permalink_url,created_time,attachments{url,unshimmed_url}"
 #: most pages of 25 posts one reconciliation reads (1,000 posts)
 RECONCILE_MAX_PAGES = 40
-
 
 
 class FacebookPublisher:
@@ -68,10 +68,13 @@ class FacebookPublisher:
         env = settings.env
         if not _VERSION.match(env.facebook_graph_version):
             raise ConfigError(
-                f"setting FACEBOOK_GRAPH_VERSION = {env.facebook_graph_version!r} is invalid: expected a version like 'v26.0'"
+                f"setting FACEBOOK_GRAPH_VERSION = {env.facebook_graph_version!r} is invalid: expected a "
+                "version like 'v26.0'"
             )
         if not _PAGE_ID.match(env.facebook_page_id):
-            raise ConfigError(f"setting FACEBOOK_PAGE_ID = {env.facebook_page_id!r} is invalid: expected the Page's numeric id")
+            raise ConfigError(
+                f"setting FACEBOOK_PAGE_ID = {env.facebook_page_id!r} is invalid: expected the Page's numeric id"
+            )
         self._settings = settings
         self._now = now
         self._http = http
@@ -146,7 +149,9 @@ class FacebookPublisher:
 
     def _published(self, post_id: Any, *, url: Any = None) -> Published:
         if not post_id:
-            raise TransientPublishError("Graph API accepted the post but returned no id (it may be out)", status=200, code=None, maybe_sent=True)
+            raise TransientPublishError(
+                "Graph API accepted the post but returned no id (it may be out)", status=200, code=None, maybe_sent=True
+            )
         return Published(post_id=str(post_id), url=str(url) if url else f"https://www.facebook.com/{post_id}")
 
     def _http_client(self) -> httpx.Client:
@@ -173,7 +178,10 @@ class FacebookPublisher:
             kind = "timed out" if isinstance(exc, requests.Timeout) else f"unreachable ({type(exc).__name__})"
             unsent = never_sent(exc)
             raise TransientPublishError(
-                f"Graph API {kind}" + (("; nothing was sent" if unsent else "; the post may or may not have gone out") if post_args else ""),
+                f"Graph API {kind}"
+                + (
+                    ("; nothing was sent" if unsent else "; the post may or may not have gone out") if post_args else ""
+                ),
                 status=None,
                 code=None,
                 maybe_sent=bool(post_args) and not unsent,
@@ -191,7 +199,9 @@ class FacebookPublisher:
         status = response.status_code if response is not None else None
         message = f"{what} (HTTP {status})"
         if status is None or status >= 500 or status in (408, 429):
-            retry_at = parse_retry_after(response.headers.get("retry-after"), self._now()) if response is not None else None
+            retry_at = (
+                parse_retry_after(response.headers.get("retry-after"), self._now()) if response is not None else None
+            )
             return TransientPublishError(message, status=status, code=None, retry_at=retry_at)
         return PermanentPublishError(message, status=status, code=None)
 
@@ -219,16 +229,22 @@ class FacebookPublisher:
                 code=code,
             )
         if code == POLICY_BLOCK:
-            return AuthPublishError(message + " — Facebook blocked posting for policy reasons; the channel pauses", status=status, code=code)
+            return AuthPublishError(
+                message + " — Facebook blocked posting for policy reasons; the channel pauses", status=status, code=code
+            )
         if code in THROTTLING_CODES or (code is not None and 80000 <= code <= 80099):
-            return TransientPublishError(message + " (rate limit)", status=status, code=code, retry_at=self._throttled_until(response))
+            return TransientPublishError(
+                message + " (rate limit)", status=status, code=code, retry_at=self._throttled_until(response)
+            )
         if code == DUPLICATE_POST:
             return PermanentPublishError(message, status=status, code=code, duplicate=True)
         if code == LINK_ERROR or subcode == LINK_ERROR:
             return PermanentPublishError(message + " — Facebook could not use the link", status=status, code=code)
         # Codes 1 and 2 are Graph's "unknown" and "service" errors; Meta's advice for both is to retry.
         if code in (1, 2) or error.get("is_transient") is True or (status is not None and status >= 500):
-            retry_at = parse_retry_after(response.headers.get("retry-after"), self._now()) if response is not None else None
+            retry_at = (
+                parse_retry_after(response.headers.get("retry-after"), self._now()) if response is not None else None
+            )
             return TransientPublishError(message, status=status, code=code, retry_at=retry_at)
         return PermanentPublishError(message, status=status, code=code)
 

@@ -51,7 +51,10 @@ _WORDS = re.compile(r"(\s+)")
 # schemes end in "://"), or is an xmpp: / magnet: URI.
 _URL_START = re.compile(r"[a-z][a-z0-9+.-]*://|xmpp:|magnet:", re.IGNORECASE)
 # A plain URL whose extent nobody disputes: Mastodon and twitter-text both take all of it.
-_PLAIN_URL = re.compile(r"https?://[A-Za-z0-9.-]+\.[A-Za-z]{2,}(?::\d+)?(?:/[A-Za-z0-9._~!$&'*+,;=:@%/?#-]*[A-Za-z0-9/=_~#-])?", re.IGNORECASE)
+_PLAIN_URL = re.compile(
+    r"https?://[A-Za-z0-9.-]+\.[A-Za-z]{2,}(?::\d+)?(?:/[A-Za-z0-9._~!$&'*+,;=:@%/?#-]*[A-Za-z0-9/=_~#-])?",
+    re.IGNORECASE,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,9 +76,13 @@ def limits_from_instance(instance: Any) -> StatusLimits:
     most = _get(statuses, "max_characters")
     per_url = _get(statuses, "characters_reserved_per_url")
     return StatusLimits(
-        max_characters=most if isinstance(most, int) and not isinstance(most, bool) and most > 0 else DEFAULT_MAX_CHARACTERS,
+        max_characters=most
+        if isinstance(most, int) and not isinstance(most, bool) and most > 0
+        else DEFAULT_MAX_CHARACTERS,
         characters_reserved_per_url=(
-            per_url if isinstance(per_url, int) and not isinstance(per_url, bool) and per_url >= 0 else DEFAULT_URL_CHARACTERS
+            per_url
+            if isinstance(per_url, int) and not isinstance(per_url, bool) and per_url >= 0
+            else DEFAULT_URL_CHARACTERS
         ),
     )
 
@@ -136,7 +143,10 @@ def fit_status(
         return finish(render(f))
 
     def fits(f: PostFields) -> bool:
-        return status_length(text_of(f), spoiler_text=spoiler_text, url_characters=limits.characters_reserved_per_url) <= most
+        return (
+            status_length(text_of(f), spoiler_text=spoiler_text, url_characters=limits.characters_reserved_per_url)
+            <= most
+        )
 
     f = fields
     if f.hashtags and not fits(f):
@@ -162,6 +172,7 @@ def fit_status(
 
 def _shrink(f: PostFields, name: str, fits: Callable[[PostFields], bool]) -> PostFields:
     """`f` with field `name` cut (between words, with …) to the longest that fits, or emptied."""
+
     def with_value(value: str) -> PostFields:
         changes: dict[str, Any] = {name: value}
         return dataclasses.replace(f, **changes)
@@ -170,14 +181,16 @@ def _shrink(f: PostFields, name: str, fits: Callable[[PostFields], bool]) -> Pos
 
 
 def _teaser(prose: str, most: int) -> str:
-    """The summary's prose cut to `most` characters between words (only its head can survive: no need to scan the rest)."""
+    """The summary's prose cut to `most` characters between words (only its head can survive: no need to scan the
+    rest)."""
     if len(prose) <= most:
         return prose
     return _cut_between_words(prose[: most + 1], lambda t: len(t) <= most)
 
 
 def _cut_between_words(text: str, fits: Callable[[str], bool]) -> str:
-    """The longest cut of `text` at a space (with …) that fits; only a text without one that fits is cut between characters."""
+    """The longest cut of `text` at a space (with …) that fits; only a text without one that fits is cut between
+    characters."""
     if fits(text):
         return text
     cuts = [i for i in range(1, len(text)) if text[i].isspace() and not text[i - 1].isspace()]

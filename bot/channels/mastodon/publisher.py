@@ -173,7 +173,9 @@ class MastodonPublisher:
         if found is not None:
             return found
         if complete and since is not None and self._now() - since < IDEMPOTENCY_WINDOW:
-            log.info("Mastodon status not found since %s: sending again under the same Idempotency-Key", since.isoformat())
+            log.info(
+                "Mastodon status not found since %s: sending again under the same Idempotency-Key", since.isoformat()
+            )
             return self.publish(post)
         return None
 
@@ -191,7 +193,8 @@ class MastodonPublisher:
         return self.limits().max_characters
 
     def limits(self) -> StatusLimits:
-        """The instance's status limits, read once (``GET /api/v2/instance``); Mastodon's defaults when it will not say."""
+        """The instance's status limits, read once (``GET /api/v2/instance``); Mastodon's defaults when it will not
+        say."""
         if self._limits is None:
             try:
                 instance = self._call(self._client.instance_v2, sending=False)
@@ -217,7 +220,9 @@ class MastodonPublisher:
         max_id: Any = None
         for _ in range(RECONCILE_MAX_PAGES if since is not None else 1):
             page = self._call(
-                partial(self._client.account_statuses, account_id, limit=PAGE_SIZE, max_id=max_id, exclude_reblogs=True),
+                partial(
+                    self._client.account_statuses, account_id, limit=PAGE_SIZE, max_id=max_id, exclude_reblogs=True
+                ),
                 sending=False,
             )
             statuses = list(page or ())
@@ -241,7 +246,9 @@ class MastodonPublisher:
         try:
             data, media_type = self._fetch_image(post.image_url)
             media = self._call(
-                lambda: self._client.media_post(data, mime_type=media_type, description=alt_text(post), file_name="image"),
+                lambda: self._client.media_post(
+                    data, mime_type=media_type, description=alt_text(post), file_name="image"
+                ),
                 sending=False,
             )
             media = self._processed(media)
@@ -301,13 +308,16 @@ class MastodonPublisher:
         if status is None:
             response = self._last_response()
             status = response.status_code if response is not None else None
-        detail = str(exc.args[3]) if len(exc.args) > 3 and exc.args[3] else (str(exc.args[2]) if len(exc.args) > 2 else "")
+        detail = (
+            str(exc.args[3]) if len(exc.args) > 3 and exc.args[3] else (str(exc.args[2]) if len(exc.args) > 2 else "")
+        )
         message = redact(f"Mastodon API refused ({status}): {detail}".rstrip(": "), self._secrets)
         if isinstance(exc, MastodonUnauthorizedError) or status == 401:
             return AuthPublishError(message + " — renew MASTODON_ACCESS_TOKEN", status=status)
         if status == 403:
             return AuthPublishError(
-                message + " — the token lacks a scope (write:statuses, write:media, read:accounts) or the account may not post",
+                message
+                + " — the token lacks a scope (write:statuses, write:media, read:accounts) or the account may not post",
                 status=status,
             )
         if status == 422:
@@ -316,7 +326,9 @@ class MastodonPublisher:
             return PermanentPublishError(message + " (is MASTODON_API_BASE_URL the instance?)", status=status)
         if status is None or status >= 500 or status == 408:
             response = self._last_response()
-            retry_at = parse_retry_after(response.headers.get("retry-after"), self._now()) if response is not None else None
+            retry_at = (
+                parse_retry_after(response.headers.get("retry-after"), self._now()) if response is not None else None
+            )
             return TransientPublishError(message, status=status, retry_at=retry_at)
         return PermanentPublishError(message, status=status)
 
@@ -339,7 +351,9 @@ def alt_text(post: Post) -> str:
 def _published(status: Any) -> Published:
     status_id = _field(status, "id")
     if not status_id:
-        raise TransientPublishError("Mastodon accepted the post but returned no id (it may be out)", status=200, maybe_sent=True)
+        raise TransientPublishError(
+            "Mastodon accepted the post but returned no id (it may be out)", status=200, maybe_sent=True
+        )
     url = _field(status, "url") or _field(status, "uri")
     return Published(post_id=str(status_id), url=str(url) if url else None)
 

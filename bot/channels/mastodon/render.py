@@ -30,7 +30,9 @@ def render(ctx: PostContext) -> RenderedPost:
     channel = ctx.settings.channel(NAME)
     assert isinstance(channel, MastodonSettings)
     limits = DEFAULT_LIMITS if ctx.limit is None else dataclasses.replace(DEFAULT_LIMITS, max_characters=ctx.limit)
-    return mastodon_post(ctx.templates, ctx.summary, ctx.details, ctx.plain, settings=channel, render=ctx.settings.render, limits=limits)
+    return mastodon_post(
+        ctx.templates, ctx.summary, ctx.details, ctx.plain, settings=channel, render=ctx.settings.render, limits=limits
+    )
 
 
 def length(text: str) -> int:

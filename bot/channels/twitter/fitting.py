@@ -152,7 +152,11 @@ def _fit(
         if not value:
             return f
         short, _ = shorten(value, lambda t: valid(_replace(f, name, t)))
-        warnings.append(f"{name} shortened to fit {TWEET_MAX} weighted characters" if short else f"{name} dropped to fit {TWEET_MAX} weighted characters")
+        warnings.append(
+            f"{name} shortened to fit {TWEET_MAX} weighted characters"
+            if short
+            else f"{name} dropped to fit {TWEET_MAX} weighted characters"
+        )
         return _replace(f, name, short)
 
     f = shrink("teaser", fields)

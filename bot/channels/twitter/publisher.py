@@ -43,8 +43,12 @@ READ_CLOCK_MARGIN = timedelta(minutes=5)
 _DUPLICATE = "duplicate content"
 _URL = re.compile(r"https?://\S+", re.IGNORECASE)
 #: X's problem types that mean the app or account may not post at all (not this post's fault)
-_PERMISSION_PROBLEMS = ("oauth1-permissions", "client-forbidden", "unsupported-authentication", "not-authorized-for-resource")
-
+_PERMISSION_PROBLEMS = (
+    "oauth1-permissions",
+    "client-forbidden",
+    "unsupported-authentication",
+    "not-authorized-for-resource",
+)
 
 
 class TwitterPublisher:
@@ -120,7 +124,9 @@ class TwitterPublisher:
             found = self._find_own_post(post.text) if self._settings.twitter.reconcile_read else None
             if found is None:
                 if post.replies:
-                    log.warning("X thread reconciled without the first post's id: its replies cannot be checked or completed")
+                    log.warning(
+                        "X thread reconciled without the first post's id: its replies cannot be checked or completed"
+                    )
                 return Published(post_id=UNKNOWN_POST_ID)
             return self._finish_thread(found, post, reconciling=True)
         # Accepted now, so it had not gone out before: exactly one post exists.
@@ -156,7 +162,9 @@ class TwitterPublisher:
         post_id = data.get("id") if isinstance(data, dict) else None
         if not post_id:
             # A 2xx without an id: it may well be out; say so, reconciliation will tell.
-            raise TransientPublishError("X accepted the post but returned no id (it may be out)", status=201, code=None, maybe_sent=True)
+            raise TransientPublishError(
+                "X accepted the post but returned no id (it may be out)", status=201, code=None, maybe_sent=True
+            )
         return str(post_id)
 
     def _finish_thread(
@@ -228,7 +236,9 @@ class TwitterPublisher:
         try:
             media_id = response.json()["data"]["id"]
         except (ValueError, KeyError, TypeError):
-            raise PermanentPublishError("X answered the image upload without a media id", status=response.status_code, code=None) from None
+            raise PermanentPublishError(
+                "X answered the image upload without a media id", status=response.status_code, code=None
+            ) from None
         return str(media_id)
 
     def _http_client(self) -> httpx.Client:
@@ -239,7 +249,8 @@ class TwitterPublisher:
     # ---- reading back (reconciliation) ----
 
     def _find_own_post(self, text: str) -> str | None:
-        """The id of the account's recent post with this text (X rewrites links to t.co, so match what precedes them)."""
+        """The id of the account's recent post with this text (X rewrites links to t.co, so match what precedes
+        them)."""
         try:
             me = self._client.get_me(user_auth=True)
             user_id = me.data.id
@@ -290,8 +301,12 @@ class TwitterPublisher:
             raise self._translate(exc, "X refused the timeline read") from None
         except requests.RequestException as exc:
             raise self._unreachable(exc) from None
-        log.info("X timeline read for reconciliation: %d posts (about $%.3f at $%.3f/post read)",
-                 len(tweets), len(tweets) * self._settings.twitter.read_price, self._settings.twitter.read_price)
+        log.info(
+            "X timeline read for reconciliation: %d posts (about $%.3f at $%.3f/post read)",
+            len(tweets),
+            len(tweets) * self._settings.twitter.read_price,
+            self._settings.twitter.read_price,
+        )
         # Only a read that reached back to `since` (no page left) can show that a post is absent.
         return Timeline(tuple(tweets), complete=since is not None and not token)
 
@@ -336,7 +351,10 @@ class TwitterPublisher:
         kind = "timed out" if isinstance(exc, requests.Timeout) else f"unreachable ({type(exc).__name__})"
         unsent = never_sent(exc)
         return TransientPublishError(
-            redact(f"X API {kind}" + ("; nothing was sent" if unsent else "; the post may or may not have gone out"), self._secrets),
+            redact(
+                f"X API {kind}" + ("; nothing was sent" if unsent else "; the post may or may not have gone out"),
+                self._secrets,
+            ),
             status=None,
             code=None,
             maybe_sent=not unsent,
@@ -373,7 +391,9 @@ class Timeline:
 
 def _expanded_urls(tweet: Any) -> set[str]:
     entities = getattr(tweet, "entities", None) or {}
-    return {str(u.get("expanded_url")) for u in entities.get("urls", ()) if isinstance(u, dict) and u.get("expanded_url")}
+    return {
+        str(u.get("expanded_url")) for u in entities.get("urls", ()) if isinstance(u, dict) and u.get("expanded_url")
+    }
 
 
 def _replied_to(tweet: Any) -> str | None:

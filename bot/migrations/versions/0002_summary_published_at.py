@@ -21,8 +21,8 @@ from alembic import op
 
 import bot.store.schema
 
-revision = '0002'
-down_revision = '0001'
+revision = "0002"
+down_revision = "0001"
 branch_labels = None
 depends_on = None
 
@@ -30,17 +30,19 @@ depends_on = None
 def upgrade() -> None:
     # A nullable column: SQLite adds it in place (no table rebuild, which with
     # foreign keys on would cascade-delete the versions, renders and deliveries).
-    op.add_column('summaries', sa.Column('published_at', bot.store.schema.UtcDateTime(timezone=True), nullable=True))
+    op.add_column("summaries", sa.Column("published_at", bot.store.schema.UtcDateTime(timezone=True), nullable=True))
     # Plain SQL that reads the same on SQLite (timestamps stored as sortable text) and PostgreSQL.
     op.execute(
         "UPDATE summaries SET published_at ="
         " (SELECT MIN(v.edited_at) FROM summary_versions v WHERE v.summary_id = summaries.id)"
     )
-    op.execute("UPDATE summaries SET published_at = first_seen_at WHERE published_at IS NULL OR published_at > first_seen_at")
+    op.execute(
+        "UPDATE summaries SET published_at = first_seen_at WHERE published_at IS NULL OR published_at > first_seen_at"
+    )
     # Rendered again on next use, by the renderer of this revision.
     op.execute("DELETE FROM renders")
 
 
 def downgrade() -> None:
-    with op.batch_alter_table('summaries', schema=None) as batch_op:
-        batch_op.drop_column('published_at')
+    with op.batch_alter_table("summaries", schema=None) as batch_op:
+        batch_op.drop_column("published_at")
