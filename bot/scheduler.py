@@ -193,8 +193,12 @@ def digest_job(app: App, stop: threading.Event | None = None) -> str:
     return result
 
 
-def add_digest_job(app: App, scheduler: BaseScheduler, guarded: Callable[[str, Callable[[], Any]], Callable[[], None]],
-                   common: dict[str, Any]) -> None:
+def add_digest_job(
+    app: App,
+    scheduler: BaseScheduler,
+    guarded: Callable[[str, Callable[[], Any]], Callable[[], None]],
+    common: dict[str, Any],
+) -> None:
     """The weekly digest and a retry pass every minute, on `run`'s scheduler.
 
     A scheduler that was down at the scheduled time runs the digest once at
@@ -217,19 +221,32 @@ def add_digest_job(app: App, scheduler: BaseScheduler, guarded: Callable[[str, C
     catch_up = digest_catch_up(now, last.period_end if last else None, schedule)
     first: dict[str, Any] = {"next_run_time": now} if catch_up else {}
     if catch_up:
-        log.info("a scheduled digest was missed (last issue: %s): sending it now",
-                 f"#{last.issue} up to {last.period_end:%Y-%m-%d %H:%M} UTC" if last else "none yet")
+        log.info(
+            "a scheduled digest was missed (last issue: %s): sending it now",
+            f"#{last.issue} up to {last.period_end:%Y-%m-%d %H:%M} UTC" if last else "none yet",
+        )
     scheduler.add_job(
         guarded("digest", lambda: digest_job(app, stop)),
         CronTrigger(day_of_week=d.day_of_week, hour=schedule.hour, minute=schedule.minute, timezone=schedule.tz),
-        id="digest", misfire_grace_time=6 * 24 * 3600, **common, **first,
+        id="digest",
+        misfire_grace_time=6 * 24 * 3600,
+        **common,
+        **first,
     )
     scheduler.add_job(
         guarded("digest-sends", lambda: f"digest sends: {drain_digest_sends(app, stop)} sent"),
-        IntervalTrigger(minutes=1), id="digest-sends", misfire_grace_time=120, **common,
+        IntervalTrigger(minutes=1),
+        id="digest-sends",
+        misfire_grace_time=120,
+        **common,
     )
-    log.info("digest: every %s at %s %s; next at %s UTC", d.day_of_week, d.time, d.timezone,
-             f"{schedule.following(now):%Y-%m-%d %H:%M}")
+    log.info(
+        "digest: every %s at %s %s; next at %s UTC",
+        d.day_of_week,
+        d.time,
+        d.timezone,
+        f"{schedule.following(now):%Y-%m-%d %H:%M}",
+    )
 
 
 def run_once(app: App, *, backfill: int | None = None, progress: Callable[[int, int], None] | None = None) -> str:
@@ -347,20 +364,28 @@ def _lead(app: App, stop: threading.Event, still_leader: Callable[[], bool]) -> 
     # Checked every minute; the source's stored next-poll time (interval, jitter,
     # backoff, Retry-After, Cache-Control) decides whether a poll is due.
     scheduler.add_job(
-        guarded("poll", lambda: poll_job(app)), IntervalTrigger(minutes=1), id="poll",
-        misfire_grace_time=poll_every, next_run_time=app.clock(), **common,
+        guarded("poll", lambda: poll_job(app)),
+        IntervalTrigger(minutes=1),
+        id="poll",
+        misfire_grace_time=poll_every,
+        next_run_time=app.clock(),
+        **common,
     )
     scheduler.add_job(
         guarded("dispatch", lambda: dispatch_job(app, stepping_down)),
-        IntervalTrigger(seconds=settings.dispatch.interval_seconds), id="dispatch",
-        misfire_grace_time=max(30, settings.dispatch.interval_seconds * 3), **common,
+        IntervalTrigger(seconds=settings.dispatch.interval_seconds),
+        id="dispatch",
+        misfire_grace_time=max(30, settings.dispatch.interval_seconds * 3),
+        **common,
     )
     if settings.digest.enabled:
         add_digest_job(app, scheduler, guarded, common)
     scheduler.start()
     log.info(
         "scheduler running: poll every %d min (jitter %d s), dispatch every %d s",
-        settings.source.poll_interval_minutes, settings.source.poll_jitter_seconds, settings.dispatch.interval_seconds,
+        settings.source.poll_interval_minutes,
+        settings.source.poll_jitter_seconds,
+        settings.dispatch.interval_seconds,
     )
     try:
         while not stop.wait(5):

@@ -8,7 +8,7 @@ import pytest
 
 from bot.records import Summary
 from bot.render import Renderer
-from bot.render.text import teaser_source
+from bot.render.text import TextRenderer, teaser_source
 from bot.settings import Settings
 
 
@@ -166,3 +166,11 @@ def test_every_output_drops_invisible_marks_with_one_cleaner(renderer: Renderer)
     assert not any(m in post.text for m in marks), ascii(post.text)
     # The posts' own mention guard (a zero-width space after "@") survives the cleaning.
     assert "@\u200bname" in renderer.post("facebook", summary("Ask @name.")).text
+
+
+def test_a_refused_target_without_its_opening_bracket_is_dropped() -> None:
+    # Found by the property test: "](javascript:" alone is no link to the parser, so it stayed as text.
+    r = TextRenderer()
+    assert r.render("](javascript:") == "]"
+    assert "javascript" not in r.render("see ](JavaScript:alert(1)) here").lower()
+    assert r.render("[ok](https://example.org) and ](data:x)") == "ok and ]"

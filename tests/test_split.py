@@ -41,11 +41,14 @@ def _strings(path: Path) -> list[str]:
     docs = {
         id(node.body[0].value)
         for node in ast.walk(tree)
-        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef)) and node.body
-        and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant)
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef))
+        and node.body
+        and isinstance(node.body[0], ast.Expr)
+        and isinstance(node.body[0].value, ast.Constant)
     }
     return [
-        node.value for node in ast.walk(tree)
+        node.value
+        for node in ast.walk(tree)
         if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docs
     ]
 
@@ -53,10 +56,7 @@ def _strings(path: Path) -> list[str]:
 @pytest.mark.parametrize("module", ["store/sending.py", "store/digests.py"])
 def test_send_and_digest_states_come_from_the_enums(module: str) -> None:
     states = {s.value for s in SendState} | {s.value for s in DigestState}
-    found = [
-        text for text in _strings(BOT / module)
-        if text in states or any(f"'{state}'" in text for state in states)
-    ]
+    found = [text for text in _strings(BOT / module) if text in states or any(f"'{state}'" in text for state in states)]
     assert found == [], f"{module}: state literals instead of SendState/DigestState: {found}"
 
 
@@ -65,7 +65,12 @@ def test_digest_is_a_package_by_concern_and_its_jobs_live_with_the_others() -> N
     import bot.scheduler
 
     assert {p.stem for p in (BOT / "digest").glob("*.py")} == {
-        "__init__", "addresses", "issues", "sending", "reports", "subscribers"
+        "__init__",
+        "addresses",
+        "issues",
+        "sending",
+        "reports",
+        "subscribers",
     }
     assert bot.digest.add_digest_job is bot.scheduler.add_digest_job
     assert bot.digest.add_digest_job.__module__ == "bot.scheduler"
@@ -77,8 +82,14 @@ def test_store_composes_one_mixin_per_domain() -> None:
     from bot.store import Store
 
     homes = {base.__module__ for base in Store.__mro__[1:] if base is not object}
-    assert {"bot.store.sources", "bot.store.summaries", "bot.store.papers", "bot.store.deliveries",
-            "bot.store.subscribers", "bot.store.digests"} <= homes
+    assert {
+        "bot.store.sources",
+        "bot.store.summaries",
+        "bot.store.papers",
+        "bot.store.deliveries",
+        "bot.store.subscribers",
+        "bot.store.digests",
+    } <= homes
     assert len((BOT / "store" / "__init__.py").read_text(encoding="utf-8").splitlines()) < 150
 
 

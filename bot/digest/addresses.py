@@ -37,7 +37,9 @@ def validate_address(raw: str) -> str:
         check_address(address)
     except RecipientRefused:
         # Quoted local parts and the like: valid, but we keep To to one plain addr-spec.
-        raise SubscriberError(f"not an e-mail address we can send to: {text!r} (quoted or unusual characters)") from None
+        raise SubscriberError(
+            f"not an e-mail address we can send to: {text!r} (quoted or unusual characters)"
+        ) from None
     return address
 
 

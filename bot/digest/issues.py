@@ -104,7 +104,9 @@ def build_digest(app: App, period: DigestPeriod, *, now: datetime) -> StoredDige
         if made is None:  # pragma: no cover - the unique period_end guarantees it exists
             raise MailError(f"digest for {_period_text(app, period.start, period.end)} could not be created")
     else:
-        log.info("digest #%d built: %s, %s", made.issue, plural(len(items), "summary"), plural(made.recipients, "recipient"))
+        log.info(
+            "digest #%d built: %s, %s", made.issue, plural(len(items), "summary"), plural(made.recipients, "recipient")
+        )
     return made
 
 
@@ -161,8 +163,10 @@ def next_issue(app: App) -> NextIssue:
     issue = Digest(issue=(last.issue + 1) if last else 1, period_start=period.start, period_end=ends, items=items)
     sample = "subscriber@example.org"
     email = app.composer.compose(issue).for_recipient(
-        sample, signed_link(app.settings, "unsubscribe", sample, now=now),
-        signed_link(app.settings, "preferences", sample, now=now), now=now,
+        sample,
+        signed_link(app.settings, "unsubscribe", sample, now=now),
+        signed_link(app.settings, "preferences", sample, now=now),
+        now=now,
     )
     return NextIssue(issue, period.start, email)
 
@@ -188,10 +192,13 @@ def preview_digest(app: App, *, out_dir: str | None = None) -> str:
         written.append(path)
     eml = folder / "digest-preview.eml"
     eml.write_bytes(email.as_bytes())
-    note = "" if items or not app.settings.digest.skip_empty else " (empty: with digest.skip_empty it would not be sent)"
+    note = (
+        "" if items or not app.settings.digest.skip_empty else " (empty: with digest.skip_empty it would not be sent)"
+    )
     return "\n".join(
         [
-            f"digest #{issue.issue} so far: {plural(len(items), 'summary')} first seen since {upcoming.since:%Y-%m-%d %H:%M} UTC{note}; "
+            f"digest #{issue.issue} so far: {plural(len(items), 'summary')} first seen"
+            f" since {upcoming.since:%Y-%m-%d %H:%M} UTC{note}; "
             f"it goes out at {ends:%Y-%m-%d %H:%M} UTC",
             f"subject: {message['Subject']}",
             f"html: {written[0]}",

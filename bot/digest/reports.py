@@ -26,19 +26,26 @@ def digest_status(app: App) -> list[str]:
     else:
         out.append("  last issue: " + _describe(app, last).replace("\n", "\n  "))
     if app.settings.digest.enabled:
-        out.append(f"  next issue: {schedule.following(now):%Y-%m-%d %H:%M} UTC "
-                   f"(every {app.settings.digest.day_of_week} at {app.settings.digest.time} {app.settings.digest.timezone})")
+        out.append(
+            f"  next issue: {schedule.following(now):%Y-%m-%d %H:%M} UTC "
+            f"(every {app.settings.digest.day_of_week} at {app.settings.digest.time} {app.settings.digest.timezone})"
+        )
     else:
         out.append("  next issue: the scheduler sends none (digest.enabled = false); `digest send` still works")
     open_ = store.open_send_counts()
     if open_:
         nxt = store.next_send_due()
-        out.append("  open sends: " + " · ".join(f"{k} {v}" for k, v in sorted(open_.items()))
-                   + (f"; next due {nxt:%Y-%m-%d %H:%M} UTC" if nxt else ""))
+        out.append(
+            "  open sends: "
+            + " · ".join(f"{k} {v}" for k, v in sorted(open_.items()))
+            + (f"; next due {nxt:%Y-%m-%d %H:%M} UTC" if nxt else "")
+        )
     mailer = app.mailer
     if isinstance(mailer, SmtpMailer):
-        out.append(f"  mail: SMTP {mailer.config.where} ({mailer.config.security}), {app.settings.digest.connections} "
-                   f"connections, from {mailer.envelope_from}")
+        out.append(
+            f"  mail: SMTP {mailer.config.where} ({mailer.config.security}), {app.settings.digest.connections} "
+            f"connections, from {mailer.envelope_from}"
+        )
     else:
         out.append(f"  mail: {mailer.check()}")
     return out

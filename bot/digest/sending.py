@@ -130,19 +130,27 @@ class _Recorder:
         return found
 
     def _new_recorder(self) -> SendRecorder:
-        return self.app.store.send_recorder(self.stored.id, worker=self.worker, bounce_after=self.app.settings.digest.bounce_after)
+        return self.app.store.send_recorder(
+            self.stored.id, worker=self.worker, bounce_after=self.app.settings.digest.bounce_after
+        )
 
     def _outcome(self, email: Email, error: Exception | None, now: datetime) -> tuple[SendOutcome, bool]:
         claim = self.held[email]
         d = self.app.settings.digest
         kind = _outcome(error)
         state, due_at = digest_send_verdict(
-            kind, attempts=claim.attempts, now=now, base=d.retry_base_seconds, maximum=d.retry_max_seconds,
+            kind,
+            attempts=claim.attempts,
+            now=now,
+            base=d.retry_base_seconds,
+            maximum=d.retry_max_seconds,
             max_attempts=d.max_attempts,
         )
         self.decided[email] = (state, kind)
         outcome = SendOutcome(
-            claim.subscriber_id, state, due_at=due_at,
+            claim.subscriber_id,
+            state,
+            due_at=due_at,
             error=None if error is None else f"{kind}: {error}"[:1000],
             possibly_duplicated=kind == SendTry.MAYBE_DELIVERED,
             released=kind == SendTry.NOT_SENT,
@@ -157,8 +165,11 @@ class _Recorder:
         recorder = self._recorder()
         with self._writing:
             return recorder.record(
-                outcome, self.held[going].subscriber_id if going is not None else None,
-                now=now, lease_until=now + self.lease, reset_failures=reset,
+                outcome,
+                self.held[going].subscriber_id if going is not None else None,
+                now=now,
+                lease_until=now + self.lease,
+                reset_failures=reset,
             )
 
     def close(self) -> None:
@@ -168,7 +179,9 @@ class _Recorder:
             self._made.clear()
 
 
-def send_issue(app: App, stored: StoredDigest, *, progress: Progress | None = None, stop: threading.Event | None = None) -> SendTally:
+def send_issue(
+    app: App, stored: StoredDigest, *, progress: Progress | None = None, stop: threading.Event | None = None
+) -> SendTally:
     """Send whatever of one issue is due now, once; safe to run in several processes at once."""
     store = app.store
     settings = app.settings
@@ -184,12 +197,20 @@ def send_issue(app: App, stored: StoredDigest, *, progress: Progress | None = No
         try:
             store.release_abandoned_sends(now=app.clock(), dead_workers=lambda w: w == worker)
         except StoreError as exc:
-            log.warning("digest #%d: could not release this pass's sends now (%s); the next pass will", stored.issue, exc)
+            log.warning(
+                "digest #%d: could not release this pass's sends now (%s); the next pass will", stored.issue, exc
+            )
 
 
 # long: one pass's closures (variant, message, emails, on_result) share its tally and claims; moved verbatim
 def _send_pass(
-    app: App, stored: StoredDigest, worker: str, lease: timedelta, *, progress: Progress | None, stop: threading.Event | None
+    app: App,
+    stored: StoredDigest,
+    worker: str,
+    lease: timedelta,
+    *,
+    progress: Progress | None,
+    stop: threading.Event | None,
 ) -> SendTally:
     store = app.store
     settings = app.settings
@@ -197,10 +218,16 @@ def _send_pass(
     if doubtful:
         log.warning(
             "digest #%d: %s handed over when their process stopped: sending them again with the "
-            "same Message-ID (possibly duplicated after a crash)", stored.issue, plural(doubtful, "send was", "sends were") + " being",
+            "same Message-ID (possibly duplicated after a crash)",
+            stored.issue,
+            plural(doubtful, "send was", "sends were") + " being",
         )
     if released:
-        log.info("digest #%d: %s claimed by a stopped process pending again", stored.issue, plural(released, "send is", "sends are"))
+        log.info(
+            "digest #%d: %s claimed by a stopped process pending again",
+            stored.issue,
+            plural(released, "send is", "sends are"),
+        )
 
     comp = app.composer
     items = _items_of(stored)
@@ -256,8 +283,12 @@ def _send_pass(
         claim = held.pop(email)
         state, kind = recorder.decided.pop(email, (SendState.PENDING, SendTry.NOT_SENT))
         if kind == SendTry.MAYBE_DELIVERED:
-            log.warning("digest #%d to %s: %s; it will be sent again (possibly duplicated, same Message-ID)",
-                        stored.issue, claim.address, exc)
+            log.warning(
+                "digest #%d to %s: %s; it will be sent again (possibly duplicated, same Message-ID)",
+                stored.issue,
+                claim.address,
+                exc,
+            )
         elif exc is not None and kind != SendTry.NOT_SENT:
             log.info("digest #%d to %s: %s (%s)", stored.issue, claim.address, exc, state)
         if state == SendState.SENT:
@@ -287,7 +318,9 @@ def _send_pass(
     return tally
 
 
-def send_digest(app: App, *, end_now: bool = False, progress: Progress | None = None, stop: threading.Event | None = None) -> str:
+def send_digest(
+    app: App, *, end_now: bool = False, progress: Progress | None = None, stop: threading.Event | None = None
+) -> str:
     """`digest send`: finish unfinished issues, then the issue of the period ending at the last scheduled
     time (or now): built once, so sending a period again mails nobody twice."""
     store = app.store
@@ -310,8 +343,11 @@ def send_digest(app: App, *, end_now: bool = False, progress: Progress | None = 
             lines.append(_describe(app, last))
         lines.append(
             f"nothing new to send: issue #{last.issue} already covers up to {last.period_end:%Y-%m-%d %H:%M} UTC"
-            + ("" if end_now else f", past the last scheduled time ({end:%Y-%m-%d %H:%M} UTC); "
-               "`digest send --now` ends a period now")
+            + (
+                ""
+                if end_now
+                else f", past the last scheduled time ({end:%Y-%m-%d %H:%M} UTC); `digest send --now` ends a period now"
+            )
         )
     else:
         built = build_digest(app, period, now=now)
@@ -324,7 +360,9 @@ def send_digest(app: App, *, end_now: bool = False, progress: Progress | None = 
                 stopped.append(tally.stopped)
     text = "\n".join(lines)
     if stopped and stopped[0] != "stopped on request":
-        raise MailError(f"{text}\nstopped: {stopped[0]}\nrun `digest send` again once this is fixed: it resumes where it stopped")
+        raise MailError(
+            f"{text}\nstopped: {stopped[0]}\nrun `digest send` again once this is fixed: it resumes where it stopped"
+        )
     return text
 
 

@@ -30,11 +30,15 @@ def send_confirmation(app: App, subscriber: Subscriber) -> str:
     return "SMTP" if app.mailer.live else str(app.settings.outbox_dir / "email")
 
 
-def add_subscriber(app: App, email: str, *, confirmed: bool, categories: Sequence[str] = (), source: str = "cli") -> str:
+def add_subscriber(
+    app: App, email: str, *, confirmed: bool, categories: Sequence[str] = (), source: str = "cli"
+) -> str:
     """`subscribers add`: one line on what happened."""
     address = validate_address(email)
     cats = split_categories(categories)
-    result, sub = app.store.add_subscriber(address, now=app.clock(), confirmed=confirmed, categories=cats, source=source)
+    result, sub = app.store.add_subscriber(
+        address, now=app.clock(), confirmed=confirmed, categories=cats, source=source
+    )
     wants = ", ".join(sub.categories) or "all categories"
     if result in ("unsubscribed", "bounced"):
         when = sub.unsubscribed_at if result == "unsubscribed" else sub.bounced_at
@@ -50,8 +54,10 @@ def add_subscriber(app: App, email: str, *, confirmed: bool, categories: Sequenc
         return f"{address}: added, confirmed ({wants})"
     where = send_confirmation(app, sub)
     again = " again" if result == "pending" else ""
-    return (f"{address}: {'already pending' if result == 'pending' else 'added as pending'} ({wants}); "
-            f"confirmation e-mail sent{again} ({where}), link valid {app.settings.digest.confirm_ttl_hours} h")
+    return (
+        f"{address}: {'already pending' if result == 'pending' else 'added as pending'} ({wants}); "
+        f"confirmation e-mail sent{again} ({where}), link valid {app.settings.digest.confirm_ttl_hours} h"
+    )
 
 
 def remove_subscriber(app: App, email: str) -> str:
@@ -78,7 +84,11 @@ def list_subscribers(app: App, *, state: str | None = None) -> Iterator[str]:
             SubscriberState.UNSUBSCRIBED: sub.unsubscribed_at,
             SubscriberState.BOUNCED: sub.bounced_at,
         }.get(sub.state) or sub.created_at
-        note = f"  ({sub.permanent_failures} refusals: {sub.last_error[:80]})" if sub.last_error and sub.permanent_failures else ""
+        note = (
+            f"  ({sub.permanent_failures} refusals: {sub.last_error[:80]})"
+            if sub.last_error and sub.permanent_failures
+            else ""
+        )
         yield f"{sub.address:<40} {sub.state.value:<12} {since:%Y-%m-%d} {', '.join(sub.categories) or 'all'}{note}"
         n += 1
     counts = app.store.subscriber_counts()
@@ -111,8 +121,11 @@ def _csv_rows(path: Path) -> Iterator[tuple[int, str, str]]:
             for row in reader:
                 if not any(cell.strip() for cell in row):
                     continue
-                yield (reader.line_num, row[col] if col < len(row) else "",
-                       row[cats] if cats is not None and cats < len(row) else "")
+                yield (
+                    reader.line_num,
+                    row[col] if col < len(row) else "",
+                    row[cats] if cats is not None and cats < len(row) else "",
+                )
         except (csv.Error, UnicodeDecodeError) as exc:
             raise ConfigError(f"{path}: line {reader.line_num}: not a readable CSV file: {exc}") from None
 
@@ -179,7 +192,9 @@ def import_subscribers(app: App, file: str, *, confirmed: bool) -> str:
     if confirmed_now:
         parts.append(f"{confirmed_now} pending ones confirmed")
     if not confirmed and added_lines:
-        parts.append(f"confirmation e-mails: {mailed} sent" + (f", {mail_failed} failed (see the log)" if mail_failed else ""))
+        parts.append(
+            f"confirmation e-mails: {mailed} sent" + (f", {mail_failed} failed (see the log)" if mail_failed else "")
+        )
     total_skipped = sum(skipped.values())
     reasons = []
     for reason in ("invalid", "duplicate in the file", "already on the list", "unsubscribed", "bounced"):

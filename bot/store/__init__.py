@@ -57,7 +57,16 @@ __all__ = [
 
 
 class Store(
-    SourceStore, SummaryStore, PaperStore, DeliveryStore, JobStore, SubscriberStore, DigestStore, HeldStore, ChartStore, ConsoleStore
+    SourceStore,
+    SummaryStore,
+    PaperStore,
+    DeliveryStore,
+    JobStore,
+    SubscriberStore,
+    DigestStore,
+    HeldStore,
+    ChartStore,
+    ConsoleStore,
 ):
     """The bot's database, one mixin per domain. Every method is one transaction."""
 

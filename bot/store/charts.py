@@ -17,8 +17,15 @@ from sqlalchemy.engine import Connection
 from bot.records import POLL_FAILED, POLL_LOG_DAYS, POLL_NOT_MODIFIED, POLL_OK, DeliveryState
 from bot.store import schema as t
 
-__all__ = ["POLL_FAILED", "POLL_LOG_DAYS", "POLL_NOT_MODIFIED", "POLL_OK", "AttemptRow", "ChartStore", "SubscriberDates"]
-
+__all__ = [
+    "POLL_FAILED",
+    "POLL_LOG_DAYS",
+    "POLL_NOT_MODIFIED",
+    "POLL_OK",
+    "AttemptRow",
+    "ChartStore",
+    "SubscriberDates",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,4 +96,6 @@ class ChartStore:
         s = t.subscribers.c
         q = sa.select(s.created_at, s.confirmed_at, s.unsubscribed_at, s.bounced_at).where(s.created_at <= end)
         with self.tx() as conn:
-            return [SubscriberDates(r.created_at, r.confirmed_at, r.unsubscribed_at, r.bounced_at) for r in conn.execute(q)]
+            return [
+                SubscriberDates(r.created_at, r.confirmed_at, r.unsubscribed_at, r.bounced_at) for r in conn.execute(q)
+            ]

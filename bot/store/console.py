@@ -37,18 +37,26 @@ class ConsoleStore:
 
         def tx(self) -> AbstractContextManager[Connection]: ...
 
-        def deliveries(self, *, states: Sequence[str] | None = None, channel: str | None = None, limit: int = 100) -> list[Delivery]: ...
+        def deliveries(
+            self, *, states: Sequence[str] | None = None, channel: str | None = None, limit: int = 100
+        ) -> list[Delivery]: ...
 
     def audit(self, action: str, *, now: datetime, target: str = "", client: str = "", detail: str = "") -> None:
         with self.tx() as conn:
-            conn.execute(t.operator_audit.insert().values(
-                at=now, action=action[:32], target=target[:500], client=client[:64], detail=detail[:1000]))
+            conn.execute(
+                t.operator_audit.insert().values(
+                    at=now, action=action[:32], target=target[:500], client=client[:64], detail=detail[:1000]
+                )
+            )
 
     def audited(self, action: str, target: str) -> bool:
         """Whether the log holds `action` on `target` (a session's logout, say)."""
         a = t.operator_audit
         with self.tx() as conn:
-            return conn.execute(sa.select(a.c.id).where(a.c.action == action, a.c.target == target).limit(1)).first() is not None
+            return (
+                conn.execute(sa.select(a.c.id).where(a.c.action == action, a.c.target == target).limit(1)).first()
+                is not None
+            )
 
     def audit_entries(self, *, limit: int = 100) -> list[AuditEntry]:
         """The newest entries first."""
@@ -87,7 +95,10 @@ class ConsoleStore:
             if exact is not None:
                 return [_subscriber(exact)]
             rows = conn.execute(
-                sa.select(s).where(s.c.address_key.like(_like_prefix(key), escape="\\")).order_by(s.c.address_key).limit(limit)
+                sa.select(s)
+                .where(s.c.address_key.like(_like_prefix(key), escape="\\"))
+                .order_by(s.c.address_key)
+                .limit(limit)
             ).all()
         return [_subscriber(r) for r in rows]
 
@@ -97,14 +108,19 @@ class ConsoleStore:
         from bot.store.statements import _SELECT_DELIVERY
 
         with self.tx() as conn:
-            rows = conn.execute(_SELECT_DELIVERY.where(t.deliveries.c.summary_id == summary_id).order_by(t.deliveries.c.id)).all()
+            rows = conn.execute(
+                _SELECT_DELIVERY.where(t.deliveries.c.summary_id == summary_id).order_by(t.deliveries.c.id)
+            ).all()
         return [_delivery_from_row(r) for r in rows]
 
     def paused_since(self) -> dict[str, datetime | None]:
         """Paused channels → when they were paused (credentials "failing since …")."""
         c = t.channels
         with self.tx() as conn:
-            return {r.name: r.paused_at for r in conn.execute(sa.select(c.c.name, c.c.paused_at).where(c.c.paused.is_(True)))}
+            return {
+                r.name: r.paused_at
+                for r in conn.execute(sa.select(c.c.name, c.c.paused_at).where(c.c.paused.is_(True)))
+            }
 
     def post_urls(self, delivery_ids: Sequence[int]) -> dict[int, str]:
         """Delivery id → where its published post can be seen (for those whose channel said)."""
@@ -112,5 +128,7 @@ class ConsoleStore:
         if not delivery_ids:
             return {}
         with self.tx() as conn:
-            rows = conn.execute(sa.select(d.c.id, d.c.post_url).where(d.c.id.in_(list(delivery_ids)), d.c.post_url.is_not(None)))
+            rows = conn.execute(
+                sa.select(d.c.id, d.c.post_url).where(d.c.id.in_(list(delivery_ids)), d.c.post_url.is_not(None))
+            )
             return {r.id: r.post_url for r in rows}

@@ -54,7 +54,9 @@ class DeliveryStore:
             raise StoreError(f"no delivery with id {delivery_id}")
         return _delivery_from_row(row)
 
-    def deliveries(self, *, states: Sequence[str] | None = None, channel: str | None = None, limit: int = 100) -> list[Delivery]:
+    def deliveries(
+        self, *, states: Sequence[str] | None = None, channel: str | None = None, limit: int = 100
+    ) -> list[Delivery]:
         q = _SELECT_DELIVERY.order_by(t.deliveries.c.id)
         if states:
             q = q.where(t.deliveries.c.state.in_(list(states)))
@@ -79,7 +81,9 @@ class DeliveryStore:
         held = (DeliveryState.PENDING.value, DeliveryState.UNCERTAIN.value)
         with self.tx() as conn:
             rows = conn.execute(
-                sa.select(t.deliveries.c.id, t.deliveries.c.state, t.deliveries.c.claimed_by, t.deliveries.c.lease_until).where(
+                sa.select(
+                    t.deliveries.c.id, t.deliveries.c.state, t.deliveries.c.claimed_by, t.deliveries.c.lease_until
+                ).where(
                     sa.or_(
                         t.deliveries.c.state == DeliveryState.IN_FLIGHT.value,
                         sa.and_(t.deliveries.c.state.in_(held), t.deliveries.c.lease_until >= now),
@@ -94,7 +98,8 @@ class DeliveryStore:
                     .values(lease_until=None)
                 )
             gone = [
-                r.id for r in rows
+                r.id
+                for r in rows
                 if r.state == DeliveryState.IN_FLIGHT.value
                 and ((r.lease_until is not None and r.lease_until < now) or dead_workers(r.claimed_by or ""))
             ]
@@ -102,8 +107,12 @@ class DeliveryStore:
                 conn.execute(
                     t.deliveries.update()
                     .where(t.deliveries.c.id.in_(gone), t.deliveries.c.state == DeliveryState.IN_FLIGHT.value)
-                    .values(state=DeliveryState.UNCERTAIN.value, updated_at=now, lease_until=None,
-                            last_error="the worker stopped during the network call; reconciling")
+                    .values(
+                        state=DeliveryState.UNCERTAIN.value,
+                        updated_at=now,
+                        lease_until=None,
+                        last_error="the worker stopped during the network call; reconciling",
+                    )
                 )
         return gone
 
@@ -134,7 +143,9 @@ class DeliveryStore:
             papers=dict([_paper_from_row(summary)]) if summary.paper_arxiv_id is not None else {},
         )
 
-    def start_sending(self, delivery_id: int, *, worker: str, post: Post | None, now: datetime, lease: timedelta) -> bool:
+    def start_sending(
+        self, delivery_id: int, *, worker: str, post: Post | None, now: datetime, lease: timedelta
+    ) -> bool:
         """Mark a reserved delivery in_flight with the exact post it sends, and COMMIT.
 
         From this commit on the post may be on the network (a crash is
@@ -160,7 +171,9 @@ class DeliveryStore:
                 .values(lease_until=None)
             )
 
-    def claim_uncertain(self, *, now: datetime, channels: Sequence[str], worker: str, lease: timedelta) -> Delivery | None:
+    def claim_uncertain(
+        self, *, now: datetime, channels: Sequence[str], worker: str, lease: timedelta
+    ) -> Delivery | None:
         """Claim an uncertain delivery for reconciliation (it stays uncertain, with a lease)."""
         with self.tx() as conn:
             q = (
@@ -194,16 +207,32 @@ class DeliveryStore:
 
     def mark_sent(self, delivery_id: int, published: Published, *, now: datetime, outcome: str = "sent") -> None:
         with self.tx() as conn:
-            conn.execute(_MARK_SENT, {"p_id": delivery_id, "p_now": now, "p_post_id": published.post_id, "p_post_url": published.url})
-            conn.execute(_ATTEMPT, _attempt_row(Attempt(delivery_id, now, outcome, message=f"post id {published.post_id}")))
+            conn.execute(
+                _MARK_SENT,
+                {"p_id": delivery_id, "p_now": now, "p_post_id": published.post_id, "p_post_url": published.url},
+            )
+            conn.execute(
+                _ATTEMPT, _attempt_row(Attempt(delivery_id, now, outcome, message=f"post id {published.post_id}"))
+            )
 
-    def mark_retry(self, delivery_id: int, *, due_at: datetime, attempt: Attempt, state: str = DeliveryState.PENDING.value) -> None:
+    def mark_retry(
+        self, delivery_id: int, *, due_at: datetime, attempt: Attempt, state: str = DeliveryState.PENDING.value
+    ) -> None:
         with self.tx() as conn:
-            self._finish(conn, delivery_id, attempt, state=state, due_at=due_at, last_error=f"{attempt.outcome}: {attempt.message}")
+            self._finish(
+                conn,
+                delivery_id,
+                attempt,
+                state=state,
+                due_at=due_at,
+                last_error=f"{attempt.outcome}: {attempt.message}",
+            )
 
     def mark_final(self, delivery_id: int, *, state: DeliveryState, attempt: Attempt) -> None:
         with self.tx() as conn:
-            self._finish(conn, delivery_id, attempt, state=state.value, last_error=f"{attempt.outcome}: {attempt.message}")
+            self._finish(
+                conn, delivery_id, attempt, state=state.value, last_error=f"{attempt.outcome}: {attempt.message}"
+            )
 
     def release(self, delivery_id: int, *, now: datetime, due_at: datetime, reason: str) -> None:
         """Give back a claim without an attempt (the channel got paused or capped meanwhile)."""
@@ -232,7 +261,10 @@ class DeliveryStore:
         """`retry ID`: an uncertain, failed or dead delivery goes back to pending."""
         d = self.delivery(delivery_id)
         if d.state not in (DeliveryState.UNCERTAIN, DeliveryState.FAILED, DeliveryState.DEAD, DeliveryState.SKIPPED):
-            raise StoreError(f"delivery {delivery_id} is {d.state.value}; only uncertain, failed, dead or skipped ones can be retried")
+            raise StoreError(
+                f"delivery {delivery_id} is {d.state.value}; "
+                "only uncertain, failed, dead or skipped ones can be retried"
+            )
         with self.tx() as conn:
             self._finish(
                 conn,
@@ -261,8 +293,10 @@ class DeliveryStore:
     def sent_counts(self, channel: str, *, now: datetime) -> tuple[int, int, datetime | None]:
         """(posts today, posts this month, last post time) for pacing and cost."""
         with self.tx() as conn:
-            base = sa.select(sa.func.count()).select_from(t.deliveries).where(
-                t.deliveries.c.channel == channel, t.deliveries.c.state == DeliveryState.SENT.value
+            base = (
+                sa.select(sa.func.count())
+                .select_from(t.deliveries)
+                .where(t.deliveries.c.channel == channel, t.deliveries.c.state == DeliveryState.SENT.value)
             )
             today = conn.execute(base.where(t.deliveries.c.sent_at >= day_start(now))).scalar() or 0
             month = conn.execute(base.where(t.deliveries.c.sent_at >= month_start(now))).scalar() or 0
@@ -297,13 +331,17 @@ class DeliveryStore:
 
     def paused_channels(self) -> dict[str, str]:
         with self.tx() as conn:
-            rows = conn.execute(sa.select(t.channels.c.name, t.channels.c.paused_reason).where(t.channels.c.paused.is_(True)))
+            rows = conn.execute(
+                sa.select(t.channels.c.name, t.channels.c.paused_reason).where(t.channels.c.paused.is_(True))
+            )
             return {name: reason or "" for name, reason in rows}
 
     def pause_channel(self, name: str, reason: str, *, now: datetime) -> None:
         with self.tx() as conn:
             updated = conn.execute(
-                t.channels.update().where(t.channels.c.name == name).values(paused=True, paused_reason=reason, paused_at=now)
+                t.channels.update()
+                .where(t.channels.c.name == name)
+                .values(paused=True, paused_reason=reason, paused_at=now)
             ).rowcount
             if not updated:
                 conn.execute(t.channels.insert().values(name=name, paused=True, paused_reason=reason, paused_at=now))
@@ -312,6 +350,8 @@ class DeliveryStore:
         with self.tx() as conn:
             return bool(
                 conn.execute(
-                    t.channels.update().where(t.channels.c.name == name, t.channels.c.paused.is_(True)).values(paused=False, paused_reason=None)
+                    t.channels.update()
+                    .where(t.channels.c.name == name, t.channels.c.paused.is_(True))
+                    .values(paused=False, paused_reason=None)
                 ).rowcount
             )

@@ -116,7 +116,9 @@ class DigestStore:
         variants: dict[tuple[int, ...], int] = {}
         try:
             with self.tx() as conn:
-                issue = int(conn.execute(sa.select(sa.func.coalesce(sa.func.max(t.digests.c.issue), 0))).scalar() or 0) + 1
+                issue = (
+                    int(conn.execute(sa.select(sa.func.coalesce(sa.func.max(t.digests.c.issue), 0))).scalar() or 0) + 1
+                )
                 digest_id = conn.execute(
                     t.digests.insert().values(
                         issue=issue,
@@ -145,8 +147,16 @@ class DigestStore:
                         if chosen is None:
                             continue
                         variant = variants.setdefault(chosen, len(variants))
-                        sends.append({"digest_id": digest_id, "subscriber_id": sid, "variant": variant, "due_at": due,
-                                      "possibly_duplicated": False, "message_id": message_id(issue, sid)})
+                        sends.append(
+                            {
+                                "digest_id": digest_id,
+                                "subscriber_id": sid,
+                                "variant": variant,
+                                "due_at": due,
+                                "possibly_duplicated": False,
+                                "message_id": message_id(issue, sid),
+                            }
+                        )
                     if sends:
                         conn.exec_driver_sql(sql.insert, sends)
                         recipients += len(sends)
@@ -154,8 +164,11 @@ class DigestStore:
                 conn.execute(
                     t.digests.update()
                     .where(t.digests.c.id == digest_id)
-                    .values(variants=[list(v) for v in ordered], recipients=recipients,
-                            **({"state": DigestState.SENT, "completed_at": now} if not recipients else {}))
+                    .values(
+                        variants=[list(v) for v in ordered],
+                        recipients=recipients,
+                        **({"state": DigestState.SENT, "completed_at": now} if not recipients else {}),
+                    )
                 )
                 row = conn.execute(sa.select(t.digests).where(t.digests.c.id == digest_id)).one()
         except StoreError as exc:
@@ -189,15 +202,26 @@ class DigestStore:
             released = conn.execute(
                 ds.update()
                 .where(ds.c.state == SendState.CLAIMED.value, abandoned)
-                .values(state=SendState.PENDING.value, claimed_by=None, lease_until=None, due_at=now,
-                        attempts=sa.case((ds.c.attempts > 0, ds.c.attempts - 1), else_=0))
+                .values(
+                    state=SendState.PENDING.value,
+                    claimed_by=None,
+                    lease_until=None,
+                    due_at=now,
+                    attempts=sa.case((ds.c.attempts > 0, ds.c.attempts - 1), else_=0),
+                )
             ).rowcount
             doubtful = conn.execute(
                 ds.update()
                 .where(ds.c.state == SendState.HANDING_OVER.value, abandoned)
-                .values(state=SendState.PENDING.value, claimed_by=None, lease_until=None, due_at=now, possibly_duplicated=True,
-                        last_error="possibly duplicated after a crash: the process stopped between handing the message "
-                                   "over and recording it; sent again with the same Message-ID")
+                .values(
+                    state=SendState.PENDING.value,
+                    claimed_by=None,
+                    lease_until=None,
+                    due_at=now,
+                    possibly_duplicated=True,
+                    last_error="possibly duplicated after a crash: the process stopped between handing the message "
+                    "over and recording it; sent again with the same Message-ID",
+                )
             ).rowcount
         return int(released or 0), int(doubtful or 0)
 
@@ -266,7 +290,9 @@ class DigestStore:
                 sa.select(ds.c.state, sa.func.count()).where(ds.c.digest_id == digest_id).group_by(ds.c.state)
             ).all()
             doubtful = conn.execute(
-                sa.select(sa.func.count()).select_from(ds).where(ds.c.digest_id == digest_id, ds.c.possibly_duplicated.is_(True))
+                sa.select(sa.func.count())
+                .select_from(ds)
+                .where(ds.c.digest_id == digest_id, ds.c.possibly_duplicated.is_(True))
             ).scalar()
         out = {state: int(n) for state, n in rows}
         out["possibly_duplicated"] = int(doubtful or 0)
@@ -289,7 +315,10 @@ class DigestStore:
         with self.tx() as conn:
             rows = conn.execute(
                 sa.select(ds.c.state, sa.func.count())
-                .where(ds.c.digest_id.in_(sa.select(t.digests.c.id).where(t.digests.c.state == DigestState.SENDING)), ds.c.state.in_(_OPEN))
+                .where(
+                    ds.c.digest_id.in_(sa.select(t.digests.c.id).where(t.digests.c.state == DigestState.SENDING)),
+                    ds.c.state.in_(_OPEN),
+                )
                 .group_by(ds.c.state)
             ).all()
         return {state: int(n) for state, n in rows}

@@ -121,5 +121,7 @@ def _upsert(conn: Connection, table: sa.Table, key: list[str], rows: list[dict[s
         from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
         stmt = sqlite_insert(table)
-    stmt = stmt.on_conflict_do_update(index_elements=key, set_={c.name: stmt.excluded[c.name] for c in table.c if c.name not in key})
+    stmt = stmt.on_conflict_do_update(
+        index_elements=key, set_={c.name: stmt.excluded[c.name] for c in table.c if c.name not in key}
+    )
     conn.execute(stmt, sorted(rows, key=lambda r: tuple(r[k] for k in key)))

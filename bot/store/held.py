@@ -87,5 +87,7 @@ class HeldStore:
                 conn.execute(t.summaries.update().where(t.summaries.c.id.in_(ids[i : i + 500])).values(held=False))
             if rows:
                 conn.execute(t.deliveries.insert(), rows)
-            left = conn.execute(sa.select(sa.func.count()).select_from(t.summaries).where(t.summaries.c.held.is_(True))).scalar()
+            left = conn.execute(
+                sa.select(sa.func.count()).select_from(t.summaries).where(t.summaries.c.held.is_(True))
+            ).scalar()
         return Release(summaries=len(ids), deliveries=len(rows), still_held=int(left or 0))

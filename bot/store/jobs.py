@@ -27,7 +27,9 @@ class JobStore:
 
     # -------------------------------------------------------------------- jobs
 
-    def record_job(self, name: str, *, now: datetime, ok: bool, error: str | None = None, info: Mapping[str, Any] | None = None) -> None:
+    def record_job(
+        self, name: str, *, now: datetime, ok: bool, error: str | None = None, info: Mapping[str, Any] | None = None
+    ) -> None:
         values: dict[str, Any] = {"last_run_at": now, "last_error": None if ok else error}
         if ok:
             values["last_ok_at"] = now

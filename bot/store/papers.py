@@ -39,7 +39,8 @@ class PaperStore:
     def papers_without_details(self) -> list[str]:
         """arXiv ids of stored summaries whose paper details were never fetched (arXiv failed or was off)."""
         query = (
-            sa.select(t.summaries.c.arxiv_id).distinct()
+            sa.select(t.summaries.c.arxiv_id)
+            .distinct()
             .outerjoin(t.papers, t.papers.c.arxiv_id == t.summaries.c.arxiv_id)
             .where(t.summaries.c.arxiv_id.is_not(None), t.papers.c.arxiv_id.is_(None))
             .order_by(t.summaries.c.arxiv_id)
@@ -64,7 +65,15 @@ class PaperStore:
                 }
                 for k, d in found.items()
             ] + [
-                {"arxiv_id": k, "title": None, "authors": [], "published": None, "categories": [], "found": False, "fetched_at": now}
+                {
+                    "arxiv_id": k,
+                    "title": None,
+                    "authors": [],
+                    "published": None,
+                    "categories": [],
+                    "found": False,
+                    "fetched_at": now,
+                }
                 for k in missing
                 if k not in found
             ]

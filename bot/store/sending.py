@@ -209,6 +209,7 @@ class SendRecorder:
                 cur.execute("ROLLBACK")
             raise StoreError(f"database error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from exc
 
+    # long: the four writes share the held lease's parameters; as closures they stand beside the choice among them
     def record(
         self,
         done: SendOutcome | None,
@@ -237,8 +238,13 @@ class SendRecorder:
             assert done is not None and going is not None
             cur.execute(
                 sql.both,
-                {**held, "going": going, "lease_until": self._time(lease_until), "now": self._time(now),
-                 "done": done.subscriber_id},
+                {
+                    **held,
+                    "going": going,
+                    "lease_until": self._time(lease_until),
+                    "now": self._time(now),
+                    "done": done.subscriber_id,
+                },
             )
             if cur.rowcount == 2:
                 return True
@@ -272,18 +278,27 @@ class SendRecorder:
         doubt = (", possibly_duplicated = " + ("1" if self._sqlite else "TRUE")) if outcome.possibly_duplicated else ""
         is_sent = outcome.state == SendState.SENT.value
         cur.execute(
-            f"UPDATE digest_sends SET state = {m('state')}, claimed_by = NULL, lease_until = NULL, last_error = {m('error')}, "
+            f"UPDATE digest_sends SET state = {m('state')}, claimed_by = NULL, lease_until = NULL, "
+            f"last_error = {m('error')}, "
             f"due_at = COALESCE({m('due_at')}, due_at), attempts = {attempts}"
             + (f", sent_at = {m('now')}" if is_sent else "")
             + doubt
             + f" WHERE {self._sql.held} AND subscriber_id = {m('subscriber_id')}",
-            {"state": outcome.state, "error": outcome.error, "due_at": self._time(outcome.due_at),
-             **({"now": self._time(now)} if is_sent else {}),
-             "digest_id": self.digest_id, "worker": self.worker, "subscriber_id": outcome.subscriber_id},
+            {
+                "state": outcome.state,
+                "error": outcome.error,
+                "due_at": self._time(outcome.due_at),
+                **({"now": self._time(now)} if is_sent else {}),
+                "digest_id": self.digest_id,
+                "worker": self.worker,
+                "subscriber_id": outcome.subscriber_id,
+            },
         )
         if reset_failures:
             # A message accepted: the address works, its run of refusals is over.
-            cur.execute(f"UPDATE subscribers SET permanent_failures = 0 WHERE id = {m('id')}", {"id": outcome.subscriber_id})
+            cur.execute(
+                f"UPDATE subscribers SET permanent_failures = 0 WHERE id = {m('id')}", {"id": outcome.subscriber_id}
+            )
         if outcome.refused:
             self._count_refusal(cur, outcome.subscriber_id, outcome.error or "refused", now=now)
 
@@ -297,7 +312,8 @@ class SendRecorder:
         # An address that left meanwhile stays as it is: bounced is only for confirmed ones.
         bounced = bounce_due(failures, self.bounce_after) and row[1] == SubscriberState.CONFIRMED.value
         cur.execute(
-            f"UPDATE subscribers SET permanent_failures = {m('failures')}, last_error = {m('error')}, updated_at = {m('now')}"
+            f"UPDATE subscribers SET permanent_failures = {m('failures')}, last_error = {m('error')}, "
+            f"updated_at = {m('now')}"
             + (f", state = '{SubscriberState.BOUNCED.value}', bounced_at = {m('now')}" if bounced else "")
             + f" WHERE id = {m('id')}",
             {"failures": failures, "error": error[:1000], "now": self._time(now), "id": subscriber_id},

@@ -38,7 +38,6 @@ def session_cipher(secret_key: str) -> Fernet:
     return Fernet(base64.urlsafe_b64encode(key))
 
 
-
 class StoreSessionVault:
     """One channel's session in the ``channel_sessions`` table (a bot.channels.spec.SessionStore)."""
 

@@ -1,4 +1,6 @@
-"""The store's sources: what each feed said last, and applying one poll's plan (new and edited summaries, their deliveries).
+"""The store's sources: what each feed said last, and applying one poll's plan.
+
+A plan's new and edited summaries are written with their deliveries in one transaction.
 
 A mixin of ``Store`` (every method one transaction, errors as ``StoreError``).
 """
@@ -64,7 +66,9 @@ class SourceStore:
                 )
             )
 
-    def record_poll_error(self, url: str, *, now: datetime, error: str, status: int | None, next_poll_at: datetime) -> int:
+    def record_poll_error(
+        self, url: str, *, now: datetime, error: str, status: int | None, next_poll_at: datetime
+    ) -> int:
         """A failed poll: count it and schedule the next; returns the failure count."""
         with self.tx() as conn:
             sid = self._source_id(conn, url)
@@ -72,7 +76,9 @@ class SourceStore:
             conn.execute(
                 t.sources.update()
                 .where(t.sources.c.id == sid)
-                .values(last_poll_at=now, last_status=status, last_error=error, failures=failures, next_poll_at=next_poll_at)
+                .values(
+                    last_poll_at=now, last_status=status, last_error=error, failures=failures, next_poll_at=next_poll_at
+                )
             )
         return failures
 
@@ -141,7 +147,9 @@ class SourceStore:
                     if progress:
                         progress(len(rows[i : i + 200]))
                 for guid, rid in conn.execute(
-                    sa.select(t.summaries.c.guid, t.summaries.c.id).where(t.summaries.c.guid.in_([s.guid for s in plan.new]))
+                    sa.select(t.summaries.c.guid, t.summaries.c.id).where(
+                        t.summaries.c.guid.in_([s.guid for s in plan.new])
+                    )
                 ):
                     ids[guid] = rid
                 conn.execute(
@@ -163,8 +171,9 @@ class SourceStore:
             edited_ids: dict[str, int] = {}
             for s in plan.edited:
                 row = conn.execute(
-                    sa.select(t.summaries.c.id, t.summaries.c.version, t.summaries.c.published_at, t.summaries.c.first_seen_at)
-                    .where(t.summaries.c.guid == s.guid)
+                    sa.select(
+                        t.summaries.c.id, t.summaries.c.version, t.summaries.c.published_at, t.summaries.c.first_seen_at
+                    ).where(t.summaries.c.guid == s.guid)
                 ).one()
                 version = row.version + 1
                 edited_ids[s.guid] = row.id

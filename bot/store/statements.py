@@ -34,27 +34,47 @@ _DUE = (
     .limit(1)
     .with_for_update(skip_locked=True)
 )
-_CLAIM = t.deliveries.update().where(t.deliveries.c.id == _P("p_id")).values(claimed_by=_P("p_worker"), lease_until=_P("p_lease_until"))
+_CLAIM = (
+    t.deliveries.update()
+    .where(t.deliveries.c.id == _P("p_id"))
+    .values(claimed_by=_P("p_worker"), lease_until=_P("p_lease_until"))
+)
 #: a summary with what rendering its post reads from the caches: the plain text of its
 #: current version, and its paper's details
 _SUMMARY_FOR_POST = (
     sa.select(t.summaries, t.renders.c.text.label("render_text"), *_PAPER_COLUMNS)
     .select_from(
         t.summaries.outerjoin(
-            t.renders, sa.and_(t.renders.c.summary_id == t.summaries.c.id, t.renders.c.content_hash == t.summaries.c.content_hash)
+            t.renders,
+            sa.and_(t.renders.c.summary_id == t.summaries.c.id, t.renders.c.content_hash == t.summaries.c.content_hash),
         ).outerjoin(t.papers, t.papers.c.arxiv_id == t.summaries.c.arxiv_id)
     )
     .where(t.summaries.c.id == _P("p_id"))
 )
 _START_SENDING = (
     t.deliveries.update()
-    .where(t.deliveries.c.id == _P("p_id"), t.deliveries.c.state == _PENDING, t.deliveries.c.claimed_by == _P("p_worker"))
-    .values(state=DeliveryState.IN_FLIGHT.value, attempts=t.deliveries.c.attempts + 1, lease_until=_P("p_lease_until"), updated_at=_P("p_now"))
+    .where(
+        t.deliveries.c.id == _P("p_id"), t.deliveries.c.state == _PENDING, t.deliveries.c.claimed_by == _P("p_worker")
+    )
+    .values(
+        state=DeliveryState.IN_FLIGHT.value,
+        attempts=t.deliveries.c.attempts + 1,
+        lease_until=_P("p_lease_until"),
+        updated_at=_P("p_now"),
+    )
 )
 _START_SENDING_WITH_POST = _START_SENDING.values(post=_P("p_post"))
 _MARK_SENT = (
     t.deliveries.update()
     .where(t.deliveries.c.id == _P("p_id"))
-    .values(lease_until=None, updated_at=_P("p_now"), state=DeliveryState.SENT.value, post_id=_P("p_post_id"), post_url=_P("p_post_url"), sent_at=_P("p_now"), last_error=None)
+    .values(
+        lease_until=None,
+        updated_at=_P("p_now"),
+        state=DeliveryState.SENT.value,
+        post_id=_P("p_post_id"),
+        post_url=_P("p_post_url"),
+        sent_at=_P("p_now"),
+        last_error=None,
+    )
 )
 _ATTEMPT = t.attempts.insert()

@@ -70,7 +70,9 @@ class SubscriberStore:
 
     def subscriber(self, address: str) -> Subscriber | None:
         with self.tx() as conn:
-            row = conn.execute(sa.select(t.subscribers).where(t.subscribers.c.address_key == address_key(address))).first()
+            row = conn.execute(
+                sa.select(t.subscribers).where(t.subscribers.c.address_key == address_key(address))
+            ).first()
         return _subscriber(row) if row else None
 
     def add_subscriber(
@@ -107,8 +109,12 @@ class SubscriberStore:
                 elif current is SubscriberState.CONFIRMED:
                     result = "already"
                 elif confirmed:
-                    values: dict[str, Any] = {"state": SubscriberState.CONFIRMED.value, "confirmed_at": now, "updated_at": now,
-                                              "consent_source": source}
+                    values: dict[str, Any] = {
+                        "state": SubscriberState.CONFIRMED.value,
+                        "confirmed_at": now,
+                        "updated_at": now,
+                        "consent_source": source,
+                    }
                     if categories:
                         values["categories"] = list(categories)
                     conn.execute(t.subscribers.update().where(t.subscribers.c.id == row.id).values(**values))
@@ -118,7 +124,9 @@ class SubscriberStore:
             fresh = conn.execute(sa.select(t.subscribers).where(t.subscribers.c.address_key == key)).one()
         return result, _subscriber(fresh)
 
-    def request_subscription(self, address: str, *, categories: Sequence[str], now: datetime, source: str) -> Subscriber:
+    def request_subscription(
+        self, address: str, *, categories: Sequence[str], now: datetime, source: str
+    ) -> Subscriber:
         """Someone asked on /subscribe: a new address becomes pending; a known one only remembers the
         categories asked for, applied if the confirmation link is followed (nothing else changes)."""
         key = address_key(address)
@@ -143,7 +151,9 @@ class SubscriberStore:
                 except IntegrityError:
                     pass  # the same address asked twice at once: the other request made the row
                 else:
-                    return _subscriber(conn.execute(sa.select(t.subscribers).where(t.subscribers.c.address_key == key)).one())
+                    return _subscriber(
+                        conn.execute(sa.select(t.subscribers).where(t.subscribers.c.address_key == key)).one()
+                    )
             conn.execute(
                 t.subscribers.update()
                 .where(t.subscribers.c.address_key == key)
@@ -153,7 +163,9 @@ class SubscriberStore:
 
     def confirmation_sent(self, subscriber_id: int, *, now: datetime) -> None:
         with self.tx() as conn:
-            conn.execute(t.subscribers.update().where(t.subscribers.c.id == subscriber_id).values(last_confirmation_sent_at=now))
+            conn.execute(
+                t.subscribers.update().where(t.subscribers.c.id == subscriber_id).values(last_confirmation_sent_at=now)
+            )
 
     def confirm_subscriber(self, address: str, *, now: datetime, source: str) -> Subscriber | None:
         """The subscriber followed their confirmation link: confirmed, whatever the state before.
@@ -170,8 +182,13 @@ class SubscriberStore:
             if row.requested_categories is not None:
                 values["categories"] = list(row.requested_categories)
             if row.state != SubscriberState.CONFIRMED.value:
-                values.update(state=SubscriberState.CONFIRMED.value, confirmed_at=now, permanent_failures=0,
-                              consent_source=source, last_error=None)
+                values.update(
+                    state=SubscriberState.CONFIRMED.value,
+                    confirmed_at=now,
+                    permanent_failures=0,
+                    consent_source=source,
+                    last_error=None,
+                )
             conn.execute(t.subscribers.update().where(t.subscribers.c.id == row.id).values(**values))
             return _subscriber(conn.execute(sa.select(t.subscribers).where(t.subscribers.c.id == row.id)).one())
 
@@ -185,7 +202,12 @@ class SubscriberStore:
                     t.subscribers.c.address_key == key,
                     t.subscribers.c.state.in_([SubscriberState.PENDING.value, SubscriberState.CONFIRMED.value]),
                 )
-                .values(state=SubscriberState.UNSUBSCRIBED.value, unsubscribed_at=now, updated_at=now, requested_categories=None)
+                .values(
+                    state=SubscriberState.UNSUBSCRIBED.value,
+                    unsubscribed_at=now,
+                    updated_at=now,
+                    requested_categories=None,
+                )
             )
             row = conn.execute(sa.select(t.subscribers).where(t.subscribers.c.address_key == key)).first()
         return _subscriber(row) if row else None
@@ -194,7 +216,9 @@ class SubscriberStore:
         key = address_key(address)
         with self.tx() as conn:
             conn.execute(
-                t.subscribers.update().where(t.subscribers.c.address_key == key).values(categories=list(categories), updated_at=now)
+                t.subscribers.update()
+                .where(t.subscribers.c.address_key == key)
+                .values(categories=list(categories), updated_at=now)
             )
             row = conn.execute(sa.select(t.subscribers).where(t.subscribers.c.address_key == key)).first()
         return _subscriber(row) if row else None
@@ -261,7 +285,12 @@ class SubscriberStore:
                     conn.execute(
                         t.subscribers.update()
                         .where(t.subscribers.c.id == row.id)
-                        .values(state=SubscriberState.CONFIRMED.value, confirmed_at=now, updated_at=now, consent_source=source)
+                        .values(
+                            state=SubscriberState.CONFIRMED.value,
+                            confirmed_at=now,
+                            updated_at=now,
+                            consent_source=source,
+                        )
                     )
                     out.append(ImportOutcome(key, "upgraded"))
                 else:
@@ -285,7 +314,9 @@ class SubscriberStore:
                 q = q.with_for_update()
             row = conn.execute(q).first()
             # (row[1], not row.count: a Row is a tuple, and tuple.count is a method)
-            allowed, start, count = rate_window(now, row[0] if row else None, row[1] if row else 0, window=window, limit=limit)
+            allowed, start, count = rate_window(
+                now, row[0] if row else None, row[1] if row else 0, window=window, limit=limit
+            )
             if row is None:
                 try:
                     with conn.begin_nested():

@@ -64,7 +64,11 @@ class SummaryStore:
         """Summaries a poll found as news in [start, end) (backfilled ones excluded)."""
         q = (
             sa.select(t.summaries)
-            .where(t.summaries.c.first_seen_at >= start, t.summaries.c.first_seen_at < end, t.summaries.c.backfilled.is_(False))
+            .where(
+                t.summaries.c.first_seen_at >= start,
+                t.summaries.c.first_seen_at < end,
+                t.summaries.c.backfilled.is_(False),
+            )
             .order_by(t.summaries.c.votes.desc(), t.summaries.c.edited_at.desc())
         )
         with self.tx() as conn:
@@ -73,7 +77,9 @@ class SummaryStore:
     def versions(self, summary_id: int) -> list[tuple[int, str, datetime]]:
         with self.tx() as conn:
             rows = conn.execute(
-                sa.select(t.summary_versions.c.version, t.summary_versions.c.content_hash, t.summary_versions.c.edited_at)
+                sa.select(
+                    t.summary_versions.c.version, t.summary_versions.c.content_hash, t.summary_versions.c.edited_at
+                )
                 .where(t.summary_versions.c.summary_id == summary_id)
                 .order_by(t.summary_versions.c.version)
             ).all()
@@ -92,9 +98,9 @@ class SummaryStore:
         with self.tx() as conn:
             for i in range(0, len(ids), 500):
                 rows = conn.execute(
-                    sa.select(t.renders.c.summary_id, t.renders.c.content_hash, t.renders.c.html, t.renders.c.text).where(
-                        t.renders.c.summary_id.in_(ids[i : i + 500])
-                    )
+                    sa.select(
+                        t.renders.c.summary_id, t.renders.c.content_hash, t.renders.c.html, t.renders.c.text
+                    ).where(t.renders.c.summary_id.in_(ids[i : i + 500]))
                 )
                 for sid, h, html, text in rows:
                     if ids_hashes.get(sid) == h:
@@ -107,6 +113,11 @@ class SummaryStore:
             return
         with self.tx() as conn:
             _upsert(
-                conn, t.renders, ["summary_id"],
-                [{"summary_id": s, "content_hash": h, "html": html, "text": text, "rendered_at": now} for s, h, html, text in items],
+                conn,
+                t.renders,
+                ["summary_id"],
+                [
+                    {"summary_id": s, "content_hash": h, "html": html, "text": text, "rendered_at": now}
+                    for s, h, html, text in items
+                ],
             )
