@@ -15,7 +15,7 @@ from bot.store.sending import _send_sql
 BOT = Path(__file__).resolve().parent.parent / "bot"
 
 #: modules still over about 500 lines, to be split by later work (not touched by this split)
-STILL_LONG = {"mail/message.py", "settings.py", "sources/parse.py"}
+STILL_LONG = {"settings.py", "sources/parse.py"}
 
 
 def _dialects() -> list[object]:
