@@ -5,6 +5,9 @@ deployment values and secrets from the environment (``.env`` loaded if
 present). Both are validated here, once, into one frozen ``Settings`` object;
 a bad value raises ``ConfigError`` naming the setting, the value and what was
 expected. Nothing else in the bot reads the environment or the settings file.
+
+The declarations live apart: the file's sections in bot/sections.py, the variables in bot/env.py;
+both are re-exported here, so the rest of the bot imports every settings name from this module.
 """
 
 from __future__ import annotations
@@ -16,321 +19,27 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, get_origin, get_type_hints
+from typing import Any, get_origin, get_type_hints
 from urllib.parse import unquote, urlsplit
 
+from bot.env import CORE_SECRET_FIELDS as CORE_SECRET_FIELDS
+from bot.env import Env, _env_declarations, _registry, channel_env_vars, secret_fields
 from bot.errors import ConfigError
-
-if TYPE_CHECKING:
-    from bot.channels.spec import Channel, EnvVar
-
-
-def _s(default: Any, help: str, *, choices: tuple[str, ...] = (), minimum: float | None = None) -> Any:
-    """Declare one setting: its default and its one line of help."""
-    meta = {"help": help, "choices": choices, "minimum": minimum}
-    if isinstance(default, (dict, list, tuple)):
-        frozen = tuple(default) if isinstance(default, list) else default
-        return field(default_factory=lambda: frozen, metadata=meta)
-    return field(default=default, metadata=meta)
-
-
-DEFAULT_HASHTAGS = {
-    "cs.LG": "#MachineLearning",
-    "stat.ML": "#MachineLearning",
-    "cs.CV": "#ComputerVision",
-    "cs.CL": "#NLProc",
-    "cs.AI": "#AI",
-    "cs.NE": "#NeuralNetworks",
-    "cs.RO": "#Robotics",
-    "q-bio.NC": "#Neuroscience",
-}
-
-
-@dataclass(frozen=True)
-class SourceSettings:
-    """[source]: how the feed is polled and read."""
-
-    poll_interval_minutes: int = _s(15, "Minutes between two polls of the feed.", minimum=1)
-    poll_jitter_seconds: int = _s(
-        30, "Random delay added to each poll, so many bots do not hit the site at once.", minimum=0
-    )
-    timeout_seconds: float = _s(20.0, "Connect and read timeout of one feed download, in seconds.", minimum=0.1)
-    download_deadline_seconds: float = _s(
-        60.0,
-        "Longest one whole feed download may take, in seconds (timeout_seconds bounds each read); past it the "
-        "poll fails and is retried.",
-        minimum=0.1,
-    )
-    max_bytes: int = _s(50_000_000, "Largest feed body accepted, in bytes; a larger one is an error.", minimum=1024)
-    min_votes: int = _s(0, "Summaries with fewer votes than this are ignored (the site already drops <= 1).", minimum=0)
-    max_new_per_poll: int = _s(
-        20,
-        "Flood guard: most new summaries one later poll queues for the social channels (the newest); the rest "
-        "are held, in the feeds but not posted, until `release` (0: no limit).",
-        minimum=0,
-    )
-    backfill: int = _s(
-        0, "How many of the newest items the first poll of a source publishes (the rest are marked seen).", minimum=0
-    )
-    on_edit: str = _s(
-        "update",
-        "What an edited summary does: 'update' its feed entry only, or 'republish' it on every channel.",
-        choices=("update", "republish"),
-    )
-    backoff_base_seconds: int = _s(60, "First wait after a failed poll; doubles with each further failure.", minimum=1)
-    backoff_max_seconds: int = _s(6 * 3600, "Longest wait between polls after repeated failures.", minimum=1)
-    user_agent: str = _s(
-        "ShortScienceFeedBot/0.1 (+https://www.shortscience.org)", "User-Agent header sent to the feed's server."
-    )
-
-
-@dataclass(frozen=True)
-class DispatchSettings:
-    """[dispatch]: how the outbox is drained."""
-
-    interval_seconds: int = _s(10, "Seconds between two dispatch passes of the scheduler.", minimum=1)
-    max_attempts: int = _s(8, "Transient failures after which a delivery is given up as 'dead'.", minimum=1)
-    backoff_base_seconds: int = _s(
-        30, "First retry wait after a transient failure; doubles with each attempt (with jitter).", minimum=1
-    )
-    backoff_max_seconds: int = _s(3 * 3600, "Longest retry wait after transient failures.", minimum=1)
-    batch_size: int = _s(50, "Most deliveries one dispatch pass claims at a time.", minimum=1)
-    lease_seconds: int = _s(
-        300, "How long a worker's claim on a delivery lasts before it counts as abandoned.", minimum=10
-    )
-
-
-@dataclass(frozen=True)
-class DatabaseSettings:
-    """[database]: connections to the database."""
-
-    pool_size: int = _s(
-        5,
-        "PostgreSQL connections one process keeps open, and as many more it may open at a peak (SQLite: unused).",
-        minimum=1,
-    )
-
-
-@dataclass(frozen=True)
-class ChannelSettings:
-    """[channels.<name>]: what every social channel has; each channel's package subclasses it (bot/channels/)."""
-
-    enabled: bool = _s(True, "Whether new summaries are queued for this channel.")
-    min_interval_minutes: int = _s(0, "Least minutes between two posts on this channel (0: no pacing).", minimum=0)
-    daily_cap: int = _s(0, "Most posts per UTC day on this channel (0: no cap).", minimum=0)
-    monthly_cap: int = _s(0, "Most posts per UTC calendar month on this channel (0: no cap).", minimum=0)
-    price_per_post: float = _s(
-        0.0, "Estimated cost of one post, in USD, for the month's cost shown by `status`.", minimum=0
-    )
-    republish_on_edit: bool = _s(
-        False, "Post again when a summary is edited (overrides source.on_edit for this channel)."
-    )
-    images: bool = _s(False, "Attach the summary's first image (from an allowed host) to the post.")
-
-
-@dataclass(frozen=True)
-class RenderSettings:
-    """[render]: how summaries become HTML, text and posts."""
-
-    site_base_url: str = _s(
-        "https://www.shortscience.org", "Base URL relative links and images in summaries are made absolute against."
-    )
-    templates_dir: str = _s("", "A folder of your own templates; each file there overrides ours of the same name.")
-    tweet_teaser_chars: int = _s(
-        200, "Longest teaser of an X post before fitting to 280 weighted characters.", minimum=0
-    )
-    hashtags: Mapping[str, str] = _s(
-        DEFAULT_HASHTAGS, 'Map of arXiv category to hashtag, e.g. cs.LG = "#MachineLearning".'
-    )
-    fixed_hashtags: tuple[str, ...] = _s((), 'Hashtags added to every X post, e.g. ["#ShortScience"].')
-    image_hosts: tuple[str, ...] = _s(
-        ("i.imgur.com",),
-        "Hosts images may come from: attached to posts, shown in feeds (the site itself too; others become links).",
-    )
-    image_max_bytes: int = _s(5_000_000, "Largest image attached, in bytes.", minimum=1)
-    image_timeout_seconds: float = _s(
-        10.0, "Seconds allowed for each step of fetching an image to attach (connect, each read).", minimum=0.1
-    )
-
-
-@dataclass(frozen=True)
-class ArxivSettings:
-    """[arxiv]: paper details from the arXiv API."""
-
-    enabled: bool = _s(True, "Fetch authors, year and categories of arXiv papers.")
-    api_url: str = _s("https://export.arxiv.org/api/query", "The arXiv API endpoint.")
-    min_interval_seconds: float = _s(3.0, "Least seconds between two arXiv requests (arXiv asks for 3).", minimum=0)
-    wait_seconds: float = _s(10.0, "Longest a post waits for paper details before going out without them.", minimum=0)
-    batch_size: int = _s(50, "arXiv ids asked for in one request.", minimum=1)
-    max_bytes: int = _s(
-        5_000_000, "Largest arXiv API answer accepted, in bytes; a larger one is an error.", minimum=1024
-    )
-
-
-@dataclass(frozen=True)
-class FeedSettings:
-    """[feeds]: the RSS, Atom and JSON feeds the bot writes."""
-
-    size: int = _s(50, "Summaries in the main feeds (newest first).", minimum=1)
-    title: str = _s("ShortScience.org summaries", "Title of the feeds.")
-    description: str = _s(
-        "Community-written summaries of research papers, from ShortScience.org.", "Description of the feeds."
-    )
-    language: str = _s("en", "Language of the feeds (RFC 5646 tag).")
-    websub_hub: str = _s("", "URL of a WebSub hub to advertise and ping after each rebuild (empty: none).")
-    archive_page_size: int = _s(100, "Summaries per RFC 5005 archive page.", minimum=1)
-    categories: bool = _s(True, "Write a feed per category under category/.")
-
-
-@dataclass(frozen=True)
-class DigestSettings:
-    """[digest]: the weekly e-mail digest."""
-
-    enabled: bool = _s(True, "Send the weekly digest from the scheduler.")
-    day_of_week: str = _s("mon", "Day the digest goes out.", choices=("mon", "tue", "wed", "thu", "fri", "sat", "sun"))
-    time: str = _s("08:00", "Time of day (HH:MM) the digest goes out.")
-    timezone: str = _s("UTC", "Time zone of day_of_week and time (IANA name).")
-    skip_empty: bool = _s(True, "Send nothing when no summary is new since the last digest.")
-    connections: int = _s(4, "SMTP connections used in parallel to send a digest.", minimum=1)
-    smtp_timeout_seconds: float = _s(30.0, "Connect and reply timeout of the SMTP server, in seconds.", minimum=1)
-    bounce_after: int = _s(3, "Permanent (5xx) failures after which an address is marked bounced.", minimum=1)
-    list_name: str = _s("ShortScience weekly", "Name of the list, in the subject and List-Id.")
-    confirm_ttl_hours: int = _s(72, "Hours a confirmation link stays valid.", minimum=1)
-    max_items: int = _s(30, "Most summaries in one digest.", minimum=1)
-    teaser_chars: int = _s(400, "Longest teaser of a summary in the digest, cut at a sentence boundary.", minimum=50)
-    categories: tuple[str, ...] = _s(
-        tuple(DEFAULT_HASHTAGS),
-        "Categories readers can pick on /subscribe and /preferences (none picked: every summary).",
-    )
-    retry_base_seconds: int = _s(
-        300,
-        "First wait before sending again to an address that got a 4xx or a dropped connection; doubles each time.",
-        minimum=1,
-    )
-    retry_max_seconds: int = _s(6 * 3600, "Longest wait between two tries to one address.", minimum=1)
-    max_attempts: int = _s(8, "Tries to one address for one issue before it is given up as failed.", minimum=1)
-    confirm_per_address: int = _s(
-        3,
-        "Confirmation e-mails /subscribe sends to one address per day (more asks get the same page, no e-mail).",
-        minimum=1,
-    )
-    confirm_per_client: int = _s(
-        10, "Confirmation e-mails one client IP may ask for per hour (more get 429).", minimum=1
-    )
-
-
-@dataclass(frozen=True)
-class WebSettings:
-    """[web]: the web process."""
-
-    stale_after_minutes: int = _s(180, "/healthz answers 503 when the last good poll is older than this.", minimum=1)
-    feed_max_age_seconds: int = _s(300, "Cache-Control max-age of the served feed files, in seconds.", minimum=0)
-    feeds_refresh_seconds: int = _s(
-        60,
-        "Seconds between two rebuilds by the web process of its own copy of the feeds from the database (for "
-        "hosts where web and worker do not share a disk; 0: never).",
-        minimum=0,
-    )
-    admin_session_minutes: int = _s(
-        60,
-        "Minutes an operator console login lasts (the console exists only when OPERATOR_PASSWORD_HASH is set).",
-        minimum=1,
-    )
-    admin_lockout_minutes: int = _s(
-        15, "Minutes the console refuses logins after too many failures (per client and for the account).", minimum=1
-    )
-    admin_failures_per_client: int = _s(
-        5, "Failed console logins from one client address that lock it out for admin_lockout_minutes.", minimum=1
-    )
-    admin_failures_per_account: int = _s(
-        20, "Failed console logins from anywhere that lock the operator account for admin_lockout_minutes.", minimum=1
-    )
-
-
-@dataclass(frozen=True)
-class LogSettings:
-    """[log]: logging."""
-
-    level: str = _s("INFO", "Log level.", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
-    format: str = _s("text", "Log line format.", choices=("text", "json"))
-
-
-@dataclass(frozen=True, init=False)
-class Env:
-    """Deployment values and secrets, from the environment (the names are a contract: see docs/architecture.md).
-
-    Field names are the lower-cased variable names.
-    """
-
-    bot_config: str = _s("config/bot.toml", "Settings file.")
-    database_url: str = _s(
-        "", "SQLAlchemy URL, sqlite:///… or postgresql://… (default: SQLite file under BOT_DATA_DIR)."
-    )
-    bot_data_dir: str = _s("./var", "Local state: database, outbox, public feeds.")
-    shortscience_feed_url: str = _s(
-        "", "The feed to poll (http(s):// URL or file path; default: the bundled sample feed)."
-    )
-    bot_dry_run: bool = _s(False, "1: every channel writes to the outbox dir instead of its network.")
-    bot_outbox_dir: str = _s("", "Where dry-run posts and e-mails go (default: $BOT_DATA_DIR/outbox).")
-    bot_public_dir: str = _s("", "Where feeds are written (default: $BOT_DATA_DIR/public).")
-    public_base_url: str = _s(
-        "http://localhost:8000", "Absolute base URL of the web process (feed self links, unsubscribe links)."
-    )
-    secret_key: str = _s(
-        "", "Signs subscription tokens; required by web, digest and subscriber commands (unless BOT_DEV=1)."
-    )
-    bot_dev: bool = _s(
-        False, "1: development mode: without SECRET_KEY, tokens use a public development key (never in production)."
-    )
-    port: int = _s(8000, "Web process port.", minimum=1)
-    host: str = _s("0.0.0.0", "Address the web process binds (127.0.0.1: only this machine).")
-    forwarded_allow_ips: str = _s(
-        "",
-        "Proxies whose X-Forwarded-For is believed: IPs/CIDRs, comma-separated, or * (every peer is the "
-        "router, as on Heroku); none: the socket's peer is the client.",
-    )
-    smtp_url: str = _s(
-        "", "smtp://user:pass@host:port (smtps:// for TLS, ?starttls=1); unset: e-mails go to the outbox."
-    )
-    digest_from: str = _s("", "Digest sender address.")
-    operator_password_hash: str = _s(
-        "", "Argon2 hash of the operator console's password (`python -m bot operator hash-password`); unset: no /admin."
-    )
-    #: the channels' own variables (declared by each channel: bot/channels/), by field name
-    #: (the variable's name lower-cased); read as attributes: ``env.<channel>_api_key``
-    channel_vars: Mapping[str, str] = field(default_factory=dict)
-
-    def __init__(self, **values: Any) -> None:
-        """Core values by field name; a channel's variables by theirs (unset ones at their defaults)."""
-        declared = {v.field: v for v in channel_env_vars()}
-        own = {f.name for f in fields(Env)}
-        chan = dict(values.pop("channel_vars", {}))
-        for name in [n for n in values if n not in own]:
-            if name not in declared:
-                raise TypeError(f"Env() got an unexpected keyword argument {name!r}")
-            chan[name] = values.pop(name)
-        for f in fields(Env):
-            if f.name == "channel_vars":
-                continue
-            if f.name in values:
-                value = values[f.name]
-            else:
-                factory: Any = f.default_factory
-                value = f.default if factory is dataclasses.MISSING else factory()
-            object.__setattr__(self, f.name, value)
-        full = {name: chan.get(name, var.default) for name, var in declared.items()}
-        object.__setattr__(self, "channel_vars", MappingProxyType(full))
-
-    def __getattr__(self, name: str) -> str:
-        # Only called for names that are not fields: a channel's variable.
-        try:
-            return self.__dict__["channel_vars"][name]
-        except KeyError:
-            raise AttributeError(f"Env has no variable {name!r}") from None
-
-
-#: core variables whose values never appear in logs, status or errors (channels declare theirs)
-CORE_SECRET_FIELDS = ("secret_key", "operator_password_hash")
+from bot.sections import (
+    _SECTIONS,
+    ArxivSettings,
+    ChannelSettings,
+    DatabaseSettings,
+    DigestSettings,
+    DispatchSettings,
+    FeedSettings,
+    LogSettings,
+    RenderSettings,
+    SourceSettings,
+    WebSettings,
+)
+from bot.sections import DEFAULT_HASHTAGS as DEFAULT_HASHTAGS
+from bot.sections import _s as _s
 
 
 @dataclass(frozen=True, init=False)
@@ -435,23 +144,6 @@ class Settings:
         return tuple(v for v in values if v and len(v) >= 4)
 
 
-def _registry() -> Mapping[str, Channel]:
-    """The channel registry (bot/channels/), imported on first use: its packages import this module."""
-    from bot.channels import REGISTRY
-
-    return REGISTRY
-
-
-def channel_env_vars() -> list[EnvVar]:
-    """Every channel's environment variables (EnvVar), in the registry's order."""
-    return [var for spec in _registry().values() for var in spec.env]
-
-
-def secret_fields() -> tuple[str, ...]:
-    """The fields of Env whose values never appear in logs, status or errors."""
-    return (*CORE_SECRET_FIELDS, *(v.field for v in channel_env_vars() if v.secret))
-
-
 def sections() -> dict[str, type]:
     """The settings-file sections and the dataclass of each; channels' from the registry, after [database]."""
     out: dict[str, type] = {}
@@ -476,20 +168,6 @@ def __getattr__(name: str) -> tuple[str, ...]:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-#: the settings-file sections that are not channels, and the dataclass of each
-_SECTIONS: dict[str, type] = {
-    "source": SourceSettings,
-    "dispatch": DispatchSettings,
-    "database": DatabaseSettings,
-    "render": RenderSettings,
-    "arxiv": ArxivSettings,
-    "feeds": FeedSettings,
-    "digest": DigestSettings,
-    "web": WebSettings,
-    "log": LogSettings,
-}
-
-
 def sample_feed_path() -> Path:
     """The bundled sample feed: 15 real summaries in the site's rss-full.xml format."""
     return Path(__file__).parent / "data" / "sample-feed.xml"
@@ -503,15 +181,6 @@ def iter_settings() -> list[tuple[str, dataclasses.Field[Any]]]:
             out.append((f"{section}.{f.name}", f))
     for name, (f, _) in _env_declarations().items():
         out.append((name.upper(), f))
-    return out
-
-
-def _env_declarations() -> dict[str, tuple[dataclasses.Field[Any], Any]]:
-    """Every variable as field name → (its declaration, its type): Env's own, then the channels'."""
-    hints = get_type_hints(Env)
-    out = {f.name: (f, hints[f.name]) for f in fields(Env) if f.name != "channel_vars"}
-    for var in channel_env_vars():
-        out[var.field] = (_s(var.default, var.help), str)
     return out
 
 
