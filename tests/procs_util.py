@@ -8,7 +8,6 @@ the stand-ins received per summary.
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from conftest import NEWER_CHANNELS_OFF
+from env_util import clean_environ
 from fake_graph import FakeGraph
 from fake_x import FakeX
 
@@ -59,11 +59,7 @@ def bot_env(
     config: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> dict[str, str]:
     """The environment of a deployment whose X and Facebook are the given stand-ins."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("TWITTER_", "FACEBOOK_", "BOT_", "SMTP_", "DATABASE_URL"))
-    }
+    env = clean_environ()
     # X's default caps (50 a day) would hold back the hundreds of posts these tests make; the newer
     # channels are off unless a test turns them on: these runs count X and Facebook posts.
     sections: dict[str, dict[str, Any]] = {

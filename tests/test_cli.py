@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from env_util import clean_environ
 from feeds_util import Item, site_feed
 
 from bot.settings import load_settings, sample_feed_path
@@ -19,11 +19,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 @pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:
-    e = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("TWITTER_", "FACEBOOK_", "BOT_", "SMTP_", "DATABASE_URL"))
-    }
+    e = clean_environ()
     cfg = tmp_path / "bot.toml"
     cfg.write_text("[arxiv]\nenabled = false\n")
     e.update(BOT_DATA_DIR=str(tmp_path / "var"), BOT_CONFIG=str(cfg), BOT_DRY_RUN="1")

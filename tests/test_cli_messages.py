@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -10,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+from env_util import clean_environ
 
 from bot.records import PollReport
 from bot.wording import category_label, plural
@@ -19,11 +19,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 @pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:
-    e = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("TWITTER_", "FACEBOOK_", "BOT_", "SMTP_", "DATABASE_URL", "SHORTSCIENCE_"))
-    }
+    e = clean_environ()
     e.update(BOT_DATA_DIR=str(tmp_path / "var"), BOT_DRY_RUN="1")
     return e
 

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from env_util import clean_environ
 from feeds_util import items, site_feed
 
 from bot.claims import holder_is_dead
@@ -34,7 +35,7 @@ def bot(env: dict[str, str], *args: str, check: bool = True) -> subprocess.Compl
 def env(tmp_path: Path, db_url: str) -> dict[str, str]:
     feed = tmp_path / "feed.xml"
     feed.write_bytes(site_feed(items(4)))
-    e = {k: v for k, v in os.environ.items() if not k.startswith(("TWITTER_", "FACEBOOK_", "BOT_", "SMTP_"))}
+    e = clean_environ()
     e.update(BOT_DATA_DIR=str(tmp_path / "var"), DATABASE_URL=db_url, SHORTSCIENCE_FEED_URL=str(feed), BOT_DRY_RUN="1")
     return e
 

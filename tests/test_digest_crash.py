@@ -9,7 +9,6 @@ recipient is the same message, with the same Message-ID.
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import subprocess
@@ -21,6 +20,7 @@ from pathlib import Path
 
 import pytest
 from digest_util import FROM, SECRET, Newsroom, by_recipient, sends
+from env_util import clean_environ
 from feeds_util import Item
 from smtp_server import SmtpTestServer
 
@@ -41,11 +41,7 @@ def server() -> Iterator[SmtpTestServer]:
 def environment(tmp_path: Path, db_url: str, server: SmtpTestServer) -> dict[str, str]:
     config = tmp_path / "bot.toml"
     config.write_text(f"[arxiv]\nenabled = false\n\n[digest]\nconnections = {CONNECTIONS}\nsmtp_timeout_seconds = 60\n")
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("TWITTER_", "FACEBOOK_", "BOT_", "SMTP_", "DATABASE_URL"))
-    }
+    env = clean_environ()
     env.update(
         BOT_DATA_DIR=str(tmp_path / "var"),
         BOT_CONFIG=str(config),

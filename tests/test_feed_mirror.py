@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from env_util import clean_environ
 from feeds_util import Item, items, site_feed
 
 from bot.jobs import FeedMirror, build_feeds
@@ -102,7 +103,6 @@ def test_a_web_process_on_its_own_disk_serves_the_feeds(
     make_app: Any, settings: Settings, db_url: str, tmp_path: Path
 ) -> None:
     """`python -m bot web` on an empty disk, with only the database shared (a web dyno): the feeds appear."""
-    import os
     import socket
     import subprocess
     import sys
@@ -115,11 +115,7 @@ def test_a_web_process_on_its_own_disk_serves_the_feeds(
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("TWITTER_", "FACEBOOK_", "BOT_", "SMTP_", "DATABASE_URL"))
-    }
+    env = clean_environ()
     env.update(
         DATABASE_URL=db_url,
         BOT_DATA_DIR=str(tmp_path / "web-dyno"),

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
+from env_util import clean_environ
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -48,23 +48,7 @@ def test_quick_start_runs_on_a_fresh_copy(tmp_path: Path) -> None:
             "build",
         ),
     )
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(
-            (
-                "BOT_",
-                "TWITTER_",
-                "FACEBOOK_",
-                "MASTODON_",
-                "BLUESKY_",
-                "SMTP_",
-                "DATABASE_URL",
-                "SHORTSCIENCE_",
-                "VIRTUAL_ENV",
-            )
-        )
-    }
+    env = clean_environ("VIRTUAL_ENV")
     env["PATH"] = ":".join(p for p in env.get("PATH", "").split(":") if ".venv" not in p)
     command = section_command = readme_commands()[0]
     r = subprocess.run(["bash", "-c", command], cwd=copy, env=env, capture_output=True, text=True, timeout=900)

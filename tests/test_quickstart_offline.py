@@ -8,7 +8,6 @@ a closed port on 127.0.0.1, so any arXiv request would fail and show.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import socket
 import subprocess
@@ -16,6 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from env_util import clean_environ
 
 from bot.app import build_app
 from bot.arxiv import ArxivClient, BundledPapers
@@ -39,23 +39,7 @@ def workdir(tmp_path: Path) -> Path:
 
 
 def bot(cwd: Path, *args: str, extra: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(
-            (
-                "BOT_",
-                "TWITTER_",
-                "FACEBOOK_",
-                "MASTODON_",
-                "BLUESKY_",
-                "SMTP_",
-                "DATABASE_URL",
-                "SHORTSCIENCE_",
-                "SECRET_KEY",
-            )
-        )
-    }
+    env = clean_environ()
     env.update(extra or {})
     r = subprocess.run(
         [sys.executable, "-m", "bot", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120

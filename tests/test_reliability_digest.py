@@ -10,7 +10,6 @@ deduplicate on), so each reader sees one issue.
 
 from __future__ import annotations
 
-import os
 import random
 import signal
 import subprocess
@@ -22,6 +21,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 from digest_util import FROM, SECRET, Newsroom, sends
+from env_util import clean_environ
 from feeds_util import Item
 from smtp_server import SmtpTestServer
 from test_digest_crash import _message_id
@@ -88,11 +88,7 @@ def environment(tmp_path: Path, db_url: str, server: SmtpTestServer) -> dict[str
         f"[arxiv]\nenabled = false\n\n[dispatch]\ninterval_seconds = 1\nlease_seconds = 10\n\n"
         f"[digest]\nconnections = {CONNECTIONS}\nsmtp_timeout_seconds = 60\nretry_base_seconds = 1\n"
     )
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("TWITTER_", "FACEBOOK_", "BOT_", "SMTP_", "DATABASE_URL"))
-    }
+    env = clean_environ()
     env.update(
         BOT_DATA_DIR=str(tmp_path / "var"),
         BOT_CONFIG=str(config),

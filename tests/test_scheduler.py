@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -11,16 +10,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from env_util import clean_environ
 
 REPO = Path(__file__).resolve().parent.parent
 
 
 def base_env(tmp_path: Path, db_url: str) -> dict[str, str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("TWITTER_", "FACEBOOK_", "BOT_", "SMTP_", "DATABASE_URL"))
-    }
+    env = clean_environ()
     env.update(BOT_DATA_DIR=str(tmp_path / "var"), DATABASE_URL=db_url, BOT_DRY_RUN="1")
     return env
 

@@ -18,7 +18,6 @@ really went through the run.
 from __future__ import annotations
 
 import base64
-import os
 import subprocess
 import sys
 import zlib
@@ -29,6 +28,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import pytest
 import sqlalchemy as sa
 from conftest import REPO
+from env_util import clean_environ
 from fake_bluesky import FakeBluesky
 from fake_graph import FakeGraph, html_error
 from fake_mastodon import FakeMastodon
@@ -150,11 +150,7 @@ def test_no_secret_shows_anywhere_through_a_run_full_of_failures(
     config = tmp_path / "bot.toml"
     config.write_text("[arxiv]\nenabled = false\n")  # no real network from tests
     database_url = with_password(db_url, DB_PASSWORD) if db_url.startswith("postgresql") else db_url
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("TWITTER_", "FACEBOOK_", "MASTODON_", "BLUESKY_", "BOT_", "SMTP_", "DATABASE_", "SECRET_"))
-    }
+    env = clean_environ()
     env.update(
         MARKERS,
         BOT_DATA_DIR=str(tmp_path / "var"),

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import random
 import signal
 import socket
@@ -22,6 +21,7 @@ from pathlib import Path
 import pytest
 from conftest import make_settings
 from digest_util import MONDAY, Newsroom, digest_settings, sends
+from env_util import clean_environ
 from feeds_util import Item
 from procs_util import wait_until
 from smtp_server import SmtpTestServer, free_port
@@ -253,13 +253,7 @@ def test_a_local_part_the_server_cannot_take_fails_without_counting_as_a_bounce(
 
 
 def web_env(tmp_path: Path, **extra: str) -> dict[str, str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(
-            ("BOT_", "SMTP_", "SECRET_", "DATABASE_URL", "TWITTER_", "FACEBOOK_", "HOST", "PORT", "FORWARDED_")
-        )
-    }
+    env = clean_environ()
     env.update(BOT_DATA_DIR=str(tmp_path / "var"), BOT_CONFIG=str(REPO / "config" / "bot.toml"), **extra)
     return env
 
