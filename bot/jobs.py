@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+# long: the text-free listing and the closure that fills it share the store's rows
 def feed_entries(
     app: App, *, fetch: bool = True
 ) -> tuple[list[FeedEntry], Callable[[Sequence[FeedEntry]], list[FeedEntry]]]:

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+# long: one poll in order (fetch, parse, decide, store, log), each step a call; split, it would hide the order
 def poll(
     app: App,
     *,

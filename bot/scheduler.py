@@ -36,6 +36,7 @@ FEEDS_UNCHANGED = "nothing changed since the last build, nothing rebuilt"
 
 
 @contextmanager
+# long: both locks (a file on SQLite, an advisory lock on PostgreSQL) with their stand-by loop
 def scheduler_lock(
     app: App,
     stop: threading.Event,
@@ -331,6 +332,7 @@ def run_scheduler(app: App, *, stop: threading.Event | None = None, standby_poll
             log.warning("no longer the scheduler: standing by")
 
 
+# long: the scheduler's job table, one add_job per job, read best as one list
 def _lead(app: App, stop: threading.Event, still_leader: Callable[[], bool]) -> None:
     """Run the jobs while this process holds the lock; return on stop or when the lock is lost."""
     from apscheduler.schedulers.background import BackgroundScheduler

@@ -332,6 +332,7 @@ def _sqlite_folder(url: str) -> Path | None:
     return Path(path).parent
 
 
+# long: the file, the environment and .env read in turn, each error naming where it came from
 def load_settings(
     environ: Mapping[str, str] | None = None,
     *,

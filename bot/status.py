@@ -148,6 +148,7 @@ def attention_deliveries(app: App, *, limit: int = 50) -> list[Delivery]:
     return app.store.deliveries(states=[st.value for st in ATTENTION_STATES], limit=limit)
 
 
+# long: the report's sections in the order an operator reads them, each a few lines
 def render_status(app: App) -> str:
     s = app.settings
     store = app.store

@@ -190,6 +190,7 @@ class MergeVary:
         await self.app(scope, receive, send_merged)
 
 
+# long: the route table and its middleware, declared in one place
 def create_app(
     settings: Settings,
     *,

@@ -89,6 +89,7 @@ def _unique(entries: Iterable[FeedEntry]) -> list[FeedEntry]:
     return list(by_guid.values())
 
 
+# long: main feeds, category feeds and archive pages are planned from one sorted listing, in order
 def plan_feeds(entries: Iterable[FeedEntry], settings: Settings) -> list[FeedFile]:
     """Every file of a build: main feeds, one feed per category, the RFC 5005 archive."""
     fs = settings.feeds
@@ -247,6 +248,7 @@ def stale_entries(
     return need
 
 
+# long: the write loop keeps the build lock, the fragment cache and the counts together
 def build_feeds(
     entries: Iterable[FeedEntry],
     settings: Settings,
