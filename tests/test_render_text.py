@@ -174,3 +174,11 @@ def test_a_refused_target_without_its_opening_bracket_is_dropped() -> None:
     assert r.render("](javascript:") == "]"
     assert "javascript" not in r.render("see ](JavaScript:alert(1)) here").lower()
     assert r.render("[ok](https://example.org) and ](data:x)") == "ok and ]"
+
+
+def test_a_refused_target_in_a_code_block_is_dropped_too() -> None:
+    # Found by the property test: four spaces make "](javascript:" an indented code block.
+    r = TextRenderer()
+    assert "javascript" not in r.render("    ](javascript:").lower()
+    assert "javascript" not in r.render("```\n[x](javascript:alert(1))\n```").lower()
+    assert "print(1)" in r.render("    print(1)")

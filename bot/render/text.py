@@ -44,7 +44,7 @@ _TAG_START = re.compile(r"<(?=[A-Za-z/!?])")
 # Markdown a parser left as text: links it refused (javascript:, data:, a reference without its
 # definition) keep their words, and headings or list markers that lost their line break become one.
 _LINK_LEFT = re.compile(r"\[([^\[\]\n]{1,500})\](?:\((?:[^()\s]|\([^()\s]*\)){0,2000}\)|\[[^\[\]\n]{0,200}\])")
-# What is left of such a link when its "[" went elsewhere (another inline, or never there): the target goes.
+# What is left of such a link when its "[" went elsewhere (another inline, code, maths, or never there).
 _TARGET_LEFT = re.compile(r"\]\(\s*(?:javascript|data|vbscript):[^)\n]{0,2000}\)?", re.IGNORECASE)
 _HEADING_LEFT = re.compile(r"(?:^|(?<=\s))#{1,6}(?=\s)")
 _BULLET_LEFT = re.compile(r"(?:^|(?<=\s))\*(?=\s)")
@@ -106,8 +106,6 @@ class TextRenderer:
         text = _EMPHASIS_RUN.sub("", _html_to_text(text))
         if "[" in text:
             text = _LINK_LEFT.sub(r"\1", text)
-        if "](" in text:
-            text = _TARGET_LEFT.sub("]", text)
         text = _BULLET_LEFT.sub("\n•", _HEADING_LEFT.sub("\n", text))
         if "$" in text:
             text = self._stray_math(text)
@@ -214,7 +212,10 @@ class TextRenderer:
                     blocks.append(stripped)
                     list_run = False
         finals = (_final(b) for b in blocks)
-        return "\n\n".join(b for b in finals if b).strip("\n")
+        out = "\n\n".join(b for b in finals if b).strip("\n")
+        # A refused link target goes wherever it was left (prose, code, maths): plain text is what posts are
+        # made of, and no reader's client should be handed a script URL to make clickable.
+        return _TARGET_LEFT.sub("]", out) if "](" in out else out
 
 
 def _collapse(text: str) -> str:
