@@ -66,6 +66,10 @@ enabled = false
 enabled = false
 [channels.facebook]
 enabled = false
+[channels.mastodon]
+enabled = false
+[channels.bluesky]
+enabled = false
 [channels.twitter]
 daily_cap = 0
 monthly_cap = 0

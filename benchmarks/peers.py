@@ -53,6 +53,10 @@ BOT_CONFIG = """[arxiv]
 enabled = false
 [channels.facebook]
 enabled = false
+[channels.mastodon]
+enabled = false
+[channels.bluesky]
+enabled = false
 [channels.twitter]
 daily_cap = 0
 monthly_cap = 0

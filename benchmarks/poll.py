@@ -104,14 +104,17 @@ class FeedServer:
 
 
 def count_writes(store: Store) -> dict[str, int]:
-    counts = {"summary/delivery writes": 0, "source-state writes": 0}
+    counts = {"summary/delivery writes": 0, "source-state writes": 0, "poll-log writes": 0}
 
     @sa.event.listens_for(store.engine, "before_cursor_execute")
     def _count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
         head = statement.lstrip().split(None, 3)
         if head and head[0].upper() in ("INSERT", "UPDATE", "DELETE"):
             table = head[2 if head[0].upper() != "UPDATE" else 1].strip('"').lower()
-            key = "source-state writes" if table in ("sources", "jobs") else "summary/delivery writes"
+            if table == "poll_log":  # the charts' one row per poll, and its pruning
+                key = "poll-log writes"
+            else:
+                key = "source-state writes" if table in ("sources", "jobs") else "summary/delivery writes"
             counts[key] += 1
 
     return counts
@@ -146,7 +149,8 @@ def main() -> None:
             print(
                 f"(a) unchanged feed: HTTP status {report.status}; GET requests={server.gets} parses={parses['n']} "
                 f"summary/delivery writes={writes['summary/delivery writes']} "
-                f"source-state writes={writes['source-state writes']} (last poll time, for status and /healthz)"
+                f"source-state writes={writes['source-state writes']} (last poll time, for status and /healthz) "
+                f"poll-log writes={writes['poll-log writes']} (the charts' row for this poll)"
             )
             app.close()
 
