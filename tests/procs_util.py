@@ -9,6 +9,7 @@ the stand-ins received per summary.
 from __future__ import annotations
 
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -20,7 +21,7 @@ from typing import Any
 from conftest import NEWER_CHANNELS_OFF
 from env_util import clean_environ
 from fake_graph import FakeGraph
-from fake_x import FakeX
+from fake_x import FakeX, Fault
 
 from bot.records import DeliveryState
 from bot.store import Store
@@ -160,6 +161,33 @@ def wait_until(
 
 
 _LINK = re.compile(r"https?://\S+")
+
+
+def kill_between_accept_and_commit(
+    env: dict[str, str], log: Path, fake: Any, store: Store, channel: str, path: str
+) -> BotProcess:
+    """A `dispatch` SIGKILLed while `fake` holds its answer to the second post it accepted (at `path`).
+
+    The first post's outcome is written while the second is on the network: once it is, the
+    second is the only post between the network's accept and the bot's commit. The killed
+    process is returned (for its log); the held answer is released.
+    """
+    fake.fail(Fault(hold=True, skip=1, path=path))
+    proc = BotProcess(env, log, "dispatch")
+    try:
+        wait_until(lambda: fake.held == 1, timeout=60, why=lambda: f"no post was held:\n{proc.text()}")
+        wait_until(
+            lambda: any(d.state is DeliveryState.SENT for d in store.deliveries(channel=channel)),
+            timeout=30,
+            why=lambda: f"the first post was not recorded as sent:\n{proc.text()}",
+        )
+        proc.p.send_signal(signal.SIGKILL)
+        proc.p.wait(timeout=30)
+    except BaseException:
+        proc.close()
+        raise
+    fake.release()
+    return proc
 
 
 def x_posts_per_link(x: FakeX) -> Counter[str]:

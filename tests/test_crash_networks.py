@@ -4,20 +4,18 @@ holds exactly one post per summary (issue 4)."""
 
 from __future__ import annotations
 
-import signal
 from pathlib import Path
 
 import pytest
-from fake_x import Fault
 from feeds_util import items, site_feed
 from procs_util import (
     BotProcess,
     bot_env,
     exactly_once,
     graph_posts_per_link,
+    kill_between_accept_and_commit,
     run_bot,
     stand_ins,
-    wait_until,
     x_posts_per_link,
 )
 
@@ -44,19 +42,8 @@ def test_sigkill_between_the_networks_accept_and_the_commit(channel: str, tmp_pa
         run_bot(env, "poll", "--backfill", "3")
         # The second post is made, then its answer is held back: the dispatcher sits between
         # the network's accept and its own commit when we kill it.
-        fake.fail(Fault(hold=True, skip=1, path="/2/tweets" if channel == "twitter" else "/"))
-        proc = BotProcess(env, tmp_path / "dispatch-1.log", "dispatch")
-        wait_until(lambda: fake.held == 1, timeout=60, why=lambda: f"no post was held:\n{proc.text() if proc else ''}")
-        # The first post's outcome is written while the second is on the network: once it is,
-        # the second is the only post between the network's accept and the bot's commit.
-        wait_until(
-            lambda: any(d.state is DeliveryState.SENT for d in store.deliveries(channel=channel)),
-            timeout=30,
-            why=lambda: f"the first post was not recorded as sent:\n{proc.text() if proc else ''}",
-        )
-        proc.p.send_signal(signal.SIGKILL)
-        proc.p.wait(timeout=30)
-        fake.release()
+        path = "/2/tweets" if channel == "twitter" else "/"
+        proc = kill_between_accept_and_commit(env, tmp_path / "dispatch-1.log", fake, store, channel, path)
 
         assert len(fake.posts) == 2
         by_state = {d.state: d for d in store.deliveries(channel=channel)}

@@ -8,7 +8,6 @@ processes with the real Mastodon.py and atproto clients pointed at them.
 
 from __future__ import annotations
 
-import signal
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,9 +15,9 @@ from pathlib import Path
 import pytest
 from fake_bluesky import FakeBluesky, held_after_create
 from fake_mastodon import FakeMastodon
-from fake_x import FakeHTTPServer, Fault
+from fake_x import FakeHTTPServer
 from feeds_util import items, site_feed
-from procs_util import BotProcess, bot_env, exactly_once, run_bot, wait_until
+from procs_util import BotProcess, bot_env, exactly_once, kill_between_accept_and_commit, run_bot
 
 from bot.records import DeliveryState
 from bot.store import Store
@@ -93,19 +92,8 @@ def test_sigkill_between_the_networks_accept_and_the_commit(
         run_bot(env, "poll", "--backfill", "3")
         # The second post is made, then its answer is held back: the dispatcher sits between
         # the network's accept and its own commit when we kill it.
-        fake.fail(
-            Fault(hold=True, skip=1, path="/api/v1/statuses" if channel == "mastodon" else held_after_create().path)
-        )
-        proc = BotProcess(env, tmp_path / "dispatch-1.log", "dispatch")
-        wait_until(lambda: fake.held == 1, timeout=60, why=lambda: f"no post was held:\n{proc.text() if proc else ''}")
-        wait_until(
-            lambda: any(d.state is DeliveryState.SENT for d in store.deliveries(channel=channel)),
-            timeout=30,
-            why=lambda: f"the first post was not recorded as sent:\n{proc.text() if proc else ''}",
-        )
-        proc.p.send_signal(signal.SIGKILL)
-        proc.p.wait(timeout=30)
-        fake.release()
+        path = "/api/v1/statuses" if channel == "mastodon" else held_after_create().path
+        proc = kill_between_accept_and_commit(env, tmp_path / "dispatch-1.log", fake, store, channel, path)
 
         assert post_count(fake) == 2
         by_state = {d.state: d for d in store.deliveries(channel=channel)}
