@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from bot import content
-from bot.channels import CHANNELS, enabled_channels
+from bot.channels import CHANNELS, channel_mode, channel_spec, enabled_channels
 from bot.claims import claimant_id, holder_is_dead, running
 from bot.decide import Pacing, PublishVerdict, pacing_wait, publish_failure_verdict, retry_time
 from bot.errors import (
@@ -58,6 +58,17 @@ class DispatchReport:
     waiting: dict[str, str] = field(default_factory=dict)
     #: (channel, summary guid, first line of the text) of each post made in this pass
     published: list[tuple[str, str, str]] = field(default_factory=list)
+
+    def merge(self, other: DispatchReport) -> None:
+        """Add another lane's report of the same pass to this one."""
+        self.sent += other.sent
+        self.retried += other.retried
+        self.failed += other.failed
+        self.reconciled += other.reconciled
+        self.held += other.held
+        self.paused += [c for c in other.paused if c not in self.paused]
+        self.waiting.update(other.waiting)
+        self.published += other.published
 
     def summary(self) -> str:
         parts = [f"{self.sent} sent", f"{self.retried} to retry", f"{self.failed} failed"]
@@ -118,10 +129,15 @@ class Dispatcher:
 
     # ---- decisions around the loop (data in, data out) ----
 
-    def _allowed_channels(self, report: DispatchReport, paused: Collection[str]) -> list[str]:
-        """Channels that may post now: not paused, within pacing and caps (the claim skips ones paused since)."""
+    def _allowed_channels(
+        self, report: DispatchReport, paused: Collection[str], only: Collection[str] | None = None
+    ) -> list[str]:
+        """Channels that may post now: not paused, within pacing and caps (the claim skips ones paused since);
+        with `only`, just those."""
         allowed = []
         for channel in CHANNELS:
+            if only is not None and channel not in only:
+                continue
             if channel in paused or channel in report.paused:
                 if channel not in report.paused:
                     report.paused.append(channel)
@@ -130,6 +146,16 @@ class Dispatcher:
                 continue
             allowed.append(channel)
         return allowed
+
+    def _lane_channels(self, paused: Collection[str]) -> list[str]:
+        """The channels more than one lane may post to: live, not paused, without pacing or caps (their
+        counts must be exact: one post at a time), and whose publisher may post several at once."""
+        settings = self.app.settings
+        return [
+            c
+            for c in enabled_channels(settings)
+            if c not in paused and channel_spec(c).parallel and self._pacing(c) is None and channel_mode(settings, c)[0]
+        ]
 
     def _pacing(self, channel: str) -> Pacing | None:
         cs = self.app.settings.channel(channel)
@@ -174,6 +200,31 @@ class Dispatcher:
                 break
             self._reconcile(d, report)
         paused = store.paused_channels()
+        parallel = self._lane_channels(paused) if self.app.settings.dispatch.lanes > 1 else []
+        if not parallel or self.stop.is_set():
+            self._send_lane(report, paused)
+            return report
+        # More lanes, each a pass of its own (its own claims, alive while it runs), taking only the
+        # channels that allow it; this one takes every channel, so paced ones post one at a time.
+        lanes = [
+            (Dispatcher(self.app, stop=self.stop, worker=f"{self.worker}:lane{k}"), DispatchReport())
+            for k in range(1, self.app.settings.dispatch.lanes)
+        ]
+        with ThreadPoolExecutor(max_workers=len(lanes), thread_name_prefix="dispatch-lane") as pool:
+            others = [pool.submit(lane.run_lane, r, paused, parallel) for lane, r in lanes]
+            self._send_lane(report, paused)
+            for other in others:
+                other.result()
+        for _, r in lanes:
+            report.merge(r)
+        return report
+
+    def run_lane(self, report: DispatchReport, paused: Collection[str], only: Collection[str]) -> None:
+        """Send what is due on `only` (another lane of a pass), as this pass's own claimant."""
+        with running(self.worker):
+            self._send_lane(report, paused, only)
+
+    def _send_lane(self, report: DispatchReport, paused: Collection[str], only: Collection[str] | None = None) -> None:
         # One delivery ahead: the next is reserved and its post rendered while this one
         # is on the network, so a worker's time per delivery is little more than the
         # network's. It is marked in flight (with its post) only right before its own
@@ -188,7 +239,7 @@ class Dispatcher:
             def next_ahead() -> None:
                 nonlocal upcoming
                 if upcoming is None:
-                    upcoming = ahead.submit(self._prepare, self._allowed_channels(report, paused))
+                    upcoming = ahead.submit(self._prepare, self._allowed_channels(report, paused, only))
 
             def sending() -> None:
                 outcomes.start()
@@ -214,7 +265,6 @@ class Dispatcher:
                 if upcoming is not None:
                     self._give_back_later(upcoming)
                 outcomes.flush()
-        return report
 
     def _prepare(self, channels: list[str]) -> _Ready | None:
         """Reserve the next due delivery and render its post (not saved yet); None when nothing is due."""

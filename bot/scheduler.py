@@ -143,12 +143,18 @@ def _record(app: App, name: str, fn: Callable[[], Any]) -> Any:
 
 
 def poll_job(
-    app: App, *, force: bool = False, backfill: int | None = None, progress: Callable[[int, int], None] | None = None
+    app: App,
+    *,
+    force: bool = False,
+    backfill: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    build: bool = True,
 ) -> str:
+    """One poll; with `build`, the feeds are rebuilt when it found something new or edited."""
     from bot.pipeline import poll
 
     report = _record(app, "poll", lambda: poll(app, force=force, backfill=backfill, progress=progress))
-    if report.new or report.edited:
+    if build and (report.new or report.edited):
         return f"{report.describe()}\nfeeds: {feeds_job(app)}"
     return str(report.describe())
 
@@ -256,13 +262,16 @@ def run_once(app: App, *, backfill: int | None = None, progress: Callable[[int, 
     failed: BotError | None = None
     with scheduler_lock(app, threading.Event(), wait=False):
         try:
-            lines.append(poll_job(app, force=True, backfill=backfill, progress=progress))
+            lines.append(poll_job(app, force=True, backfill=backfill, progress=progress, build=False))
         except SourceError as exc:
             failed = exc
             lines.append(f"poll failed: {exc}")
-        if not any(line.startswith("feeds:") for line in "\n".join(lines).splitlines()):
-            lines.append("feeds: " + (FEEDS_UNCHANGED if feeds_current(app) else feeds_job(app)))
-        lines.append(dispatch_job(app))
+        # Posts first, feeds after: the dispatcher renders each summary (HTML and text, into the
+        # render cache) while the previous post is on the network, so the build that follows
+        # finds them rendered instead of rendering them all while the network waits.
+        dispatched = dispatch_job(app)
+        lines.append("feeds: " + (FEEDS_UNCHANGED if feeds_current(app) else feeds_job(app)))
+        lines.append(dispatched)
     lines.extend(where_things_went(app))
     if failed is not None:
         for line in lines:

@@ -84,6 +84,13 @@ class DispatchSettings:
     lease_seconds: int = _s(
         300, "How long a worker's claim on a delivery lasts before it counts as abandoned.", minimum=10
     )
+    lanes: int = _s(
+        2,
+        "Posts one dispatch pass has on the network at once, on live channels without pacing or caps whose "
+        "client allows it (docs/channels.md lists them); posts of one burst may then appear slightly out of "
+        "order. 1: one at a time, in queue order.",
+        minimum=1,
+    )
 
 
 @dataclass(frozen=True)

@@ -88,6 +88,7 @@ class Recorded:
             "query": self.query,
             "headers": self.headers,
             "body": self.body.decode("utf-8", "replace"),
+            "at": self.at,
         }
 
 

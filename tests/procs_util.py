@@ -62,10 +62,13 @@ def bot_env(
     """The environment of a deployment whose X and Facebook are the given stand-ins."""
     env = clean_environ()
     # X's default caps (50 a day) would hold back the hundreds of posts these tests make; the newer
-    # channels are off unless a test turns them on: these runs count X and Facebook posts.
+    # channels are off unless a test turns them on: these runs count X and Facebook posts. One post at
+    # a time: the crash tests script which post is on the network when they kill (tests/test_lanes.py
+    # kills with two lanes).
     sections: dict[str, dict[str, Any]] = {
         "arxiv": {"enabled": False},
         "digest": {"enabled": False},
+        "dispatch": {"lanes": 1},
         **{k: dict(v) for k, v in NEWER_CHANNELS_OFF.items()},
         "channels.twitter": {"daily_cap": 0, "monthly_cap": 0},
     }

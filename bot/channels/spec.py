@@ -189,6 +189,9 @@ class Channel:
     measure: Measure
     #: warnings about a rendered post itself (e.g. not a valid X post), for `preview`
     check_post: Callable[[Post], Sequence[str]] = no_checks
+    #: its publisher may make several posts at once (`dispatch.lanes`): its client is safe to share
+    #: between threads and it keeps no login state that two posts could both try to renew
+    parallel: bool = False
 
     @property
     def section(self) -> str:

@@ -94,13 +94,14 @@ summaries = Table(
     Column("version", Integer, nullable=False, default=1),
     Column("edited_at", UtcDateTime, nullable=False),
     Column("first_seen_at", UtcDateTime, nullable=False),
-    # The feeds' published date: the earliest time known for the summary (its first source date or the
-    # bot's first sight, whichever came first). Nullable only so migration 0002 could add it in place on
-    # SQLite (a table rebuild there would cascade-delete); the migration and every poll fill it.
-    Column("published_at", UtcDateTime),
     Column("changed_at", UtcDateTime, nullable=False),
     # True when the first poll of its source only marked it as seen (not news).
     Column("backfilled", Boolean, nullable=False, default=False),
+    # The feeds' published date: the earliest time known for the summary (its first source date or the
+    # bot's first sight, whichever came first). Nullable only so migration 0002 could add it in place on
+    # SQLite (a table rebuild there would cascade-delete); the migration and every poll fill it.
+    # (Columns are declared in the order the migrations leave them: a new SQLite file is made from here.)
+    Column("published_at", UtcDateTime),
     # True while the flood guard holds it (more new summaries in one poll than source.max_new_per_poll):
     # in the feeds and the digest, but no social delivery until `release` queues it.
     Column("held", Boolean, nullable=False, default=False, server_default=false()),
@@ -164,10 +165,10 @@ deliveries = Table(
     # The post exactly as sent (JSON of Post), fixed before the network call.
     Column("post", JSON),
     Column("post_id", Text),
-    # Where the published post can be seen (the channel's answer), for the operator console.
-    Column("post_url", Text),
     Column("sent_at", UtcDateTime),
     Column("last_error", Text),
+    # Where the published post can be seen (the channel's answer), for the operator console.
+    Column("post_url", Text),
     UniqueConstraint("summary_id", "channel", "revision", name="uq_deliveries_summary_channel_revision"),
     Index("ix_deliveries_due", "state", "due_at"),
     Index("ix_deliveries_sent", "channel", "sent_at"),

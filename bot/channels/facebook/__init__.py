@@ -37,4 +37,5 @@ CHANNEL = Channel(
     publisher=_publisher,
     # Far beyond any post the template makes: preview shows the size and the link field instead.
     measure=Measure(count=len, limit=render.FACEBOOK_MAX, unit="characters", show_limit=False, show_link=True),
+    parallel=True,
 )

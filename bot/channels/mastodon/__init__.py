@@ -39,4 +39,5 @@ CHANNEL = Channel(
     publisher=_publisher,
     # The instance's own limit is only known live: preview (like dry-run) fits to Mastodon's default.
     measure=Measure(count=render.length, limit=render.DEFAULT_MAX_CHARACTERS, unit="characters"),
+    parallel=True,
 )

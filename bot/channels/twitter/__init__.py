@@ -43,4 +43,5 @@ CHANNEL = Channel(
     publisher=_publisher,
     measure=Measure(count=_weight, limit=280, unit="weighted"),
     check_post=render.check_post,
+    parallel=True,
 )
