@@ -129,6 +129,8 @@ class Sink:
         assert self.proc.stdin is not None
         self.proc.stdin.close()
         self.proc.wait(timeout=30)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
 
 
 # ---------------------------------------------------------------- the sender

@@ -104,6 +104,8 @@ class Process:
     def close(self) -> None:
         self.proc.terminate()
         self.proc.wait(timeout=10)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
 
 
 MASTODON_V1 = """
