@@ -48,8 +48,11 @@ FROM = "ShortScience weekly <digest@example.org>"
 # ---------------------------------------------------------------- the sink
 
 
-def run_sink() -> None:
-    """The SMTP sink (in its own process): prints its port, counts messages, answers 'count' on stdin."""
+def run_sink(data_delay: float = 0.0) -> None:
+    """The SMTP sink (in its own process): prints its port, counts messages, answers 'count' on stdin.
+
+    With `data_delay` (seconds) it answers the end of DATA (the message accepted, an e-mail's "post")
+    that much later, as a remote server would; every other reply goes out at once."""
     import asyncio
 
     from aiosmtpd.controller import Controller
@@ -59,6 +62,8 @@ def run_sink() -> None:
         n = 0
 
         async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+            if data_delay:
+                await asyncio.sleep(data_delay)
             Counter.n += 1
             return "250 OK: queued"
 
@@ -99,13 +104,17 @@ def run_sink() -> None:
         if line.strip() == "count":
             print(Counter.n, flush=True)
     controller.stop()
-    del asyncio
 
 
 class Sink:
-    def __init__(self) -> None:
+    """run_sink() as a process; `data_delay` > 0 (peers.py's stand-in latency) holds each end-of-DATA reply."""
+
+    def __init__(self, data_delay: float = 0.0) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, __file__, "--sink"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+            [sys.executable, __file__, "--sink", "--data-delay", str(data_delay)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
         )
         assert self.proc.stdout is not None
         self.port = int(self.proc.stdout.readline())
@@ -120,6 +129,8 @@ class Sink:
         assert self.proc.stdin is not None
         self.proc.stdin.close()
         self.proc.wait(timeout=30)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
 
 
 # ---------------------------------------------------------------- the sender
@@ -225,12 +236,13 @@ def main() -> None:
     )
     ap.add_argument("--no-scaling", action="store_true", help="skip the 2N run that shows RSS is flat as N grows")
     ap.add_argument("--sink", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--data-delay", type=float, default=0.0, help=argparse.SUPPRESS)
     ap.add_argument("--setup", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--send", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--message", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.sink:
-        run_sink()
+        run_sink(args.data_delay)
         return
     if args.setup or args.send:
         child(args)

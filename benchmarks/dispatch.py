@@ -54,45 +54,17 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-KEYS = {
-    "TWITTER_API_KEY": "bench-ck",
-    "TWITTER_API_SECRET": "bench-cs",
-    "TWITTER_ACCESS_TOKEN": "bench-at",
-    "TWITTER_ACCESS_TOKEN_SECRET": "bench-ats",
-}
-CONFIG = """[arxiv]
-enabled = false
-[digest]
-enabled = false
-[channels.facebook]
-enabled = false
-[channels.mastodon]
-enabled = false
-[channels.bluesky]
-enabled = false
-[channels.twitter]
-daily_cap = 0
-monthly_cap = 0
-"""
+from stand_ins import X_KEYS as KEYS  # noqa: E402
+from stand_ins import X_ONLY_CONFIG, fake_x_command  # noqa: E402
+
+CONFIG = X_ONLY_CONFIG + "[digest]\nenabled = false\n"
 
 
 class StandIn:
     """tests/fake_x.py as its own process, answering after `latency` seconds."""
 
     def __init__(self, latency: float) -> None:
-        command = [
-            sys.executable,
-            str(REPO / "tests" / "fake_x.py"),
-            "--port",
-            "0",
-            "--delay",
-            str(latency),
-            "--keep-alive",
-            "--consumer-key",
-            KEYS["TWITTER_API_KEY"],
-            "--access-token",
-            KEYS["TWITTER_ACCESS_TOKEN"],
-        ]
+        command = fake_x_command(latency)
         self.process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
         assert self.process.stdout is not None
         self.url = f"http://127.0.0.1:{int(self.process.stdout.readline())}"
