@@ -27,8 +27,8 @@ from poll import FeedServer, generated_feed  # noqa: E402
 
 from bot.settings import load_settings, sample_feed_path  # noqa: E402
 
-#: the virtual environment with the peers installed (benchmarks/peers.py --venv); tests that run them skip without
-PEERS_VENV = Path(os.environ.get("BOT_PEERS_VENV", "/work/peers-venv"))
+#: a virtual environment with the peers installed (benchmarks/peers.py --venv); tests that run them skip without
+PEERS_VENV = Path(os.environ.get("BOT_PEERS_VENV", "/nonexistent"))
 
 
 def test_the_sink_holds_the_end_of_data_reply_when_asked_and_only_it() -> None:
