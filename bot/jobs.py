@@ -18,6 +18,7 @@ from bot.wording import plural
 if TYPE_CHECKING:
     from bot.app import App
     from bot.feeds import FeedEntry
+    from bot.render_pool import RenderPool
     from bot.web import HealthInfo
 
 log = logging.getLogger(__name__)
@@ -25,7 +26,7 @@ log = logging.getLogger(__name__)
 
 # long: the text-free listing and the closure that fills it share the store's rows
 def feed_entries(
-    app: App, *, fetch: bool = True
+    app: App, *, fetch: bool = True, pool: RenderPool | None = None
 ) -> tuple[list[FeedEntry], Callable[[Sequence[FeedEntry]], list[FeedEntry]]]:
     """Every stored summary as a feed entry without content, and the function that fills in the content of some.
 
@@ -34,6 +35,7 @@ def feed_entries(
     time (loaded, rendered through the render cache, dropped after the file):
     a rebuild after one new summary renders a few dozen entries, and a first
     build of 10,000 holds one archive page in memory, not the whole store.
+    `pool`: renders a file's missing renderings on every core when there are many.
     """
     import dataclasses
 
@@ -71,7 +73,7 @@ def feed_entries(
 
     def fill(entries: Sequence[FeedEntry]) -> list[FeedEntry]:
         full = {s.id: s for s in app.store.summaries_by_ids([ids[e.guid] for e in entries])}
-        renders = content.renders(app, list(full.values()))
+        renders = content.renders(app, list(full.values()), pool=pool)
         out = []
         for e in entries:
             s = full[ids[e.guid]]
@@ -87,23 +89,26 @@ def feed_entries(
     return light, fill
 
 
-def build_feeds(app: App, *, force: bool = False, mirror: bool = False) -> str:
+def build_feeds(app: App, *, force: bool = False, mirror: bool = False, pool: RenderPool | None = None) -> str:
     """`feeds build`: write every feed; ping the WebSub hub for the ones that changed.
 
     `mirror`: only reflect the database (the web process's copy): no arXiv request, no WebSub ping.
+    `pool`: where many missing renderings are made (default: one for this build, per render.workers); closed at
+    the end of the build.
     """
     from filelock import FileLock
 
     from bot.feeds import build_feeds as write_feeds
     from bot.feeds import ping_websub
+    from bot.render_pool import RenderPool
 
     out = app.settings.public_dir
     out.mkdir(parents=True, exist_ok=True)
     # One build at a time per folder: the worker and a web process on one machine may share it,
     # and two builds from different database snapshots could leave a file older than the
     # manifest says it is. (A dotfile: the web process never serves it.)
-    with FileLock(str(out / ".feeds-build.lock")):
-        entries, fill = feed_entries(app, fetch=not mirror)
+    with FileLock(str(out / ".feeds-build.lock")), pool or RenderPool(app.settings) as renderers:
+        entries, fill = feed_entries(app, fetch=not mirror, pool=renderers)
         report = write_feeds(entries, app.settings, cache=app.feed_cache, force=force, fill=fill)
     hub = "" if mirror else app.settings.feeds.websub_hub
     if hub and report.hub_topics:
