@@ -27,15 +27,17 @@ log = logging.getLogger(__name__)
 # long: the text-free listing and the closure that fills it share the store's rows
 def feed_entries(
     app: App, *, fetch: bool = True, pool: RenderPool | None = None
-) -> tuple[list[FeedEntry], Callable[[Sequence[FeedEntry]], list[FeedEntry]]]:
-    """Every stored summary as a feed entry without content, and the function that fills in the content of some.
+) -> tuple[list[FeedEntry], Callable[[Sequence[FeedEntry]], list[FeedEntry]], Callable[[Sequence[FeedEntry]], None]]:
+    """Every stored summary as a feed entry without content, the function that fills in the content of some, and
+    the one told which entries will be filled next.
 
     Fingerprints ignore content, so which files must be written is known from
     a text-free listing; the builder then fills in one file's entries at a
     time (loaded, rendered through the render cache, dropped after the file):
     a rebuild after one new summary renders a few dozen entries, and a first
     build of 10,000 holds one archive page in memory, not the whole store.
-    `pool`: renders a file's missing renderings on every core when there are many.
+    `pool`: renders a file's missing renderings on every core when there are many, the next file's while
+    this one is written.
     """
     import dataclasses
 
@@ -86,7 +88,14 @@ def feed_entries(
             )
         return out
 
-    return light, fill
+    def ahead(entries: Sequence[FeedEntry]) -> None:
+        # The next file's missing renderings start on the pool's workers while this file is written.
+        if pool is not None and entries:
+            full = app.store.summaries_by_ids([ids[e.guid] for e in entries])
+            cached = app.store.cached_renders({s.id: s.summary.content_hash for s in full})
+            pool.prefetch([s.summary for s in full if s.id not in cached])
+
+    return light, fill, ahead
 
 
 def build_feeds(app: App, *, force: bool = False, mirror: bool = False, pool: RenderPool | None = None) -> str:
@@ -108,8 +117,8 @@ def build_feeds(app: App, *, force: bool = False, mirror: bool = False, pool: Re
     # and two builds from different database snapshots could leave a file older than the
     # manifest says it is. (A dotfile: the web process never serves it.)
     with FileLock(str(out / ".feeds-build.lock")), pool or RenderPool(app.settings) as renderers:
-        entries, fill = feed_entries(app, fetch=not mirror, pool=renderers)
-        report = write_feeds(entries, app.settings, cache=app.feed_cache, force=force, fill=fill)
+        entries, fill, ahead = feed_entries(app, fetch=not mirror, pool=renderers)
+        report = write_feeds(entries, app.settings, cache=app.feed_cache, force=force, fill=fill, ahead=ahead)
     hub = "" if mirror else app.settings.feeds.websub_hub
     if hub and report.hub_topics:
         import httpx

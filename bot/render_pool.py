@@ -14,7 +14,6 @@ import logging
 import math
 import os
 import threading
-from collections import deque
 from collections.abc import Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING
@@ -38,8 +37,9 @@ log = logging.getLogger(__name__)
 MIN_BATCH = 40
 #: most summaries in one chunk sent to a worker (small enough to share a 100-entry archive page out evenly)
 CHUNK_MAX = 16
-#: chunks in flight per worker: enough to keep each busy, few enough to keep memory flat
-IN_FLIGHT_PER_WORKER = 2
+#: chunks one file's renderings are cut into, per worker: even shares without many round trips. At most two
+#: files' renderings are in flight (the one being filled, the next one prefetched): memory stays flat.
+CHUNKS_PER_WORKER = 2
 
 # The worker process's renderer, built once by _start_worker.
 _renderer: Renderer | None = None
@@ -59,6 +59,14 @@ def _render_chunk(summaries: Sequence[Summary]) -> list[tuple[str, str]]:
     return [_renderer.html_and_text(s) for s in summaries]
 
 
+def _cancel(ahead: dict[Summary, tuple[Future[list[tuple[str, str]]], int]], keep: Sequence[Summary]) -> None:
+    # Prefetched chunks no summary in `keep` is in: not started yet, they never will be.
+    wanted = {id(ahead[s][0]) for s in keep if s in ahead}
+    for future, _ in ahead.values():
+        if id(future) not in wanted:
+            future.cancel()
+
+
 def pool_context() -> BaseContext:
     """fork where the platform has it and no other thread runs (a fork copies their held locks, and newer Pythons
     warn about it), else spawn."""
@@ -76,12 +84,15 @@ class RenderPool:
         #: worker processes: render.workers, 0 meaning one per CPU core; fewer than 2 means no pool
         self.workers = settings.render.workers or os.cpu_count() or 1
         self.min_batch = max(1, min_batch)
-        #: summaries rendered by the workers so far (status lines, tests)
+        #: summaries rendered by the workers so far, and how many of them a prefetch() had started (tests)
         self.rendered = 0
+        self.prefetched = 0
         self._args = (settings.render.site_base_url, tuple(settings.render.image_hosts))
         #: "fork", "spawn" or "forkserver"; None: pool_context() chooses when the pool starts
         self.start_method = start_method
         self._executor: ProcessPoolExecutor | None = None
+        # What prefetch() sent: the summary's chunk and place in it (one file's entries at most).
+        self._ahead: dict[Summary, tuple[Future[list[tuple[str, str]]], int]] = {}
 
     def __enter__(self) -> RenderPool:
         return self
@@ -90,34 +101,55 @@ class RenderPool:
         self.close()
 
     def close(self) -> None:
+        self._ahead = {}
         if self._executor is not None:
             self._executor.shutdown(wait=True, cancel_futures=True)
             self._executor = None
 
+    def prefetch(self, summaries: Sequence[Summary]) -> None:
+        """Start rendering these now (when there are enough for the pool); a next render() of them takes the results.
+
+        Replaces what an earlier prefetch left untaken: at most one file's renderings wait in memory.
+        """
+        _cancel(self._ahead, keep=())
+        self._ahead = {}
+        if self.workers < 2 or len(summaries) < self.min_batch:
+            return
+        self._ahead = self._submit(summaries)
+
     def render(self, summaries: Sequence[Summary]) -> list[tuple[str, str]] | None:
         """The summaries' (html, text), in order; None when there are too few for the pool (render them yourself)."""
-        if self.workers < 2 or len(summaries) < self.min_batch:
+        ahead, self._ahead = self._ahead, {}
+        _cancel(ahead, keep=summaries)
+        rest = [s for s in summaries if s not in ahead]
+        if self.workers < 2 or (len(rest) == len(summaries) and len(rest) < self.min_batch):
             return None
         from concurrent.futures.process import BrokenProcessPool
 
-        executor = self._start()
-        size = max(1, min(CHUNK_MAX, math.ceil(len(summaries) / (self.workers * IN_FLIGHT_PER_WORKER))))
-        chunks = (summaries[i : i + size] for i in range(0, len(summaries), size))
-        pending: deque[Future[list[tuple[str, str]]]] = deque()
-        out: list[tuple[str, str]] = []
         try:
-            for chunk in chunks:
-                if len(pending) >= self.workers * IN_FLIGHT_PER_WORKER:
-                    out.extend(pending.popleft().result())
-                pending.append(executor.submit(_render_chunk, chunk))
-            while pending:
-                out.extend(pending.popleft().result())
+            ahead.update(self._submit(rest))
+            out = [ahead[s][0].result()[ahead[s][1]] for s in summaries]
         except BrokenProcessPool as exc:
             # A worker died (killed, out of memory): the build fails like any render error and is retried.
             self.close()
             raise RenderError(f"a render worker process died: {exc}") from None
         self.rendered += len(out)
+        self.prefetched += len(summaries) - len(rest)
         return out
+
+    def _submit(self, summaries: Sequence[Summary]) -> dict[Summary, tuple[Future[list[tuple[str, str]]], int]]:
+        """Each summary's chunk, sent to the workers, and its place in the chunk."""
+        if not summaries:
+            return {}
+        executor = self._start()
+        size = max(1, min(CHUNK_MAX, math.ceil(len(summaries) / (self.workers * CHUNKS_PER_WORKER))))
+        placed: dict[Summary, tuple[Future[list[tuple[str, str]]], int]] = {}
+        for start in range(0, len(summaries), size):
+            chunk = summaries[start : start + size]
+            future = executor.submit(_render_chunk, chunk)
+            for i, s in enumerate(chunk):
+                placed[s] = (future, i)
+        return placed
 
     def _start(self) -> ProcessPoolExecutor:
         if self._executor is None:

@@ -3,7 +3,10 @@ and writes the same files, byte for byte, as a build in one process."""
 
 from __future__ import annotations
 
+import dataclasses
 import threading
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -12,11 +15,13 @@ from feeds_util import Item, items, site_feed
 
 import bot.sources.parse as parse_module
 from bot.app import build_app
+from bot.feeds import FeedEntry
+from bot.feeds import build_feeds as write_feeds
 from bot.jobs import build_feeds
 from bot.pipeline import poll
 from bot.render import Renderer
 from bot.render_pool import RenderPool, pool_context
-from bot.settings import sample_feed_path
+from bot.settings import Env, FeedSettings, Settings, sample_feed_path
 from bot.sources.memory import MemorySource
 
 # The sample's real summaries (Markdown, LaTeX, tables, images), repeated under new keys.
@@ -30,8 +35,9 @@ def real_items(n: int) -> list[Item]:
     ]
 
 
-def build(tmp_path: Path, n: int, *, workers: int, min_batch: int) -> tuple[dict[str, bytes], int]:
-    """Every file a first build after a first poll of n summaries writes, and how many the pool's workers rendered."""
+def build(tmp_path: Path, n: int, *, workers: int, min_batch: int) -> tuple[dict[str, bytes], int, int]:
+    """Every file a first build after a first poll of n summaries writes, how many the pool's workers rendered, and
+    how many of those were started while the file before was written."""
     settings = make_settings(
         tmp_path,
         arxiv={"enabled": False},
@@ -43,22 +49,25 @@ def build(tmp_path: Path, n: int, *, workers: int, min_batch: int) -> tuple[dict
         poll(app, backfill=0)
         pool = RenderPool(settings, min_batch=min_batch)
         build_feeds(app, pool=pool)
-        rendered = pool.rendered
+        rendered, prefetched = pool.rendered, pool.prefetched
         again = RenderPool(settings, min_batch=min_batch)
         build_feeds(app, force=True, pool=again)
     finally:
         app.close()
     assert again.rendered == 0, "a second build takes every rendering from the cache the first one wrote"
     public = settings.public_dir
-    return {str(p.relative_to(public)): p.read_bytes() for p in sorted(public.rglob("*")) if p.is_file()}, rendered
+    files = {str(p.relative_to(public)): p.read_bytes() for p in sorted(public.rglob("*")) if p.is_file()}
+    return files, rendered, prefetched
 
 
 def test_a_build_with_the_pool_writes_the_files_a_build_without_it_writes(tmp_path: Path) -> None:
     n = 30
-    pooled, in_workers = build(tmp_path / "pool", n, workers=2, min_batch=2)
-    alone, none = build(tmp_path / "alone", n, workers=1, min_batch=2)
-    # The pool did the work: the summaries of every file with 2 or more to render went to the workers.
+    pooled, in_workers, ahead = build(tmp_path / "pool", n, workers=2, min_batch=2)
+    alone, none, _ = build(tmp_path / "alone", n, workers=1, min_batch=2)
+    # The pool did the work: the summaries of every file with 2 or more to render went to the workers,
+    # those of each archive page while the file before it was written.
     assert n - 5 <= in_workers <= n
+    assert ahead >= 3 * 8
     assert none == 0
     assert pooled.keys() == alone.keys()
     assert len([k for k in pooled if k.startswith("archive/")]) >= 3
@@ -101,3 +110,35 @@ def test_the_pool_forks_only_when_no_other_thread_runs() -> None:
     finally:
         stop.set()
         other.join()
+
+
+def bare_entry(i: int) -> FeedEntry:
+    link = f"https://www.shortscience.org/paper?bibtexKey=key{i}#user{i}"
+    t = datetime(2024, 3, 1, 12, 0, tzinfo=UTC) + timedelta(days=i)
+    return FeedEntry(
+        guid=link, title=f"Paper {i}", author=f"Reader {i}", link=link, content_html="", summary_text="",
+        published=t, updated=t, categories=("cs.LG",) if i % 2 else ("cs.CV",),
+    )  # fmt: skip
+
+
+def test_the_builder_announces_each_files_entries_before_it_fills_them(tmp_path: Path) -> None:
+    settings = Settings(
+        env=Env(bot_public_dir=str(tmp_path), public_base_url="https://feeds.example.org"),
+        feeds=FeedSettings(archive_page_size=4, size=3),
+    )
+    calls: list[tuple[str, list[str]]] = []
+
+    def fill(entries: Sequence[FeedEntry]) -> list[FeedEntry]:
+        calls.append(("fill", [e.guid for e in entries]))
+        return [dataclasses.replace(e, content_html=f"<p>{e.title}</p>") for e in entries]
+
+    def ahead(entries: Sequence[FeedEntry]) -> None:
+        calls.append(("ahead", [e.guid for e in entries]))
+
+    for n in (17, 18):  # a first build, then one new summary: most files unchanged, skipped by the announcements too
+        calls.clear()
+        write_feeds([bare_entry(i) for i in range(n)], settings, fill=fill, ahead=ahead)
+        fills = [i for i, (kind, _) in enumerate(calls) if kind == "fill"]
+        assert len(fills) >= (5 if n == 17 else 2)
+        for i in fills[1:]:
+            assert calls[i - 1] == ("ahead", calls[i][1])
