@@ -82,3 +82,15 @@ def test_mathml_writer_escapes_attributes_and_tails_like_elementtree() -> None:
 def test_mathml_writer_hands_namespaced_trees_back() -> None:
     root = Element("{http://www.w3.org/1998/Math/MathML}math")
     assert not html_module._write_xml(root, [])
+
+
+_WHITESPACE = " \t\n\r\x0b\x0c\x1c\x1f\x85\xa0\u2028\u2029\u3000ab#*"
+
+
+@FAST
+@given(st.text(alphabet=st.sampled_from(_WHITESPACE), max_size=40) | st.text(max_size=40))
+def test_collapsing_whitespace_at_once_is_collapsing_it_line_by_line(text: str) -> None:
+    from bot.render.text import _SPACES, _collapse
+
+    lines = [_SPACES.sub(" ", ln).strip() for ln in text.split("\n")]
+    assert _collapse(text) == "\n".join(ln for ln in lines if ln)
