@@ -90,7 +90,7 @@ def feed_entries(
 
     def ahead(entries: Sequence[FeedEntry]) -> None:
         # The next file's missing renderings start on the pool's workers while this file is written.
-        if pool is not None and entries:
+        if pool is not None and pool.takes(len(entries)):
             full = app.store.summaries_by_ids([ids[e.guid] for e in entries])
             cached = app.store.cached_renders({s.id: s.summary.content_hash for s in full})
             pool.prefetch([s.summary for s in full if s.id not in cached])

@@ -106,23 +106,24 @@ class RenderPool:
             self._executor.shutdown(wait=True, cancel_futures=True)
             self._executor = None
 
+    def takes(self, count: int) -> bool:
+        """Whether `count` renderings asked for at once go to the workers."""
+        return self.workers >= 2 and count >= self.min_batch
+
     def prefetch(self, summaries: Sequence[Summary]) -> None:
         """Start rendering these now (when there are enough for the pool); a next render() of them takes the results.
 
         Replaces what an earlier prefetch left untaken: at most one file's renderings wait in memory.
         """
         _cancel(self._ahead, keep=())
-        self._ahead = {}
-        if self.workers < 2 or len(summaries) < self.min_batch:
-            return
-        self._ahead = self._submit(summaries)
+        self._ahead = self._submit(summaries) if self.takes(len(summaries)) else {}
 
     def render(self, summaries: Sequence[Summary]) -> list[tuple[str, str]] | None:
         """The summaries' (html, text), in order; None when there are too few for the pool (render them yourself)."""
         ahead, self._ahead = self._ahead, {}
         _cancel(ahead, keep=summaries)
         rest = [s for s in summaries if s not in ahead]
-        if self.workers < 2 or (len(rest) == len(summaries) and len(rest) < self.min_batch):
+        if len(rest) == len(summaries) and not self.takes(len(rest)):
             return None
         from concurrent.futures.process import BrokenProcessPool
 
