@@ -15,6 +15,7 @@ from feeds_util import Item, items, site_feed
 
 import bot.sources.parse as parse_module
 from bot.app import build_app
+from bot.errors import RenderError
 from bot.feeds import FeedEntry
 from bot.feeds import build_feeds as write_feeds
 from bot.jobs import build_feeds
@@ -142,3 +143,24 @@ def test_the_builder_announces_each_files_entries_before_it_fills_them(tmp_path:
         assert len(fills) >= (5 if n == 17 else 2)
         for i in fills[1:]:
             assert calls[i - 1] == ("ahead", calls[i][1])
+
+
+def test_a_worker_that_dies_fails_the_build_as_a_render_error(tmp_path: Path) -> None:
+    import multiprocessing
+    import os
+    import signal
+
+    settings = make_settings(tmp_path, render={"workers": 2})
+    with RenderPool(settings, min_batch=1) as pool:
+        assert pool.render(REAL[:2]) is not None
+        workers = multiprocessing.active_children()
+        assert workers
+        for worker in workers:
+            assert worker.pid is not None
+            os.kill(worker.pid, signal.SIGKILL)
+        for worker in workers:
+            worker.join(10)
+        with pytest.raises(RenderError, match="render worker process died"):
+            pool.render(REAL[:4])
+        assert pool._executor is None  # stopped: a next render starts new workers
+        assert pool.render(REAL[:2]) is not None
