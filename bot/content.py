@@ -17,6 +17,7 @@ from bot.records import PaperDetails, Post, StoredSummary
 
 if TYPE_CHECKING:
     from bot.app import App
+    from bot.render_pool import RenderPool
 
 log = logging.getLogger(__name__)
 
@@ -75,14 +76,19 @@ def categories(stored: StoredSummary, details: PaperDetails | None) -> tuple[str
     return tuple(dict.fromkeys((*(details.categories if details else ()), *stored.summary.categories)))
 
 
-def renders(app: App, summaries: Sequence[StoredSummary]) -> dict[int, tuple[str, str]]:
-    """summary id → (html, text), rendered only for versions not in the cache."""
+def renders(
+    app: App, summaries: Sequence[StoredSummary], *, pool: RenderPool | None = None
+) -> dict[int, tuple[str, str]]:
+    """summary id → (html, text), rendered only for versions not in the cache (by `pool`'s workers when it takes
+    them: many to render)."""
     cached = app.store.cached_renders({s.id: s.summary.content_hash for s in summaries})
     todo = [s for s in summaries if s.id not in cached]
     if todo:
+        made = pool.render([s.summary for s in todo]) if pool is not None else None
+        if made is None:
+            made = [app.renderer.html_and_text(s.summary) for s in todo]
         fresh = []
-        for s in todo:
-            html, text = app.renderer.html_and_text(s.summary)
+        for s, (html, text) in zip(todo, made, strict=True):
             cached[s.id] = (html, text)
             fresh.append((s.id, s.summary.content_hash, html, text))
         app.store.put_renders(fresh, now=app.clock())

@@ -18,6 +18,7 @@ from bot.wording import plural
 if TYPE_CHECKING:
     from bot.app import App
     from bot.feeds import FeedEntry
+    from bot.render_pool import RenderPool
     from bot.web import HealthInfo
 
 log = logging.getLogger(__name__)
@@ -25,15 +26,18 @@ log = logging.getLogger(__name__)
 
 # long: the text-free listing and the closure that fills it share the store's rows
 def feed_entries(
-    app: App, *, fetch: bool = True
-) -> tuple[list[FeedEntry], Callable[[Sequence[FeedEntry]], list[FeedEntry]]]:
-    """Every stored summary as a feed entry without content, and the function that fills in the content of some.
+    app: App, *, fetch: bool = True, pool: RenderPool | None = None
+) -> tuple[list[FeedEntry], Callable[[Sequence[FeedEntry]], list[FeedEntry]], Callable[[Sequence[FeedEntry]], None]]:
+    """Every stored summary as a feed entry without content, the function that fills in the content of some, and
+    the one told which entries will be filled next.
 
     Fingerprints ignore content, so which files must be written is known from
     a text-free listing; the builder then fills in one file's entries at a
     time (loaded, rendered through the render cache, dropped after the file):
     a rebuild after one new summary renders a few dozen entries, and a first
     build of 10,000 holds one archive page in memory, not the whole store.
+    `pool`: renders a file's missing renderings on every core when there are many, the next file's while
+    this one is written.
     """
     import dataclasses
 
@@ -71,7 +75,7 @@ def feed_entries(
 
     def fill(entries: Sequence[FeedEntry]) -> list[FeedEntry]:
         full = {s.id: s for s in app.store.summaries_by_ids([ids[e.guid] for e in entries])}
-        renders = content.renders(app, list(full.values()))
+        renders = content.renders(app, list(full.values()), pool=pool)
         out = []
         for e in entries:
             s = full[ids[e.guid]]
@@ -84,27 +88,37 @@ def feed_entries(
             )
         return out
 
-    return light, fill
+    def ahead(entries: Sequence[FeedEntry]) -> None:
+        # The next file's missing renderings start on the pool's workers while this file is written.
+        if pool is not None and pool.takes(len(entries)):
+            full = app.store.summaries_by_ids([ids[e.guid] for e in entries])
+            cached = app.store.cached_renders({s.id: s.summary.content_hash for s in full})
+            pool.prefetch([s.summary for s in full if s.id not in cached])
+
+    return light, fill, ahead
 
 
-def build_feeds(app: App, *, force: bool = False, mirror: bool = False) -> str:
+def build_feeds(app: App, *, force: bool = False, mirror: bool = False, pool: RenderPool | None = None) -> str:
     """`feeds build`: write every feed; ping the WebSub hub for the ones that changed.
 
     `mirror`: only reflect the database (the web process's copy): no arXiv request, no WebSub ping.
+    `pool`: where many missing renderings are made (default: one for this build, per render.workers); closed at
+    the end of the build.
     """
     from filelock import FileLock
 
     from bot.feeds import build_feeds as write_feeds
     from bot.feeds import ping_websub
+    from bot.render_pool import RenderPool
 
     out = app.settings.public_dir
     out.mkdir(parents=True, exist_ok=True)
     # One build at a time per folder: the worker and a web process on one machine may share it,
     # and two builds from different database snapshots could leave a file older than the
     # manifest says it is. (A dotfile: the web process never serves it.)
-    with FileLock(str(out / ".feeds-build.lock")):
-        entries, fill = feed_entries(app, fetch=not mirror)
-        report = write_feeds(entries, app.settings, cache=app.feed_cache, force=force, fill=fill)
+    with FileLock(str(out / ".feeds-build.lock")), pool or RenderPool(app.settings) as renderers:
+        entries, fill, ahead = feed_entries(app, fetch=not mirror, pool=renderers)
+        report = write_feeds(entries, app.settings, cache=app.feed_cache, force=force, fill=fill, ahead=ahead)
     hub = "" if mirror else app.settings.feeds.websub_hub
     if hub and report.hub_topics:
         import httpx

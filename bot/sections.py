@@ -144,6 +144,11 @@ class RenderSettings:
     image_timeout_seconds: float = _s(
         10.0, "Seconds allowed for each step of fetching an image to attach (connect, each read).", minimum=0.1
     )
+    workers: int = _s(
+        0,
+        "Processes that render summaries when a feeds build has many to render (0: one per CPU core; 1: no pool).",
+        minimum=0,
+    )
 
 
 @dataclass(frozen=True)

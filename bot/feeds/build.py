@@ -186,6 +186,16 @@ def plan_feeds(entries: Iterable[FeedEntry], settings: Settings) -> list[FeedFil
     return files
 
 
+def _next_to_write(
+    files: Sequence[FeedFile], prints: Sequence[str], start: int, old_manifest: dict[str, str], out: Path
+) -> FeedFile | None:
+    """The first file from `start` on that the build will write (not unchanged since the last build)."""
+    for at in range(start, len(files)):
+        if old_manifest.get(files[at].path) != prints[at] or not (out / files[at].path).is_file():
+            return files[at]
+    return None
+
+
 def render_file(file: FeedFile, cache: FragmentCache) -> bytes:
     """The bytes of one file."""
     fragments = [cache.fragment(file.kind, e) for e in file.entries]
@@ -257,6 +267,7 @@ def build_feeds(
     cache: FragmentCache | None = None,
     force: bool = False,
     fill: Callable[[Sequence[FeedEntry]], Sequence[FeedEntry]] | None = None,
+    ahead: Callable[[Sequence[FeedEntry]], None] | None = None,
 ) -> BuildReport:
     """Write feed.rss|atom|json, category/<name>.*, archive/<n>.atom; return what changed.
 
@@ -266,6 +277,8 @@ def build_feeds(
     `fill`: the entries may come without content; fill(entries) gives them theirs, one
     file at a time, just before the file is serialised (memory stays flat in the
     number of entries: a full archive page is dropped once written).
+    `ahead`: told, before a file is serialised, which entries the next file to write will ask `fill` for,
+    so their content can be made meanwhile (on other cores).
     """
     out = Path(out_dir) if out_dir is not None else settings.public_dir
     cache = cache if cache is not None else FragmentCache()
@@ -282,9 +295,10 @@ def build_feeds(
     # Entries of the subscribed feeds, filled once for all the files they are in (a bounded
     # set: feeds.size per feed); an archive page's are filled for that page alone.
     filled: dict[str, FeedEntry] = {}
+    prints = [file.fingerprint() for file in files]
     try:
-        for file in files:
-            fingerprint = file.fingerprint()
+        for at, file in enumerate(files):
+            fingerprint = prints[at]
             manifest[file.path] = fingerprint
             target = out / file.path
             if old_manifest.get(file.path) == fingerprint and target.is_file():
@@ -296,6 +310,10 @@ def build_feeds(
                 if file.hub_topic:
                     filled.update(got)
                 file = dataclasses.replace(file, entries=tuple(got.get(e.guid) or filled[e.guid] for e in file.entries))
+                if ahead is not None:
+                    upcoming = _next_to_write(files, prints, at + 1, old_manifest, out)
+                    if upcoming is not None:
+                        ahead([e for e in upcoming.entries if e.guid not in filled])
             data = render_file(file, cache)
             if not file.hub_topic:  # an archive page: drop what no subscribed feed holds
                 cache.forget(e.guid for e in file.entries if e.guid not in keep)

@@ -103,10 +103,17 @@ class TextRenderer:
     # ------------------------------------------------------------------ prose
 
     def _prose(self, text: str) -> str:
-        text = _EMPHASIS_RUN.sub("", _html_to_text(text))
+        # Each pattern only where its character is: this runs on every text fragment of every summary, and a
+        # look-behind alternation tries two branches at every position even when there is nothing to find.
+        text = _html_to_text(text)
+        if "**" in text or "__" in text:
+            text = _EMPHASIS_RUN.sub("", text)
         if "[" in text:
             text = _LINK_LEFT.sub(r"\1", text)
-        text = _BULLET_LEFT.sub("\n•", _HEADING_LEFT.sub("\n", text))
+        if "#" in text:
+            text = _HEADING_LEFT.sub("\n", text)
+        if "*" in text:
+            text = _BULLET_LEFT.sub("\n•", text)
         if "$" in text:
             text = self._stray_math(text)
         return self._no_macros(prose_tex(text))
@@ -220,7 +227,8 @@ class TextRenderer:
 
 def _collapse(text: str) -> str:
     """Whitespace runs made one space, line by line; blank lines removed."""
-    lines = [_SPACES.sub(" ", ln).strip() for ln in text.split("\n")]
+    # One pass over the whole text: the runs never hold a newline, so this is the same as line by line.
+    lines = [ln.strip() for ln in _SPACES.sub(" ", text).split("\n")]
     return "\n".join(ln for ln in lines if ln)
 
 
@@ -235,7 +243,8 @@ def _html_to_text(text: str) -> str:
         text = unescape_refs(text)
         if text == before:
             break
-    text = _TAG.sub("", text)
+    if "<" in text:  # every tag pattern starts with one
+        text = _TAG.sub("", text)
     return clean_chars(text)
 
 
