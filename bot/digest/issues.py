@@ -24,7 +24,7 @@ from bot.mail.message import digest_message_id, format_period
 from bot.records import StoredDigest, StoredSummary
 from bot.render import authors_line
 from bot.render.posts import cut_sentences, paper_url
-from bot.render.text import teaser_source
+from bot.render.teaser import teaser_source
 from bot.wording import plural
 
 if TYPE_CHECKING:
