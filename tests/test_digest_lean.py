@@ -13,9 +13,14 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO, make_settings
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from smtp_server import SmtpTestServer
 
+from bot.digest.issues import _teaser
 from bot.mail import Email, MailerPool, SmtpMailer
+from bot.render.posts import cut_sentences
+from bot.render.teaser import teaser_source
 from bot.settings import Settings
 
 #: what rendering a summary loads (bot.render.text, bot.render.html): none of it is needed to read the cache
@@ -128,3 +133,15 @@ def test_tls_mailers_share_one_default_context(tmp_path: Path) -> None:
     first, second = SmtpMailer(settings), SmtpMailer(settings)
     assert isinstance(first.ssl_context, ssl.SSLContext)
     assert first.ssl_context is second.ssl_context
+
+
+#: pieces of plain-text renderings: words, sentence ends, abbreviations, blank lines, code blocks, runs of spaces
+PIECES = st.sampled_from(
+    ["word", "Word", ". ", "e.g. ", " ", "   ", "\n", "\n\n", "\n\n    code", "!", "x" * 60, "A. "]
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(PIECES, max_size=80).map("".join), st.integers(min_value=50, max_value=120))
+def test_the_digest_teaser_reads_a_head_and_cuts_where_the_whole_text_would(text: str, limit: int) -> None:
+    assert _teaser(text, limit) == cut_sentences(teaser_source(text), limit)
