@@ -9,6 +9,7 @@ import sqlite3
 import ssl
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,8 @@ from hypothesis import strategies as st
 from smtp_server import SmtpTestServer
 
 from bot.digest.issues import _teaser
-from bot.mail import Email, MailerPool, SmtpMailer
+from bot.mail import Digest, DigestComposer, Email, MailerPool, SmtpMailer
+from bot.mail.message import DIGEST_HTML, DIGEST_TEXT, _CompiledTemplates
 from bot.render.posts import cut_sentences
 from bot.render.teaser import teaser_source
 from bot.settings import Settings
@@ -145,3 +147,22 @@ PIECES = st.sampled_from(
 @given(st.lists(PIECES, max_size=80).map("".join), st.integers(min_value=50, max_value=120))
 def test_the_digest_teaser_reads_a_head_and_cuts_where_the_whole_text_would(text: str, limit: int) -> None:
     assert _teaser(text, limit) == cut_sentences(teaser_source(text), limit)
+
+
+def test_a_second_composer_finds_the_digest_templates_compiled(tmp_path: Path) -> None:
+    # Another process mailing the next digest: its environment loads the compiled templates.
+    settings = make_settings(tmp_path, {"DIGEST_FROM": "digest@example.org"})
+    start = datetime(2026, 11, 2, tzinfo=UTC)
+    DigestComposer(settings).compose(Digest(1, start, start + timedelta(days=7), ()))
+    env = DigestComposer(settings).env
+    assert env.bytecode_cache is not None and env.loader is not None
+    for name in (DIGEST_HTML, DIGEST_TEXT):
+        source, filename, _ = env.loader.get_source(env, name)
+        assert env.bytecode_cache.get_bucket(env, name, filename, source).code is not None, name
+
+
+def test_a_cache_that_cannot_be_written_only_costs_a_compile(tmp_path: Path) -> None:
+    composer = DigestComposer(make_settings(tmp_path, {"DIGEST_FROM": "digest@example.org"}))
+    composer.env.bytecode_cache = _CompiledTemplates(str(tmp_path / "no-such-folder"))
+    start = datetime(2026, 11, 2, tzinfo=UTC)
+    assert "#1" in composer.compose(Digest(1, start, start + timedelta(days=7), ())).subject
