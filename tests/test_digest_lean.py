@@ -23,16 +23,18 @@ from bot.mail import Digest, DigestComposer, Email, MailerPool, SmtpMailer
 from bot.mail.message import DIGEST_HTML, DIGEST_TEXT, _CompiledTemplates
 from bot.render.posts import cut_sentences
 from bot.render.teaser import teaser_source
-from bot.settings import Settings
+from bot.settings import Settings, sample_feed_path
 
 #: what rendering a summary loads (bot.render.text, bot.render.html): none of it is needed to read the cache
 RENDERING = ["markdown_it", "mdit_py_plugins", "latex2mathml", "pylatexenc", "nh3", "bot.render.markdown"]
+#: what asking arXiv loads: not needed when the store has every paper's details
+ARXIV = ["httpx", "lxml"]
 
 PROBE = (
     "import gc, runpy, sys\n"
     "sys.argv = ['bot', 'digest', 'send', '--now']\n"
     "try:\n    runpy.run_module('bot', run_name='__main__')\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
-    f"print('LOADED', [m for m in {RENDERING!r} if m in sys.modules])\n"
+    f"print('LOADED', [m for m in {RENDERING + ARXIV!r} if m in sys.modules])\n"
     "print('COLLECTIONS', [g['collections'] for g in gc.get_stats()], 'FROZEN', gc.get_freeze_count())\n"
 )
 
@@ -52,7 +54,10 @@ def published(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str,
     }
     for cmd in (["run", "--once", "--backfill", "3"], ["subscribers", "add", "reader@example.org", "--confirmed"]):
         subprocess.run([sys.executable, "-m", "bot", *cmd], env=env, cwd=root, check=True, capture_output=True)
-    return root, env
+    # The same feed, not as the bundled sample: paper details come from the arXiv client (the store's cache
+    # holds them all, from the bundled details of the first run).
+    shutil.copy(sample_feed_path(), root / "feed.xml")
+    return root, {**env, "SHORTSCIENCE_FEED_URL": str(root / "feed.xml")}
 
 
 def digest_send(root: Path, env: dict[str, str], data: Path) -> str:
