@@ -20,7 +20,8 @@ from smtp_server import SmtpTestServer
 
 from bot.digest.issues import _teaser
 from bot.mail import Digest, DigestComposer, Email, MailerPool, SmtpMailer
-from bot.mail.message import DIGEST_HTML, DIGEST_TEXT, _CompiledTemplates
+from bot.mail.compiled import CompiledTemplates
+from bot.mail.message import DIGEST_HTML, DIGEST_TEXT
 from bot.render.posts import cut_sentences
 from bot.render.teaser import teaser_source
 from bot.settings import Settings, sample_feed_path
@@ -168,6 +169,6 @@ def test_a_second_composer_finds_the_digest_templates_compiled(tmp_path: Path) -
 
 def test_a_cache_that_cannot_be_written_only_costs_a_compile(tmp_path: Path) -> None:
     composer = DigestComposer(make_settings(tmp_path, {"DIGEST_FROM": "digest@example.org"}))
-    composer.env.bytecode_cache = _CompiledTemplates(str(tmp_path / "no-such-folder"))
+    composer.env.bytecode_cache = CompiledTemplates(str(tmp_path / "no-such-folder"))
     start = datetime(2026, 11, 2, tzinfo=UTC)
     assert "#1" in composer.compose(Digest(1, start, start + timedelta(days=7), ())).subject

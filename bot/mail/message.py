@@ -34,6 +34,7 @@ import jinja2
 
 from bot.errors import ConfigError, RenderError
 from bot.mail.base import HEADERS_POLICY, Email, RecipientRefused, flatten
+from bot.mail.compiled import compiled_templates
 from bot.mail.wire import (
     _HTML_PREFERENCES,
     _HTML_UNSUBSCRIBE,
@@ -314,24 +315,6 @@ def _item_context(item: DigestItem) -> dict[str, Any]:
     }
 
 
-class _CompiledTemplates(jinja2.FileSystemBytecodeCache):
-    """Jinja's per-user cache of compiled templates (keyed by the template's file and checked against its source),
-    so a process that mails one digest does not compile its two templates again; a failed write is no error."""
-
-    def dump_bytecode(self, bucket: Any) -> None:
-        try:
-            super().dump_bytecode(bucket)
-        except OSError:
-            pass  # a read-only or full temporary folder: the template is compiled next time too
-
-
-def _bytecode_cache() -> jinja2.BytecodeCache | None:
-    try:
-        return _CompiledTemplates()
-    except (OSError, RuntimeError):  # no private temporary folder to be had: compile every time
-        return None
-
-
 class DigestComposer:
     """Renders digests and confirmation e-mails; the Jinja environment and CSS inliner are built once."""
 
@@ -344,7 +327,7 @@ class DigestComposer:
         self.list_name = one_line(settings.digest.list_name)
         # A mail body ends with its newline; an edited template shows in the next digest without a restart.
         self.env = make_environment(settings.render.templates_dir, keep_trailing_newline=True, auto_reload=True)
-        self.env.bytecode_cache = _bytecode_cache()
+        self.env.bytecode_cache = compiled_templates()
         try:
             css, _, _ = self.env.loader.get_source(self.env, CSS)  # type: ignore[union-attr]
         except jinja2.TemplateNotFound:
