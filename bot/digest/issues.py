@@ -81,12 +81,12 @@ def _teaser(text: str, limit: int) -> str:
     return cut_sentences(teaser_source(text), limit)
 
 
+_ITEM_FIELDS = dataclasses.fields(DigestItem)
+
+
 def _as_stored(item: DigestItem) -> dict[str, Any]:
     # dataclasses.asdict deep-copies every value; these are strings, numbers and a tuple of strings.
     return {f.name: getattr(item, f.name) for f in _ITEM_FIELDS}
-
-
-_ITEM_FIELDS = dataclasses.fields(DigestItem)
 
 
 def _items_of(stored: StoredDigest) -> tuple[DigestItem, ...]:
