@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fake_x import Fault, FakeX
+from fake_x import FakeX, Fault
 from feeds_util import items, site_feed
 from procs_util import BotProcess, bot_env, exactly_once, run_bot, stand_ins, wait_until, x_posts_per_link
 

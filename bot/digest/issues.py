@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from bot import content
 from bot.decide import DigestPeriod, DigestSchedule, digest_order, digest_period, digest_selection
@@ -24,7 +24,7 @@ from bot.mail.message import digest_message_id, format_period
 from bot.records import StoredDigest, StoredSummary
 from bot.render import authors_line
 from bot.render.posts import cut_sentences, paper_url
-from bot.render.text import teaser_source
+from bot.render.teaser import teaser_source
 from bot.wording import plural
 
 if TYPE_CHECKING:
@@ -47,7 +47,7 @@ def digest_items(app: App, summaries: Sequence[StoredSummary]) -> list[DigestIte
     items = []
     for s in summaries:
         d = details.get(s.summary.arxiv_id or "")
-        teaser = cut_sentences(teaser_source(texts[s.id]), limit)
+        teaser = _teaser(texts[s.id], limit)
         items.append(
             DigestItem(
                 guid=s.summary.guid,
@@ -63,6 +63,30 @@ def digest_items(app: App, summaries: Sequence[StoredSummary]) -> list[DigestIte
             )
         )
     return items
+
+
+def _teaser(text: str, limit: int) -> str:
+    """cut_sentences(teaser_source(text), limit), reading only the paragraphs the cut can reach.
+
+    The cut depends only on the first limit + 1 characters of the prose (and on there being
+    more), so the paragraphs past those are never collapsed: summaries run to 30,000 characters.
+    """
+    paragraphs = text.split("\n\n")
+    kept = 0
+    for n, paragraph in enumerate(paragraphs, 1):
+        kept += len(teaser_source(paragraph))
+        if kept > limit + 1:
+            text = "\n\n".join(paragraphs[:n])
+            break
+    return cut_sentences(teaser_source(text), limit)
+
+
+_ITEM_FIELDS = dataclasses.fields(DigestItem)
+
+
+def _as_stored(item: DigestItem) -> dict[str, Any]:
+    # dataclasses.asdict deep-copies every value; these are strings, numbers and a tuple of strings.
+    return {f.name: getattr(item, f.name) for f in _ITEM_FIELDS}
 
 
 def _items_of(stored: StoredDigest) -> tuple[DigestItem, ...]:
@@ -93,7 +117,7 @@ def build_digest(app: App, period: DigestPeriod, *, now: datetime) -> StoredDige
     made = app.store.create_digest(
         period_start=period.start,
         period_end=period.end,
-        items=[dataclasses.asdict(i) for i in items],
+        items=[_as_stored(i) for i in items],
         nonce=nonce,
         now=now,
         select=select,

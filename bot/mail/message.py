@@ -34,6 +34,7 @@ import jinja2
 
 from bot.errors import ConfigError, RenderError
 from bot.mail.base import HEADERS_POLICY, Email, RecipientRefused, flatten
+from bot.mail.compiled import compiled_templates
 from bot.mail.wire import (
     _HTML_PREFERENCES,
     _HTML_UNSUBSCRIBE,
@@ -326,6 +327,7 @@ class DigestComposer:
         self.list_name = one_line(settings.digest.list_name)
         # A mail body ends with its newline; an edited template shows in the next digest without a restart.
         self.env = make_environment(settings.render.templates_dir, keep_trailing_newline=True, auto_reload=True)
+        self.env.bytecode_cache = compiled_templates()
         try:
             css, _, _ = self.env.loader.get_source(self.env, CSS)  # type: ignore[union-attr]
         except jinja2.TemplateNotFound:

@@ -120,6 +120,19 @@ class SmtpConfig:
         )
 
 
+_DEFAULT_SSL: list[ssl.SSLContext] = []
+_DEFAULT_SSL_LOCK = threading.Lock()
+
+
+def _default_ssl_context() -> ssl.SSLContext:
+    # One per process: an SSLContext is safe to share between threads, and each pool thread's
+    # mailer would otherwise load the same certificates again.
+    with _DEFAULT_SSL_LOCK:
+        if not _DEFAULT_SSL:
+            _DEFAULT_SSL.append(ssl.create_default_context())
+        return _DEFAULT_SSL[0]
+
+
 class SmtpMailer:
     """Sends through one SMTP connection, opened on first use and reused until it fails or is closed.
 
@@ -138,13 +151,21 @@ class SmtpMailer:
         _, self.envelope_from = sender(settings)
         # EHLO with our own domain: the default (socket.getfqdn) can hang on DNS.
         self.local_hostname = self.envelope_from.rpartition("@")[2] or "localhost"
-        self.ssl_context = ssl_context or ssl.create_default_context()
+        self._ssl_context = ssl_context
         self._conn: smtplib.SMTP | None = None
         #: the sender for a server without SMTPUTF8 (None: it has no ASCII form)
         self.envelope_from_ascii = ascii_address(self.envelope_from)
         self._lock = threading.Lock()
         #: connections opened so far (logs, tests)
         self.connections_opened = 0
+
+    @property
+    def ssl_context(self) -> ssl.SSLContext:
+        """The given context, else the process's default one: made on first need (loading the system's CA
+        certificates costs ~25 ms), never for a plain connection, and shared by every mailer of a pool."""
+        if self._ssl_context is None:
+            self._ssl_context = _default_ssl_context()
+        return self._ssl_context
 
     # ---- connection ----
 

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from bot.records import PaperDetails
+from bot.render.chars import clean_chars
 
 ELLIPSIS = "…"
 #: longest title, author and credit that reach any template (hostile feeds)
@@ -124,8 +125,6 @@ def paper_url(details: PaperDetails | None, arxiv_id: str | None) -> str | None:
 
 def one_line(text: str) -> str:
     """Clean, NFC, single-spaced text of a field that goes into a post."""
-    from bot.render.markdown import clean_chars  # here: markdown-it loads on first render, not with the registry
-
     return _SPACE.sub(" ", unicodedata.normalize("NFC", clean_chars(text))).strip()
 
 
@@ -237,8 +236,6 @@ def cut_sentences(text: str, limit: int) -> str:
 
 def finish(text: str, *, limit: int | None = None) -> str:
     """A post's final text: LF only, no trailing spaces, at most one blank line in a row, NFC."""
-    from bot.render.markdown import clean_chars
-
     text = unicodedata.normalize("NFC", clean_chars(text))
     lines = [ln.rstrip() for ln in text.split("\n")]
     out = re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()

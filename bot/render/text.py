@@ -27,11 +27,13 @@ from bot.render.markdown import (
     unescape_refs,
 )
 from bot.render.mathtext import MathTextError, prose_tex, strip_tex, tex_to_text
+from bot.render.teaser import CODE_INDENT
+from bot.render.teaser import teaser_source as teaser_source  # its old home, where the channels import it
 
 #: longest TeX handed to pylatexenc; longer formulas lose their markup instead
 MAX_TEX_CHARS = 4000
 
-_CODE_INDENT = "    "
+_CODE_INDENT = CODE_INDENT
 _SPACES = re.compile(r"[^\S\n]+")
 _MACRO = re.compile(r"\\([A-Za-z]+|.)")
 _TAG = re.compile(r"</?[A-Za-z][^<>]*>|<!--.*?-->|<![^<>]*>|<\?[^<>]*>", re.S)
@@ -252,9 +254,3 @@ def _final(block: str) -> str:
     if block.startswith(_CODE_INDENT):
         return block
     return _HEADING_MARK.sub("", block).strip()
-
-
-def teaser_source(text: str) -> str:
-    """The prose of a plain-text rendering as one line: code blocks (indented) left out."""
-    paragraphs = [p for p in text.split("\n\n") if p and not p.startswith(_CODE_INDENT)]
-    return _SPACES.sub(" ", " ".join(p.replace("\n", " ") for p in paragraphs)).strip()
