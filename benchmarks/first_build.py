@@ -7,6 +7,12 @@ rendered (Markdown + MathML) and serialised. Prints its wall time, CPU time and 
 each N given, and, as the floor measured in the same run, `python -c` importing the
 renderer's libraries. Targets for N = 10,000: <= 10 s and <= 200 MB, and memory flat in N.
 
+Also measured in the same run, the render floor: one process rendering the sample's summaries
+(`Renderer.html_and_text`, what each summary of a first build needs at least: Markdown, MathML,
+plain text, sanitising) with nothing else (no store, no feed writing, no process pool), its CPU
+per summary, and what that alone makes of N summaries spread perfectly over this machine's cores.
+A build cannot be faster than that line however the rest is arranged.
+
 Usage: python benchmarks/first_build.py [--sizes 2000,10000]
 """
 
@@ -14,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -30,6 +37,8 @@ def main() -> None:
     ap.add_argument("--sizes", default="2000,10000")
     args = ap.parse_args()
     floor = [sys.executable, "-c", "import bot.render, lxml.etree, feedgen.feed, sqlalchemy"]
+    per_summary = render_floor()
+    cores = os.cpu_count() or 1
     for n in [int(x) for x in args.sizes.split(",")]:
         with tempfile.TemporaryDirectory() as tmp:
             root = Path(tmp)
@@ -59,6 +68,33 @@ def main() -> None:
                 f"n={n} floor (python importing the renderer, lxml, feedgen, SQLAlchemy): wall_s={wall_f:.2f} "
                 f"cpu_s={cpu_f:.2f} peak_rss_mb={rss_f:.0f}"
             )
+            print(
+                f"n={n} render floor: {per_summary * 1000:.2f} ms of CPU a summary in one process; "
+                f"{n} summaries on {cores} cores: at least {n * per_summary / cores:.1f} s"
+            )
+
+
+def render_floor(rounds: int = 5) -> float:
+    """CPU seconds `Renderer.html_and_text` takes per sample summary, the best of `rounds` (in a fresh process)."""
+    code = (
+        "import time\n"
+        "from bot.render import Renderer\n"
+        "from bot.settings import load_settings, sample_feed_path\n"
+        "from bot.sources import parse\n"
+        "summaries = parse.parse_feed(sample_feed_path().read_bytes(), 'sample').summaries\n"
+        "renderer = Renderer(load_settings())\n"
+        "renderer.html_and_text(summaries[0])\n"
+        "best = float('inf')\n"
+        f"for _ in range({rounds}):\n"
+        "    start = time.process_time()\n"
+        "    for s in summaries:\n"
+        "        renderer.html_and_text(s)\n"
+        "    best = min(best, (time.process_time() - start) / len(summaries))\n"
+        "print(best)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONDONTWRITEBYTECODE", "BOT_CONFIG")}
+    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO, capture_output=True, text=True, check=True)
+    return float(out.stdout.split()[-1])
 
 
 if __name__ == "__main__":
