@@ -10,6 +10,10 @@ render cache is emptied first (the digest then renders the teasers' text itself)
 DIR` a checkout of older code (its `bot/` package) is timed in the same runs, with this virtual
 environment's libraries.
 
+Also timed in the same runs, as a floor: `python -c "import bot.store.schema"`, i.e. the interpreter,
+SQLAlchemy and the declared tables, which every command that opens the database loads before
+anything else: what is left between it and rss2email's time is all the digest itself can spend.
+
 Wall, CPU (user + system) and peak RSS of each whole process; bytecode cached as an installed
 system does (PYTHONPYCACHEPREFIX). rss2email comes from --venv (default: benchmarks/peers.py's
 installation into a throwaway virtual environment).
@@ -38,6 +42,8 @@ from noop import timed  # noqa: E402
 from peers import install_peers, r2e_config  # noqa: E402
 from poll import FeedServer, generated_feed  # noqa: E402
 
+#: the floor's row: not a checkout, the import of SQLAlchemy and the tables alone
+FLOOR = Path("/dev/null")
 ITEMS = 100
 CONFIG = (
     "[arxiv]\nenabled = false\n"
@@ -69,7 +75,8 @@ def main() -> None:
         wall, cpu, rss = (statistics.median(r[i] for r in runs) for i in range(3))
         print(f"{tool:12s} wall_s={wall:.3f} cpu_s={cpu:.3f} peak_rss_mb={rss:.1f} ratio={wall / theirs:.2f}")
     print(
-        f"render cache {'emptied' if args.cold else 'filled'}; ratio: wall time / rss2email's (median of {args.runs})"
+        f"render cache {'emptied' if args.cold else 'filled'}; ratio: wall time / rss2email's (median of {args.runs}); "
+        "floor: python importing SQLAlchemy and the bot's tables, which every database command loads first"
     )
 
 
@@ -103,10 +110,21 @@ def race(
     if args.cold:
         with sqlite3.connect(ready / "bot.sqlite3") as db:
             db.execute("DELETE FROM renders")
-    tools = {"the bot": REPO, "rss2email": None, **({"before": args.before.resolve()} if args.before else {})}
+    tools = {
+        "the bot": REPO,
+        "rss2email": None,
+        **({"before": args.before.resolve()} if args.before else {}),
+        "floor": FLOOR,
+    }
     results: dict[str, list[tuple[float, float, float]]] = {tool: [] for tool in tools}
     for i in range(args.runs + 1):  # the first round only warms the bytecode caches
         for tool, code in tools.items():
+            if code is FLOOR:
+                os.chdir(REPO)
+                wall, cpu, rss, _ = timed([sys.executable, "-c", "import bot.store.schema"], env_for(tmp / "none"))
+                if i:
+                    results[tool].append((wall, cpu, rss))
+                continue
             if code is None:
                 root = tmp / f"r2e-{i}"
                 root.mkdir()
