@@ -85,6 +85,9 @@ _FONTS = {
 _FRACTIONS = {cmd.FRAC: cmd.CONVERSION_MAP[cmd.FRAC]}
 _DELIMITERS = {"(", ")", "[", "]", "|", ".", "/", r"\{", r"\}", r"\|", r"\langle", r"\rangle", r"\lfloor",
                r"\rfloor", r"\lceil", r"\rceil", r"\lvert", r"\rvert", r"\lVert", r"\rVert", r"\vert", r"\Vert"}  # fmt: skip
+_ALIGN_BEGIN, _ALIGN_END = rf"{cmd.BEGIN}{{align*}}", rf"{cmd.END}{{align*}}"
+_ALIGN_TOKENS = (_ALIGN_BEGIN, _ALIGN_END)
+_ALIGN_TABLE = cmd.CONVERSION_MAP[cmd.ALIGNSTAR]
 _OPERATORNAMES = (cmd.OPERATORNAMEWITHLIMITS, cmd.OPERATORNAMESTAR, cmd.OPERATORNAME)
 
 
@@ -100,13 +103,22 @@ def _text(raw: str) -> str:
     return raw
 
 
-def _element(tag: str, attrs: dict[str, str], raw: str, font: _Font, key: str | None) -> str:
+def _symbol(symbol: str) -> str:
+    # What "&#x{symbol};" becomes once decoded and escaped (for every symbol of the table, chr() is
+    # what html.unescape gives: a test checks).
+    char = chr(int(symbol, 16))
+    return _text(char) if char in "&<>" else char
+
+
+def _element(tag: str, attrs: dict[str, str] | None, text: str, font: _Font, key: str | None) -> str:
+    """One element; `text` already escaped; the font's mathvariant for `key` added last, as _set_font does."""
     if font is not None and key is not None:
         variant = font[key]
         if variant is not None:
-            attrs["mathvariant"] = variant
-    opening = "".join(f' {k}="{v}"' for k, v in attrs.items())
-    return f"<{tag}{opening}>{_text(raw)}</{tag}>"
+            attrs = {**attrs, "mathvariant": variant} if attrs else {"mathvariant": variant}
+    if not attrs:
+        return f"<{tag}>{text}</{tag}>"
+    return f"<{tag}{_attributes(attrs)}>{text}</{tag}>"
 
 
 def _leaf(tok: str, font: _Font) -> str:
@@ -116,31 +128,31 @@ def _leaf(tok: str, font: _Font) -> str:
         raise _Unsupported(tok)
     symbol = SYMBOLS.get(tok)
     if NUMBER_PATTERN.match(tok):
-        return _element("mn", {}, tok, font, "mn")
+        return _element("mn", None, _text(tok), font, "mn")
     if tok in OPERATORS:
         attrs = {}
         if tok == r"\|":
             attrs["fence"] = "false"
         if tok == r"\smallint":
             attrs["largeop"] = "false"
-        raw = tok if symbol is None else f"&#x{symbol};"
+        text = _text(tok) if symbol is None else _symbol(symbol)
         if tok in _FENCES:
             attrs["stretchy"] = "false"
-            return _element("mo", attrs, raw, font, "fence")
-        return _element("mo", attrs, raw, font, "mo")
+            return _element("mo", attrs, text, font, "fence")
+        return _element("mo", attrs, text, font, "mo")
     if symbol and (0x2200 <= int(symbol, 16) <= 0x22FF or 0x2190 <= int(symbol, 16) <= 0x21FF):
-        return _element("mo", {}, f"&#x{symbol};", font, "mo")
+        return _element("mo", None, _symbol(symbol), font, "mo")
     if tok in _NBSP_TOKENS:
-        return _element("mtext", {}, "&#x000A0;", font, "mtext")
+        return _element("mtext", None, "\xa0", font, "mtext")
     if tok in MOVABLE_LIMIT_TEXTS:
-        return _element("mo", {"movablelimits": "true"}, MOVABLE_LIMIT_TEXTS[tok], font, "mo")
+        return _element("mo", {"movablelimits": "true"}, _text(MOVABLE_LIMIT_TEXTS[tok]), font, "mo")
     if backslash:
         if symbol:
-            return _element("mi", {}, f"&#x{symbol};", font, "mi")
+            return _element("mi", None, _symbol(symbol), font, "mi")
         if tok in cmd.FUNCTIONS:
-            return _element("mi", {}, tok[1:], font, "mi")
+            return _element("mi", None, tok[1:], font, "mi")
         raise _Unsupported(tok)
-    return _element("mi", {}, tok, font, "mi")
+    return _element("mi", None, _text(tok), font, "mi")
 
 
 def _text_content(content: str) -> str:
@@ -195,7 +207,9 @@ def tokens(tex: str) -> list[str]:
                 append(f"&#x{SYMBOLS[full]};")
             else:
                 out.extend((m.group(16), "{", m.group(18), "}"))
-        else:  # dimensions, \begin/\end, \verb
+        elif i == 9 and m.group(9).replace(" ", "") in _ALIGN_TOKENS:  # \begin{align*}, \end{align*}
+            append(m.group(9).replace(" ", ""))
+        else:  # dimensions, other environments, \verb
             raise _Unsupported(m.group(0))
     return out
 
@@ -247,6 +261,10 @@ class _Parser:
 
     def sequence(self, end: str | None, block: bool, font: _Font) -> str:
         """The elements up to `end` (taken) or the last token (when `end` is None)."""
+        return "".join(node.xml() for node in self.nodes(end, block, font, False))
+
+    def nodes(self, end: str | None, block: bool, font: _Font, table: bool) -> list[_Node]:
+        """The walker's group up to `end`; in a `table`, "&" and "\\\\" are separator nodes."""
         self.depth += 1
         if self.depth > MAX_DEPTH:
             raise _Unsupported("nested too deep")
@@ -265,10 +283,52 @@ class _Parser:
                 self.script(nodes, tok, block, font)
             elif tok == "'":
                 self.prime(nodes, font)
+            elif table and (tok == "&" or tok == cmd.DOUBLEBACKSLASH):
+                nodes.append(_Node("sep", tok, ()))
+            elif tok == _ALIGN_BEGIN and self.depth == 1:
+                nodes.append(_Node("", tok, (self.align(block),)))
             else:
                 nodes.append(self.node(tok, font))
         self.depth -= 1
-        return "".join(node.xml() for node in nodes)
+        return nodes
+
+    def align(self, block: bool) -> str:
+        """An align* environment: latex2mathml's _convert_matrix for it (no lines, no numbers)."""
+        nodes = self.nodes(_ALIGN_END, block, None, True)
+        if not nodes or nodes[0].token in ("{", "["):  # an alignment spec, or an empty table
+            raise _Unsupported("align* spec")
+        rows: list[list[tuple[str, list[str]]]] = []
+        row: list[tuple[str, list[str]]] = []
+        cell: tuple[str, list[str]] = ("right", [])
+        rows.append(row)
+        row.append(cell)
+        col = widest = 1
+        for node in nodes:
+            if node.token == "&" and node.kind == "sep":
+                cell = ("left" if col % 2 else "right", [])
+                col += 1
+                row.append(cell)
+                if col % 2 == 0:
+                    cell[1].append("<mi></mi>")
+            elif node.kind == "sep":
+                widest = max(widest, col)
+                row, cell, col = [], ("right", []), 1
+                row.append(cell)
+                rows.append(row)
+            else:
+                cell[1].append(node.xml())
+        widest = max(widest, col)
+        if not cell[1]:
+            rows.pop()
+        tag, attrs = _ALIGN_TABLE
+        spacing = " ".join(("0em", "2em") * (widest // 2))
+        out = [f'<{tag}{_attributes(attrs)} columnspacing="{spacing}">']
+        for cells in rows:
+            out.append("<mtr>")
+            out.extend(f'<mtd columnalign="{align}">{"".join(xml)}</mtd>' for align, xml in cells)
+            out.append("</mtr>")
+        out.append(f"</{tag}>")
+        return "".join(out)
 
     def argument(self, font: _Font) -> _Node:
         """The one node a command or script takes (the walker's limit=1)."""
@@ -283,7 +343,7 @@ class _Parser:
         return node
 
     def script(self, nodes: list[_Node], tok: str, block: bool, font: _Font) -> None:
-        if not nodes:
+        if not nodes or nodes[-1].kind == "sep":
             raise _Unsupported("script without base")
         prev = nodes.pop()
         if prev.kind == tok and not (tok == "^" and prev.prime):
@@ -304,7 +364,7 @@ class _Parser:
         nodes.append(node)
 
     def prime(self, nodes: list[_Node], font: _Font) -> None:
-        if not nodes:
+        if not nodes or nodes[-1].kind == "sep":
             raise _Unsupported("prime without base")
         prev = nodes.pop()
         mark = _leaf(cmd.PRIME, font)
@@ -325,7 +385,8 @@ class _Parser:
             return _Node("", tok, (self.argument(_FONTS[tok]).xml(),))
         if tok in _TEXT_COMMANDS:
             tag, attrs = cmd.CONVERSION_MAP[tok]
-            return _Node("", tok, (_element(tag, dict(attrs), self.take().replace(" ", "&#x000A0;"), font, "mtext"),))
+            text = _text(self.take().replace(" ", "&#x000A0;"))
+            return _Node("", tok, (_element(tag, attrs, text, font, "mtext"),))
         if tok in _FRACTIONS:
             tag, attrs = _FRACTIONS[tok]
             first = self.argument(font).xml()
@@ -338,7 +399,7 @@ class _Parser:
         if tok in _ACCENTS:
             (tag, attrs), (mark, mark_attrs) = _ACCENTS[tok]
             inner = self.argument(font).xml()
-            return _Node("", tok, (f"<{tag}{_attributes(attrs)}>{inner}{_element('mo', dict(mark_attrs), mark, None, None)}</{tag}>",))
+            return _Node("", tok, (f"<{tag}{_attributes(attrs)}>{inner}{_element('mo', mark_attrs, _text(mark), None, None)}</{tag}>",))
         if tok == cmd.LEFT:
             return _Node("", tok, (self.fenced(font),))
         if tok in cmd.LIMIT:
@@ -364,7 +425,7 @@ class _Parser:
                 raise _Unsupported(delimiter)
             symbol = SYMBOLS.get(delimiter)
             raw = "" if delimiter == "." else delimiter if symbol is None else f"&#x{symbol};"
-            parts.append(_element(tag, dict(attrs), raw, None, None))
+            parts.append(_element(tag, attrs, _text(raw), None, None))
             parts.append(after)
         parts.append("</mrow>")
         return "".join(parts)
@@ -378,7 +439,7 @@ def _operatorname(tok: str) -> str:
     for prefix in _OPERATORNAMES:
         if tok.startswith(prefix):
             attrs = {"movablelimits": "true"} if prefix != cmd.OPERATORNAME else {}
-            return _element("mo", attrs, tok[len(prefix) + 1 : -1], None, None)
+            return _element("mo", attrs, _text(tok[len(prefix) + 1 : -1]), None, None)
     raise _Unsupported(tok)  # pragma: no cover - the token pattern starts every one with \operatorname
 
 
@@ -390,7 +451,8 @@ def fast_mathml(tex: str, source: str, *, display: bool) -> str | None:
         if not toks:
             return None
         body = _Parser(toks).sequence(None, display, None)
-    except (_Unsupported, RecursionError):
+    except Exception:
+        # _Unsupported, RecursionError, or a case this module gets wrong: latex2mathml decides.
         return None
     mode = "block" if display else "inline"
     return (
