@@ -103,6 +103,10 @@ def _text(raw: str) -> str:
     return raw
 
 
+def _attributes(attrs: Mapping[str, str]) -> str:
+    return "".join(f' {k}="{v}"' for k, v in attrs.items())
+
+
 def _symbol(symbol: str) -> str:
     # What "&#x{symbol};" becomes once decoded and escaped (for every symbol of the table, chr() is
     # what html.unescape gives: a test checks).
@@ -153,6 +157,19 @@ def _leaf(tok: str, font: _Font) -> str:
             return _element("mi", None, tok[1:], font, "mi")
         raise _Unsupported(tok)
     return _element("mi", None, _text(tok), font, "mi")
+
+
+def _ascii_leaves() -> dict[str, str]:
+    leaves = {}
+    for code in range(0x21, 0x7F):
+        char = chr(code)
+        if char != "\\" and char not in _NOT_LEAF:
+            leaves[char] = _leaf(char, None)
+    return leaves
+
+
+#: the element of each printable ASCII character outside a font: most tokens of most formulas
+_ASCII_LEAVES = _ascii_leaves()
 
 
 def _text_content(content: str) -> str:
@@ -379,8 +396,11 @@ class _Parser:
 
     def node(self, tok: str, font: _Font) -> _Node:
         """The node that `tok` starts (its arguments taken)."""
-        if tok == "{":
-            return _Node("", tok, (f"<mrow>{self.sequence('}', False, font)}</mrow>",))
+        if tok[0] != "\\":
+            if tok == "{":
+                return _Node("", tok, (f"<mrow>{self.sequence('}', False, font)}</mrow>",))
+            xml = _ASCII_LEAVES.get(tok) if font is None else None
+            return _Node("", tok, (xml or _leaf(tok, font),))
         if tok in _FONTS:
             return _Node("", tok, (self.argument(_FONTS[tok]).xml(),))
         if tok in _TEXT_COMMANDS:
@@ -429,10 +449,6 @@ class _Parser:
             parts.append(after)
         parts.append("</mrow>")
         return "".join(parts)
-
-
-def _attributes(attrs: Mapping[str, str]) -> str:
-    return "".join(f' {k}="{v}"' for k, v in attrs.items())
 
 
 def _operatorname(tok: str) -> str:
