@@ -17,224 +17,41 @@ every formula of the sample feed and on thousands of generated and hostile ones.
 
 from __future__ import annotations
 
-import html as htmllib
-import re
-from collections.abc import Mapping
-
 from latex2mathml import commands as cmd
-from latex2mathml.converter import MOVABLE_LIMIT_TEXTS, NUMBER_PATTERN, OPERATORS
 from latex2mathml.symbols_parser import SYMBOLS
-from latex2mathml.tokenizer import PATTERN, UNITS
+
+from bot.render.mathtokens import (
+    _ACCENTS,
+    _ALIGN_BEGIN,
+    _ALIGN_END,
+    _ALIGN_TABLE,
+    _ASCII_LEAVES,
+    _BIGS,
+    _BINOMS,
+    _DELIMITERS,
+    _FONTS,
+    _OPERATORNAMES,
+    _SPACES,
+    _STYLES,
+    _TEXT_COMMANDS,
+    _TWO_ARGUMENTS,
+    _attributes,
+    _element,
+    _Font,
+    _leaf,
+    _text,
+    _Unsupported,
+    tokens,
+)
 
 #: deepest nesting of groups and arguments handled here; deeper formulas take the library's path
 MAX_DEPTH = 40
-
-# The same as bot.render.html's (a test checks): latex2mathml's numeric references are decoded
-# per text node, then the text is escaped as ElementTree escapes it.
-_NUMERIC_REF = re.compile(r"&#(x[0-9A-Fa-f]{1,6}|[0-9]{1,7});")
-
-_Font = Mapping[str, "str | None"] | None
-
-
-class _Unsupported(Exception):
-    """Outside the subset: the caller falls back to latex2mathml."""
-
-
-def _commands_of_library() -> set[str]:
-    """Every command latex2mathml knows by name: all may be handled specially by its walker or converter."""
-    names: set[str] = set()
-    for value in vars(cmd).values():
-        if isinstance(value, str):
-            names.add(value)
-        elif isinstance(value, (dict, tuple)):
-            names.update(v for v in value if isinstance(v, str))
-    return {n for n in names if n.startswith("\\")}
-
-
-# Commands latex2mathml turns into one element on their own, through _convert_symbol only.
-_PLAIN_COMMANDS = {cmd.SUMMATION, cmd.PRODUCT, cmd.INTEGRAL, cmd.PRIME, cmd.DPRIME, cmd.TRPRIME, cmd.QPRIME,
-                   cmd.NOBREAKSPACE, cmd.SPACE, cmd.LBRACE, *MOVABLE_LIMIT_TEXTS, *cmd.FUNCTIONS}  # fmt: skip
-_SPECIAL = _commands_of_library() - _PLAIN_COMMANDS
-#: backslash tokens written as one symbol element
-_LEAF_COMMANDS = {
-    t
-    for t in (*SYMBOLS, *_PLAIN_COMMANDS, *OPERATORS, r"\ ")
-    if t.startswith("\\") and t not in _SPECIAL and not t.startswith(cmd.MATH) and t != cmd.NOT
-}
-_NBSP_TOKENS = (r"\ ", "~", cmd.NOBREAKSPACE, cmd.SPACE)
-_FENCES = {"(", ")", "[", "]", "|", r"\|", r"\{", r"\}", r"\surd"}
-# Characters the walker gives a meaning (groups, scripts, alignment) or we do not take as a symbol.
-_NOT_LEAF = {"{", "}", "^", "_", "'", "&", "%"}
-
-_SPACES = {c: cmd.CONVERSION_MAP[c] for c in (cmd.COLON, cmd.COMMA, cmd.DOUBLEBACKSLASH, cmd.ENSPACE,
-           cmd.EXCLAMATION, cmd.GREATERTHAN, cmd.NEGTHINSPACE, cmd.NEGMEDSPACE, cmd.NEGTHICKSPACE,
-           cmd.THICKSPACE, cmd.THINSPACE, cmd.QQUAD, cmd.QUAD, cmd.SEMICOLON, cmd.SPACEUPPER)}  # fmt: skip
-_TEXT_COMMANDS = {cmd.TEXT, cmd.TEXTBF, cmd.TEXTIT, cmd.TEXTMD, cmd.TEXTNORMAL, cmd.TEXTRM, cmd.TEXTSF, cmd.TEXTTT,
-                  cmd.TEXTUP, cmd.EMPH}  # fmt: skip
-_ACCENTS = {
-    c: (cmd.CONVERSION_MAP[c], cmd.DIACRITICS[c])
-    for c in cmd.DIACRITICS
-    if c in cmd.COMMANDS_WITH_ONE_PARAMETER and c not in (cmd.OVERBRACE, cmd.UNDERBRACE, cmd.UNDERBAR, cmd.MATHRING)
-}
-_FONTS = {
-    c: f
-    for c, f in cmd.LOCAL_FONTS.items()
-    if c not in cmd.CONVERSION_MAP
-    and (c in cmd.COMMANDS_WITH_ONE_PARAMETER or (c.startswith(cmd.MATH) and c not in cmd.MATH_NON_FONT_COMMANDS))
-}
-_FRACTIONS = {cmd.FRAC: cmd.CONVERSION_MAP[cmd.FRAC]}
-_DELIMITERS = {"(", ")", "[", "]", "|", ".", "/", r"\{", r"\}", r"\|", r"\langle", r"\rangle", r"\lfloor",
-               r"\rfloor", r"\lceil", r"\rceil", r"\lvert", r"\rvert", r"\lVert", r"\rVert", r"\vert", r"\Vert"}  # fmt: skip
-_ALIGN_BEGIN, _ALIGN_END = rf"{cmd.BEGIN}{{align*}}", rf"{cmd.END}{{align*}}"
-_ALIGN_TOKENS = (_ALIGN_BEGIN, _ALIGN_END)
-_ALIGN_TABLE = cmd.CONVERSION_MAP[cmd.ALIGNSTAR]
-_OPERATORNAMES = (cmd.OPERATORNAMEWITHLIMITS, cmd.OPERATORNAMESTAR, cmd.OPERATORNAME)
-
-
-def _text(raw: str) -> str:
-    if "&#" in raw:
-        raw = _NUMERIC_REF.sub(lambda m: htmllib.unescape(m.group(0)), raw)
-    if "&" in raw:
-        raw = raw.replace("&", "&amp;")
-    if "<" in raw:
-        raw = raw.replace("<", "&lt;")
-    if ">" in raw:
-        raw = raw.replace(">", "&gt;")
-    return raw
-
-
-def _attributes(attrs: Mapping[str, str]) -> str:
-    return "".join(f' {k}="{v}"' for k, v in attrs.items())
-
-
-def _symbol(symbol: str) -> str:
-    # What "&#x{symbol};" becomes once decoded and escaped (for every symbol of the table, chr() is
-    # what html.unescape gives: a test checks).
-    char = chr(int(symbol, 16))
-    return _text(char) if char in "&<>" else char
-
-
-def _element(tag: str, attrs: dict[str, str] | None, text: str, font: _Font, key: str | None) -> str:
-    """One element; `text` already escaped; the font's mathvariant for `key` added last, as _set_font does."""
-    if font is not None and key is not None:
-        variant = font[key]
-        if variant is not None:
-            attrs = {**attrs, "mathvariant": variant} if attrs else {"mathvariant": variant}
-    if not attrs:
-        return f"<{tag}>{text}</{tag}>"
-    return f"<{tag}{_attributes(attrs)}>{text}</{tag}>"
-
-
-def _leaf(tok: str, font: _Font) -> str:
-    """What latex2mathml's _convert_symbol writes for a token without children."""
-    backslash = tok[0] == "\\"
-    if (backslash and tok not in _LEAF_COMMANDS) or (not backslash and tok in _NOT_LEAF):
-        raise _Unsupported(tok)
-    symbol = SYMBOLS.get(tok)
-    if NUMBER_PATTERN.match(tok):
-        return _element("mn", None, _text(tok), font, "mn")
-    if tok in OPERATORS:
-        attrs = {}
-        if tok == r"\|":
-            attrs["fence"] = "false"
-        if tok == r"\smallint":
-            attrs["largeop"] = "false"
-        text = _text(tok) if symbol is None else _symbol(symbol)
-        if tok in _FENCES:
-            attrs["stretchy"] = "false"
-            return _element("mo", attrs, text, font, "fence")
-        return _element("mo", attrs, text, font, "mo")
-    if symbol and (0x2200 <= int(symbol, 16) <= 0x22FF or 0x2190 <= int(symbol, 16) <= 0x21FF):
-        return _element("mo", None, _symbol(symbol), font, "mo")
-    if tok in _NBSP_TOKENS:
-        return _element("mtext", None, "\xa0", font, "mtext")
-    if tok in MOVABLE_LIMIT_TEXTS:
-        return _element("mo", {"movablelimits": "true"}, _text(MOVABLE_LIMIT_TEXTS[tok]), font, "mo")
-    if backslash:
-        if symbol:
-            return _element("mi", None, _symbol(symbol), font, "mi")
-        if tok in cmd.FUNCTIONS:
-            return _element("mi", None, tok[1:], font, "mi")
-        raise _Unsupported(tok)
-    return _element("mi", None, _text(tok), font, "mi")
-
-
-def _ascii_leaves() -> dict[str, str]:
-    leaves = {}
-    for code in range(0x21, 0x7F):
-        char = chr(code)
-        if char != "\\" and char not in _NOT_LEAF:
-            leaves[char] = _leaf(char, None)
-    return leaves
-
-
-#: the element of each printable ASCII character outside a font: most tokens of most formulas
-_ASCII_LEAVES = _ascii_leaves()
-
-
-def _text_content(content: str) -> str:
-    # latex2mathml's tokenizer treats the argument of \text like any captured token.
-    if content.startswith("%"):
-        raise _Unsupported("comment in text")
-    if content.endswith(UNITS) and content[0:1].isdigit():
-        return content.replace(" ", "")
-    if content.startswith((cmd.BEGIN, cmd.END, cmd.OPERATORNAME)):
-        return content.replace(" ", "")
-    return content
-
-
-def tokens(tex: str) -> list[str]:
-    """latex2mathml's tokens for `tex` (its own pattern); _Unsupported for what this module does not take."""
-    out: list[str] = []
-    append = out.append
-    for m in PATTERN.finditer(tex):
-        i = m.lastindex
-        if i in (2, 6, 7, 8, 24):  # letter, number, dot_decimal, escaped, char
-            tok = m.group(i)
-            if tok != "%":  # a lone "%" is a comment to the tokenizer
-                append(tok)
-        elif i == 23:  # command
-            tok = m.group(i)
-            if tok.startswith(cmd.MATH) and tok not in cmd.MATH_NON_FONT_COMMANDS and tok in SYMBOLS:
-                append(f"&#x{SYMBOLS[tok]};")
-            elif tok.startswith((cmd.VERB, cmd.BEGIN, cmd.END, cmd.OPERATORNAME)) or tok in _TEXT_COMMANDS:
-                raise _Unsupported(tok)
-            else:
-                append(tok)
-        elif i == 4:  # a script and one digit
-            append(m.group(3))
-            append(m.group(4))
-        elif i == 1:  # a comment
-            continue
-        elif i == 12:  # \text{...} and the like
-            if m.group(11) not in _TEXT_COMMANDS:
-                raise _Unsupported(m.group(11))
-            append(m.group(11))
-            append(_text_content(m.group(12)))
-        elif i == 10:  # \operatorname{...}
-            append(m.group(10).replace(" ", ""))
-        elif i in (14, 15):  # \frac12
-            append(m.group(13))
-            append(m.group(14))
-            if m.group(15) is not None:
-                append(m.group(15))
-        elif i == 19:  # \mathbb{R}: one symbol when the library has it
-            full = m.group(16) + "{" + m.group(18) + "}"
-            if m.group(16) not in cmd.MATH_NON_FONT_COMMANDS and full in SYMBOLS:
-                append(f"&#x{SYMBOLS[full]};")
-            else:
-                out.extend((m.group(16), "{", m.group(18), "}"))
-        elif i == 9 and m.group(9).replace(" ", "") in _ALIGN_TOKENS:  # \begin{align*}, \end{align*}
-            append(m.group(9).replace(" ", ""))
-        else:  # dimensions, other environments, \verb
-            raise _Unsupported(m.group(0))
-    return out
 
 
 class _Node:
     """One node of the walker's tree, as far as a later script or prime needs to see it."""
 
-    __slots__ = ("kind", "token", "parts", "modifier", "prime")
+    __slots__ = ("kind", "modifier", "parts", "prime", "token")
 
     def __init__(self, kind: str, token: str, parts: tuple[str, ...], modifier: str | None = None) -> None:
         #: "" for a finished element, "^", "_" or "_^" for a script node (parts: base, then scripts)
@@ -250,6 +67,8 @@ class _Node:
         kind = self.kind
         if not kind:
             return self.parts[0]
+        if kind in ("sep", "limits", "style"):  # a marker where the walker would give an element of it
+            raise _Unsupported(self.token)
         modifier = self.modifier
         if kind == "^":
             tag = "mover" if modifier in (cmd.LIMITS, cmd.OVERBRACE) else "msup"
@@ -269,6 +88,8 @@ class _Parser:
         self.toks = toks
         self.pos = 0
         self.depth = 0
+        #: the token that ends the group being read: an argument cannot start with it
+        self.end: str | None = None
 
     def take(self) -> str:
         if self.pos >= len(self.toks):
@@ -278,15 +99,18 @@ class _Parser:
 
     def sequence(self, end: str | None, block: bool, font: _Font) -> str:
         """The elements up to `end` (taken) or the last token (when `end` is None)."""
-        return "".join(node.xml() for node in self.nodes(end, block, font, False))
+        return _join(self.nodes(end, block, font, False))
 
     def nodes(self, end: str | None, block: bool, font: _Font, table: bool) -> list[_Node]:
         """The walker's group up to `end`; in a `table`, "&" and "\\\\" are separator nodes."""
         self.depth += 1
         if self.depth > MAX_DEPTH:
             raise _Unsupported("nested too deep")
+        outer, self.end = self.end, end
         nodes: list[_Node] = []
         toks, n = self.toks, len(self.toks)
+        #: displaystyle of the innermost \displaystyle-like mstyle opened in this group: a binom's size
+        style = None
         while True:
             if self.pos >= n:
                 if end is not None:
@@ -302,11 +126,20 @@ class _Parser:
                 self.prime(nodes, font)
             elif table and (tok == "&" or tok == cmd.DOUBLEBACKSLASH):
                 nodes.append(_Node("sep", tok, ()))
+            elif tok == cmd.LIMITS or tok == cmd.NOLIMITS:
+                nodes.append(_Node("limits", tok, ()))
+            elif tok in _STYLES and not table:  # in a table cell the mstyle would stay empty
+                tag, attrs = _STYLES[tok]
+                style = attrs.get("displaystyle")
+                nodes.append(_Node("style", tok, (f"<{tag}{_attributes(attrs)}>",)))
             elif tok == _ALIGN_BEGIN and self.depth == 1:
                 nodes.append(_Node("", tok, (self.align(block),)))
+            elif tok in _BINOMS and style == "false":
+                raise _Unsupported("binom in text style")
             else:
                 nodes.append(self.node(tok, font))
         self.depth -= 1
+        self.end = outer
         return nodes
 
     def align(self, block: bool) -> str:
@@ -347,11 +180,13 @@ class _Parser:
         out.append(f"</{tag}>")
         return "".join(out)
 
-    def argument(self, font: _Font) -> _Node:
-        """The one node a command or script takes (the walker's limit=1)."""
+    def argument(self, font: _Font, *, group: bool = True) -> _Node:
+        """The one node a command or script takes (the walker's limit=1; `group`: within the group's end)."""
         tok = self.take()
-        if tok in ("^", "_", "'", "}", cmd.RIGHT, cmd.DOUBLEBACKSLASH):
+        if tok in ("^", "_", "'", "}", cmd.RIGHT, cmd.DOUBLEBACKSLASH, cmd.LIMITS, cmd.NOLIMITS) or tok in _STYLES:
             raise _Unsupported("missing argument")
+        if group and tok == self.end:
+            raise _Unsupported("argument cut by the group's end")
         self.depth += 1
         if self.depth > MAX_DEPTH:
             raise _Unsupported("nested too deep")
@@ -360,11 +195,19 @@ class _Parser:
         return node
 
     def script(self, nodes: list[_Node], tok: str, block: bool, font: _Font) -> None:
-        if not nodes or nodes[-1].kind == "sep":
+        if not nodes or nodes[-1].kind in ("sep", "style"):
             raise _Unsupported("script without base")
         prev = nodes.pop()
-        if prev.kind == tok and not (tok == "^" and prev.prime):
+        modifier = None
+        if prev.kind == "limits":  # \sum\limits_a: the operator before it, its scripts above and below
+            modifier = prev.token
+            if not nodes or nodes[-1].kind or not nodes[-1].token.startswith("\\"):
+                raise _Unsupported("limits without operator")
+            prev = nodes.pop()
+        elif prev.kind == tok and not (tok == "^" and prev.prime):
             raise _Unsupported("double script")
+        elif block and not prev.kind and prev.token in (cmd.SUMMATION, cmd.PRODUCT):
+            modifier = cmd.LIMITS
         arg = self.argument(font).xml()
         if tok == "_" and prev.kind == "^":
             node = _Node("_^", prev.token, (prev.parts[0], arg, prev.parts[1]), prev.modifier)
@@ -373,15 +216,14 @@ class _Parser:
         elif tok == "^" and prev.kind == "^":  # x'^2: the prime and the exponent in one row
             node = _Node("^", prev.token, (prev.parts[0], f"<mrow>{prev.parts[1]}{arg}</mrow>"), prev.modifier)
         else:
-            plain_sum = block and not prev.kind and prev.token in (cmd.SUMMATION, cmd.PRODUCT)
-            modifier = cmd.LIMITS if plain_sum else None
-            node = _Node(tok, prev.token, (prev.xml(), arg), modifier)
-            if prev.kind:
-                node.token = ""  # the base is a script node: \gcd below it does not count
+            if not prev.kind and prev.token in (cmd.OVERBRACE, cmd.UNDERBRACE):
+                modifier = prev.token
+            # A script node's own token is its base's (\gcd below and above is munderover), a plain base's only.
+            node = _Node(tok, "" if prev.kind else prev.token, (prev.xml(), arg), modifier)
         nodes.append(node)
 
     def prime(self, nodes: list[_Node], font: _Font) -> None:
-        if not nodes or nodes[-1].kind == "sep":
+        if not nodes or nodes[-1].kind in ("sep", "style", "limits"):
             raise _Unsupported("prime without base")
         prev = nodes.pop()
         mark = _leaf(cmd.PRIME, font)
@@ -394,7 +236,7 @@ class _Parser:
         node.prime = True
         nodes.append(node)
 
-    def node(self, tok: str, font: _Font) -> _Node:
+    def node(self, tok: str, font: _Font) -> _Node:  # long: one branch per kind of command, as the walker has
         """The node that `tok` starts (its arguments taken)."""
         if tok[0] != "\\":
             if tok == "{":
@@ -407,21 +249,23 @@ class _Parser:
             tag, attrs = cmd.CONVERSION_MAP[tok]
             text = _text(self.take().replace(" ", "&#x000A0;"))
             return _Node("", tok, (_element(tag, attrs, text, font, "mtext"),))
-        if tok in _FRACTIONS:
-            tag, attrs = _FRACTIONS[tok]
-            first = self.argument(font).xml()
-            second = self.argument(font).xml()
-            return _Node("", tok, (f"<{tag}>{first}{second}</{tag}>",))
+        if tok in _TWO_ARGUMENTS:
+            return _Node("", tok, (self.two_arguments(tok, font),))
         if tok == cmd.SQRT:
-            if self.pos < len(self.toks) and self.toks[self.pos] == "[":
-                raise _Unsupported("root")
-            return _Node("", tok, (f"<msqrt>{self.argument(font).xml()}</msqrt>",))
+            return _Node("", tok, (self.root(font),))
         if tok in _ACCENTS:
             (tag, attrs), (mark, mark_attrs) = _ACCENTS[tok]
             inner = self.argument(font).xml()
-            return _Node("", tok, (f"<{tag}{_attributes(attrs)}>{inner}{_element('mo', mark_attrs, _text(mark), None, None)}</{tag}>",))
+            over = _element("mo", mark_attrs, _text(mark), None, None)
+            return _Node("", tok, (f"<{tag}{_attributes(attrs)}>{inner}{over}</{tag}>",))
         if tok == cmd.LEFT:
             return _Node("", tok, (self.fenced(font),))
+        if tok in _BIGS:
+            delimiter = self.take()
+            if delimiter not in _DELIMITERS:
+                raise _Unsupported(delimiter)
+            tag, attrs = _BIGS[tok]
+            return _Node("", tok, (_element(tag, attrs, _text(delimiter), font, "mtext"),))
         if tok in cmd.LIMIT:
             return _Node("", tok, (f"<mo>{tok[1:]}</mo>",))
         if tok in _SPACES:
@@ -431,24 +275,60 @@ class _Parser:
             return _Node("", tok, (_operatorname(tok),))
         return _Node("", tok, (_leaf(tok, font),))
 
+    def two_arguments(self, tok: str, font: _Font) -> str:
+        """\\frac, \\dfrac, \\binom, \\overset and the like."""
+        tag, attrs, wrapper, swapped = _TWO_ARGUMENTS[tok]
+        first = self.argument(font).xml()
+        second = self.argument(font).xml()
+        if swapped:
+            first, second = second, first
+        out = f"<{tag}{_attributes(attrs)}>{first}{second}</{tag}>"
+        if tok in _BINOMS:
+            # Parentheses as siblings, sized for the mstyle they are in (the caller refuses a text-style one).
+            size = "1.2em" if tok == cmd.TBINOM else "2.047em"
+            paren = f'<mo minsize="{size}" maxsize="{size}">'
+            out = f"{paren}(</mo>{out}{paren})</mo>"
+        if wrapper is not None:
+            out = f"<mstyle{_attributes(wrapper)}>{out}</mstyle>"
+        return out
+
+    def root(self, font: _Font) -> str:
+        """\\sqrt{x} and \\sqrt[n]{x}."""
+        if self.pos < len(self.toks) and self.toks[self.pos] == "[":
+            self.pos += 1
+            index = self.nodes("]", False, font, False)
+            base = self.argument(font, group=False).xml()
+            if not index:
+                return f"<msqrt>{base}</msqrt>"
+            degree = index[0].xml() if len(index) == 1 else f"<mrow>{_join(index)}</mrow>"
+            return f"<mroot>{base}{degree}</mroot>"
+        return f"<msqrt>{self.argument(font, group=False).xml()}</msqrt>"
+
     def fenced(self, font: _Font) -> str:
         """\\left…\\right: an mrow of the two stretchy fences and what is between."""
         opening = self.take()
-        inner = self.sequence(cmd.RIGHT, False, font)
+        inner = self.nodes(cmd.RIGHT, False, font, False)
         closing = self.take()
-        parts = ["<mrow>"]
-        for delimiter, (tag, attrs), after in (
-            (opening, cmd.CONVERSION_MAP[cmd.LEFT], inner),
-            (closing, cmd.CONVERSION_MAP[cmd.RIGHT], ""),
+        fences = []
+        for delimiter, (tag, attrs) in (
+            (opening, cmd.CONVERSION_MAP[cmd.LEFT]),
+            (closing, cmd.CONVERSION_MAP[cmd.RIGHT]),
         ):
             if delimiter not in _DELIMITERS:
                 raise _Unsupported(delimiter)
             symbol = SYMBOLS.get(delimiter)
             raw = "" if delimiter == "." else delimiter if symbol is None else f"&#x{symbol};"
-            parts.append(_element(tag, attrs, _text(raw), None, None))
-            parts.append(after)
-        parts.append("</mrow>")
-        return "".join(parts)
+            fences.append(_element(tag, attrs, _text(raw), None, None))
+        # \right is the last child of \left's group: an mstyle opened inside holds it too.
+        return f"<mrow>{fences[0]}{_join(inner, fences[1])}</mrow>"
+
+
+def _join(nodes: list[_Node], last: str = "") -> str:
+    """The group's elements (then `last`); a \\displaystyle-like node holds the rest of the group."""
+    out = [node.xml() if node.kind != "style" else node.parts[0] for node in nodes]
+    out.append(last)
+    out.extend("</mstyle>" for node in nodes if node.kind == "style")
+    return "".join(out)
 
 
 def _operatorname(tok: str) -> str:
