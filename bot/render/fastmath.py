@@ -236,7 +236,7 @@ class _Parser:
         node.prime = True
         nodes.append(node)
 
-    def node(self, tok: str, font: _Font) -> _Node:  # long: one branch per kind of command, as the walker has
+    def node(self, tok: str, font: _Font) -> _Node:
         """The node that `tok` starts (its arguments taken)."""
         if tok[0] != "\\":
             if tok == "{":

@@ -44,9 +44,9 @@ _PLAIN_COMMANDS = {cmd.SUMMATION, cmd.PRODUCT, cmd.INTEGRAL, cmd.PRIME, cmd.DPRI
 _SPECIAL = _commands_of_library() - _PLAIN_COMMANDS
 _NBSP_TOKENS = (r"\ ", "~", cmd.NOBREAKSPACE, cmd.SPACE)
 _FENCES = {"(", ")", "[", "]", "|", r"\|", r"\{", r"\}", r"\surd"}
-# Characters the walker gives a meaning (groups, scripts, alignment) or we do not take as a symbol.
 #: commands the walker reads by their start (fonts, environments, operator names, verbatim)
 _NOT_LEAF_PREFIXES = (cmd.MATH, cmd.BEGIN, cmd.END, cmd.OPERATORNAME, cmd.VERB)
+# Characters the walker gives a meaning (groups, scripts, alignment) or we do not take as a symbol.
 _NOT_LEAF = {"{", "}", "^", "_", "'", "&", "%"}
 
 _SPACES = {c: cmd.CONVERSION_MAP[c] for c in (cmd.COLON, cmd.COMMA, cmd.DOUBLEBACKSLASH, cmd.ENSPACE,
