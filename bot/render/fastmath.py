@@ -22,9 +22,6 @@ from latex2mathml.symbols_parser import SYMBOLS
 
 from bot.render.mathtokens import (
     _ACCENTS,
-    _ALIGN_BEGIN,
-    _ALIGN_END,
-    _ALIGN_TABLE,
     _ASCII_LEAVES,
     _BIGS,
     _BINOMS,
@@ -33,16 +30,20 @@ from bot.render.mathtokens import (
     _OPERATORNAMES,
     _SPACES,
     _STYLES,
+    _TABLES,
     _TEXT_COMMANDS,
     _TWO_ARGUMENTS,
     _attributes,
     _element,
     _Font,
     _leaf,
+    _symbol,
     _text,
     _Unsupported,
     tokens,
 )
+
+_COLUMNS = {"r": "right", "l": "left", "c": "center"}
 
 #: deepest nesting of groups and arguments handled here; deeper formulas take the library's path
 MAX_DEPTH = 40
@@ -132,8 +133,9 @@ class _Parser:
                 tag, attrs = _STYLES[tok]
                 style = attrs.get("displaystyle")
                 nodes.append(_Node("style", tok, (f"<{tag}{_attributes(attrs)}>",)))
-            elif tok == _ALIGN_BEGIN and self.depth == 1:
-                nodes.append(_Node("", tok, (self.align(block),)))
+            elif tok in _TABLES:
+                name = _TABLES[tok][0]
+                nodes.append(_Node("", "\\" + name, (self.table(name, block),)))
             elif tok in _BINOMS and style == "false":
                 raise _Unsupported("binom in text style")
             else:
@@ -142,43 +144,53 @@ class _Parser:
         self.end = outer
         return nodes
 
-    def align(self, block: bool) -> str:
-        """An align* environment: latex2mathml's _convert_matrix for it (no lines, no numbers)."""
-        nodes = self.nodes(_ALIGN_END, block, None, True)
+    def table(self, name: str, block: bool) -> str:
+        """An environment: latex2mathml's _convert_matrix for it (no lines, no numbers, no font)."""
+        nodes = self.nodes(rf"{cmd.END}{{{name}}}", block, None, True)
         if not nodes or nodes[0].token in ("{", "["):  # an alignment spec, or an empty table
-            raise _Unsupported("align* spec")
-        rows: list[list[tuple[str, list[str]]]] = []
-        row: list[tuple[str, list[str]]] = []
-        cell: tuple[str, list[str]] = ("right", [])
-        rows.append(row)
-        row.append(cell)
-        col = widest = 1
+            raise _Unsupported("table spec")
+        _, alignment, fences = _TABLES[rf"{cmd.BEGIN}{{{name}}}"]
+
+        def column(col: int) -> tuple[str, int]:
+            if not alignment:
+                return "<mtd>", col
+            return f'<mtd columnalign="{_COLUMNS[alignment[col % len(alignment)]]}">', col + 1
+
+        opening, col = column(0)
+        cell: list[str] = [opening]
+        row = [cell]
+        rows = [row]
+        widest = col
         for node in nodes:
-            if node.token == "&" and node.kind == "sep":
-                cell = ("left" if col % 2 else "right", [])
-                col += 1
+            if node.kind == "sep" and node.token == "&":
+                opening, col = column(col)
+                cell = [opening]
                 row.append(cell)
-                if col % 2 == 0:
-                    cell[1].append("<mi></mi>")
+                if name == "align*" and col % 2 == 0:
+                    cell.append("<mi></mi>")
             elif node.kind == "sep":
                 widest = max(widest, col)
-                row, cell, col = [], ("right", []), 1
-                row.append(cell)
+                opening, col = column(0)
+                cell = [opening]
+                row = [cell]
                 rows.append(row)
             else:
-                cell[1].append(node.xml())
+                cell.append(node.xml())
         widest = max(widest, col)
-        if not cell[1]:
+        if len(cell) == 1:  # the last cell is empty: its row goes
             rows.pop()
-        tag, attrs = _ALIGN_TABLE
-        spacing = " ".join(("0em", "2em") * (widest // 2))
-        out = [f'<{tag}{_attributes(attrs)} columnspacing="{spacing}">']
-        for cells in rows:
-            out.append("<mtr>")
-            out.extend(f'<mtd columnalign="{align}">{"".join(xml)}</mtd>' for align, xml in cells)
-            out.append("</mtr>")
-        out.append(f"</{tag}>")
-        return "".join(out)
+        tag, attrs = cmd.CONVERSION_MAP["\\" + name]
+        if name == "align*":
+            attrs = {**attrs, "columnspacing": " ".join(("0em", "2em") * (widest // 2))}
+        body = "".join(f"<mtr>{''.join(''.join(c) + '</mtd>' for c in cells)}</mtr>" for cells in rows)
+        out = f"<{tag}{_attributes(attrs)}>{body}</{tag}>"
+        if name == "cases":
+            brace = _element("mo", {"stretchy": "true", "fence": "true", "form": "prefix"}, "{", None, None)
+            return f"<mrow>{brace}{out}</mrow>"
+        if fences is not None:
+            before, after = (f"<mo>{_symbol(SYMBOLS[fence])}</mo>" for fence in fences)
+            return f"{before}{out}{after}"
+        return out
 
     def argument(self, font: _Font, *, group: bool = True) -> _Node:
         """The one node a command or script takes (the walker's limit=1; `group`: within the group's end)."""

@@ -85,9 +85,21 @@ _BIGS = {**cmd.BIG, **cmd.BIG_OPEN_CLOSE}
 _DELIMITERS = {"(", ")", "[", "]", "|", ".", "/", r"\{", r"\}", r"\|", r"\langle", r"\rangle", r"\lfloor",
                r"\rfloor", r"\lceil", r"\rceil", r"\lvert", r"\rvert", r"\lVert", r"\rVert", r"\vert",
                r"\Vert"}  # fmt: skip
-_ALIGN_BEGIN, _ALIGN_END = rf"{cmd.BEGIN}{{align*}}", rf"{cmd.END}{{align*}}"
-_ALIGN_TOKENS = (_ALIGN_BEGIN, _ALIGN_END)
-_ALIGN_TABLE = cmd.CONVERSION_MAP[cmd.ALIGNSTAR]
+#: the environments handled, by their \begin token: (name, column alignments, fences before and after)
+_TABLES = {
+    rf"{cmd.BEGIN}{{{name}}}": (name, align, fences)
+    for name, align, fences in (
+        ("align*", "rl", None),
+        ("cases", "l", None),
+        ("matrix", "", None),
+        ("pmatrix", "", (r"\lparen", r"\rparen")),
+        ("bmatrix", "", (r"\lbrack", r"\rbrack")),
+        ("Bmatrix", "", (r"\lbrace", r"\rbrace")),
+        ("vmatrix", "", (r"\vert", r"\vert")),
+        ("Vmatrix", "", (r"\Vert", r"\Vert")),
+    )
+}
+_TABLE_TOKENS = {*_TABLES, *(rf"{cmd.END}{{{name}}}" for name, _, _ in _TABLES.values())}
 _OPERATORNAMES = (cmd.OPERATORNAMEWITHLIMITS, cmd.OPERATORNAMESTAR, cmd.OPERATORNAME)
 
 
@@ -224,7 +236,7 @@ def tokens(tex: str) -> list[str]:
                 append(f"&#x{SYMBOLS[full]};")
             else:
                 out.extend((m.group(16), "{", m.group(18), "}"))
-        elif i == 9 and m.group(9).replace(" ", "") in _ALIGN_TOKENS:  # \begin{align*}, \end{align*}
+        elif i == 9 and m.group(9).replace(" ", "") in _TABLE_TOKENS:  # \begin{pmatrix} and the like
             append(m.group(9).replace(" ", ""))
         else:  # dimensions, other environments, \verb
             raise _Unsupported(m.group(0))
