@@ -81,7 +81,9 @@ _ATOMS = ["x", "y", "K", "2", "10", "3.14", ".5", "0.", r"\alpha", r"\theta", r"
           "#", "@", r"\\", "%c\n", r"\not=", r"\foo", r"\mathds{1}", r"\over", r"\limits", r"\displaystyle",
           r"\mathbb{RR}", r"\color{red}", r"\hspace{1em}", "2em", r"\verb|x|", r"\,\!", r"\big(", r"\Bigr]",
           r"\biggl\{", r"\big{", r"\textstyle", r"\scriptstyle", r"\large", r"\nolimits", r"\arg", r"\top",
-          r"\mid", r"\\[", r"\%", r"\#", r"\_", r"\$", r"\&", "\\\n", r"\begin{cases}", r"\rm"]  # fmt: skip
+          r"\mid", r"\\[", r"\%", r"\#", r"\_", r"\$", r"\&", "\\\n", r"\begin{cases}", r"\rm",
+          r"\mbox{a b}", r"\hbox{if $x$}", r"\hbox{a b}", r"\hbox{}", r"\mbox{}", r"\mbox x", r"\left<",
+          r"\right\}", r"\big\langle"]  # fmt: skip
 _UNARY = [r"\sqrt", r"\hat", r"\bar", r"\tilde", r"\vec", r"\dot", r"\ddot", r"\overline", r"\underline",
           r"\widehat", r"\widetilde", r"\mathbf", r"\mathcal", r"\mathbb", r"\mathrm", r"\mathit", r"\mathsf",
           r"\mathtt", r"\mathfrak", r"\boldsymbol", r"\bm", r"\overbrace", r"\underbrace", r"\mathring", r"\boxed",
@@ -105,7 +107,7 @@ def _gen(rng: random.Random, depth: int) -> str:
     if pick == 4:
         return sub() + "^" + rng.choice(_ATOMS) + "_" + rng.choice(_ATOMS)
     if pick == 5:
-        return sub() + rng.choice(["'", "''", "'^2", "_i'", "'_i", "^{a}'"])
+        return sub() + rng.choice(["'", "''", "'''", "''''", "'''''", "''''''", "''^2", "'^2", "_i'", "'_i", "^{a}'"])
     if pick == 6:
         return r"\frac{" + sub() + "}{" + sub() + "}"
     if pick == 7:

@@ -25,7 +25,6 @@ from bot.render.mathtokens import (
     _ASCII_LEAVES,
     _BIGS,
     _BINOMS,
-    _DELIMITERS,
     _FONTS,
     _OPERATORNAMES,
     _SPACES,
@@ -43,6 +42,9 @@ from bot.render.mathtokens import (
     tokens,
 )
 
+#: the superscript of one, two, three, four primes (past that the walker counts them)
+_PRIMES = ("", cmd.PRIME, cmd.DPRIME, cmd.TRPRIME, cmd.QPRIME)
+_PRIME_CHAR = "\u2032"
 _COLUMNS = {"r": "right", "l": "left", "c": "center"}
 
 #: deepest nesting of groups and arguments handled here; deeper formulas take the library's path
@@ -61,8 +63,8 @@ class _Node:
         self.token = token
         self.parts = parts
         self.modifier = modifier
-        #: a superscript made by "'": another "^" joins it instead of raising
-        self.prime = False
+        #: how many primes a superscript made by "'" holds (another "^" joins one prime instead of raising)
+        self.prime = 0
 
     def xml(self) -> str:
         kind = self.kind
@@ -216,7 +218,7 @@ class _Parser:
             if not nodes or nodes[-1].kind or not nodes[-1].token.startswith("\\"):
                 raise _Unsupported("limits without operator")
             prev = nodes.pop()
-        elif prev.kind == tok and not (tok == "^" and prev.prime):
+        elif prev.kind == tok and not (tok == "^" and prev.prime == 1):
             raise _Unsupported("double script")
         elif block and not prev.kind and prev.token in (cmd.SUMMATION, cmd.PRODUCT):
             modifier = cmd.LIMITS
@@ -238,14 +240,22 @@ class _Parser:
         if not nodes or nodes[-1].kind in ("sep", "style", "limits"):
             raise _Unsupported("prime without base")
         prev = nodes.pop()
-        mark = _leaf(cmd.PRIME, font)
+        if prev.kind == "^" and prev.prime:  # x'' is x with \dprime, and so on
+            count = prev.prime + 1
+            # Past \qprime the walker counts them, and the converter writes them without a font.
+            mark = _leaf(_PRIMES[count], font) if count < len(_PRIMES) else f"<mi>{_PRIME_CHAR * count}</mi>"
+            node = _Node("^", prev.token, (prev.parts[0], mark))
+            node.prime = count
+            nodes.append(node)
+            return
         if prev.kind == "^":
-            raise _Unsupported("double superscript or prime upgrade")
+            raise _Unsupported("double superscript")
+        mark = _leaf(cmd.PRIME, font)
         if prev.kind == "_":
             nodes.append(_Node("_^", prev.token, (*prev.parts, mark), prev.modifier))
             return
         node = _Node("^", "" if prev.kind else prev.token, (prev.xml(), mark))
-        node.prime = True
+        node.prime = 1
         nodes.append(node)
 
     def node(self, tok: str, font: _Font) -> _Node:
@@ -261,6 +271,13 @@ class _Parser:
             tag, attrs = cmd.CONVERSION_MAP[tok]
             text = _text(self.take().replace(" ", "&#x000A0;"))
             return _Node("", tok, (_element(tag, attrs, text, font, "mtext"),))
+        if tok == cmd.MBOX or tok == cmd.HBOX:
+            text = self.take()
+            # \hbox reads $…$ in its text as maths (and drops backslashes): only plain text here.
+            if tok == cmd.HBOX and (not text or "$" in text or "\\" in text):
+                raise _Unsupported("hbox with maths")
+            box = _element("mtext", None, _text(text.replace(" ", "&#x000A0;")), font, "mtext")
+            return _Node("", tok, (f'<mstyle displaystyle="false" scriptlevel="0">{box}</mstyle>',))
         if tok in _TWO_ARGUMENTS:
             return _Node("", tok, (self.two_arguments(tok, font),))
         if tok == cmd.SQRT:
@@ -273,9 +290,7 @@ class _Parser:
         if tok == cmd.LEFT:
             return _Node("", tok, (self.fenced(font),))
         if tok in _BIGS:
-            delimiter = self.take()
-            if delimiter not in _DELIMITERS:
-                raise _Unsupported(delimiter)
+            delimiter = self.take()  # any token, as the walker takes it
             tag, attrs = _BIGS[tok]
             return _Node("", tok, (_element(tag, attrs, _text(delimiter), font, "mtext"),))
         if tok in cmd.LIMIT:
@@ -326,9 +341,7 @@ class _Parser:
             (opening, cmd.CONVERSION_MAP[cmd.LEFT]),
             (closing, cmd.CONVERSION_MAP[cmd.RIGHT]),
         ):
-            if delimiter not in _DELIMITERS:
-                raise _Unsupported(delimiter)
-            symbol = SYMBOLS.get(delimiter)
+            symbol = SYMBOLS.get(delimiter)  # any token, as the walker takes it
             raw = "" if delimiter == "." else delimiter if symbol is None else f"&#x{symbol};"
             fences.append(_element(tag, attrs, _text(raw), None, None))
         # \right is the last child of \left's group: an mstyle opened inside holds it too.

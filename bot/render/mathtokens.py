@@ -54,6 +54,8 @@ _SPACES = {c: cmd.CONVERSION_MAP[c] for c in (cmd.COLON, cmd.COMMA, cmd.DOUBLEBA
            cmd.THICKSPACE, cmd.THINSPACE, cmd.QQUAD, cmd.QUAD, cmd.SEMICOLON, cmd.SPACEUPPER)}  # fmt: skip
 _TEXT_COMMANDS = {cmd.TEXT, cmd.TEXTBF, cmd.TEXTIT, cmd.TEXTMD, cmd.TEXTNORMAL, cmd.TEXTRM, cmd.TEXTSF, cmd.TEXTTT,
                   cmd.TEXTUP, cmd.EMPH}  # fmt: skip
+#: what the tokenizer reads with its argument as one token: text commands, and boxes of text
+_TEXT_TOKENS = {*_TEXT_COMMANDS, cmd.MBOX, cmd.HBOX}
 _ACCENTS = {
     c: (cmd.CONVERSION_MAP[c], cmd.DIACRITICS[c])
     for c in cmd.DIACRITICS
@@ -82,9 +84,6 @@ _BINOMS = (cmd.BINOM, cmd.DBINOM, cmd.TBINOM)
 _STYLES = {**cmd.STYLES, **cmd.MSTYLE_SIZES}
 #: \big( and the like
 _BIGS = {**cmd.BIG, **cmd.BIG_OPEN_CLOSE}
-_DELIMITERS = {"(", ")", "[", "]", "|", ".", "/", r"\{", r"\}", r"\|", r"\langle", r"\rangle", r"\lfloor",
-               r"\rfloor", r"\lceil", r"\rceil", r"\lvert", r"\rvert", r"\lVert", r"\rVert", r"\vert",
-               r"\Vert"}  # fmt: skip
 #: the environments handled, by their \begin token: (name, column alignments, fences before and after)
 _TABLES = {
     rf"{cmd.BEGIN}{{{name}}}": (name, align, fences)
@@ -209,7 +208,7 @@ def tokens(tex: str) -> list[str]:
             tok = m.group(i)
             if tok.startswith(cmd.MATH) and tok not in cmd.MATH_NON_FONT_COMMANDS and tok in SYMBOLS:
                 append(f"&#x{SYMBOLS[tok]};")
-            elif tok.startswith((cmd.VERB, cmd.BEGIN, cmd.END, cmd.OPERATORNAME)) or tok in _TEXT_COMMANDS:
+            elif tok.startswith((cmd.VERB, cmd.BEGIN, cmd.END, cmd.OPERATORNAME)) or tok in _TEXT_TOKENS:
                 raise _Unsupported(tok)
             else:
                 append(tok)
@@ -219,7 +218,7 @@ def tokens(tex: str) -> list[str]:
         elif i == 1:  # a comment
             continue
         elif i == 12:  # \text{...} and the like
-            if m.group(11) not in _TEXT_COMMANDS:
+            if m.group(11) not in _TEXT_TOKENS:
                 raise _Unsupported(m.group(11))
             append(m.group(11))
             append(_text_content(m.group(12)))
