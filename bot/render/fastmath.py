@@ -1,18 +1,19 @@
 """TeX → MathML for the common subset of summary formulas, byte for byte what latex2mathml gives.
 
-``tex_to_mathml`` spent most of a build in latex2mathml (a tokenizer generator, a walker of
-named tuples, a converter that deep-copies its tables per command, an ElementTree). For the
-formulas summaries mostly hold (letters, numbers, operators, scripts, braces, greek letters and
-symbols, ``\\frac``, ``\\sqrt``, fonts, ``\\text``, ``\\left…\\right``, accents, functions) this
-module writes the same string directly, in one pass over the same tokens (latex2mathml's own
-token pattern and symbol tables, so symbols cannot drift from the library's).
+latex2mathml took about a third of a feeds build's CPU (a tokenizer generator, a walker of named
+tuples, a converter that deep-copies its tables per command, an ElementTree). For the formulas
+summaries mostly hold (letters, numbers, operators, scripts, braces, greek letters and symbols,
+``\\frac``, ``\\sqrt``, fonts, ``\\text``, ``\\left…\\right``, accents, functions, ``align*``,
+``cases`` and matrices) this module writes the same string directly, in one pass over the same
+tokens (latex2mathml's own token pattern and symbol tables, so symbols cannot drift from the
+library's; bot/render/mathtokens.py).
 
 It mirrors latex2mathml's walker and converter for that subset only, quirks included (``{x}``
-is an ``<mrow>``; only ``\\sum``/``\\prod`` at the top of a display formula take their scripts
-above and below; ``\\mathbb{R}`` is one symbol but ``\\mathbb{RR}`` a font). Whatever it does not
-know, or whatever would make latex2mathml raise, it answers None for, and the caller takes the
-library's path: correctness first, coverage second. tests/test_fastmath.py compares the two on
-every formula of the sample feed and on thousands of generated and hostile ones.
+is an ``<mrow>``; only ``\\sum``/``\\prod`` at the top level of a display formula take their
+scripts above and below; ``\\mathbb{R}`` is one symbol but ``\\mathbb{RR}`` a font). Whatever it
+does not know, or whatever would make latex2mathml raise, it answers None for, and the caller
+takes the library's path: correctness first, coverage second. tests/test_fastmath.py compares the
+two on every formula of the sample feed and on thousands of generated and hostile ones.
 """
 
 from __future__ import annotations
