@@ -21,6 +21,7 @@ from markdown_it.renderer import RendererHTML
 from markdown_it.token import Token
 from markdown_it.utils import EnvType, OptionsDict
 
+from bot.render.fastmath import fast_mathml
 from bot.render.images import allowed_hosts, drop_empty_paragraphs, filter_images
 from bot.render.markdown import (
     MAX_SOURCE_CHARS,
@@ -174,7 +175,18 @@ def tex_to_mathml(tex: str, *, display: bool) -> str | None:
         return None
     try:
         # Numbering and labels would show as letters; a citation as its key spelt out.
-        math = convert_to_element(tidy_tex(tex), display="block" if display else "inline")
+        tidy = tidy_tex(tex)
+        # The common subset written directly: the same bytes for a fraction of the CPU.
+        fast = fast_mathml(tidy, tex, display=display)
+    except Exception:
+        return None
+    return fast if fast is not None else library_mathml(tidy, tex, display=display)
+
+
+def library_mathml(tidy: str, tex: str, *, display: bool) -> str | None:
+    """tex_to_mathml through latex2mathml: `tidy` (tidy_tex(tex)) converted, `tex` the annotation."""
+    try:
+        math = convert_to_element(tidy, display="block" if display else "inline")
     except Exception:
         # latex2mathml raises many unrelated types (and RecursionError on deep
         # nesting); every one of them means "show the source".
