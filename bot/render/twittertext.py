@@ -53,7 +53,7 @@ def _load_urls() -> Callable[[str], list[dict[str, Any]]]:
             bare.__path__ = list(spec.submodule_search_locations)
             sys.modules["twitter_text"] = bare
             try:
-                return importlib.import_module("twitter_text.extract_urls").extract_urls_with_indices  # type: ignore[no-any-return]
+                return importlib.import_module("twitter_text.extract_urls").extract_urls_with_indices
             finally:
                 if sys.modules.get("twitter_text") is bare:
                     del sys.modules["twitter_text"]
