@@ -140,15 +140,19 @@ class Dispatcher:
                 break
             self._reconcile(d, report)
         paused = store.paused_channels()
-        parallel = self._lane_channels(paused) if self.app.settings.dispatch.lanes > 1 else []
-        if not parallel or self.stop.is_set():
+        most = self.app.settings.dispatch.lanes
+        parallel = self._lane_channels(paused) if most > 1 else []
+        # A lane per delivery due on the channels that allow several at once, up to `lanes`: a pass with
+        # nothing or one post to send starts no thread (nor its empty reservation query).
+        due = store.due_count(now=self.app.clock(), channels=parallel, limit=most) if parallel else 0
+        if due < 2 or self.stop.is_set():
             self._send_lane(report, paused)
             return report
         # More lanes, each a pass of its own (its own claims, alive while it runs), taking only the
         # channels that allow it; this one takes every channel, so paced ones post one at a time.
         lanes = [
             (Dispatcher(self.app, stop=self.stop, worker=f"{self.worker}:lane{k}"), DispatchReport())
-            for k in range(1, self.app.settings.dispatch.lanes)
+            for k in range(1, due)
         ]
         with ThreadPoolExecutor(max_workers=len(lanes), thread_name_prefix="dispatch-lane") as pool:
             others = [pool.submit(lane.run_lane, r, paused, parallel) for lane, r in lanes]
