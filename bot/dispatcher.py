@@ -221,7 +221,14 @@ class Dispatcher:
         try:
             return _Ready(
                 reserved,
-                content.post_for(self.app, d.channel, reserved.summary, text=reserved.text, papers=reserved.papers),
+                content.post_for(
+                    self.app,
+                    d.channel,
+                    reserved.summary,
+                    text=reserved.text,
+                    papers=reserved.papers,
+                    text_cached=reserved.text is not None,  # the reservation read the render cache
+                ),
             )
         except RenderError as exc:
             return _Ready(reserved, None, exc)
