@@ -1,5 +1,5 @@
-"""twitter-text loaded in parts (bot.render.twittertext): fitting a post that the upper bound proves fits loads
-no emoji table, and the parts behave as the whole package does, in either order."""
+"""twitter-text loaded in parts (bot.channels.twitter.twittertext): fitting a post that the upper bound proves fits
+loads no emoji table, and the parts behave as the whole package does, in either order."""
 
 from __future__ import annotations
 
@@ -47,7 +47,7 @@ def test_fitting_a_short_post_loads_no_emoji_table() -> None:
 def test_the_parts_answer_as_the_whole_package_in_either_order() -> None:
     for first in ("urls", "parse"):
         code = (
-            "from bot.render.twittertext import tweet_parser, url_extractor\n"
+            "from bot.channels.twitter.twittertext import tweet_parser, url_extractor\n"
             + ("url_extractor()\n" if first == "urls" else "tweet_parser()\n")
             + "import twitter_text\n"
             f"for t in {TEXTS!r}:\n"

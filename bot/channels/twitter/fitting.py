@@ -26,9 +26,9 @@ def parse_tweet(text: str) -> Any:
     Imported on first use: twitter_text compiles its emoji regex at import
     (about 0.3 s), which commands that never fit a post (digest sending,
     status, feeds) should not pay at every start, nor a post the upper bound
-    proves fits (bot.render.twittertext).
+    proves fits (bot.channels.twitter.twittertext).
     """
-    from bot.render.twittertext import tweet_parser
+    from bot.channels.twitter.twittertext import tweet_parser
 
     return tweet_parser()(text)
 
