@@ -77,11 +77,11 @@ def categories(stored: StoredSummary, details: PaperDetails | None) -> tuple[str
 
 
 def renders(
-    app: App, summaries: Sequence[StoredSummary], *, pool: RenderPool | None = None
+    app: App, summaries: Sequence[StoredSummary], *, pool: RenderPool | None = None, lookup: bool = True
 ) -> dict[int, tuple[str, str]]:
     """summary id → (html, text), rendered only for versions not in the cache (by `pool`'s workers when it takes
-    them: many to render)."""
-    cached = app.store.cached_renders({s.id: s.summary.content_hash for s in summaries})
+    them: many to render); `lookup` False: the caller read the cache already and found none of them."""
+    cached = app.store.cached_renders({s.id: s.summary.content_hash for s in summaries}) if lookup else {}
     todo = [s for s in summaries if s.id not in cached]
     if todo:
         made = pool.render([s.summary for s in todo]) if pool is not None else None
@@ -109,9 +109,11 @@ def post_for(
     *,
     text: str | None = None,
     papers: Mapping[str, PaperDetails | None] | None = None,
+    text_cached: bool | None = None,
 ) -> Post:
-    """The post one channel will send for one summary (`text` and `papers`: what the caller read from the caches)."""
+    """The post one channel will send for one summary (`text` and `papers`: what the caller read from the caches;
+    `text_cached` False: the render cache holds no text for this version, read with them)."""
     details = paper_details(app, [stored], cached=papers).get(stored.summary.arxiv_id or "")
     if text is None:
-        _, text = renders(app, [stored])[stored.id]
+        _, text = renders(app, [stored], lookup=text_cached is not False)[stored.id]
     return app.renderer.post(channel, stored.summary, details, text=text, limit=app.post_limit(channel))

@@ -17,7 +17,7 @@ import logging
 import threading
 from collections.abc import Callable, Collection
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -25,6 +25,7 @@ from bot import content
 from bot.channels import CHANNELS, channel_mode, channel_spec, enabled_channels
 from bot.claims import claimant_id, holder_is_dead, running
 from bot.decide import Pacing, PublishVerdict, pacing_wait, publish_failure_verdict, retry_time
+from bot.dispatch_report import DispatchReport, Outcomes
 from bot.errors import (
     AuthPublishError,
     BotError,
@@ -47,42 +48,6 @@ OPERATOR_HOLD = timedelta(days=3650)
 STORE_RETRY_MAX_SECONDS = 5.0
 
 
-@dataclass
-class DispatchReport:
-    sent: int = 0
-    retried: int = 0
-    failed: int = 0
-    reconciled: int = 0
-    held: int = 0
-    paused: list[str] = field(default_factory=list)
-    waiting: dict[str, str] = field(default_factory=dict)
-    #: (channel, summary guid, first line of the text) of each post made in this pass
-    published: list[tuple[str, str, str]] = field(default_factory=list)
-
-    def merge(self, other: DispatchReport) -> None:
-        """Add another lane's report of the same pass to this one."""
-        self.sent += other.sent
-        self.retried += other.retried
-        self.failed += other.failed
-        self.reconciled += other.reconciled
-        self.held += other.held
-        self.paused += [c for c in other.paused if c not in self.paused]
-        self.waiting.update(other.waiting)
-        self.published += other.published
-
-    def summary(self) -> str:
-        parts = [f"{self.sent} sent", f"{self.retried} to retry", f"{self.failed} failed"]
-        if self.reconciled:
-            parts.append(f"{self.reconciled} reconciled")
-        if self.held:
-            parts.append(f"{self.held} held for the operator")
-        for channel, why in self.waiting.items():
-            parts.append(f"{channel} waiting: {why}")
-        for channel in self.paused:
-            parts.append(f"{channel} paused")
-        return ", ".join(parts)
-
-
 @dataclass(frozen=True)
 class _Ready:
     """A reserved delivery with its post rendered (not saved yet), or the reason it could not be."""
@@ -90,31 +55,6 @@ class _Ready:
     reserved: DeliveryClaim
     post: Post | None
     error: RenderError | None = None
-
-
-class _Outcomes:
-    """Outcomes of posts made, written on the helper thread once the next post is marked in flight."""
-
-    def __init__(self, helper: ThreadPoolExecutor) -> None:
-        self.helper = helper
-        self.waiting: list[Callable[[], None]] = []
-        self.writing: list[Future[None]] = []
-
-    def add(self, write: Callable[[], None]) -> None:
-        self.waiting.append(write)
-
-    def start(self) -> None:
-        # Only writes still running, or failed (flush raises their error), are kept.
-        self.writing = [f for f in self.writing if not f.done() or f.exception() is not None]
-        self.writing.extend(self.helper.submit(write) for write in self.waiting)
-        self.waiting.clear()
-
-    def flush(self) -> None:
-        """Write all now; a write's error (a stop while the database is away) comes out here."""
-        self.start()
-        writing, self.writing = self.writing, []
-        for future in writing:
-            future.result()
 
 
 class Dispatcher:
@@ -200,15 +140,19 @@ class Dispatcher:
                 break
             self._reconcile(d, report)
         paused = store.paused_channels()
-        parallel = self._lane_channels(paused) if self.app.settings.dispatch.lanes > 1 else []
-        if not parallel or self.stop.is_set():
+        most = self.app.settings.dispatch.lanes
+        parallel = self._lane_channels(paused) if most > 1 else []
+        # A lane per delivery due on the channels that allow several at once, up to `lanes`: a pass with
+        # nothing or one post to send starts no thread (nor its empty reservation query).
+        due = store.due_count(now=self.app.clock(), channels=parallel, limit=most) if parallel else 0
+        if due < 2 or self.stop.is_set():
             self._send_lane(report, paused)
             return report
         # More lanes, each a pass of its own (its own claims, alive while it runs), taking only the
         # channels that allow it; this one takes every channel, so paced ones post one at a time.
         lanes = [
             (Dispatcher(self.app, stop=self.stop, worker=f"{self.worker}:lane{k}"), DispatchReport())
-            for k in range(1, self.app.settings.dispatch.lanes)
+            for k in range(1, due)
         ]
         with ThreadPoolExecutor(max_workers=len(lanes), thread_name_prefix="dispatch-lane") as pool:
             others = [pool.submit(lane.run_lane, r, paused, parallel) for lane, r in lanes]
@@ -234,7 +178,7 @@ class Dispatcher:
         # reconciliation settles with proof, as for a crash during the network call.
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="dispatch-ahead") as ahead:
             upcoming: Future[_Ready | None] | None = None
-            outcomes = _Outcomes(ahead)
+            outcomes = Outcomes(ahead)
 
             def next_ahead() -> None:
                 nonlocal upcoming
@@ -277,7 +221,14 @@ class Dispatcher:
         try:
             return _Ready(
                 reserved,
-                content.post_for(self.app, d.channel, reserved.summary, text=reserved.text, papers=reserved.papers),
+                content.post_for(
+                    self.app,
+                    d.channel,
+                    reserved.summary,
+                    text=reserved.text,
+                    papers=reserved.papers,
+                    text_cached=reserved.text is not None,  # the reservation read the render cache
+                ),
             )
         except RenderError as exc:
             return _Ready(reserved, None, exc)
@@ -317,7 +268,7 @@ class Dispatcher:
             wait = min(wait * 2, STORE_RETRY_MAX_SECONDS)
 
     def _deliver(
-        self, ready: _Ready, report: DispatchReport, *, sending: Callable[[], None], outcomes: _Outcomes
+        self, ready: _Ready, report: DispatchReport, *, sending: Callable[[], None], outcomes: Outcomes
     ) -> None:
         """Send one reserved delivery and record the outcome; `sending` is called once it is marked in flight."""
         store = self.app.store

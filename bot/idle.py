@@ -199,7 +199,7 @@ def _poll_if_idle(
     db: sqlite3.Connection, settings: Settings, clock: Callable[[], datetime]
 ) -> tuple[str | None, Prefetched | None]:
     from bot.decide import next_poll_time
-    from bot.dispatcher import DispatchReport
+    from bot.dispatch_report import DispatchReport
     from bot.records import PollReport
     from bot.scheduler import FEEDS_UNCHANGED, where_things_go
     from bot.sources.fetch import make_source

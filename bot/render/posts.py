@@ -258,9 +258,9 @@ def first_image(markdown: str, hosts: Iterable[str]) -> str | None:
 def extract_urls_with_indices(text: str) -> list[dict[str, Any]]:
     """twitter-text's URL extraction, shared by the channels that count a URL as a fixed weight.
 
-    Imported on first use: twitter_text compiles its emoji regex at import (about 0.3 s), which
-    commands that never fit a post should not pay at every start.
+    Imported on first use, without twitter_text's emoji table (bot.channels.twitter.twittertext): commands that
+    never fit a post should not pay for its regexes at every start, nor posts that fit for the emoji's.
     """
-    from twitter_text import extract_urls_with_indices as extract
+    from bot.channels.twitter.twittertext import url_extractor
 
-    return list(extract(text))
+    return list(url_extractor()(text))

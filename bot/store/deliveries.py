@@ -30,6 +30,7 @@ from bot.store.statements import (
     _CLAIM,
     _DELIVERY_BY_ID,
     _DUE,
+    _DUE_COUNT,
     _MARK_SENT,
     _SELECT_DELIVERY,
     _START_SENDING,
@@ -142,6 +143,15 @@ class DeliveryStore:
             text=summary.render_text,
             papers=dict([_paper_from_row(summary)]) if summary.paper_arxiv_id is not None else {},
         )
+
+    def due_count(self, *, now: datetime, channels: Sequence[str], limit: int) -> int:
+        """How many pending deliveries of `channels` are due and not reserved, counted up to `limit`."""
+        if not channels:
+            return 0
+        with self.tx() as conn:
+            return int(
+                conn.execute(_DUE_COUNT, {"p_now": now, "p_channels": list(channels), "p_limit": limit}).scalar_one()
+            )
 
     def start_sending(
         self, delivery_id: int, *, worker: str, post: Post | None, now: datetime, lease: timedelta

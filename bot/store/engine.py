@@ -129,7 +129,20 @@ def _upsert(conn: Connection, table: sa.Table, key: list[str], rows: list[dict[s
     """
     if not rows:
         return
-    if conn.dialect.name == "postgresql":
+    stmt = _upsert_statement(conn.dialect.name, table, tuple(key))
+    conn.execute(stmt, sorted(rows, key=lambda r: tuple(r[k] for k in key)))
+
+
+#: (dialect, table, key) → its upsert statement: building one costs more CPU than running it (a render is cached
+#: once per delivery on a first run)
+_UPSERTS: dict[tuple[str, str, tuple[str, ...]], Any] = {}
+
+
+def _upsert_statement(dialect: str, table: sa.Table, key: tuple[str, ...]) -> Any:
+    found = _UPSERTS.get((dialect, table.name, key))
+    if found is not None:
+        return found
+    if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as pg_insert
 
         stmt: Any = pg_insert(table)
@@ -138,6 +151,7 @@ def _upsert(conn: Connection, table: sa.Table, key: list[str], rows: list[dict[s
 
         stmt = sqlite_insert(table)
     stmt = stmt.on_conflict_do_update(
-        index_elements=key, set_={c.name: stmt.excluded[c.name] for c in table.c if c.name not in key}
+        index_elements=list(key), set_={c.name: stmt.excluded[c.name] for c in table.c if c.name not in key}
     )
-    conn.execute(stmt, sorted(rows, key=lambda r: tuple(r[k] for k in key)))
+    _UPSERTS[(dialect, table.name, key)] = stmt
+    return stmt

@@ -13,17 +13,18 @@ import base64
 import logging
 from collections.abc import Callable
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
-from cryptography.fernet import Fernet, InvalidToken
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from bot.clock import utc_now
 from bot.errors import ConfigError, StoreError
 from bot.store.schema import channel_sessions as t
+
+if TYPE_CHECKING:
+    from cryptography.fernet import Fernet
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,12 @@ _INFO = b"shortscience-bot channel session v1"
 
 def session_cipher(secret_key: str) -> Fernet:
     """The cipher of saved sessions, from SECRET_KEY (a key of its own, not the token signer's)."""
+    # cryptography loads here, when a channel first uses its session (Bluesky): not in every process
+    # that builds a publisher (about 17 ms).
+    from cryptography.fernet import Fernet
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
     if not secret_key:
         raise ConfigError("setting SECRET_KEY is required to keep a channel's login session encrypted in the database")
     key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_INFO).derive(secret_key.encode("utf-8"))
@@ -55,6 +62,8 @@ class StoreSessionVault:
             raise StoreError(f"reading the {self._channel} session failed: {type(exc).__name__}") from None
         if data is None:
             return None
+        from cryptography.fernet import InvalidToken
+
         try:
             return self._cipher.decrypt(data.encode("ascii")).decode("utf-8")
         except (InvalidToken, UnicodeError):

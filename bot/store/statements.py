@@ -18,21 +18,27 @@ _SELECT_DELIVERY: sa.Select[Any] = sa.select(*_DELIVERY_COLUMNS).select_from(
     t.deliveries.join(t.summaries, t.summaries.c.id == t.deliveries.c.summary_id)
 )
 _DELIVERY_BY_ID = _SELECT_DELIVERY.where(t.deliveries.c.id == _P("p_id"))
-#: the oldest due, unreserved pending delivery of channels that are not paused, locked (SKIP LOCKED)
+#: due, unreserved pending deliveries of the given channels that are not paused
+_DUE_WHERE = (
+    t.deliveries.c.state == _PENDING,
+    t.deliveries.c.due_at <= _P("p_now"),
+    t.deliveries.c.channel.in_(_P("p_channels", expanding=True)),
+    # Reserved by a worker that is rendering its post.
+    sa.or_(t.deliveries.c.lease_until.is_(None), t.deliveries.c.lease_until < _P("p_now")),
+    # A channel another worker paused a moment ago is skipped at once.
+    t.deliveries.c.channel.not_in(sa.select(t.channels.c.name).where(t.channels.c.paused.is_(True))),
+)
+#: the oldest of them, locked (SKIP LOCKED)
 _DUE = (
     sa.select(t.deliveries.c.id)
-    .where(
-        t.deliveries.c.state == _PENDING,
-        t.deliveries.c.due_at <= _P("p_now"),
-        t.deliveries.c.channel.in_(_P("p_channels", expanding=True)),
-        # Reserved by a worker that is rendering its post.
-        sa.or_(t.deliveries.c.lease_until.is_(None), t.deliveries.c.lease_until < _P("p_now")),
-        # A channel another worker paused a moment ago is skipped at once.
-        t.deliveries.c.channel.not_in(sa.select(t.channels.c.name).where(t.channels.c.paused.is_(True))),
-    )
+    .where(*_DUE_WHERE)
     .order_by(t.deliveries.c.due_at, t.deliveries.c.id)
     .limit(1)
     .with_for_update(skip_locked=True)
+)
+#: how many of them there are, counted up to p_limit (the dispatcher's lanes)
+_DUE_COUNT = sa.select(sa.func.count()).select_from(
+    sa.select(t.deliveries.c.id).where(*_DUE_WHERE).limit(_P("p_limit", type_=sa.Integer)).subquery()
 )
 _CLAIM = (
     t.deliveries.update()

@@ -1,8 +1,8 @@
 """X (Twitter): posts fitted to 280 weighted characters, threads, images; tweepy against the v2 API.
 
 The package: settings.py (section and variables), fitting.py (twitter-text
-weighing), render.py (summary → post), publisher.py (tweepy, reconciliation,
-check). CHANNEL is what the registry (bot/channels/__init__.py) lists.
+weighing), twittertext.py (loading twitter-text's parts), render.py (summary →
+post), publisher.py (tweepy, reconciliation, check). CHANNEL is what the registry (bot/channels/__init__.py) lists.
 """
 
 from __future__ import annotations

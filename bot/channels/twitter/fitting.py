@@ -25,11 +25,12 @@ def parse_tweet(text: str) -> Any:
 
     Imported on first use: twitter_text compiles its emoji regex at import
     (about 0.3 s), which commands that never fit a post (digest sending,
-    status, feeds) should not pay at every start.
+    status, feeds) should not pay at every start, nor a post the upper bound
+    proves fits (bot.channels.twitter.twittertext).
     """
-    from twitter_text import parse_tweet as parse
+    from bot.channels.twitter.twittertext import tweet_parser
 
-    return parse(text)
+    return tweet_parser()(text)
 
 
 def tweet_weight(text: str) -> int:
