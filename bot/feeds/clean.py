@@ -20,6 +20,10 @@ _TAG = re.compile(r"</?[A-Za-z!][^<>]*>")
 #: href/src attributes whose value is not absolute (the renderer should never leave one)
 _URL_ATTR = re.compile(r"""(\s(?:href|src)=)(["'])([^"']*)\2""", re.IGNORECASE)
 _ABSOLUTE = re.compile(r"^(?:[a-zA-Z][a-zA-Z0-9+.-]*:|#)")
+#: an href/src _URL_ATTR could find not absolute, searched from every position: it finds each one that
+#: _URL_ATTR finds (and maybe more, inside other values), so none found means nothing to make absolute
+#: (case folded only where _URL_ATTR is: under re.IGNORECASE, [a-zA-Z] would also take "ſ" and the Kelvin sign)
+_RELATIVE_ATTR = re.compile(r"""(?i:\s(?:href|src)=)(["'])(?!\s*(?:[a-zA-Z][a-zA-Z0-9+.-]*:|#))[^"']*\1""")
 
 #: the longest title / author / teaser kept (a 5 MB title is an attack, not a title)
 MAX_TITLE = 500
@@ -52,6 +56,9 @@ def clean_line(text: str, *, limit: int, fallback: str = "") -> str:
 def clean_html(html: str, base: str) -> str:
     """Sanitised HTML made XML-safe, with any relative href/src made absolute against `base`."""
     html = clean_chars(strip_xml_invalid(html))
+    if not _RELATIVE_ATTR.search(html):
+        # The renderer's links are all absolute: skip calling back for each of them.
+        return html
 
     def absolute(match: re.Match[str]) -> str:
         url = match.group(3)
