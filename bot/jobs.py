@@ -18,6 +18,7 @@ from bot.wording import plural
 if TYPE_CHECKING:
     from bot.app import App
     from bot.feeds import FeedEntry
+    from bot.records import StoredSummary
     from bot.render_pool import RenderPool
     from bot.web import HealthInfo
 
@@ -72,9 +73,16 @@ def feed_entries(
             )
         )
     del listing, newest
+    # The rows `ahead` read for the next file, which `fill` then takes instead of reading them again.
+    read_ahead: dict[tuple[int, ...], list[StoredSummary]] = {}
+
+    def rows(entries: Sequence[FeedEntry]) -> list[StoredSummary]:
+        wanted = tuple(ids[e.guid] for e in entries)
+        found = read_ahead.pop(wanted, None)
+        return found if found is not None else app.store.summaries_by_ids(list(wanted))
 
     def fill(entries: Sequence[FeedEntry]) -> list[FeedEntry]:
-        full = {s.id: s for s in app.store.summaries_by_ids([ids[e.guid] for e in entries])}
+        full = {s.id: s for s in rows(entries)}
         renders = content.renders(app, list(full.values()), pool=pool)
         out = []
         for e in entries:
@@ -91,7 +99,8 @@ def feed_entries(
     def ahead(entries: Sequence[FeedEntry]) -> None:
         # The next file's missing renderings start on the pool's workers while this file is written.
         if pool is not None and pool.takes(len(entries)):
-            full = app.store.summaries_by_ids([ids[e.guid] for e in entries])
+            read_ahead.clear()  # at most one file's rows wait: memory stays flat
+            full = read_ahead[tuple(ids[e.guid] for e in entries)] = rows(entries)
             cached = app.store.cached_renders({s.id: s.summary.content_hash for s in full})
             pool.prefetch([s.summary for s in full if s.id not in cached])
 

@@ -164,3 +164,31 @@ def test_a_worker_that_dies_fails_the_build_as_a_render_error(tmp_path: Path) ->
             pool.render(REAL[:4])
         assert pool._executor is None  # stopped: a next render starts new workers
         assert pool.render(REAL[:2]) is not None
+
+
+def test_a_file_prefetched_is_read_from_the_store_once(tmp_path: Path) -> None:
+    """The rows `ahead` reads to start the next file's renderings are the ones `fill` writes it from."""
+    import re
+
+    import sqlalchemy as sa
+
+    settings = make_settings(
+        tmp_path, arxiv={"enabled": False}, feeds={"archive_page_size": 8, "size": 5}, render={"workers": 2}
+    )
+    app = build_app(settings, source=MemorySource(site_feed(real_items(30))), clock=FakeClock(), arxiv=False)
+    reads: list[tuple[object, ...]] = []
+
+    def count(conn: object, cursor: object, statement: str, parameters: object, *args: object) -> None:
+        if re.search(r"FROM summaries\s+WHERE summaries\.id IN", statement):
+            reads.append(tuple(parameters) if isinstance(parameters, (tuple, list)) else (parameters,))
+
+    try:
+        poll(app, backfill=0)
+        sa.event.listen(app.store.engine, "before_cursor_execute", count)
+        pool = RenderPool(settings, min_batch=2)
+        build_feeds(app, pool=pool)
+    finally:
+        app.close()
+    assert pool.prefetched >= 3 * 8, "archive pages were prefetched"
+    assert len(reads) >= 4
+    assert len(set(reads)) == len(reads), "a file's summaries were read again after being read ahead"
