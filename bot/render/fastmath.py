@@ -40,6 +40,7 @@ from bot.render.mathtokens import (
     _symbol,
     _text,
     _Unsupported,
+    escape_text,
     tokens,
 )
 
@@ -379,16 +380,5 @@ def fast_mathml(tex: str, source: str, *, display: bool) -> str | None:
     mode = "block" if display else "inline"
     return (
         f'<math xmlns="http://www.w3.org/1998/Math/MathML" display="{mode}"><semantics><mrow>{body}</mrow>'
-        f'<annotation encoding="application/x-tex">{_text_plain(source)}</annotation></semantics></math>'
+        f'<annotation encoding="application/x-tex">{escape_text(source)}</annotation></semantics></math>'
     )
-
-
-def _text_plain(text: str) -> str:
-    # The annotation is our own text node: escaped only, its references kept as written.
-    if "&" in text:
-        text = text.replace("&", "&amp;")
-    if "<" in text:
-        text = text.replace("<", "&lt;")
-    if ">" in text:
-        text = text.replace(">", "&gt;")
-    return text

@@ -33,6 +33,7 @@ from bot.render.markdown import (
     resolve_links,
 )
 from bot.render.mathtext import PROSE_CITE, cite_text, tidy_tex
+from bot.render.mathtokens import escape_text
 
 MATHML_NS = "http://www.w3.org/1998/Math/MathML"
 
@@ -208,22 +209,11 @@ def library_mathml(tidy: str, tex: str, *, display: bool) -> str | None:
     return "".join(out)
 
 
-def _escape_text(text: str) -> str:
-    # What ElementTree's writer escapes in text, in the same order.
-    if "&" in text:
-        text = text.replace("&", "&amp;")
-    if "<" in text:
-        text = text.replace("<", "&lt;")
-    if ">" in text:
-        text = text.replace(">", "&gt;")
-    return text
-
-
 _ATTRIBUTE_ESCAPES = (('"', "&quot;"), ("\r", "&#13;"), ("\n", "&#10;"), ("\t", "&#09;"))
 
 
 def _escape_attribute(value: str) -> str:
-    value = _escape_text(value)
+    value = escape_text(value)
     for char, ref in _ATTRIBUTE_ESCAPES:
         if char in value:
             value = value.replace(char, ref)
@@ -247,13 +237,13 @@ def _write_xml(el: Element, out: list[str]) -> bool:
         out.append(f' {name}="{_escape_attribute(value)}"')
     out.append(">")
     if el.text:
-        out.append(_escape_text(el.text))
+        out.append(escape_text(el.text))
     for child in el:
         if not _write_xml(child, out):
             return False
     out.append(f"</{tag}>")
     if el.tail:
-        out.append(_escape_text(el.tail))
+        out.append(escape_text(el.tail))
     return True
 
 
