@@ -90,7 +90,8 @@ _WHITESPACE = " \t\n\r\x0b\x0c\x1c\x1f\x85\xa0\u2028\u2029\u3000ab#*"
 @FAST
 @given(st.text(alphabet=st.sampled_from(_WHITESPACE), max_size=40) | st.text(max_size=40))
 def test_collapsing_whitespace_at_once_is_collapsing_it_line_by_line(text: str) -> None:
-    from bot.render.text import _SPACES, _collapse
+    from bot.render.teaser import SPACES
+    from bot.render.text import _collapse
 
-    lines = [_SPACES.sub(" ", ln).strip() for ln in text.split("\n")]
+    lines = [SPACES.sub(" ", ln).strip() for ln in text.split("\n")]
     assert _collapse(text) == "\n".join(ln for ln in lines if ln)

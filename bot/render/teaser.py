@@ -11,10 +11,11 @@ import re
 #: how bot.render.text indents each line of a code block (the only text kept verbatim)
 CODE_INDENT = "    "
 
-_SPACES = re.compile(r"[^\S\n]+")
+#: a run of spaces and tabs (newlines kept): collapsed to one space, here and by bot.render.text
+SPACES = re.compile(r"[^\S\n]+")
 
 
 def teaser_source(text: str) -> str:
     """The prose of a plain-text rendering as one line: code blocks (indented) left out."""
     paragraphs = [p for p in text.split("\n\n") if p and not p.startswith(CODE_INDENT)]
-    return _SPACES.sub(" ", " ".join(p.replace("\n", " ") for p in paragraphs)).strip()
+    return SPACES.sub(" ", " ".join(p.replace("\n", " ") for p in paragraphs)).strip()

@@ -27,14 +27,12 @@ from bot.render.markdown import (
     unescape_refs,
 )
 from bot.render.mathtext import MathTextError, prose_tex, strip_tex, tex_to_text
-from bot.render.teaser import CODE_INDENT
+from bot.render.teaser import CODE_INDENT, SPACES
 from bot.render.teaser import teaser_source as teaser_source  # its old home, where the channels import it
 
 #: longest TeX handed to pylatexenc; longer formulas lose their markup instead
 MAX_TEX_CHARS = 4000
 
-_CODE_INDENT = CODE_INDENT
-_SPACES = re.compile(r"[^\S\n]+")
 _MACRO = re.compile(r"\\([A-Za-z]+|.)")
 _TAG = re.compile(r"</?[A-Za-z][^<>]*>|<!--.*?-->|<![^<>]*>|<\?[^<>]*>", re.S)
 _EMPHASIS_RUN = re.compile(r"\*\*+|__+")
@@ -206,7 +204,7 @@ class TextRenderer:
             elif t in ("fence", "code_block"):
                 code = token.content.rstrip("\n")
                 if code.strip():
-                    lines = [(_CODE_INDENT + ln.replace("\t", "    ")).rstrip() for ln in code.split("\n")]
+                    lines = [(CODE_INDENT + ln.replace("\t", "    ")).rstrip() for ln in code.split("\n")]
                     blocks.append("\n".join(lines))
                     list_run = False
             elif t in ("math_block", "math_block_label"):
@@ -230,7 +228,7 @@ class TextRenderer:
 def _collapse(text: str) -> str:
     """Whitespace runs made one space, line by line; blank lines removed."""
     # One pass over the whole text: the runs never hold a newline, so this is the same as line by line.
-    lines = [ln.strip() for ln in _SPACES.sub(" ", text).split("\n")]
+    lines = [ln.strip() for ln in SPACES.sub(" ", text).split("\n")]
     return "\n".join(ln for ln in lines if ln)
 
 
@@ -251,6 +249,6 @@ def _html_to_text(text: str) -> str:
 
 
 def _final(block: str) -> str:
-    if block.startswith(_CODE_INDENT):
+    if block.startswith(CODE_INDENT):
         return block
     return _HEADING_MARK.sub("", block).strip()
